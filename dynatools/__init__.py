@@ -1,0 +1,67 @@
+"""dynatools: measure the dynamics of recurrent neural networks on labeled xarray recordings.
+
+Recordings (schema and I/O)
+    from_array, validate, open_recording, save_recording, demo_path
+Timescales
+    autocorrelation, fit_timescales, timescales
+
+Importing dynatools registers the ``.dyn`` accessor on xarray objects. It does not import torch
+or matplotlib; plotting lives in :mod:`dynatools.plot`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+from dynatools.recording import (  # noqa: E402
+    SCHEMA,
+    RecordingError,
+    from_array,
+    open_recording,
+    save_recording,
+    validate,
+)
+from dynatools.timescales import autocorrelation, fit_timescales, timescales  # noqa: E402
+from dynatools import accessor as _accessor  # noqa: E402,F401  (registers ds.dyn)
+
+
+def demo_path() -> Path:
+    """Path of the shipped demo recording (``datasets/demo_timescales.nc``).
+
+    It is found next to the package in a source checkout or an editable install; set the
+    environment variable ``DYNATOOLS_DATASETS`` to a folder holding it otherwise.
+    """
+    import os
+
+    candidates = []
+    if os.environ.get("DYNATOOLS_DATASETS"):
+        candidates.append(Path(os.environ["DYNATOOLS_DATASETS"]))
+    candidates.append(Path(__file__).resolve().parent.parent / "datasets")
+    for folder in candidates:
+        path = folder / "demo_timescales.nc"
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        "the demo recording datasets/demo_timescales.nc was not found; run from a source checkout "
+        "(pip install -e .) or set DYNATOOLS_DATASETS to the folder that holds it. Regenerate it "
+        "with: python datasets/make_demo_recording.py"
+    )
+
+
+__all__ = [
+    # recordings
+    "SCHEMA",
+    "RecordingError",
+    "from_array",
+    "validate",
+    "open_recording",
+    "save_recording",
+    "demo_path",
+    # timescales
+    "autocorrelation",
+    "fit_timescales",
+    "timescales",
+    "__version__",
+]

@@ -1,0 +1,50 @@
+"""The ``ds.dyn`` / ``da.dyn`` accessor: a thin forwarder to the module functions.
+
+>>> import dynatools as dt
+>>> rec = dt.open_recording(dt.demo_path())
+>>> res = rec.dyn.timescales()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import xarray as xr
+
+from dynatools.recording import save_recording, validate
+from dynatools.timescales import autocorrelation, fit_timescales, timescales
+
+
+class _DynAccessor:
+    def __init__(self, obj: xr.Dataset | xr.DataArray) -> None:
+        self._obj = obj
+
+    def autocorrelation(self, **kwargs: Any) -> xr.DataArray:
+        """:func:`dynatools.autocorrelation` of this object."""
+        return autocorrelation(self._obj, **kwargs)
+
+    def timescales(self, **kwargs: Any) -> xr.Dataset:
+        """:func:`dynatools.timescales` of this object."""
+        return timescales(self._obj, **kwargs)
+
+
+@xr.register_dataset_accessor("dyn")
+class DatasetDynAccessor(_DynAccessor):
+    """``ds.dyn``: analyses of a recording."""
+
+    def validate(self) -> xr.Dataset:
+        """:func:`dynatools.validate` this recording."""
+        return validate(self._obj)
+
+    def save(self, path, **kwargs: Any):
+        """:func:`dynatools.save_recording` this recording."""
+        return save_recording(self._obj, path, **kwargs)
+
+
+@xr.register_dataarray_accessor("dyn")
+class DataArrayDynAccessor(_DynAccessor):
+    """``da.dyn``: analyses of an activity DataArray; ``fit_timescales`` of an autocorrelation."""
+
+    def fit_timescales(self, **kwargs: Any) -> xr.Dataset:
+        """:func:`dynatools.fit_timescales` of this autocorrelation."""
+        return fit_timescales(self._obj, **kwargs)

@@ -1,0 +1,196 @@
+"""Figures from analysis results (matplotlib; imported only when used).
+
+Every function takes the labeled result of an analysis and returns a ``matplotlib.figure.Figure``.
+Colours come from the Okabe-Ito palette, which stays distinguishable for colour-blind readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+#: Okabe-Ito colour-blind-safe palette.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+__all__ = ["PALETTE", "autocorrelation_fits", "tau_net_histogram", "timescales_summary"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt  # falls back to the Agg backend without a display
+
+    return plt
+
+
+def _pick_units(result: xr.Dataset, units: Sequence[int] | int | None, unit_dim: str) -> list[int]:
+    n = result.sizes[unit_dim]
+    if units is None or isinstance(units, (int, np.integer)):
+        k = min(n, 6 if units is None else int(units))
+        sel = result["n_timescales"].values
+        singles = [i for i in range(n) if sel[i] == 1]
+        doubles = [i for i in range(n) if sel[i] == 2]
+        picked = doubles[: k // 2] + singles[: k - min(len(doubles), k // 2)]
+        picked += [i for i in range(n) if i not in picked][: k - len(picked)]
+        return sorted(picked)[:k]
+    labels = list(result[unit_dim].values) if unit_dim in result.coords else list(range(n))
+    return [labels.index(u) for u in units]
+
+
+def autocorrelation_fits(
+    result: xr.Dataset,
+    units: Sequence[int] | int | None = None,
+    *,
+    unit_dim: str = "unit",
+    max_lag: int | None = None,
+    log: bool = True,
+):
+    """Autocorrelations of a few units with their single and double exponential fits.
+
+    As Fig. 1b / S10 of Khajehabdollahi, Zeraati et al. (ICLR 2024): data as dots, the single fit
+    dashed, the double fit solid, the selected model in the legend.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        Output of :func:`dynatools.timescales` (needs ``autocorrelation`` and the fit variables).
+    units : int or sequence of unit labels, optional
+        How many units (picked to show both models when possible) or which ones. Default 6.
+    max_lag : int, optional
+        Largest lag index drawn; default ``2 * fit_lag``.
+    log : bool, default=True
+        Logarithmic y axis, where one exponential is a straight line.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import dynatools as dt, dynatools.plot as dplot
+    >>> fig = dplot.autocorrelation_fits(dt.timescales(dt.open_recording(dt.demo_path())))
+    """
+    plt = _plt()
+    if "autocorrelation" not in result:
+        raise ValueError("result has no 'autocorrelation' variable; pass the output of dynatools.timescales.")
+    idx = _pick_units(result, units, unit_dim)
+    fit_lag = int(result.attrs.get("fit_lag", 30))
+    ac = result["autocorrelation"]
+    lag = ac["lag"].values
+    n_show = min(len(lag), (max_lag if max_lag is not None else 2 * fit_lag) + 1)
+    lag = lag[:n_show]
+    units_label = ac["lag"].attrs.get("units", "step")
+    ncol = min(3, len(idx))
+    nrow = int(np.ceil(len(idx) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.9 * nrow), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(idx):]:
+        ax.set_visible(False)
+    for ax, i in zip(axes.ravel(), idx):
+        r = result.isel({unit_dim: i})
+        y = r["autocorrelation"].values[:n_show]
+        y = y / y[0]
+        t = np.linspace(0, lag[-1], 200)
+        ax.plot(lag, y, "o", ms=3, color="0.35", label="data")
+        if np.isfinite(r["tau_single"]):
+            ax.plot(t, float(r["amplitude_single"]) * np.exp(-t / float(r["tau_single"])), "--", color=PALETTE[0], label=f"single: τ={float(r['tau_single']):.3g}")
+        if np.isfinite(r["tau_slow"]):
+            a, c = float(r["amplitude_double"]), float(r["weight_fast"])
+            tf, ts = float(r["tau_fast"]), float(r["tau_slow"])
+            ax.plot(t, a * (c * np.exp(-t / tf) + (1 - c) * np.exp(-t / ts)), "-", color=PALETTE[1], label=f"double: {tf:.3g}, {ts:.3g}")
+        ax.axvline(lag[min(fit_lag, n_show - 1)], color="0.8", lw=0.8, zorder=0)
+        if log:
+            ax.set_yscale("log")
+            ax.set_ylim(max(1e-3, np.nanmin(np.where(y > 0, y, np.nan)) / 2), 1.5)
+        label = r[unit_dim].values if unit_dim in r.coords else i
+        ax.set_title(f"unit {label}: {str(r['selected_model'].values)} (τ_net={float(r['tau_net']):.3g})", fontsize=9)
+        ax.set_xlabel(f"lag ({units_label})")
+        ax.legend(fontsize=7, frameon=False)
+    for row in axes:
+        row[0].set_ylabel("AC / AC[0]")
+    fig.tight_layout()
+    return fig
+
+
+def tau_net_histogram(result: xr.Dataset, *, bins: int = 30, by_model: bool = True):
+    """Histogram of ``tau_net`` (Fig. 5b of the timescale paper), split by selected model.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        Output of :func:`dynatools.timescales` or :func:`dynatools.fit_timescales`.
+    bins : int, default=30
+    by_model : bool, default=True
+        Stack units whose single or double model was selected in two colours.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    tau = result["tau_net"].values.ravel()
+    model = result["selected_model"].values.ravel()
+    ok = np.isfinite(tau)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    if not ok.any():
+        ax.text(0.5, 0.5, "no finite tau_net", ha="center", transform=ax.transAxes)
+        return fig
+    edges = np.histogram_bin_edges(tau[ok], bins=bins)
+    if by_model:
+        data = [tau[ok & (model == "single")], tau[ok & (model == "double")]]
+        ax.hist(data, bins=edges, stacked=True, color=[PALETTE[0], PALETTE[1]],
+                label=[f"single ({len(data[0])})", f"double ({len(data[1])})"])
+        ax.legend(frameon=False, fontsize=8)
+    else:
+        ax.hist(tau[ok], bins=edges, color=PALETTE[0])
+    ax.set_xlabel(f"τ_net ({result['tau_net'].attrs.get('units', 'step')})")
+    ax.set_ylabel("units")
+    fig.tight_layout()
+    return fig
+
+
+def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4):
+    """One figure: a few autocorrelations with their fits and the histogram of ``tau_net``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    idx = _pick_units(result, units, "unit")
+    fit_lag = int(result.attrs.get("fit_lag", 30))
+    ac = result["autocorrelation"]
+    n_show = min(ac.sizes["lag"], 2 * fit_lag + 1)
+    lag = ac["lag"].values[:n_show]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    t = np.linspace(0, lag[-1], 200)
+    for color, i in zip(PALETTE, idx):
+        r = result.isel(unit=i)
+        y = r["autocorrelation"].values[:n_show]
+        y = y / y[0]
+        ax1.plot(lag, np.where(y > 0, y, np.nan), "o", ms=2.5, color=color)
+        if np.isfinite(r["tau_single"]):
+            ax1.plot(t, float(r["amplitude_single"]) * np.exp(-t / float(r["tau_single"])), "--", lw=1, color=color)
+        if np.isfinite(r["tau_slow"]):
+            a, c = float(r["amplitude_double"]), float(r["weight_fast"])
+            ax1.plot(t, a * (c * np.exp(-t / float(r["tau_fast"])) + (1 - c) * np.exp(-t / float(r["tau_slow"]))), "-", lw=1, color=color)
+        label = r["unit"].values if "unit" in r.coords else i
+        ax1.plot([], [], "o-", color=color, label=f"unit {label}: {str(r['selected_model'].values)}, τ_net={float(r['tau_net']):.3g}")
+    ax1.set_yscale("log")
+    ax1.set_ylim(1e-3, 1.5)
+    ax1.set_xlabel(f"lag ({ac['lag'].attrs.get('units', 'step')})")
+    ax1.set_ylabel("AC / AC[0]")
+    ax1.set_title("autocorrelations: dots data, dashed single fit, solid double fit", fontsize=9)
+    ax1.legend(fontsize=7, frameon=False)
+    tau = result["tau_net"].values
+    model = result["selected_model"].values
+    ok = np.isfinite(tau)
+    if ok.any():
+        edges = np.histogram_bin_edges(tau[ok], bins=20)
+        ax2.hist([tau[ok & (model == "single")], tau[ok & (model == "double")]], bins=edges, stacked=True,
+                 color=[PALETTE[0], PALETTE[1]], label=["single", "double"])
+        ax2.legend(frameon=False, fontsize=8, title="selected model", title_fontsize=8)
+    ax2.set_xlabel(f"τ_net ({result['tau_net'].attrs.get('units', 'step')})")
+    ax2.set_ylabel("units")
+    ax2.set_title(f"network-mediated timescales ({int(ok.sum())} units)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,455 @@
+"""Recordings: the labeled activity datasets every analysis reads (schema version 1).
+
+A recording is an :class:`xarray.Dataset` with a variable ``activity`` of dims
+``("trial", "time", "unit")``, coordinates for those dims, optional per-unit coordinates
+(``tau``, ``module``, ``population``), optional variables (inputs, outputs, weights) and provenance
+attributes. See ``docs/recording-schema.md`` for the full description.
+
+netCDF cannot store dict, list, bool or None attributes; :func:`save_recording` encodes them as
+JSON strings and lists their names in the attribute ``_json_attrs``, and :func:`open_recording`
+decodes them, so attributes round-trip exactly (tuples come back as lists).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "RecordingError",
+    "from_array",
+    "validate",
+    "save_recording",
+    "open_recording",
+]
+
+SCHEMA_VERSION = 1
+SCHEMA = f"dynatools.recording/{SCHEMA_VERSION}"
+_SCHEMA_PREFIX = "dynatools.recording/"
+_JSON_LIST_ATTR = "_json_attrs"
+
+#: Dims of the required variable, in this order.
+ACTIVITY_DIMS = ("trial", "time", "unit")
+#: Optional variables and the dims each may have (alternatives in order of preference).
+OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "input": (("trial", "time", "input_dim"),),
+    "target": (("trial", "time", "head"), ("trial", "head")),
+    "output": (("trial", "time", "head"), ("trial", "head"), ("trial", "time", "head", "class")),
+    "W_rec": (("unit", "unit_pre"),),
+    "W_in": (("unit", "input_dim"),),
+    "W_out": (("head", "class", "unit"),),
+    "bias": (("unit",),),
+}
+#: Per-unit coordinates the schema knows.
+UNIT_COORDS = ("tau", "module", "population")
+TIME_UNITS = ("step", "s")
+
+
+class RecordingError(ValueError):
+    """A recording does not follow the schema, or a file could not be read as one."""
+
+
+def _software_version() -> str:
+    from dynatools import __version__
+
+    return f"dynatools {__version__}"
+
+
+def from_array(
+    activity: Any,
+    *,
+    dt: float = 1.0,
+    dims: Sequence[str] = ACTIVITY_DIMS,
+    time_units: str = "step",
+    **coords_and_attrs: Any,
+) -> xr.Dataset:
+    """Build a schema-1 recording from a plain array.
+
+    Parameters
+    ----------
+    activity : array_like, float
+        Activity with axes named by ``dims``. Integer data is rejected (convert it first).
+    dt : float, default=1.0
+        Time between samples, in ``time_units``. The ``time`` coordinate is ``arange(T) * dt``.
+    dims : sequence of str, default=("trial", "time", "unit")
+        Names of the axes of ``activity``, any permutation of ``("trial", "time", "unit")``;
+        ``"trial"`` may be left out for a single trial (a trial axis of length 1 is added).
+    time_units : {"step", "s"}, default="step"
+        Units of ``dt`` and of the ``time`` coordinate.
+    **coords_and_attrs
+        ``trial``, ``time``, ``unit``: coordinate values for those dims (``unit`` must be
+        integers). ``tau``, ``module``, ``population``: per-unit coordinates (length = number of
+        units). ``input``, ``target``, ``output``, ``W_rec``, ``W_in``, ``W_out``, ``bias``:
+        optional variables as numpy arrays with the dims of the schema. Anything else is stored
+        as a global attribute (str, numbers, lists, dicts, bool and None are all allowed).
+
+    Returns
+    -------
+    xarray.Dataset
+        A recording that passes :func:`validate`.
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt
+    >>> rec = dt.from_array(np.zeros((2, 100, 3)), dt=1.0, tau=[1.0, 2.0, 5.0], model="mine")
+    >>> rec.activity.dims
+    ('trial', 'time', 'unit')
+    >>> rec.attrs["schema"]
+    'dynatools.recording/1'
+    """
+    from dynatools._validation import as_activity, check_choice
+
+    dims = tuple(dims)
+    bad = [d for d in dims if d not in ACTIVITY_DIMS]
+    if bad or len(set(dims)) != len(dims) or not {"time", "unit"} <= set(dims):
+        raise ValueError(
+            f"dims={dims!r}: expected a permutation of {ACTIVITY_DIMS} ('trial' may be left "
+            f"out for one trial); found {bad or 'duplicates or missing time/unit'}."
+        )
+    arr = np.asarray(activity)
+    if arr.ndim != len(dims):
+        raise ValueError(
+            f"activity has {arr.ndim} axes (shape {arr.shape}) but dims={dims!r} names "
+            f"{len(dims)}; pass dims naming every axis."
+        )
+    da = as_activity(xr.DataArray(arr, dims=dims))
+    if "trial" not in dims:
+        da = da.expand_dims("trial")
+    da = da.transpose(*ACTIVITY_DIMS)
+    check_choice("time_units", time_units, TIME_UNITS)
+    dt = float(dt)
+    if not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive finite number; found {dt}.")
+
+    n_trial, n_time, n_unit = da.shape
+    kw = dict(coords_and_attrs)
+    coords: dict[str, Any] = {
+        "trial": np.asarray(kw.pop("trial", np.arange(n_trial))),
+        "time": np.asarray(kw.pop("time", np.arange(n_time) * dt)),
+        "unit": np.asarray(kw.pop("unit", np.arange(n_unit))),
+    }
+    for name, n in zip(ACTIVITY_DIMS, da.shape):
+        if coords[name].shape != (n,):
+            raise ValueError(
+                f"coordinate {name!r} has shape {coords[name].shape}; expected ({n},) to match "
+                f"the activity's {name} axis."
+            )
+    ds = xr.Dataset({"activity": da.variable}, coords=coords)
+    ds["time"].attrs["units"] = time_units
+
+    for name in UNIT_COORDS:
+        if name in kw:
+            values = np.asarray(kw.pop(name))
+            if values.shape != (n_unit,):
+                raise ValueError(
+                    f"per-unit coordinate {name!r} has shape {values.shape}; expected "
+                    f"({n_unit},), one value per unit."
+                )
+            ds = ds.assign_coords({name: ("unit", values)})
+    for name, alternatives in OPTIONAL_VARIABLES.items():
+        if name in kw:
+            values = np.asarray(kw.pop(name))
+            match = [d for d in alternatives if len(d) == values.ndim]
+            if not match:
+                raise ValueError(
+                    f"variable {name!r} has {values.ndim} axes (shape {values.shape}); expected "
+                    f"dims " + " or ".join(map(str, alternatives)) + "."
+                )
+            ds[name] = (match[0], values)
+
+    for name, value in kw.items():
+        if isinstance(value, (np.ndarray, xr.DataArray)) and np.ndim(value) > 0:
+            raise TypeError(
+                f"keyword {name!r} is an array, but only the schema's names are turned into "
+                f"variables or coordinates ({', '.join(UNIT_COORDS + tuple(OPTIONAL_VARIABLES))}). "
+                f"Add other arrays afterwards, e.g. ds.assign_coords({name}=('unit', values)), "
+                f"or pass a list to store it as an attribute."
+            )
+    attrs: dict[str, Any] = {
+        "schema": SCHEMA,
+        "dt": dt,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "software": _software_version(),
+    }
+    attrs.update(kw)
+    ds.attrs = attrs
+    validate(ds)
+    return ds
+
+
+def _describe_dims(dims: Sequence[Hashable]) -> str:
+    return "(" + ", ".join(repr(str(d)) for d in dims) + ")"
+
+
+def validate(ds: xr.Dataset) -> xr.Dataset:
+    """Check that ``ds`` is a schema-1 recording; return it unchanged.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The recording to check.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` itself, so calls can be chained.
+
+    Raises
+    ------
+    RecordingError
+        Naming the variable or attribute at fault, what was expected and what was found.
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt
+    >>> rec = dt.validate(dt.from_array(np.ones((1, 10, 2))))
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise RecordingError(
+            f"a recording is an xarray.Dataset; found {type(ds).__name__}. Build one from an "
+            f"array with dynatools.from_array(activity, dims=...)."
+        )
+    schema = ds.attrs.get("schema")
+    if schema is None:
+        raise RecordingError(
+            "attribute 'schema' is missing: this Dataset is not a dynatools recording. Build one "
+            "with dynatools.from_array(...) or set ds.attrs['schema'] = "
+            f"{SCHEMA!r} after checking it follows docs/recording-schema.md."
+        )
+    _check_schema_version(schema)
+    if "activity" not in ds.data_vars:
+        raise RecordingError(
+            f"variable 'activity' is missing (variables found: "
+            f"{sorted(map(str, ds.data_vars))}); a recording needs activity with dims "
+            f"{_describe_dims(ACTIVITY_DIMS)}."
+        )
+    act = ds["activity"]
+    if tuple(act.dims) != ACTIVITY_DIMS:
+        raise RecordingError(
+            f"variable 'activity' has dims {_describe_dims(act.dims)}; expected "
+            f"{_describe_dims(ACTIVITY_DIMS)}. Fix with ds['activity'] = "
+            f"ds['activity'].transpose('trial', 'time', 'unit') or rename the dims."
+        )
+    if act.dtype not in (np.float32, np.float64):
+        raise RecordingError(
+            f"variable 'activity' has dtype {act.dtype}; expected float32 or float64. "
+            f"Convert with ds['activity'] = ds['activity'].astype('float32')."
+        )
+    for name in ACTIVITY_DIMS:
+        if name not in ds.coords:
+            raise RecordingError(
+                f"coordinate {name!r} is missing; expected a 1-D coordinate on dim {name!r}."
+            )
+    time = ds["time"]
+    if not np.issubdtype(time.dtype, np.number):
+        raise RecordingError(
+            f"coordinate 'time' has dtype {time.dtype}; expected numbers (steps or seconds), "
+            f"not dates."
+        )
+    if time.attrs.get("units") not in TIME_UNITS:
+        raise RecordingError(
+            f"coordinate 'time' has units={time.attrs.get('units')!r}; expected one of "
+            f"{TIME_UNITS}. Set ds['time'].attrs['units'] = 'step'."
+        )
+    if time.size > 1 and not bool(np.all(np.diff(time.values) > 0)):
+        raise RecordingError("coordinate 'time' must be strictly increasing.")
+    if not np.issubdtype(ds["unit"].dtype, np.integer):
+        raise RecordingError(
+            f"coordinate 'unit' has dtype {ds['unit'].dtype}; expected integer unit ids. "
+            f"Keep labels in another per-unit coordinate, e.g. ds.assign_coords(label=('unit', ...))."
+        )
+    dt = ds.attrs.get("dt")
+    if not isinstance(dt, (float, int, np.floating, np.integer)) or isinstance(dt, bool) or not dt > 0:
+        raise RecordingError(f"attribute 'dt' must be a positive number; found {dt!r}.")
+    for name in UNIT_COORDS:
+        if name in ds.coords and tuple(ds[name].dims) != ("unit",):
+            raise RecordingError(
+                f"coordinate {name!r} has dims {_describe_dims(ds[name].dims)}; expected "
+                f"('unit',), one value per unit."
+            )
+    for name, alternatives in OPTIONAL_VARIABLES.items():
+        if name in ds.data_vars and tuple(ds[name].dims) not in alternatives:
+            raise RecordingError(
+                f"variable {name!r} has dims {_describe_dims(ds[name].dims)}; expected "
+                + " or ".join(_describe_dims(d) for d in alternatives)
+                + "."
+            )
+    return ds
+
+
+def _check_schema_version(schema: Any) -> None:
+    if not isinstance(schema, str) or not schema.startswith(_SCHEMA_PREFIX):
+        raise RecordingError(
+            f"attribute 'schema' is {schema!r}; expected {SCHEMA!r}. This is not a dynatools "
+            f"recording."
+        )
+    version = schema[len(_SCHEMA_PREFIX):]
+    if version != str(SCHEMA_VERSION):
+        raise RecordingError(
+            f"the recording uses schema version {version!r}, but this dynatools reads version "
+            f"{SCHEMA_VERSION} ({SCHEMA!r}). Install the dynatools version that wrote it, or "
+            f"re-export the recording with this one."
+        )
+
+
+# -- attributes <-> netCDF -------------------------------------------------------------------------
+
+def _needs_json(value: Any) -> bool:
+    return value is None or isinstance(value, (dict, list, tuple, bool, np.bool_))
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    encoded: list[str] = []
+    for key, value in attrs.items():
+        if key == _JSON_LIST_ATTR:
+            continue
+        if _needs_json(value):
+            out[key] = json.dumps(_to_jsonable(value))
+            encoded.append(key)
+        else:
+            out[key] = value
+    if encoded:
+        out[_JSON_LIST_ATTR] = json.dumps(encoded)
+    return out
+
+
+def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(attrs)
+    raw = out.pop(_JSON_LIST_ATTR, None)
+    if raw is None:
+        return out
+    for key in json.loads(raw):
+        if key in out:
+            out[key] = json.loads(out[key])
+    return out
+
+
+def _map_attrs(ds: xr.Dataset, fn) -> xr.Dataset:
+    ds = ds.copy()
+    ds.attrs = fn(ds.attrs)
+    for var in ds.variables.values():
+        var.attrs = fn(var.attrs)
+    return ds
+
+
+def save_recording(ds: xr.Dataset, path: str | os.PathLike, *, encoding: Mapping | None = None) -> Path:
+    """Validate ``ds`` and write it to a netCDF4 file atomically.
+
+    The data go to a temporary file in the destination folder, which is renamed over ``path``
+    only once complete: a crash never leaves a partial file under the final name.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A recording (checked with :func:`validate` first).
+    path : str or path-like
+        Destination, conventionally ``*.nc``.
+    encoding : mapping, optional
+        Per-variable netCDF encoding passed to :meth:`xarray.Dataset.to_netcdf`, e.g.
+        ``{"activity": {"zlib": True, "complevel": 4}}``.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt, tempfile, os
+    >>> rec = dt.from_array(np.ones((1, 10, 2)), config={"lr": 0.05}, fixed_tau=False)
+    >>> p = dt.save_recording(rec, os.path.join(tempfile.mkdtemp(), "rec.nc"))
+    >>> dt.open_recording(p).attrs["config"]
+    {'lr': 0.05}
+    """
+    validate(ds)
+    return write_netcdf_atomic(_map_attrs(ds, _encode_attrs), path, encoding=encoding)
+
+
+def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike, *, encoding: Mapping | None = None) -> Path:
+    """Write any Dataset to netCDF4 through a temporary file and an atomic rename."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist; create it first.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=dict(encoding or {}))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def open_recording(path: str | os.PathLike, *, chunks: Mapping[str, int] | str | None = None) -> xr.Dataset:
+    """Open a recording written by :func:`save_recording` (or any schema-1 netCDF file).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A netCDF4 file.
+    chunks : mapping or "auto", optional
+        Open lazily as dask arrays with these chunks (e.g. ``{"unit": 100}``); needs dask. Chunk
+        over ``unit`` or ``trial``, never over ``time``, for the timescale analysis.
+
+    Returns
+    -------
+    xarray.Dataset
+        The recording, with JSON-encoded attributes decoded. Data are read lazily.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    RecordingError
+        If the file is not readable netCDF (e.g. truncated), or not a schema-1 recording.
+
+    Examples
+    --------
+    >>> import dynatools as dt
+    >>> rec = dt.open_recording(dt.demo_path())
+    >>> rec.activity.dims
+    ('trial', 'time', 'unit')
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such recording: {str(path)!r}.")
+    if path.is_dir():
+        raise RecordingError(f"{str(path)!r} is a folder; expected a netCDF4 file (*.nc).")
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4", chunks=chunks, decode_times=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise RecordingError(
+            f"could not read {str(path)!r} as netCDF4 ({type(exc).__name__}: {exc}). The file "
+            f"may be truncated or not a netCDF file; write it again with "
+            f"dynatools.save_recording."
+        ) from exc
+    ds = _map_attrs(ds, _decode_attrs)
+    validate(ds)
+    return ds

@@ -1,0 +1,500 @@
+"""Autocorrelation timescales of single units and populations, with AIC model selection.
+
+Implements the timescale analysis of Khajehabdollahi, Zeraati et al. (ICLR 2024, "Emergent
+mechanisms for long timescales depend on training curriculum...", Sec. 2, Eq. 3; used again in
+Hamidi et al., "Modular Growth of Hierarchical Networks", section "Timescale Estimation"):
+
+1. the unbiased autocorrelation of each unit, per-trial mean removed, lag k divided by T - k,
+   averaged over trials (:func:`autocorrelation`);
+2. a single exponential ``a exp(-t/tau)`` and a double exponential
+   ``a (c exp(-t/tau_1) + (1-c) exp(-t/tau_2))`` fitted to AC/AC[0] on lags 0..fit_lag, one
+   model selected by AIC (or BIC), and the network-mediated timescale ``tau_net`` taken as the
+   slowest timescale of the selected model (:func:`fit_timescales`).
+
+``docs/timescales.md`` gives the equations, the defaults and every difference from the authors'
+code.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from dynatools import _acf, _expfit
+from dynatools._validation import as_activity, check_choice, check_core_dims, check_positive_int, is_dask
+
+__all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS"]
+
+#: Names of the per-unit ``status`` values of :func:`fit_timescales`.
+STATUS = _expfit.STATUS
+#: Default upper bound of every timescale, in steps of the lag coordinate (the authors' bound).
+TAU_MAX_STEPS = 100.0
+
+
+def _lag_spacing(da: xr.DataArray, dim: str) -> tuple[float, str | None]:
+    """Sampling interval along ``dim`` from its coordinate (1 if none) and its units."""
+    if dim not in da.coords or da.sizes[dim] < 2:
+        units = da.coords[dim].attrs.get("units") if dim in da.coords else None
+        return 1.0, units
+    coord = np.asarray(da[dim].values, dtype=np.float64)
+    diffs = np.diff(coord)
+    step = float(diffs[0])
+    if step <= 0 or not np.allclose(diffs, step, rtol=1e-6, atol=0):
+        raise ValueError(
+            f"coordinate {dim!r} is not evenly spaced and increasing (first steps: "
+            f"{diffs[:3].tolist()}); autocorrelations need uniformly sampled data. Resample it, "
+            f"or drop the coordinate with da.drop_vars({dim!r}) to use sample indices."
+        )
+    return step, da[dim].attrs.get("units")
+
+
+def autocorrelation(
+    activity: Any,
+    *,
+    max_lag: int,
+    dim: str = "time",
+    trial_dim: str = "trial",
+    unit_dim: str = "unit",
+    population: bool = False,
+    normalize: bool = True,
+    dtype: Literal["float32", "float64"] | None = None,
+    progress: bool = False,
+) -> xr.DataArray:
+    r"""Unbiased autocorrelation of each unit (or of the summed population), averaged over trials.
+
+    For each trial, the trial's mean is removed and, for lag :math:`k = 0..\mathrm{max\_lag}`,
+
+    .. math:: C(k) = \frac{1}{T - k} \sum_{t=0}^{T-1-k} (r_t - \hat\mu)(r_{t+k} - \hat\mu)
+
+    (Eq. 3 of Khajehabdollahi, Zeraati et al., ICLR 2024). :math:`C` is averaged over trials and,
+    with ``normalize=True``, divided by its value at lag 0.
+
+    Computed by one real FFT per series, zero-padded only to
+    ``scipy.fft.next_fast_len(T + max_lag)``, over chunks of units so the extra memory stays a few
+    tens of MB whatever the recording's size.
+
+    Parameters
+    ----------
+    activity : xarray.Dataset, xarray.DataArray or ndarray
+        A recording (its ``activity`` is used), or activity with dims ``(trial, time, unit)``; a
+        plain array is taken to have those dims (2-D: ``(time, unit)``). Other dims are kept.
+        Dask-backed data must not be chunked along ``dim``.
+    max_lag : int
+        Largest lag, in samples; must be < T.
+    dim, trial_dim, unit_dim : str
+        Names of the time, trial and unit dims. ``trial_dim`` may be absent (one trial).
+    population : bool, default=False
+        If True, the autocorrelation of the activity summed over ``unit_dim``.
+    normalize : bool, default=True
+        Divide by the lag-0 value (after averaging over trials), so ``AC[0] = 1``. Units with zero
+        variance then give NaN (with a warning).
+    dtype : {"float32", "float64"}, optional
+        Precision of the FFT. Default: that of the data. Means and the trial average are always
+        accumulated in float64; the result is float64.
+    progress : bool, default=False
+        Show a progress bar over units (in-memory data only).
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``"autocorrelation"``, with dim ``lag`` in place of ``dim`` and ``trial_dim``
+        (``(unit, lag)`` for a recording; ``(lag,)`` with ``population=True``). The ``lag``
+        coordinate is in the units of the time coordinate (``k * dt``). Attributes record the
+        parameters.
+
+    Raises
+    ------
+    ValueError
+        Missing dims, ``max_lag >= T``, NaN or inf in the data, chunks along ``dim``.
+    TypeError
+        Integer, boolean or complex data.
+
+    Notes
+    -----
+    With one series and ``normalize=True`` this equals
+    ``statsmodels.tsa.stattools.acf(x, adjusted=True, nlags=max_lag)`` (tested). The authors' code
+    divides lag ``k`` by ``T - 1 - k`` instead of ``T - k``; the difference is a factor
+    ``(T-k)/(T-1-k)``, below 3e-4 for T = 1e5 and k <= 30 (see ``docs/timescales.md``).
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 1000, 3))          # (trial, time, unit): white noise
+    >>> ac = dt.autocorrelation(x, max_lag=5)
+    >>> ac.dims, float(ac.sel(lag=0)[0])
+    (('unit', 'lag'), 1.0)
+    """
+    da = as_activity(activity)
+    check_core_dims(da, [dim, unit_dim] if population else [dim])
+    max_lag = check_positive_int("max_lag", max_lag, minimum=0)
+    if dtype is not None:
+        check_choice("dtype", dtype, ("float32", "float64"))
+    n_time = da.sizes[dim]
+    if n_time <= max_lag:
+        raise ValueError(
+            f"max_lag={max_lag} needs more than {max_lag} samples along {dim!r}, but the data "
+            f"have {n_time}. Lower max_lag or record longer (for unbiased timescales, T should "
+            f"be many times the longest timescale)."
+        )
+    if n_time < 2:
+        raise ValueError(f"the data have {n_time} sample along {dim!r}; need at least 2.")
+    dask_backed = is_dask(da)
+    if dask_backed:
+        chunks = dict(zip(da.dims, da.chunks))
+        if len(chunks[dim]) > 1:
+            raise ValueError(
+                f"the data are chunked along {dim!r} ({len(chunks[dim])} chunks); an "
+                f"autocorrelation needs whole series. Rechunk over units or trials instead: "
+                f"da.chunk({{{dim!r}: -1, {unit_dim!r}: 100}})."
+            )
+    spacing, units = _lag_spacing(da, dim)
+    work = np.dtype(dtype) if dtype is not None else (np.dtype(np.float32) if da.dtype == np.float32 else np.dtype(np.float64))
+
+    if population:
+        da = da.sum(unit_dim, dtype=np.float64) if not dask_backed else da.astype(np.float64).sum(unit_dim)
+        work = np.dtype(np.float64) if dtype is None else work
+
+    bar = None
+    if progress and not dask_backed:
+        from tqdm.auto import tqdm
+
+        n_series = int(np.prod([s for d, s in da.sizes.items() if d != dim]))
+        bar = tqdm(total=n_series, desc="autocorrelation", unit="series")
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        out = _acf.acf_last_axis(x, max_lag, work_dtype=work, progress=bar.update if bar else None)
+        if dask_backed and not np.isfinite(out).all():
+            raise ValueError(
+                "the activity contains NaN or inf values; remove or interpolate them "
+                "(e.g. da.interpolate_na('time')) before computing autocorrelations."
+            )
+        return out
+
+    try:
+        per_trial = xr.apply_ufunc(
+            kernel,
+            da.drop_vars([c for c in da.coords if dim in da[c].dims]),
+            input_core_dims=[[dim]],
+            output_core_dims=[["lag"]],
+            dask="parallelized",
+            output_dtypes=[np.float64],
+            dask_gufunc_kwargs={"output_sizes": {"lag": max_lag + 1}},
+            keep_attrs=False,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not dask_backed:
+        _raise_on_nonfinite(per_trial, trial_dim, unit_dim)
+    ac = per_trial.mean(trial_dim) if trial_dim in per_trial.dims else per_trial
+    ac = ac.assign_coords(lag=np.arange(max_lag + 1) * spacing)
+    if units is not None:
+        ac["lag"].attrs["units"] = units
+    if normalize:
+        ac0 = ac.isel(lag=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ac = (ac / ac0).where(ac0 > 0)
+        if not dask_backed:
+            _warn_constant(ac0, unit_dim, "its normalised autocorrelation is NaN")
+    ac.name = "autocorrelation"
+    ac.attrs = {
+        "long_name": "population autocorrelation" if population else "autocorrelation",
+        "estimator": "unbiased: lag k divided by T - k; per-trial mean removed; mean over trials",
+        "normalized": int(normalize),
+        "population": int(population),
+        "max_lag": max_lag,
+        "n_time": n_time,
+        "n_trials": int(da.sizes.get(trial_dim, 1)),
+        "fft_dtype": str(work),
+        "reference": "Khajehabdollahi, Zeraati et al., ICLR 2024, Eq. 3",
+    }
+    return ac
+
+
+def _raise_on_nonfinite(per_trial: xr.DataArray, trial_dim: str, unit_dim: str) -> None:
+    """NaN/inf in a series spreads to its whole FFT output: find them there, at no extra cost."""
+    bad = ~np.isfinite(per_trial).all("lag")
+    if bool(bad.any()):
+        where = []
+        for d in (unit_dim, trial_dim):
+            if d in bad.dims:
+                hit = bad.any([x for x in bad.dims if x != d])
+                labels = per_trial[d].values[hit.values] if d in per_trial.coords else np.flatnonzero(hit.values)
+                where.append(f"{d} {labels[:5].tolist()}{' ...' if labels.size > 5 else ''}")
+        raise ValueError(
+            "the activity contains NaN or inf values (in " + ", ".join(where) + "); remove or "
+            "interpolate them (e.g. da.interpolate_na('time')) or drop those units before "
+            "computing autocorrelations."
+        )
+
+
+def _warn_constant(ac0: xr.DataArray, unit_dim: str, consequence: str) -> None:
+    const = ~(ac0 > 0)
+    if bool(const.any()):
+        if unit_dim in const.dims:
+            labels = const[unit_dim].values[const.values] if unit_dim in const.coords else np.flatnonzero(const.values)
+            what = f"{int(const.sum())} unit(s) ({unit_dim} {labels[:5].tolist()}{' ...' if labels.size > 5 else ''})"
+        else:
+            what = "the series"
+        warnings.warn(
+            f"{what} have zero variance (constant activity); {consequence}. The other units are "
+            f"unaffected.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def fit_timescales(
+    acf: xr.DataArray,
+    *,
+    fit_lag: int = 30,
+    criterion: Literal["aic", "bic"] = "aic",
+    reference: bool = False,
+    lag_dim: str = "lag",
+    tau_max: float | None = None,
+    min_weight: float = 0.05,
+    min_ratio: float = 1.5,
+    errors: Literal["ignore", "raise"] = "ignore",
+) -> xr.Dataset:
+    r"""Fit single and double exponentials to autocorrelations and select a model per unit.
+
+    On lags ``0..fit_lag`` of ``y = AC / AC[0]`` every unit is fitted with
+
+    * single: :math:`a\,e^{-t/\tau}`, with :math:`a \in [0, 1]`, :math:`\tau \in (0, \tau_{max}]`;
+    * double: :math:`a\,(c\,e^{-t/\tau_1} + (1-c)\,e^{-t/\tau_2})`, with :math:`a, c \in [0, 1]`,
+      :math:`\tau_{1,2} \in (0, \tau_{max}]`;
+
+    by bounded least squares, all units at once (a batched projected Levenberg-Marquardt solver,
+    not a loop over ``curve_fit``). The model with the lower criterion,
+    ``AIC = 2k + n ln(RSS/n)`` or ``BIC = k ln n + n ln(RSS/n)`` (k = 2 or 4 parameters, n lags),
+    is selected, and ``tau_net`` is its slowest timescale (Khajehabdollahi, Zeraati et al., ICLR
+    2024, Sec. 2).
+
+    ``reference=True`` reproduces the authors' procedure: starts at the midpoint of the bounds
+    (what ``curve_fit`` does without ``p0``), no safeguards, a tie gives NaN.
+
+    The default is safer, because that procedure picks the double model for about a third of the
+    units of pure one-timescale data (AIC treats the strongly correlated errors of an
+    autocorrelation estimate as independent): starts come from log-linear slopes (three starts
+    for the double model, the best kept), and the single model is kept, with a status saying why,
+    when the double model's smaller weight is below ``min_weight``, a timescale sits at a bound,
+    or ``tau_slow < min_ratio * tau_fast`` (the components duplicate each other).
+
+    Parameters
+    ----------
+    acf : xarray.DataArray
+        Autocorrelations with dim ``lag_dim`` (lag 0 first), e.g. from :func:`autocorrelation`;
+        normalised or not (it is divided by lag 0 here). Other dims (``unit``, ...) are kept.
+    fit_lag : int, default=30
+        Largest lag index used in the fit (the authors' value); at least 4.
+    criterion : {"aic", "bic"}, default="aic"
+    reference : bool, default=False
+        Reproduce the authors' procedure exactly (AIC only).
+    lag_dim : str, default="lag"
+    tau_max : float, optional
+        Upper bound of every timescale, in the units of the lag coordinate. Default: 100 lag
+        steps (the authors' bound). Results at the bound are flagged.
+    min_weight : float, default=0.05
+        Default mode: smallest weight ``min(c, 1-c)`` of a credible second component.
+    min_ratio : float, default=1.5
+        Default mode: smallest ``tau_slow / tau_fast`` of two distinct components.
+    errors : {"ignore", "raise"}, default="ignore"
+        With "raise", a unit whose fits both fail raises; with "ignore" it gets NaN and
+        ``status = "failed"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over the non-lag dims of ``acf`` (usually ``unit``):
+
+        - ``tau_single``, ``amplitude_single``: single-exponential fit;
+        - ``tau_fast``, ``tau_slow``, ``weight_fast``, ``amplitude_double``: double fit (fast
+          component first; ``weight_fast`` is its weight c);
+        - ``criterion_single``, ``criterion_double``, ``rss_single``, ``rss_double``;
+        - ``selected_model``: ``"single"``, ``"double"`` or ``"none"``; ``n_timescales``: 1, 2 or
+          NaN;
+        - ``tau_net``: slowest timescale of the selected model; ``r2``: its coefficient of
+          determination on the fitted lags;
+        - ``status``: one of :data:`STATUS` (``"ok"`` when nothing needs saying).
+
+        Timescales are in the units of the lag coordinate. Attributes record the parameters.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, dynatools as dt
+    >>> lag = np.arange(31.0)
+    >>> acf = xr.DataArray(np.exp(-lag / 4.0)[None], dims=("unit", "lag"), coords={"lag": lag})
+    >>> res = dt.fit_timescales(acf)
+    >>> round(float(res.tau_net[0]), 6), str(res.selected_model[0].values)
+    (4.0, 'single')
+    """
+    if not isinstance(acf, xr.DataArray):
+        raise TypeError(
+            f"acf must be an xarray.DataArray with a {lag_dim!r} dim (e.g. from "
+            f"dynatools.autocorrelation); found {type(acf).__name__}."
+        )
+    check_core_dims(acf, [lag_dim])
+    fit_lag = check_positive_int("fit_lag", fit_lag, minimum=4)
+    check_choice("criterion", criterion, ("aic", "bic"))
+    check_choice("errors", errors, ("ignore", "raise"))
+    if reference and criterion != "aic":
+        raise ValueError("reference=True reproduces the authors' AIC selection; use criterion='aic'.")
+    if acf.sizes[lag_dim] < fit_lag + 1:
+        raise ValueError(
+            f"fit_lag={fit_lag} needs lags 0..{fit_lag}, but acf has {acf.sizes[lag_dim]} lags. "
+            f"Compute the autocorrelation with max_lag >= {fit_lag} or lower fit_lag."
+        )
+    if not (0 <= min_weight < 0.5):
+        raise ValueError(f"min_weight must be in [0, 0.5); found {min_weight}.")
+    if not min_ratio >= 1:
+        raise ValueError(f"min_ratio must be >= 1; found {min_ratio}.")
+    spacing, units = _lag_spacing(acf, lag_dim)
+    if lag_dim in acf.coords and float(acf[lag_dim][0]) != 0:
+        raise ValueError(f"the first {lag_dim!r} must be 0 (AC[0] normalises the fit); found {float(acf[lag_dim][0])}.")
+    if tau_max is None:
+        tau_max = TAU_MAX_STEPS * spacing
+    tau_max = float(tau_max)
+    if not (math.isfinite(tau_max) and tau_max > spacing * 1e-6):
+        raise ValueError(f"tau_max must be a positive finite number; found {tau_max}.")
+    t = np.arange(fit_lag + 1) * spacing
+    acf_fit = acf.isel({lag_dim: slice(0, fit_lag + 1)})
+    acf_fit = acf_fit.drop_vars([c for c in acf_fit.coords if lag_dim in acf_fit[c].dims])
+
+    def kernel(y: np.ndarray) -> np.ndarray:
+        lead = y.shape[:-1]
+        y2 = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y0 = y2[:, :1]
+            yn = np.where(y0 > 0, y2 / y0, np.nan)
+        partial = np.isfinite(y2).any(axis=1) & ~np.isfinite(yn).all(axis=1) & (y0[:, 0] > 0)
+        if partial.any():
+            raise ValueError(
+                f"{int(partial.sum())} autocorrelation(s) contain NaN or inf at some lags; "
+                f"compute them from finite activity."
+            )
+        res = _expfit.fit_and_select(
+            yn, t, tau_max=tau_max, criterion=criterion, reference=reference,
+            min_weight=min_weight, min_ratio=min_ratio,
+        )
+        return res.reshape(lead + (len(_expfit.FIELDS),))
+
+    packed = xr.apply_ufunc(
+        kernel,
+        acf_fit,
+        input_core_dims=[[lag_dim]],
+        output_core_dims=[["_field"]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"_field": len(_expfit.FIELDS)}},
+        keep_attrs=False,
+    )
+    out = xr.Dataset({name: packed.isel(_field=i, drop=True) for i, name in enumerate(_expfit.FIELDS)})
+    code = out["status"]
+    names = np.array(STATUS)
+    out["status"] = xr.apply_ufunc(
+        lambda c: names[c.astype(np.int64)], code, dask="parallelized", output_dtypes=[names.dtype]
+    )
+    out["selected_model"] = xr.apply_ufunc(
+        lambda n: np.where(n == 2, "double", np.where(n == 1, "single", "none")),
+        out["n_timescales"],
+        dask="parallelized",
+        output_dtypes=[np.dtype("<U6")],
+    )
+    tunits = units or "step"
+    for name in ("tau_single", "tau_fast", "tau_slow", "tau_net"):
+        out[name].attrs["units"] = tunits
+    out["tau_net"].attrs["long_name"] = "network-mediated timescale (slowest of the selected model)"
+    out["weight_fast"].attrs["long_name"] = "weight c of the fast component"
+    out["status"].attrs["values"] = ", ".join(STATUS)
+    out.attrs = {
+        "fit_lag": fit_lag,
+        "criterion": criterion,
+        "reference": int(reference),
+        "tau_max": tau_max,
+        "min_weight": min_weight if not reference else np.nan,
+        "min_ratio": min_ratio if not reference else np.nan,
+        "reference_paper": "Khajehabdollahi, Zeraati et al., ICLR 2024, Sec. 2",
+    }
+    if not is_dask(code):
+        status = out["status"].values
+        if np.any(status == "constant"):
+            const = xr.DataArray(status != "constant", dims=out["status"].dims, coords=out["status"].coords)
+            _warn_constant(const.astype(float), "unit", "their fits are NaN with status 'constant'")
+        if errors == "raise" and np.any(status == "failed"):
+            raise RuntimeError(
+                f"{int(np.sum(status == 'failed'))} unit(s) could not be fitted by either model; "
+                f"pass errors='ignore' to get NaN for them instead."
+            )
+    return out
+
+
+def timescales(
+    recording: Any,
+    *,
+    max_lag: int | None = None,
+    fit_lag: int = 30,
+    criterion: Literal["aic", "bic"] = "aic",
+    reference: bool = False,
+    population: bool = False,
+    dim: str = "time",
+    trial_dim: str = "trial",
+    unit_dim: str = "unit",
+    progress: bool = False,
+    **fit_kwargs: Any,
+) -> xr.Dataset:
+    """Autocorrelations and fitted timescales in one call.
+
+    Runs :func:`autocorrelation` then :func:`fit_timescales`; the result holds both (variable
+    ``autocorrelation`` with dims ``(unit, lag)``) and the recording's per-unit coordinates (e.g.
+    the trained ``tau``), so ``tau_net`` can be compared with them directly.
+
+    Parameters
+    ----------
+    recording : xarray.Dataset, xarray.DataArray or ndarray
+        See :func:`autocorrelation`.
+    max_lag : int, optional
+        Lags to compute and store; default ``max(fit_lag, 200)`` capped at T - 1.
+    fit_lag, criterion, reference : see :func:`fit_timescales`.
+    population, dim, trial_dim, unit_dim, progress : see :func:`autocorrelation`.
+    **fit_kwargs
+        More options of :func:`fit_timescales` (``tau_max``, ``min_weight``, ``min_ratio``,
+        ``errors``).
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Examples
+    --------
+    >>> import dynatools as dt
+    >>> rec = dt.open_recording(dt.demo_path())
+    >>> res = dt.timescales(rec)
+    >>> sorted(res.data_vars)[:3]
+    ['amplitude_double', 'amplitude_single', 'autocorrelation']
+    """
+    da = as_activity(recording)
+    if dim in da.dims and max_lag is None:
+        max_lag = min(max(fit_lag, 200), da.sizes[dim] - 1)
+    elif max_lag is None:
+        max_lag = fit_lag
+    ac = autocorrelation(
+        da, max_lag=max_lag, dim=dim, trial_dim=trial_dim, unit_dim=unit_dim,
+        population=population, progress=progress,
+    )
+    with warnings.catch_warnings():
+        # autocorrelation already warned about constant units
+        warnings.filterwarnings("ignore", message=".*zero variance.*", category=RuntimeWarning)
+        fit = fit_timescales(ac, fit_lag=fit_lag, criterion=criterion, reference=reference, **fit_kwargs)
+    out = fit.assign(autocorrelation=ac)
+    out.attrs.update({"max_lag": max_lag, "population": int(population), "n_time": ac.attrs["n_time"], "n_trials": ac.attrs["n_trials"]})
+    if isinstance(recording, xr.Dataset):
+        for key in ("model", "task", "curriculum", "N", "seed"):
+            if key in recording.attrs:
+                value = recording.attrs[key]
+                out.attrs[f"recording_{key}"] = value if isinstance(value, (str, int, float)) else str(value)
+    return out

@@ -1,0 +1,178 @@
+"""Recording schema: construction, validation, atomic save and exact round trip."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext as does_not_raise
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dynatools as dt
+from dynatools.recording import RecordingError
+
+
+def _rec(**kw):
+    rng = np.random.default_rng(0)
+    return dt.from_array(rng.standard_normal((2, 50, 4)).astype(np.float32), **kw)
+
+
+def test_from_array_builds_schema_dims_coords_and_attrs():
+    rec = _rec(dt=0.5, time_units="s", tau=[1.0, 2, 3, 4], module=[0, 0, 1, 1], model="leaky", N=[2, 3])
+    assert rec.activity.dims == ("trial", "time", "unit")
+    assert rec.attrs["schema"] == "dynatools.recording/1"
+    np.testing.assert_allclose(rec.time.values, np.arange(50) * 0.5)
+    assert rec.time.attrs["units"] == "s"
+    assert rec.tau.dims == ("unit",) and rec.module.dims == ("unit",)
+    assert rec.attrs["model"] == "leaky" and rec.attrs["N"] == [2, 3]
+    assert rec.attrs["software"].startswith("dynatools ")
+
+
+@pytest.mark.parametrize("dims", [("time", "unit"), ("unit", "time"), ("unit", "trial", "time")])
+def test_from_array_accepts_any_axis_order(dims):
+    shape = {"trial": 2, "time": 30, "unit": 3}
+    arr = np.arange(np.prod([shape[d] for d in dims]), dtype=float).reshape([shape[d] for d in dims])
+    rec = dt.from_array(arr, dims=dims)
+    expected = xr.DataArray(arr, dims=dims)
+    if "trial" not in dims:
+        expected = expected.expand_dims("trial")
+    np.testing.assert_array_equal(rec.activity.values, expected.transpose("trial", "time", "unit").values)
+
+
+def test_from_array_optional_variables_get_schema_dims():
+    rec = _rec(W_rec=np.eye(4), W_in=np.ones((4, 1)), bias=np.zeros(4), input=np.zeros((2, 50, 1)),
+               output=np.zeros((2, 50, 3)), W_out=np.zeros((3, 2, 4)))
+    assert rec.W_rec.dims == ("unit", "unit_pre")
+    assert rec.output.dims == ("trial", "time", "head")
+    assert rec.W_out.dims == ("head", "class", "unit")
+
+
+@pytest.mark.parametrize(
+    "kwargs, expectation",
+    [
+        ({"dims": ("trial", "time", "neuron")}, pytest.raises(ValueError, match="permutation")),
+        ({"dims": ("trial", "time")}, pytest.raises(ValueError, match="permutation|axes")),
+        ({"tau": [1.0, 2.0]}, pytest.raises(ValueError, match="per-unit coordinate 'tau'.*\\(4,\\)")),
+        ({"W_rec": np.zeros(4)}, pytest.raises(ValueError, match="variable 'W_rec'")),
+        ({"dt": -1.0}, pytest.raises(ValueError, match="dt must be a positive")),
+        ({"time_units": "ms"}, pytest.raises(ValueError, match="time_units.*'step', 's'")),
+        ({"weights": np.zeros((4, 4))}, pytest.raises(TypeError, match="assign_coords")),
+        ({"config": {"a": 1}}, does_not_raise()),
+    ],
+)
+def test_from_array_errors(kwargs, expectation):
+    with expectation:
+        _rec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "activity, expectation",
+    [
+        (np.zeros((2, 10, 3), dtype=np.int64), pytest.raises(TypeError, match="integer.*astype")),
+        (np.zeros((2, 0, 3)), pytest.raises(ValueError, match="empty")),
+        (np.zeros((2, 10, 3), dtype=complex), pytest.raises(TypeError, match="float32 or float64")),
+    ],
+)
+def test_from_array_rejects_bad_data(activity, expectation):
+    with expectation:
+        dt.from_array(activity)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda ds: ds.drop_vars("activity"), "variable 'activity' is missing"),
+        (lambda ds: ds.assign(activity=ds.activity.transpose("unit", "time", "trial")), "dims \\('unit', 'time', 'trial'\\); expected \\('trial', 'time', 'unit'\\)"),
+        (lambda ds: ds.assign_attrs(schema="other/1"), "not a dynatools recording"),
+        (lambda ds: ds.assign_attrs(schema="dynatools.recording/2"), "schema version '2'"),
+        (lambda ds: ds.assign(activity=ds.activity.astype(int)), "dtype int"),
+        (lambda ds: ds.assign_coords(unit=ds.unit.astype(float)), "integer unit ids"),
+        (lambda ds: ds.assign_coords(tau=(("unit", "unit_pre"), np.zeros((4, 4)))), "coordinate 'tau'"),
+        (lambda ds: ds.assign(bias=("trial", np.zeros(2))), "variable 'bias' has dims \\('trial'\\)"),
+        (lambda ds: ds.assign_attrs(dt=0), "'dt' must be a positive"),
+    ],
+)
+def test_validate_names_variable_expected_and_found(mutate, match):
+    with pytest.raises(RecordingError, match=match):
+        dt.validate(mutate(_rec()))
+
+
+def test_validate_requires_schema_attribute():
+    ds = _rec()
+    del ds.attrs["schema"]
+    with pytest.raises(RecordingError, match="'schema' is missing.*from_array"):
+        dt.validate(ds)
+
+
+def test_save_open_round_trips_data_coords_and_attrs_exactly(tmp_path):
+    rec = _rec(tau=np.array([1.5, 2.0, 3.0, 4.0]), config={"lr": 0.05, "heads": [2, 3], "opt": None},
+               fixed_tau=False, N=[2, 3, 4], note=None, seed=7, curriculum="multi-head",
+               W_rec=np.random.default_rng(1).standard_normal((4, 4)))
+    rec["activity"].attrs["flag"] = True
+    path = dt.save_recording(rec, tmp_path / "rec.nc")
+    back = dt.open_recording(path).load()
+    xr.testing.assert_identical(back, rec)
+    assert back.attrs["config"] == {"lr": 0.05, "heads": [2, 3], "opt": None}
+    assert back.attrs["fixed_tau"] is False and back.attrs["note"] is None
+    assert back.activity.attrs["flag"] is True
+    assert back.activity.dtype == np.float32
+    assert "_json_attrs" not in rec.attrs  # the caller's dataset is not mutated
+
+
+def test_save_is_atomic_and_leaves_no_temporary_file_on_failure(tmp_path, monkeypatch):
+    rec = _rec()
+    path = tmp_path / "rec.nc"
+    dt.save_recording(rec, path)
+    before = path.read_bytes()
+
+    def boom(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", boom)
+    with pytest.raises(OSError, match="disk full"):
+        dt.save_recording(rec.assign_attrs(model="new"), path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["rec.nc"]
+
+
+def test_open_truncated_file_gives_clear_error(tmp_path):
+    path = dt.save_recording(_rec(), tmp_path / "rec.nc")
+    data = path.read_bytes()
+    bad = tmp_path / "truncated.nc"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(RecordingError, match="truncated or not a netCDF"):
+        dt.open_recording(bad)
+
+
+def test_open_non_netcdf_and_missing_files(tmp_path):
+    txt = tmp_path / "notes.nc"
+    txt.write_text("hello")
+    with pytest.raises(RecordingError, match="could not read"):
+        dt.open_recording(txt)
+    with pytest.raises(FileNotFoundError, match="no such recording"):
+        dt.open_recording(tmp_path / "absent.nc")
+
+
+def test_open_other_schema_version_is_refused(tmp_path):
+    rec = _rec()
+    path = tmp_path / "v2.nc"
+    rec.assign_attrs(schema="dynatools.recording/2").to_netcdf(path)
+    with pytest.raises(RecordingError, match="schema version '2'.*reads version 1"):
+        dt.open_recording(path)
+
+
+def test_open_with_chunks_is_lazy_and_equal(tmp_path):
+    pytest.importorskip("dask")
+    rec = _rec()
+    path = dt.save_recording(rec, tmp_path / "rec.nc")
+    lazy = dt.open_recording(path, chunks={"unit": 2})
+    assert lazy.activity.chunks is not None
+    np.testing.assert_array_equal(lazy.activity.values, rec.activity.values)
+
+
+def test_demo_recording_is_valid_and_small():
+    path = dt.demo_path()
+    assert path.stat().st_size <= 5 * 2**20
+    rec = dt.open_recording(path)
+    assert {"true_tau_fast", "true_tau_slow", "true_n_timescales"} <= set(rec.coords)
