@@ -63,10 +63,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     res = dt.timescales(rec)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = plot.timescales_summary(res)
+    true_n = rec["true_n_timescales"].values
+    units = list(rec["unit"].values[true_n == 1][:2]) + list(rec["unit"].values[true_n == 2][:2])
+    fig = plot.timescales_summary(res, units=units)
     png = out_dir / "demo_timescales.png"
     fig.savefig(png, dpi=120)
-    true_n = rec["true_n_timescales"].values
     sel = res["n_timescales"].values
     true_tau = rec["true_tau_net"].values
     err = np.abs(res["tau_net"].values / true_tau - 1)
