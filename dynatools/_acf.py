@@ -9,7 +9,7 @@ import numpy as np
 import scipy.fft as sfft
 
 #: Bytes of working memory one chunk of series may use (input buffer + spectrum).
-CHUNK_BYTES = 24 * 2**20
+CHUNK_BYTES = 128 * 2**20
 
 
 def n_workers() -> int:
@@ -52,22 +52,31 @@ def acf_last_axis(
         out2 = out.reshape((-1,) + out.shape[-2:]) if x.ndim > 2 else out[None]
     per_row_bytes = nfft * (work_dtype.itemsize * 3 + 8)
     chunk = max(1, min(x2.shape[1], CHUNK_BYTES // per_row_bytes))
-    buf = np.zeros((chunk, nfft), dtype=work_dtype)
     workers = n_workers()
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite input is reported by the caller
-        _run_chunks(x2, out2, buf, chunk, T, max_lag, nfft, denom, work_dtype, workers, progress)
+        _run_chunks(x2, out2, chunk, T, max_lag, nfft, denom, work_dtype, workers, progress)
     return out
 
 
-def _run_chunks(x2, out2, buf, chunk, T, max_lag, nfft, denom, work_dtype, workers, progress) -> None:
+def _run_chunks(x2, out2, chunk, T, max_lag, nfft, denom, work_dtype, workers, progress) -> None:
+    # Recordings are stored (trial, time, unit), so the series of neighbouring units are
+    # interleaved in memory. Their means are taken over the (time, units) view, which reads each
+    # cache line once; the block is then copied unit-major into the FFT buffer, where pocketfft is
+    # fastest along the last axis.
+    time_major = x2.ndim == 3 and x2.shape[1] > 1 and abs(x2.strides[2]) > abs(x2.strides[1])
+    buf = np.zeros((chunk, nfft), dtype=work_dtype)
     for a in range(x2.shape[0]):
         for b0 in range(0, x2.shape[1], chunk):
             block = x2[a, b0:b0 + chunk]
             c = block.shape[0]
-            mean = block.mean(axis=-1, dtype=np.float64)
-            buf[:c, :T] = block
-            buf[:c, :T] -= mean.astype(work_dtype)[:, None]
-            spec = sfft.rfft(buf[:c], axis=-1, workers=workers)
+            if time_major:
+                mean = block.T.mean(axis=0, dtype=np.float64)
+            else:
+                mean = block.mean(axis=-1, dtype=np.float64)
+            view = buf[:c]
+            view[:, :T] = block
+            view[:, :T] -= mean.astype(work_dtype)[:, None]
+            spec = sfft.rfft(view, axis=-1, workers=workers)
             power = spec.real * spec.real
             power += spec.imag * spec.imag
             del spec
