@@ -18,6 +18,7 @@ STATUS = (
     "double_negligible_weight",  # criterion preferred the double model; one weight < min_weight
     "double_at_bound",  # criterion preferred the double model; a timescale sits at a bound
     "double_duplicate",  # criterion preferred the double model; tau_slow / tau_fast < min_ratio
+    "double_within_noise",  # criterion preferred the double model; it differs from the single fit by < noise_z standard errors
     "double_failed",  # the double fit failed; single model kept
     "single_failed",  # the single fit failed; double model used
     "tau_at_bound",  # tau_net of the selected model sits at a bound of the fit
@@ -79,6 +80,21 @@ def _double_residual(t: np.ndarray, y: np.ndarray):
         return r, J
 
     return fun
+
+
+def bartlett_se_ar1(t: np.ndarray, tau: np.ndarray, n_samples: float, spacing: float) -> np.ndarray:
+    """Standard error of an autocorrelation estimate at lags ``t`` if the process is AR(1).
+
+    Bartlett's formula for ``rho_k = phi^k`` (Box & Jenkins, Time Series Analysis, Eq. 2.1.13 and
+    its AR(1) form): ``var r_k = [(1 + phi^2)(1 - phi^(2k)) / (1 - phi^2) - 2 k phi^(2k)] / N``,
+    with ``phi = exp(-spacing / tau)`` and ``k = t / spacing``. Returns ``(batch, n_lags)``.
+    """
+    k = (t / spacing)[None, :]
+    phi2 = np.exp(-2.0 * spacing / tau)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        p2k = phi2**k
+        var = ((1 + phi2) * (1 - p2k) / (1 - phi2) - 2 * k * p2k) / n_samples
+    return np.sqrt(np.maximum(var, 0.0))
 
 
 def _loglinear_tau(t: np.ndarray, y: np.ndarray, tau_lo: float, tau_hi: float, thr: float = 0.05):
@@ -191,6 +207,8 @@ def fit_and_select(
     reference: bool = False,
     min_weight: float = 0.05,
     min_ratio: float = 1.5,
+    noise_z: float | None = 5.0,
+    n_samples: float | None = None,
 ) -> np.ndarray:
     """Fit both models to each row of ``y`` (already normalised so ``y[:, 0] == 1``) and select one.
 
@@ -243,6 +261,15 @@ def fit_and_select(
                 (at_bound.any(axis=1), "double_at_bound"),
                 (duplicate, "double_duplicate"),
             ]
+            if noise_z is not None and n_samples is not None and n > 1:
+                # is the double model's curve further from the single model's than the
+                # estimation noise of the autocorrelation (if the single model were true)?
+                f1 = single_exp(t, s.x[:, 0], s.x[:, 1])
+                f2 = double_exp(t, dx[:, 0], dx[:, 1], dx[:, 2], dx[:, 3])
+                se = bartlett_se_ar1(t[1:], s.x[:, 1], n_samples, t[1] - t[0])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    z = np.max(np.abs(f2 - f1)[:, 1:] / se, axis=1)
+                reasons.append((z < noise_z, "double_within_noise"))
             for mask, name in reasons:
                 reject = use_double & mask & s_ok
                 st[reject] = _CODE[name]

@@ -255,3 +255,35 @@ def test_population_timescale_of_shared_ar1_signal(rng):
     res = dt.timescales(x, population=True)
     assert res.tau_net.dims == ()
     np.testing.assert_allclose(res.tau_net.item(), 10.0, rtol=0.05)
+
+
+def test_bartlett_closed_form_equals_the_general_sum():
+    """AR(1) closed form against Bartlett's general formula, summed directly."""
+    tau, N = np.array([0.8, 4.0, 25.0]), 1e5
+    k = np.arange(0, 31.0)
+    se = _expfit.bartlett_se_ar1(k, tau, N, 1.0)
+    m = np.arange(1, 20_000)[None, None, :]
+    rho = lambda j: np.exp(-np.abs(j) / tau[:, None, None])  # noqa: E731
+    kk = k[None, :, None]
+    general = ((rho(m + kk) + rho(m - kk) - 2 * rho(kk) * rho(m)) ** 2).sum(-1) / N
+    np.testing.assert_allclose(se, np.sqrt(general), rtol=1e-8, atol=1e-15)
+
+
+def test_bartlett_se_matches_the_spread_of_estimates_monte_carlo():
+    rng = np.random.default_rng(21)
+    tau, n_time = 5.0, 4000
+    x = ar1(rng, np.full(400, tau), 1, n_time)
+    r = dt.autocorrelation(x, max_lag=20).values  # 400 independent estimates
+    k = np.array([1.0, 5.0, 10.0, 20.0])
+    se = _expfit.bartlett_se_ar1(k, np.array([tau]), n_time, 1.0)[0]
+    np.testing.assert_allclose(r[:, k.astype(int)].std(axis=0), se, rtol=0.15)
+
+
+def test_noise_test_keeps_single_model_and_can_be_disabled(one_timescale_acfs):
+    _, acf = one_timescale_acfs
+    on = dt.fit_timescales(acf)
+    off = dt.fit_timescales(acf, noise_z=None)
+    assert np.sum(on.status.values == "double_within_noise") >= 1
+    assert not np.any(off.status.values == "double_within_noise")
+    assert np.sum(off.selected_model.values == "double") > np.sum(on.selected_model.values == "double")
+    assert on.attrs["n_samples"] == 10 * 100_000
