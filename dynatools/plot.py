@@ -23,6 +23,17 @@ def _plt():
     return plt
 
 
+def _fit_curves(r: xr.Dataset, t: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The single and double exponential curves of one unit's fit at times ``t`` (None if absent)."""
+    single = double = None
+    if np.isfinite(r["tau_single"]):
+        single = float(r["amplitude_single"]) * np.exp(-t / float(r["tau_single"]))
+    if np.isfinite(r["tau_slow"]):
+        a, c = float(r["amplitude_double"]), float(r["weight_fast"])
+        double = a * (c * np.exp(-t / float(r["tau_fast"])) + (1 - c) * np.exp(-t / float(r["tau_slow"])))
+    return single, double
+
+
 def _pick_units(result: xr.Dataset, units: Sequence[int] | int | None, unit_dim: str) -> list[int]:
     n = result.sizes[unit_dim]
     if units is None or isinstance(units, (int, np.integer)):
@@ -91,12 +102,11 @@ def autocorrelation_fits(
         y = y / y[0]
         t = np.linspace(0, lag[-1], 200)
         ax.plot(lag, y, "o", ms=3, color="0.35", label="data")
-        if np.isfinite(r["tau_single"]):
-            ax.plot(t, float(r["amplitude_single"]) * np.exp(-t / float(r["tau_single"])), "--", color=PALETTE[0], label=f"single: τ={float(r['tau_single']):.3g}")
-        if np.isfinite(r["tau_slow"]):
-            a, c = float(r["amplitude_double"]), float(r["weight_fast"])
-            tf, ts = float(r["tau_fast"]), float(r["tau_slow"])
-            ax.plot(t, a * (c * np.exp(-t / tf) + (1 - c) * np.exp(-t / ts)), "-", color=PALETTE[1], label=f"double: {tf:.3g}, {ts:.3g}")
+        single, double = _fit_curves(r, t)
+        if single is not None:
+            ax.plot(t, single, "--", color=PALETTE[0], label=f"single: τ={float(r['tau_single']):.3g}")
+        if double is not None:
+            ax.plot(t, double, "-", color=PALETTE[1], label=f"double: {float(r['tau_fast']):.3g}, {float(r['tau_slow']):.3g}")
         ax.axvline(lag[min(fit_lag, n_show - 1)], color="0.8", lw=0.8, zorder=0)
         if log:
             ax.set_yscale("log")
@@ -168,11 +178,11 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
         y = r["autocorrelation"].values[:n_show]
         y = y / y[0]
         ax1.plot(lag, np.where(y > 0, y, np.nan), "o", ms=2.5, color=color)
-        if np.isfinite(r["tau_single"]):
-            ax1.plot(t, float(r["amplitude_single"]) * np.exp(-t / float(r["tau_single"])), "--", lw=1, color=color)
-        if np.isfinite(r["tau_slow"]):
-            a, c = float(r["amplitude_double"]), float(r["weight_fast"])
-            ax1.plot(t, a * (c * np.exp(-t / float(r["tau_fast"])) + (1 - c) * np.exp(-t / float(r["tau_slow"]))), "-", lw=1, color=color)
+        single, double = _fit_curves(r, t)
+        if single is not None:
+            ax1.plot(t, single, "--", lw=1, color=color)
+        if double is not None:
+            ax1.plot(t, double, "-", lw=1, color=color)
         label = r["unit"].values if "unit" in r.coords else i
         ax1.plot([], [], "o-", color=color, label=f"unit {label}: {str(r['selected_model'].values)}, τ_net={float(r['tau_net']):.3g}")
     ax1.set_yscale("log")
