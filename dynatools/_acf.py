@@ -60,22 +60,29 @@ def acf_last_axis(
     work_dtype = np.dtype(work_dtype)
     out = np.empty(lead + (max_lag + 1,), dtype=np.float64)
     denom = (T - np.arange(max_lag + 1)).astype(np.float64)
+    # view as (outer, series, time) without copying: 1-D and 2-D get new axes; more dims are
+    # visited by index over all but the last leading axis
     if x.ndim == 1:
-        x2 = x[None, None, :]
-        out2 = out[None, None, :]
+        outer = [(x[None, :], out[None, :])]
+    elif x.ndim == 2:
+        outer = [(x, out)]
     else:
-        x2 = x.reshape((-1,) + x.shape[-2:]) if x.ndim > 2 else x[None]
-        out2 = out.reshape((-1,) + out.shape[-2:]) if x.ndim > 2 else out[None]
+        outer = [(x[idx], out[idx]) for idx in np.ndindex(*x.shape[:-2])]
     threads = n_workers()
     per_row_bytes = nfft * (work_dtype.itemsize * 3 + 8)
-    chunk = max(1, min(x2.shape[1], CHUNK_BYTES // (per_row_bytes * threads)))
-    tasks = [(a, b0) for a in range(x2.shape[0]) for b0 in range(0, x2.shape[1], chunk)]
+    n_series = outer[0][0].shape[0]
+    chunk = max(1, min(n_series, CHUNK_BYTES // (per_row_bytes * threads)))
+    tasks = [(a, b0) for a in range(len(outer)) for b0 in range(0, n_series, chunk)]
     threads = min(threads, len(tasks))
     # Recordings are stored (trial, time, unit), so the series of neighbouring units are
     # interleaved in memory. Their means are taken over the (time, units) view, which reads each
     # cache line once; the block is then copied unit-major into the FFT buffer, where pocketfft is
     # fastest along the last axis.
-    time_major = x2.ndim == 3 and x2.shape[1] > 1 and abs(x2.strides[2]) > abs(x2.strides[1])
+    first = outer[0][0]
+    time_major = first.shape[0] > 1 and abs(first.strides[1]) > abs(first.strides[0])
+    # float64 data analysed in float32: remove the mean in float64 before rounding, so a large
+    # offset does not cost the variance its precision
+    upcast_mean = x.dtype.itemsize > work_dtype.itemsize
     local = threading.local()
     lock = threading.Lock()
 
@@ -84,20 +91,24 @@ def acf_last_axis(
         buf = getattr(local, "buf", None)
         if buf is None:
             buf = local.buf = np.zeros((chunk, nfft), dtype=work_dtype)
-        block = x2[a, b0:b0 + chunk]
+        xa, outa = outer[a]
+        block = xa[b0:b0 + chunk]
         c = block.shape[0]
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite input: reported by the caller
             view = buf[:c]
+            src = block.T if time_major else block
+            if upcast_mean:
+                mean = src.mean(axis=0 if time_major else -1, dtype=np.float64)
             if time_major:
                 # transpose tile by tile so that source and destination stay in cache
-                src = block.T
                 for t0 in range(0, T, TILE):
                     t1 = min(t0 + TILE, T)
-                    view[:, t0:t1] = src[t0:t1].T
+                    view[:, t0:t1] = (src[t0:t1] - mean).T if upcast_mean else src[t0:t1].T
             else:
-                view[:, :T] = block
-            mean = view[:, :T].mean(axis=-1, dtype=np.float64)
-            view[:, :T] -= mean.astype(work_dtype)[:, None]
+                view[:, :T] = (block - mean[:, None]) if upcast_mean else block
+            if not upcast_mean:
+                mean = view[:, :T].mean(axis=-1, dtype=np.float64)
+                view[:, :T] -= mean.astype(work_dtype)[:, None]
             spec = sfft.rfft(view, axis=-1, workers=1)
             power = spec.real * spec.real
             power += spec.imag * spec.imag
@@ -105,7 +116,7 @@ def acf_last_axis(
             # the power spectrum is real and even, so its inverse FFT is a type-I DCT of the
             # half spectrum (divided by nfft): same numbers, half the work of irfft
             corr = sfft.dct(power, type=1, axis=-1, workers=1)[:, : max_lag + 1]
-            out2[a, b0:b0 + c] = corr / (denom * nfft)
+            outa[b0:b0 + c] = corr / (denom * nfft)
         if progress is not None:
             with lock:
                 progress(c)

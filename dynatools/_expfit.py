@@ -42,8 +42,14 @@ FIELDS = (
     "status",
 )
 _CODE = {name: i for i, name in enumerate(STATUS)}
-#: Fraction of a bound's range within which a parameter counts as "at the bound".
+#: A timescale counts as at the upper bound above ``(1 - AT_BOUND_RTOL) * tau_max``, and at the
+#: lower bound (effectively zero) below ``AT_BOUND_RTOL`` lag steps.
 AT_BOUND_RTOL = 1e-3
+
+
+def _at_bound(tau: np.ndarray, tau_max: float, spacing: float) -> np.ndarray:
+    """True where a timescale sits at its lower (about 0) or upper (``tau_max``) bound."""
+    return (tau <= AT_BOUND_RTOL * spacing) | (tau >= (1 - AT_BOUND_RTOL) * tau_max)
 
 
 def single_exp(t: np.ndarray, a: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -227,7 +233,8 @@ def fit_and_select(
     if good.size:
         yg = y[good]
         # tau bounds: the authors use [0, 100]; tau = 0 is excluded to keep exp(-t/tau) finite
-        tiny = 1e-6 * (t[1] - t[0] if n > 1 else 1.0)
+        spacing = t[1] - t[0] if n > 1 else 1.0
+        tiny = 1e-6 * spacing
         lo = np.array([0.0, tiny, tiny, 0.0])
         hi = np.array([1.0, tau_max, tau_max, 1.0])
         bounds = (lo, hi)
@@ -250,10 +257,7 @@ def fit_and_select(
         st = np.zeros(good.size, dtype=np.int64)
         use_double = prefer_double.copy()
         if not reference:
-            rng_tau = tau_max - tiny
-            at_bound = (np.abs(dx[:, 1:3] - tiny) <= AT_BOUND_RTOL * rng_tau) | (
-                np.abs(dx[:, 1:3] - tau_max) <= AT_BOUND_RTOL * rng_tau
-            )
+            at_bound = _at_bound(dx[:, 1:3], tau_max, spacing)
             negligible = np.minimum(dx[:, 3], 1 - dx[:, 3]) < min_weight
             duplicate = dx[:, 2] < min_ratio * dx[:, 1]
             reasons = [
@@ -286,10 +290,7 @@ def fit_and_select(
         tss = ((yg - yg.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = 1 - rss_sel / tss
-        near = AT_BOUND_RTOL * (tau_max - tiny)
-        sel_at_bound = (use_double | use_single) & (
-            (np.abs(tau_net - tau_max) <= near) | (np.abs(tau_net - tiny) <= near)
-        )
+        sel_at_bound = (use_double | use_single) & _at_bound(tau_net, tau_max, spacing)
         st[sel_at_bound & (st == 0)] = _CODE["tau_at_bound"]
 
         vals = {

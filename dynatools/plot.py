@@ -35,6 +35,12 @@ def _fit_curves(r: xr.Dataset, t: np.ndarray) -> tuple[np.ndarray | None, np.nda
 
 
 def _pick_units(result: xr.Dataset, units: Sequence[int] | int | None, unit_dim: str) -> list[int]:
+    if unit_dim not in result.dims:
+        raise ValueError(
+            f"the result has no {unit_dim!r} dim (dims: {tuple(map(str, result.dims))}); this figure "
+            f"shows single units. A population result has one autocorrelation: plot "
+            f"result.autocorrelation directly."
+        )
     n = result.sizes[unit_dim]
     if units is None or isinstance(units, (int, np.integer)):
         k = min(n, 6 if units is None else int(units))
@@ -45,6 +51,12 @@ def _pick_units(result: xr.Dataset, units: Sequence[int] | int | None, unit_dim:
         picked += [i for i in range(n) if i not in picked][: k - len(picked)]
         return sorted(picked)[:k]
     labels = list(result[unit_dim].values) if unit_dim in result.coords else list(range(n))
+    missing = [u for u in units if u not in labels]
+    if missing:
+        raise ValueError(
+            f"unit(s) {missing} not found; the result's {unit_dim!r} labels are "
+            f"{labels[:10]}{' ...' if len(labels) > 10 else ''}."
+        )
     return [labels.index(u) for u in units]
 
 
@@ -166,6 +178,8 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
     matplotlib.figure.Figure
     """
     plt = _plt()
+    if "autocorrelation" not in result:
+        raise ValueError("result has no 'autocorrelation' variable; pass the output of dynatools.timescales.")
     idx = _pick_units(result, units, "unit")
     fit_lag = int(result.attrs.get("fit_lag", 30))
     ac = result["autocorrelation"]

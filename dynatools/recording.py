@@ -7,7 +7,9 @@ attributes. See ``docs/recording-schema.md`` for the full description.
 
 netCDF cannot store dict, list, bool or None attributes; :func:`save_recording` encodes them as
 JSON strings and lists their names in the attribute ``_json_attrs``, and :func:`open_recording`
-decodes them, so attributes round-trip exactly (tuples come back as lists).
+decodes them. Strings, numbers, lists, dicts with string keys, bool and None round-trip exactly;
+tuples come back as lists, non-string dict keys as strings, numpy bools and string arrays as
+Python bools and lists. Values JSON cannot hold (e.g. dates) are refused with a message.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def from_array(
     activity: Any,
     *,
     dt: float = 1.0,
-    dims: Sequence[str] = ACTIVITY_DIMS,
+    dims: Sequence[str] | None = None,
     time_units: str = "step",
     **coords_and_attrs: Any,
 ) -> xr.Dataset:
@@ -81,9 +83,11 @@ def from_array(
         Activity with axes named by ``dims``. Integer data is rejected (convert it first).
     dt : float, default=1.0
         Time between samples, in ``time_units``. The ``time`` coordinate is ``arange(T) * dt``.
-    dims : sequence of str, default=("trial", "time", "unit")
+    dims : sequence of str, optional
         Names of the axes of ``activity``, any permutation of ``("trial", "time", "unit")``;
         ``"trial"`` may be left out for a single trial (a trial axis of length 1 is added).
+        Default: the DataArray's own dims if ``activity`` is one, else
+        ``("trial", "time", "unit")``.
     time_units : {"step", "s"}, default="step"
         Units of ``dt`` and of the ``time`` coordinate.
     **coords_and_attrs
@@ -109,7 +113,14 @@ def from_array(
     """
     from dynatools._validation import as_activity, check_choice
 
-    dims = tuple(dims)
+    if isinstance(activity, xr.DataArray):
+        if dims is not None and tuple(dims) != tuple(activity.dims):
+            raise ValueError(
+                f"dims={tuple(dims)!r} differ from the DataArray's own dims {activity.dims!r}; "
+                f"rename them with activity.rename(...) or pass activity.values."
+            )
+        dims = tuple(map(str, activity.dims))
+    dims = tuple(dims) if dims is not None else ACTIVITY_DIMS
     bad = [d for d in dims if d not in ACTIVITY_DIMS]
     if bad or len(set(dims)) != len(dims) or not {"time", "unit"} <= set(dims):
         raise ValueError(
@@ -271,6 +282,14 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     dt = ds.attrs.get("dt")
     if not isinstance(dt, (float, int, np.floating, np.integer)) or isinstance(dt, bool) or not dt > 0:
         raise RecordingError(f"attribute 'dt' must be a positive number; found {dt!r}.")
+    dt_attr = ds.attrs.get("dt")
+    if time.size > 1 and isinstance(dt_attr, (int, float, np.number)) and not isinstance(dt_attr, bool):
+        steps = np.diff(np.asarray(time.values, dtype=np.float64))
+        if not np.allclose(steps, float(dt_attr), rtol=1e-6, atol=0):
+            raise RecordingError(
+                f"attribute 'dt' = {dt_attr} but the 'time' coordinate advances by "
+                f"{steps[0]:g} per sample; make them agree (time = arange(T) * dt)."
+            )
     for name in UNIT_COORDS:
         if name in ds.coords and tuple(ds[name].dims) != ("unit",):
             raise RecordingError(
@@ -305,7 +324,22 @@ def _check_schema_version(schema: Any) -> None:
 # -- attributes <-> netCDF -------------------------------------------------------------------------
 
 def _needs_json(value: Any) -> bool:
-    return value is None or isinstance(value, (dict, list, tuple, bool, np.bool_))
+    if value is None or isinstance(value, (dict, list, tuple, bool, np.bool_)):
+        return True
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return True  # beyond netCDF's int64
+    return isinstance(value, np.ndarray) and value.dtype.kind in "bUSO"
+
+
+def _check_storable(key: str, value: Any) -> None:
+    ok_scalar = isinstance(value, (str, int, float, np.integer, np.floating))
+    ok_array = isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.ndim <= 1
+    if not (ok_scalar or ok_array):
+        raise RecordingError(
+            f"attribute {key!r} of type {type(value).__name__} cannot be stored in netCDF; use a "
+            f"string, number, 1-D numeric array, or a JSON-compatible dict/list (dates as ISO "
+            f"strings)."
+        )
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -327,9 +361,16 @@ def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
         if key == _JSON_LIST_ATTR:
             continue
         if _needs_json(value):
-            out[key] = json.dumps(_to_jsonable(value))
+            try:
+                out[key] = json.dumps(_to_jsonable(value))
+            except TypeError as exc:
+                raise RecordingError(
+                    f"attribute {key!r} holds a value JSON cannot encode ({exc}); use strings, "
+                    f"numbers, lists and dicts of them."
+                ) from exc
             encoded.append(key)
         else:
+            _check_storable(key, value)
             out[key] = value
     if encoded:
         out[_JSON_LIST_ATTR] = json.dumps(encoded)
@@ -395,6 +436,9 @@ def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike, *, encoding: Ma
         raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist; create it first.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=dict(encoding or {}))
         with open(tmp, "rb") as fh:

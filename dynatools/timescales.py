@@ -17,6 +17,7 @@ code.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from typing import Any, Literal
@@ -36,9 +37,21 @@ TAU_MAX_STEPS = 100.0
 
 
 def _lag_spacing(da: xr.DataArray, dim: str) -> tuple[float, str | None]:
-    """Sampling interval along ``dim`` from its coordinate (1 if none) and its units."""
-    if dim not in da.coords or da.sizes[dim] < 2:
-        units = da.coords[dim].attrs.get("units") if dim in da.coords else None
+    """Sampling interval along ``dim`` from its coordinate and its units.
+
+    Without a coordinate the interval is 1 and the units ``"step"``; a coordinate without a
+    ``units`` attribute gives ``None`` (results are then labeled as in coordinate units).
+    """
+    if dim not in da.coords:
+        return 1.0, "step"
+    if not np.issubdtype(da[dim].dtype, np.number):
+        raise ValueError(
+            f"coordinate {dim!r} has dtype {da[dim].dtype}; timescales need numeric times. "
+            f"Convert it to steps or seconds, e.g. da.assign_coords({dim}=np.arange(da.sizes[{dim!r}]) "
+            f"* dt), and set its attrs['units']."
+        )
+    units = da[dim].attrs.get("units")
+    if da.sizes[dim] < 2:
         return 1.0, units
     coord = np.asarray(da[dim].values, dtype=np.float64)
     diffs = np.diff(coord)
@@ -49,7 +62,7 @@ def _lag_spacing(da: xr.DataArray, dim: str) -> tuple[float, str | None]:
             f"{diffs[:3].tolist()}); autocorrelations need uniformly sampled data. Resample it, "
             f"or drop the coordinate with da.drop_vars({dim!r}) to use sample indices."
         )
-    return step, da[dim].attrs.get("units")
+    return step, units
 
 
 def autocorrelation(
@@ -198,10 +211,10 @@ def autocorrelation(
         ac["lag"].attrs["units"] = units
     if normalize:
         ac0 = ac.isel(lag=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ac = (ac / ac0).where(ac0 > 0)
+        # division by a safe denominator: no 0/0 at compute time, also under dask
+        ac = (ac / ac0.where(ac0 > 0, 1.0)).where(ac0 > 0)
         if not dask_backed:
-            _warn_constant(ac0, unit_dim, "its normalised autocorrelation is NaN")
+            _warn_constant(~(ac0 > 0), unit_dim, "its normalised autocorrelation is NaN")
     ac.name = "autocorrelation"
     ac.attrs = {
         "long_name": "population autocorrelation" if population else "autocorrelation",
@@ -217,29 +230,33 @@ def autocorrelation(
     return ac
 
 
+def _labels_where(mask: xr.DataArray, dim: str) -> str:
+    """'dim [labels]' of the entries along ``dim`` where ``mask`` is true for any other index."""
+    hit = mask.any([d for d in mask.dims if d != dim]) if mask.ndim > 1 else mask
+    values = np.asarray(hit.values, dtype=bool)
+    labels = mask[dim].values[values] if dim in mask.coords else np.flatnonzero(values)
+    more = " ..." if labels.size > 5 else ""
+    return f"{dim} {labels[:5].tolist()}{more}"
+
+
 def _raise_on_nonfinite(per_trial: xr.DataArray, trial_dim: str, unit_dim: str) -> None:
     """NaN/inf in a series spreads to its whole FFT output: find them there, at no extra cost."""
     bad = ~np.isfinite(per_trial).all("lag")
     if bool(bad.any()):
-        where = []
-        for d in (unit_dim, trial_dim):
-            if d in bad.dims:
-                hit = bad.any([x for x in bad.dims if x != d])
-                labels = per_trial[d].values[hit.values] if d in per_trial.coords else np.flatnonzero(hit.values)
-                where.append(f"{d} {labels[:5].tolist()}{' ...' if labels.size > 5 else ''}")
+        where = [_labels_where(bad, d) for d in (unit_dim, trial_dim) if d in bad.dims]
         raise ValueError(
-            "the activity contains NaN or inf values (in " + ", ".join(where) + "); remove or "
-            "interpolate them (e.g. da.interpolate_na('time')) or drop those units before "
-            "computing autocorrelations."
+            "the activity contains NaN or inf values" + (" (in " + ", ".join(where) + ")" if where else "")
+            + "; remove or interpolate them (e.g. da.interpolate_na('time')) or drop those units "
+            "before computing autocorrelations."
         )
 
 
-def _warn_constant(ac0: xr.DataArray, unit_dim: str, consequence: str) -> None:
-    const = ~(ac0 > 0)
+def _warn_constant(const: xr.DataArray, unit_dim: str, consequence: str) -> None:
+    """Warn, naming the units, where ``const`` (a boolean DataArray) is true."""
     if bool(const.any()):
         if unit_dim in const.dims:
-            labels = const[unit_dim].values[const.values] if unit_dim in const.coords else np.flatnonzero(const.values)
-            what = f"{int(const.sum())} unit(s) ({unit_dim} {labels[:5].tolist()}{' ...' if labels.size > 5 else ''})"
+            n = int(const.any([d for d in const.dims if d != unit_dim]).sum()) if const.ndim > 1 else int(const.sum())
+            what = f"{n} unit(s) ({_labels_where(const, unit_dim)})"
         else:
             what = "the series"
         warnings.warn(
@@ -375,6 +392,9 @@ def fit_timescales(
     tau_max = float(tau_max)
     if not (math.isfinite(tau_max) and tau_max > spacing * 1e-6):
         raise ValueError(f"tau_max must be a positive finite number; found {tau_max}.")
+    lazy = is_dask(acf)
+    if n_samples is not None and not (np.isfinite(n_samples) and n_samples > 0):
+        raise ValueError(f"n_samples must be a positive number (trials x time steps); found {n_samples}.")
     if noise_z is not None and not noise_z > 0:
         raise ValueError(f"noise_z must be a positive number or None; found {noise_z}.")
     if n_samples is None and "n_time" in acf.attrs and "n_trials" in acf.attrs:
@@ -399,6 +419,21 @@ def fit_timescales(
             yn, t, tau_max=tau_max, criterion=criterion, reference=reference,
             min_weight=min_weight, min_ratio=min_ratio, noise_z=noise_z, n_samples=n_samples,
         )
+        status = res[:, -1].astype(np.int64)
+        n_failed = int(np.sum(status == STATUS.index("failed")))
+        if errors == "raise" and n_failed:
+            raise RuntimeError(
+                f"{n_failed} unit(s) could not be fitted by either model; pass errors='ignore' "
+                f"to get NaN and status 'failed' for them instead."
+            )
+        n_const = int(np.sum(status == STATUS.index("constant")))
+        if lazy and n_const:
+            warnings.warn(
+                f"{n_const} unit(s) have zero variance (constant activity); their fits are NaN "
+                f"with status 'constant'.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return res.reshape(lead + (len(_expfit.FIELDS),))
 
     packed = xr.apply_ufunc(
@@ -423,9 +458,8 @@ def fit_timescales(
         dask="parallelized",
         output_dtypes=[np.dtype("<U6")],
     )
-    tunits = units or "step"
     for name in ("tau_single", "tau_fast", "tau_slow", "tau_net"):
-        out[name].attrs["units"] = tunits
+        out[name].attrs["units"] = units if units is not None else f"units of the {lag_dim!r} coordinate"
     out["tau_net"].attrs["long_name"] = "network-mediated timescale (slowest of the selected model)"
     out["weight_fast"].attrs["long_name"] = "weight c of the fast component"
     out["status"].attrs["values"] = ", ".join(STATUS)
@@ -441,15 +475,7 @@ def fit_timescales(
         "reference_paper": "Khajehabdollahi, Zeraati et al., ICLR 2024, Sec. 2",
     }
     if not is_dask(code):
-        status = out["status"].values
-        if np.any(status == "constant"):
-            const = xr.DataArray(status != "constant", dims=out["status"].dims, coords=out["status"].coords)
-            _warn_constant(const.astype(float), "unit", "their fits are NaN with status 'constant'")
-        if errors == "raise" and np.any(status == "failed"):
-            raise RuntimeError(
-                f"{int(np.sum(status == 'failed'))} unit(s) could not be fitted by either model; "
-                f"pass errors='ignore' to get NaN for them instead."
-            )
+        _warn_constant(out["status"] == "constant", "unit", "their fits are NaN with status 'constant'")
     return out
 
 
@@ -498,6 +524,12 @@ def timescales(
     ['amplitude_double', 'amplitude_single', 'autocorrelation']
     """
     da = as_activity(recording)
+    if dim in da.dims and da.sizes[dim] <= fit_lag:
+        raise ValueError(
+            f"the recording has {da.sizes[dim]} samples along {dim!r}, but fit_lag={fit_lag} needs "
+            f"at least {fit_lag + 1}. Lower fit_lag or record longer (for unbiased timescales, "
+            f"many times the longest timescale)."
+        )
     if dim in da.dims and max_lag is None:
         max_lag = min(max(fit_lag, 200), da.sizes[dim] - 1)
     elif max_lag is None:
@@ -516,5 +548,7 @@ def timescales(
         for key in ("model", "task", "curriculum", "N", "seed"):
             if key in recording.attrs:
                 value = recording.attrs[key]
-                out.attrs[f"recording_{key}"] = value if isinstance(value, (str, int, float)) else str(value)
+                if isinstance(value, np.generic):
+                    value = value.item()
+                out.attrs[f"recording_{key}"] = value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else json.dumps(value)
     return out

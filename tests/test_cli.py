@@ -58,3 +58,8 @@ def test_trainers_is_importable_without_side_effects():
     import trainers
 
     assert trainers.__all__ == []
+
+
+def test_output_to_a_directory_is_a_one_line_error(tmp_path, capsys):
+    assert main(["timescales", str(dt.demo_path()), "-o", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -176,3 +176,45 @@ def test_demo_recording_is_valid_and_small():
     assert path.stat().st_size <= 5 * 2**20
     rec = dt.open_recording(path)
     assert {"true_tau_fast", "true_tau_slow", "true_n_timescales"} <= set(rec.coords)
+
+
+def test_from_array_uses_a_dataarrays_own_dims():
+    a = np.random.default_rng(0).standard_normal((5, 100, 2))
+    rec = dt.from_array(xr.DataArray(a, dims=("unit", "time", "trial")))
+    assert dict(rec.sizes) == {"trial": 2, "time": 100, "unit": 5}
+    np.testing.assert_array_equal(rec.activity.values, a.transpose(2, 1, 0))
+    with pytest.raises(ValueError, match="differ from the DataArray's own dims"):
+        dt.from_array(xr.DataArray(a, dims=("unit", "time", "trial")), dims=("trial", "time", "unit"))
+
+
+def test_saved_file_has_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = dt.save_recording(_rec(), tmp_path / "rec.nc")
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_attributes_netcdf_cannot_hold_are_refused_or_encoded(tmp_path):
+    import datetime
+
+    with pytest.raises(RecordingError, match="attribute 'when'.*ISO"):
+        dt.save_recording(_rec(when=datetime.datetime(2024, 1, 1)), tmp_path / "a.nc")
+    rec = _rec(big=2**70).assign_attrs(flags=np.array([True, False]), names=np.array(["a", "b"]))
+    back = dt.open_recording(dt.save_recording(rec, tmp_path / "b.nc"))
+    assert back.attrs["flags"] == [True, False] and back.attrs["names"] == ["a", "b"]
+    assert back.attrs["big"] == 2**70
+
+
+def test_time_coordinate_must_agree_with_dt():
+    with pytest.raises(RecordingError, match="'dt' = 1.0 but the 'time' coordinate advances by 5"):
+        _rec(time=np.arange(50) * 5.0)
+
+
+def test_save_does_not_mutate_variable_or_coordinate_attrs(tmp_path):
+    rec = _rec(tau=[1.0, 2, 3, 4])
+    rec["tau"].attrs["meta"] = {"a": 1}
+    rec["activity"].attrs["flag"] = True
+    dt.save_recording(rec, tmp_path / "rec.nc")
+    assert rec["tau"].attrs == {"meta": {"a": 1}} and rec["activity"].attrs == {"flag": True}

@@ -9,6 +9,7 @@ from scipy.optimize import curve_fit
 
 import dynatools as dt
 from dynatools import _expfit
+from dynatools._expfit import STATUS
 
 from conftest import ar1
 
@@ -248,7 +249,7 @@ def test_timescales_result_is_labeled_and_keeps_unit_coords(rng):
     assert "tau" in res.coords and res.autocorrelation.dims == ("unit", "lag")
     assert res.attrs["fit_lag"] == 30 and res.attrs["recording_model"] == "ar1"
     assert res.tau_net.attrs["units"] == "step"
-    assert set(res.status.values) <= set(dt.timescales.__globals__["STATUS"])
+    assert set(res.status.values) <= set(STATUS)
 
 
 def test_population_timescale_of_shared_ar1_signal(rng):
@@ -289,3 +290,83 @@ def test_noise_test_keeps_single_model_and_can_be_disabled(one_timescale_acfs):
     assert not np.any(off.status.values == "double_within_noise")
     assert np.sum(off.selected_model.values == "double") > np.sum(on.selected_model.values == "double")
     assert on.attrs["n_samples"] == 10 * 100_000
+
+
+@pytest.mark.parametrize("tau_max", [None, 1e4])
+def test_bounds_do_not_change_the_answer_when_far(tau_max):
+    """Results must not depend on tau_max when the timescales are far from it."""
+    y = 0.5 * np.exp(-LAG / 2.0) + 0.5 * np.exp(-LAG / 30.0)
+    res = dt.fit_timescales(_acf(np.stack([y, np.exp(-LAG / 5.0)])), tau_max=tau_max)
+    assert list(res.selected_model.values) == ["double", "single"]
+    assert list(res.status.values) == ["ok", "ok"]
+    np.testing.assert_allclose(res.tau_net.values, [30.0, 5.0], rtol=1e-5)
+
+
+def test_timescale_at_the_upper_bound_is_flagged():
+    res = dt.fit_timescales(_acf(np.exp(-LAG / 500.0)), tau_max=100.0)
+    assert str(res.status.values[0]) == "tau_at_bound" and res.tau_net.item() == pytest.approx(100.0)
+
+
+def test_units_of_timescales_follow_the_lag_coordinate():
+    y = np.exp(-np.arange(31) / 5.0)[None]
+    no_units = xr.DataArray(y, dims=("unit", "lag"), coords={"lag": np.arange(31) * 0.01})
+    res = dt.fit_timescales(no_units)
+    assert res.tau_net.item() == pytest.approx(0.05) and "coordinate" in res.tau_net.attrs["units"]
+    with_units = no_units.assign_coords(lag=no_units.lag.assign_attrs(units="s"))
+    assert dt.fit_timescales(with_units).tau_net.attrs["units"] == "s"
+    bare = xr.DataArray(y, dims=("unit", "lag"))
+    assert dt.fit_timescales(bare).tau_net.attrs["units"] == "step"
+
+
+def test_datetime_time_coordinate_is_refused(rng):
+    import pandas as pd
+
+    da = xr.DataArray(rng.standard_normal((1, 100, 2)), dims=("trial", "time", "unit"),
+                      coords={"time": pd.date_range("2024-01-01", periods=100, freq="s")})
+    with pytest.raises(ValueError, match="numeric times"):
+        dt.autocorrelation(da, max_lag=10)
+
+
+def test_extra_dims_are_kept_and_constant_units_named(rng):
+    x = rng.standard_normal((2, 400, 3, 2))
+    x[:, :, 1, 0] = 1.0
+    da = xr.DataArray(x, dims=("trial", "time", "unit", "layer"), coords={"unit": [7, 8, 9]})
+    with pytest.warns(RuntimeWarning, match="1 unit\\(s\\) \\(unit \\[8\\]\\)"):
+        ac = dt.autocorrelation(da, max_lag=10)
+    assert set(ac.dims) == {"unit", "layer", "lag"}
+    np.testing.assert_allclose(ac.sel(unit=7, layer=1).values, dt.autocorrelation(x[:, :, 0, 1][..., None], max_lag=10).values[0])
+    with pytest.warns(RuntimeWarning, match="unit \\[8\\]"):
+        res = dt.fit_timescales(ac, fit_lag=8)
+    assert str(res.status.sel(unit=8, layer=0).values) == "constant"
+
+
+def test_dask_errors_raise_and_constant_warning_at_compute(rng, monkeypatch):
+    pytest.importorskip("dask")
+    x = ar1(rng, [3.0, 5.0, 8.0], 2, 5000).astype(np.float64)
+    x[:, :, 1] = 0.0
+    rec = dt.from_array(x).chunk({"unit": 1})
+    lazy = dt.timescales(rec)
+    with pytest.warns(RuntimeWarning, match="zero variance"):
+        computed = lazy.compute()
+    assert str(computed.status.values[1]) == "constant"
+    fail_all = lambda y, t, **kw: np.c_[np.full((len(y), len(_expfit.FIELDS) - 1), np.nan), np.full(len(y), STATUS.index("failed"))]  # noqa: E731
+    monkeypatch.setattr(_expfit, "fit_and_select", fail_all)
+    with pytest.raises(RuntimeError, match="could not be fitted"):
+        dt.fit_timescales(dt.autocorrelation(rec, max_lag=30), errors="raise").compute()
+
+
+def test_n_samples_is_validated():
+    with pytest.raises(ValueError, match="n_samples must be a positive"):
+        dt.fit_timescales(_acf(np.exp(-LAG / 3)), n_samples=0)
+
+
+def test_short_recording_error_names_fit_lag(rng):
+    with pytest.raises(ValueError, match="20 samples.*fit_lag=30 needs at least 31"):
+        dt.timescales(rng.standard_normal((1, 20, 2)))
+
+
+def test_float32_analysis_of_float64_data_with_a_large_offset(rng):
+    x = ar1(rng, [4.0], 2, 20_000).astype(np.float64) + 1e7
+    a64 = dt.autocorrelation(x, max_lag=10, normalize=False)
+    a32 = dt.autocorrelation(x, max_lag=10, normalize=False, dtype="float32")
+    np.testing.assert_allclose(a32.values, a64.values, atol=1e-5 * a64.values[0, 0])
