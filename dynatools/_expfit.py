@@ -181,20 +181,20 @@ def fit_single(t, y, bounds, x0):
 
 
 def fit_double(t, y, bounds, starts):
+    """Fit the double model from each start; keep, per unit, the converged result of lowest cost.
+
+    Returns ``(x, cost, ok)``; ``ok`` is False where no start converged.
+    """
     lo, hi = bounds
-    best = None
+    best_x = np.full(starts[0].shape, np.nan)
+    best_cost = np.full(len(y), np.inf)
     for x0 in starts:
         res = least_squares_batched(_double_residual(t, y), x0, lo, hi)
         cost = np.where(res.converged & np.isfinite(res.cost), res.cost, np.inf)
-        if best is None:
-            best_x, best_cost, best_ok = res.x.copy(), cost, res.converged.copy()
-            best = True
-        else:
-            better = cost < best_cost
-            best_x[better] = res.x[better]
-            best_cost = np.where(better, cost, best_cost)
-            best_ok |= res.converged
-    return best_x, best_cost, best_ok & np.isfinite(best_cost)
+        better = cost < best_cost
+        best_x[better] = res.x[better]
+        best_cost[better] = cost[better]
+    return best_x, best_cost, np.isfinite(best_cost)
 
 
 def criterion_value(rss: np.ndarray, n: int, k: int, criterion: str) -> np.ndarray:
