@@ -129,7 +129,7 @@ def least_squares_batched(
         n_iter[idx] += 1
 
         acc = idx[ok]
-        x[acc], r[acc], J[acc], = x_new[ok], r_new[ok], J_new[ok]
+        x[acc], r[acc], J[acc] = x_new[ok], r_new[ok], J_new[ok]
         cost[acc] = cost_new[ok]
         lam[idx] = np.where(ok, np.maximum(lami / 3.0, 1e-15), np.minimum(lami * 4.0, 1e16))
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
-import pytest
 
 import dynatools as dt
 from dynatools.cli import main
