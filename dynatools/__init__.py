@@ -1,7 +1,7 @@
 """dynatools: measure the dynamics of recurrent neural networks on labeled xarray recordings.
 
 Recordings (schema and I/O)
-    from_array, validate, open_recording, save_recording, demo_path
+    from_array, validate, open_recording, save_recording, RecordingWriter, demo_path
 Timescales
     autocorrelation, fit_timescales, timescales
 
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 from dynatools.recording import (  # noqa: E402
     SCHEMA,
     RecordingError,
+    RecordingWriter,
     from_array,
     open_recording,
     save_recording,
@@ -58,6 +59,7 @@ __all__ = [
     "validate",
     "open_recording",
     "save_recording",
+    "RecordingWriter",
     "demo_path",
     # timescales
     "autocorrelation",

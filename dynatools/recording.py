@@ -33,6 +33,7 @@ __all__ = [
     "validate",
     "save_recording",
     "open_recording",
+    "RecordingWriter",
 ]
 
 SCHEMA_VERSION = 1
@@ -73,6 +74,7 @@ def from_array(
     dt: float = 1.0,
     dims: Sequence[str] | None = None,
     time_units: str = "step",
+    coords: Mapping[str, tuple[str, Any]] | None = None,
     **coords_and_attrs: Any,
 ) -> xr.Dataset:
     """Build a schema-1 recording from a plain array.
@@ -90,6 +92,9 @@ def from_array(
         ``("trial", "time", "unit")``.
     time_units : {"step", "s"}, default="step"
         Units of ``dt`` and of the ``time`` coordinate.
+    coords : mapping, optional
+        Further coordinates as ``{name: (dim, values)}``, e.g. the task size each readout head
+        answers: ``{"N": ("head", [2, 3, 4])}``.
     **coords_and_attrs
         ``trial``, ``time``, ``unit``: coordinate values for those dims (``unit`` must be
         integers). ``tau``, ``module``, ``population``: per-unit coordinates (length = number of
@@ -144,7 +149,8 @@ def from_array(
 
     n_trial, n_time, n_unit = da.shape
     kw = dict(coords_and_attrs)
-    coords: dict[str, Any] = {
+    extra_coords = dict(coords or {})
+    coords = {
         "trial": np.asarray(kw.pop("trial", np.arange(n_trial))),
         "time": np.asarray(kw.pop("time", np.arange(n_time) * dt)),
         "unit": np.asarray(kw.pop("unit", np.arange(n_unit))),
@@ -178,6 +184,14 @@ def from_array(
                 )
             ds[name] = (match[0], values)
 
+    for name, (dim, values) in extra_coords.items():
+        values = np.asarray(values)
+        if dim in ds.dims and values.shape != (ds.sizes[dim],):
+            raise ValueError(
+                f"coordinate {name!r} has shape {values.shape}; expected ({ds.sizes[dim]},) to "
+                f"match dim {dim!r}."
+            )
+        ds = ds.assign_coords({name: (dim, values)})
     for name, value in kw.items():
         if isinstance(value, (np.ndarray, xr.DataArray)) and np.ndim(value) > 0:
             raise TypeError(
@@ -497,3 +511,135 @@ def open_recording(path: str | os.PathLike, *, chunks: Mapping[str, int] | str |
     ds = _map_attrs(ds, _decode_attrs)
     validate(ds)
     return ds
+
+
+class RecordingWriter:
+    """Write a recording too large for memory, one time chunk at a time, atomically.
+
+    The static part (coordinates, per-unit coordinates, weights, attributes) is written first;
+    the time-long variables (``activity`` and any of ``input``, ``target``, ``output``) are then
+    filled chunk by chunk with :meth:`write`. Everything goes to a temporary file that replaces
+    ``path`` only in :meth:`close`, after the result passed :func:`validate`; an error or
+    :meth:`abort` deletes it, so no partial file is ever left under ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination ``*.nc``; its folder must exist.
+    n_trials, n_time, n_units : int
+        Shape of ``activity``.
+    dt : float, default=1.0
+    time_units : {"step", "s"}, default="step"
+    dtype : str, default="float32"
+        Type of ``activity`` (float32 or float64).
+    streamed : mapping, optional
+        Other time-long variables: ``name -> (dims, dtype)``, dims from the schema, e.g.
+        ``{"input": (("trial", "time", "input_dim"), "float32")}``.
+    sizes : mapping, optional
+        Lengths of dims that only the streamed variables use (e.g. ``{"input_dim": 1}``).
+    **coords_and_attrs
+        As for :func:`from_array`: ``trial``, ``unit``, per-unit coordinates, static variables
+        (``W_rec``, ...) and global attributes.
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "big.nc")
+    >>> with dt.RecordingWriter(path, n_trials=2, n_time=6, n_units=3, model="demo") as w:
+    ...     w.write("activity", 0, np.ones((2, 4, 3)))
+    ...     w.write("activity", 4, np.zeros((2, 2, 3)))
+    >>> dt.open_recording(path).activity.sum().item()
+    24.0
+    """
+
+    def __init__(self, path: str | os.PathLike, *, n_trials: int, n_time: int, n_units: int,
+                 dt: float = 1.0, time_units: str = "step", dtype: str = "float32",
+                 streamed: Mapping[str, tuple[tuple[str, ...], str]] | None = None,
+                 sizes: Mapping[str, int] | None = None, **coords_and_attrs: Any) -> None:
+        import netCDF4
+
+        self.path = Path(path)
+        if not self.path.parent.exists():
+            raise FileNotFoundError(f"folder {str(self.path.parent)!r} does not exist; create it first.")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise RecordingError(f"dtype={dtype!r}: activity must be float32 or float64.")
+        static = from_array(np.zeros((n_trials, 1, n_units), dtype=dtype), dt=dt,
+                            time_units=time_units, **coords_and_attrs)
+        self.attrs = dict(static.attrs)
+        static = static.drop_vars(["activity", "time"])
+        self.n_time = int(n_time)
+        variables = {"activity": (ACTIVITY_DIMS, str(np.dtype(dtype)))}
+        for name, (dims, vtype) in dict(streamed or {}).items():
+            if name not in OPTIONAL_VARIABLES or tuple(dims) not in OPTIONAL_VARIABLES[name] or "time" not in dims:
+                raise RecordingError(
+                    f"streamed variable {name!r} with dims {tuple(dims)}: only input, target and "
+                    f"output with a 'time' dim of the schema can be streamed.")
+            variables[name] = (tuple(dims), str(np.dtype(vtype)))
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        try:
+            _map_attrs(static, _encode_attrs).to_netcdf(self._tmp, engine="netcdf4", format="NETCDF4")
+            nc = netCDF4.Dataset(self._tmp, "a")
+            self._nc = nc
+            nc.createDimension("time", self.n_time)
+            for dim, size in dict(sizes or {}).items():
+                if dim not in nc.dimensions:
+                    nc.createDimension(dim, int(size))
+            tvar = nc.createVariable("time", "f8", ("time",))
+            tvar[:] = np.arange(self.n_time) * float(dt)
+            tvar.units = time_units
+            for name, (dims, vtype) in variables.items():
+                missing = [d for d in dims if d not in nc.dimensions]
+                if missing:
+                    raise RecordingError(f"dims {missing} of {name!r} have no length; pass sizes=.")
+                chunks = [1 if d == "trial" else min(nc.dimensions[d].size, 4096) if d == "time"
+                          else nc.dimensions[d].size for d in dims]
+                nc.createVariable(name, vtype, dims, chunksizes=chunks)
+            self._vars = variables
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, name: str, start: int, values: Any) -> None:
+        """Store ``values`` (the variable's dims, time axis second) at times ``start:...``."""
+        if name not in self._vars:
+            raise KeyError(f"{name!r} is not a streamed variable of this writer ({sorted(self._vars)}).")
+        values = np.asarray(values)
+        stop = start + values.shape[1]
+        if start < 0 or stop > self.n_time:
+            raise ValueError(f"times {start}:{stop} fall outside 0:{self.n_time}.")
+        self._nc.variables[name][:, start:stop, ...] = values
+
+    def close(self) -> Path:
+        """Finish the file, check it against the schema and move it to ``path``."""
+        try:
+            self._nc.close()
+            with open(self._tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            with xr.open_dataset(self._tmp, engine="netcdf4", decode_times=False) as ds:
+                validate(_map_attrs(ds, _decode_attrs))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the temporary file (nothing is written under ``path``)."""
+        nc = getattr(self, "_nc", None)
+        if nc is not None and nc.isopen():
+            nc.close()
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> "RecordingWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -52,10 +52,10 @@ def test_import_does_not_load_torch_or_matplotlib():
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_trainers_is_importable_without_side_effects():
-    import trainers
-
-    assert trainers.__all__ == []
+def test_dynatools_never_imports_trainers():
+    code = "import sys, dynatools, dynatools.cli, dynatools.plot; print('trainers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
 
 
 def test_output_to_a_directory_is_a_one_line_error(tmp_path, capsys):

@@ -1,7 +1,37 @@
-"""trainers: models, tasks and curricula that train the reference networks analysed by dynatools.
+"""trainers: train the reference networks of the timescale paper and export labeled recordings.
 
-This package is being built (see the project's issues); it currently holds no public API.
-It may import dynatools; dynatools never imports it.
+Models (:mod:`trainers.models`)
+    LeakyRNN, GRU, LSTM, MODELS
+Tasks (:mod:`trainers.tasks`)
+    Parity, DMS, TASKS
+Curricula (:mod:`trainers.curricula`)
+    CURRICULA
+Training
+    TrainConfig, train, resume, evaluate, Run, load_model, load_run
+Recordings and reference networks
+    record, import_reference
+
+It imports dynatools; dynatools never imports it.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from trainers.checkpoint import CheckpointError, load_model
+from trainers.config import TrainConfig
+from trainers.curricula import CURRICULA
+from trainers.models import GRU, LSTM, MODELS, LeakyRNN
+from trainers.record import record
+from trainers.reference import import_reference
+from trainers.tasks import DMS, TASKS, Parity
+from trainers.training import Run, evaluate, resume, train
+
+__all__ = [
+    # models
+    "LeakyRNN", "GRU", "LSTM", "MODELS",
+    # tasks and curricula
+    "Parity", "DMS", "TASKS", "CURRICULA",
+    # training
+    "TrainConfig", "train", "resume", "evaluate", "Run", "load_model", "CheckpointError",
+    # recordings
+    "record", "import_reference",
+]

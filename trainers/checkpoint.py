@@ -1,0 +1,133 @@
+"""Checkpoints: a state_dict plus JSON metadata, written atomically, read with weights_only=True.
+
+A checkpoint file (``torch.save``) holds a dict of tensors, numbers and strings only:
+``state_dict`` (model weights), ``optimizer`` (optimizer state), ``rng`` (generator states) and
+``meta`` (a JSON string: the model's architecture, the training configuration, the active Ns,
+epoch, accuracy and the run's history). Loading therefore never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainers.models import MODELS
+
+FORMAT = "trainers.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or belongs to another model."""
+
+
+def atomic_write_bytes(path: Path, writer) -> None:
+    """Call ``writer(file_object)`` on a temporary file beside ``path``, fsync, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict[str, Any], *,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    rng: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": json.dumps({"model_config": model.config(), **meta}),
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    if rng is not None:
+        payload["rng"] = {k: v.cpu() for k, v in rng.items()}
+    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file with ``torch.load(weights_only=True)``; ``meta`` is decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupted or a foreign pickle
+        raise CheckpointError(
+            f"{path}: not a readable trainers checkpoint ({type(exc).__name__}: {exc}). For the "
+            f"authors' published networks use trainers.import_reference()."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a trainers checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, "
+            f"expected {FORMAT!r}). For the authors' published networks use trainers.import_reference()."
+        )
+    payload["meta"] = json.loads(payload["meta"])
+    return payload
+
+
+def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
+    """Instantiate the architecture described by ``model.config()`` (weights uninitialised)."""
+    cfg = dict(model_config)
+    kind = cfg.pop("model")
+    if kind not in MODELS:
+        raise CheckpointError(f"unknown model kind {kind!r}; known: {sorted(MODELS)}.")
+    cls = MODELS[kind]
+    n_units = cfg.pop("n_units")
+    if kind == "leaky":
+        cfg["tau"] = 1.0  # replaced by the stored tau
+    return cls(n_units, **cfg)
+
+
+def load_model(path: str | os.PathLike, *, model: torch.nn.Module | None = None,
+               device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load the network of a checkpoint.
+
+    Parameters
+    ----------
+    path : path-like
+        A checkpoint written by :func:`trainers.train` (``RUN_DIR/checkpoints/*.pt``).
+    model : torch.nn.Module, optional
+        Load into this model instead of building one; its architecture must match the
+        checkpoint's, otherwise a :class:`CheckpointError` names the differences.
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in eval mode.
+    """
+    payload = read_checkpoint(path)
+    stored = payload["meta"]["model_config"]
+    if model is None:
+        model = build_model(stored)
+    else:
+        mine = model.config() if hasattr(model, "config") else {}
+        diff = {k: (stored.get(k), mine.get(k)) for k in set(stored) | set(mine) if stored.get(k) != mine.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise CheckpointError(f"{path} holds another model ({details}); build the model from "
+                                  f"the checkpoint with trainers.load_model(path).")
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

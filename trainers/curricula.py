@@ -1,0 +1,184 @@
+"""Curricula of the timescale paper: which task sizes N the readout heads answer, and when to
+move on (Sec. 3.2, App. B and D).
+
+A curriculum is a rule on the list ``Ns`` of active task sizes: head ``i`` answers ``Ns[i]``
+(the authors' convention: in the multi-head curriculum head ``i`` answers ``N = n_start + i``; in
+single-head and sliding curricula the same heads are re-assigned to the new Ns). All active heads
+are trained together (the loss is the sum of their cross-entropies). After each epoch the
+curriculum advances when the mean accuracy over the active heads exceeds 98% **and** the newest
+head (``Ns[-1]``) exceeds 98% -- the authors' rule.
+
+``CURRICULA`` maps names to classes; adding one is one class plus one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from dynatools._validation import check_positive_int
+
+#: The authors' accuracy threshold (per cent) for "solved".
+THRESHOLD = 98.0
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """Base rule. ``n_start`` is the first N, ``n_max`` the target N that ends the run.
+
+    Parameters
+    ----------
+    n_start : int, default=2
+        First task size.
+    n_max : int, default=101
+        Target: the run is finished once a set of heads containing ``n_max`` is solved.
+    """
+
+    n_start: int = 2
+    n_max: int = 101
+    name = ""
+
+    def __post_init__(self) -> None:
+        if int(self.n_start) < 2:
+            raise ValueError(f"n_start must be >= 2 (N = 1 needs no memory); found {self.n_start}.")
+        if int(self.n_max) < int(self.n_start):
+            raise ValueError(f"n_max={self.n_max} is below n_start={self.n_start}; give n_max >= n_start.")
+
+    def initial(self) -> list[int]:
+        """Active Ns at the start of training."""
+        raise NotImplementedError
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        """Active Ns after the current ones are solved (never beyond ``n_max``)."""
+        raise NotImplementedError
+
+    def n_heads(self) -> int:
+        """Readout heads the model needs for the whole run."""
+        return 1
+
+    def solved(self, accuracy: Sequence[float]) -> bool:
+        """The authors' rule: mean accuracy over active heads > 98% and the newest head > 98%.
+
+        ``accuracy`` is per active head, in per cent, in the order of ``Ns``.
+        """
+        acc = np.asarray(accuracy, dtype=float)
+        return bool(acc.size and acc.mean() > THRESHOLD and acc[-1] > THRESHOLD)
+
+    def finished(self, Ns: Sequence[int]) -> bool:
+        """Whether solving ``Ns`` completes the curriculum."""
+        return max(Ns) >= self.n_max
+
+    def config(self) -> dict:
+        return {"curriculum": self.name, "n_start": int(self.n_start), "n_max": int(self.n_max)}
+
+
+@dataclass(frozen=True)
+class NoCurriculum(Curriculum):
+    """Train one N directly (Fig. 3a): the single head answers ``N = n_max`` from the start."""
+
+    name = "none"
+
+    def initial(self) -> list[int]:
+        return [int(self.n_max)]
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        return list(Ns)
+
+
+@dataclass(frozen=True)
+class SingleHead(Curriculum):
+    """One head, retrained for N + 1 each time N is solved (Sec. 3.2, Fig. 2b)."""
+
+    name = "single-head"
+
+    def initial(self) -> list[int]:
+        return [int(self.n_start)]
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        return [min(Ns[-1] + 1, int(self.n_max))]
+
+
+@dataclass(frozen=True)
+class MultiHead(Curriculum):
+    """Cumulative heads: ``heads_per_step`` new heads (N+1, ..., N+m) join the solved ones
+    (Sec. 3.2, Fig. 2b; the authors' "cumulative" curriculum)."""
+
+    heads_per_step: int = 1
+    name = "multi-head"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("heads_per_step", self.heads_per_step)
+
+    def initial(self) -> list[int]:
+        return [int(self.n_start)]
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        new = [n for n in range(Ns[-1] + 1, Ns[-1] + 1 + self.heads_per_step) if n <= self.n_max]
+        return list(Ns) + new
+
+    def n_heads(self) -> int:
+        return int(self.n_max) - int(self.n_start) + 1
+
+    def config(self) -> dict:
+        return {**super().config(), "heads_per_step": int(self.heads_per_step)}
+
+
+@dataclass(frozen=True)
+class Sliding(Curriculum):
+    """A window of ``window`` heads (H) over consecutive Ns, shifted by ``shift`` (w) once solved
+    (App. B: H = 10 heads starting at N = 2..11, w in {1, 3, 5})."""
+
+    window: int = 10
+    shift: int = 5
+    name = "sliding"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("window", self.window)
+        check_positive_int("shift", self.shift)
+        if self.shift > self.window:
+            raise ValueError(f"shift={self.shift} exceeds window={self.window}; the window can "
+                             f"move by at most its own size.")
+        if self.n_max < self.n_start + self.window - 1:
+            raise ValueError(f"n_max={self.n_max} is smaller than the first window "
+                             f"{self.n_start}..{self.n_start + self.window - 1}; raise n_max or "
+                             f"shrink the window.")
+
+    def initial(self) -> list[int]:
+        return list(range(int(self.n_start), int(self.n_start) + int(self.window)))
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        shift = min(self.shift, max(0, int(self.n_max) - Ns[-1]))
+        return list(Ns[shift:]) + list(range(Ns[-1] + 1, Ns[-1] + 1 + shift))
+
+    def n_heads(self) -> int:
+        return int(self.window)
+
+    def config(self) -> dict:
+        return {**super().config(), "window": int(self.window), "shift": int(self.shift)}
+
+
+@dataclass(frozen=True)
+class AllHeads(Curriculum):
+    """Every N in ``n_start..n_max`` trained from the start, no explicit curriculum (App. D)."""
+
+    name = "all-heads"
+
+    def initial(self) -> list[int]:
+        return list(range(int(self.n_start), int(self.n_max) + 1))
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        return list(Ns)
+
+    def n_heads(self) -> int:
+        return int(self.n_max) - int(self.n_start) + 1
+
+
+#: name -> curriculum class (``--curriculum`` on the command line).
+CURRICULA = {c.name: c for c in (NoCurriculum, SingleHead, MultiHead, Sliding, AllHeads)}
+
+__all__ = ["THRESHOLD", "Curriculum", "NoCurriculum", "SingleHead", "MultiHead", "Sliding",
+           "AllHeads", "CURRICULA"]

@@ -1,0 +1,15 @@
+"""Models of the timescale paper, all following the step/initial_state/forward/readout protocol.
+
+``MODELS`` maps the names used in configurations and on the command line to the classes; adding a
+model is one file plus one line here.
+"""
+
+from __future__ import annotations
+
+from trainers.models.gated import GRU, LSTM
+from trainers.models.leaky import LeakyRNN
+
+#: name -> model class (``--model`` on the command line).
+MODELS = {"leaky": LeakyRNN, "gru": GRU, "lstm": LSTM}
+
+__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS"]

@@ -1,0 +1,87 @@
+"""Pieces shared by the trainers models: the multi-head readout, activations and init helpers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+#: Activations a model may use, with the derivative written in terms of the activation's output
+#: (what the fused backward pass of :class:`~trainers.models.LeakyRNN` needs).
+ACTIVATIONS = ("leaky_relu", "relu", "tanh")
+
+
+def uniform_(tensor: torch.Tensor, bound: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Fill ``tensor`` with U(-bound, bound) in place, drawing from ``generator``."""
+    with torch.no_grad():
+        tensor.uniform_(-bound, bound, generator=generator)
+    return tensor
+
+
+def linear_bound(fan_in: int) -> float:
+    """PyTorch's default ``nn.Linear`` bound 1/sqrt(fan_in), for weights and biases alike."""
+    return 1.0 / math.sqrt(fan_in)
+
+
+def activate(z: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
+    """Apply ``activation`` (out of place, differentiable to any order)."""
+    if activation == "leaky_relu":
+        return torch.nn.functional.leaky_relu(z, slope)
+    if activation == "relu":
+        return torch.relu(z)
+    return torch.tanh(z)
+
+
+def activate_(z: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
+    """Apply ``activation`` in place (no allocation; used in the fused recurrence)."""
+    if activation == "leaky_relu":
+        return torch.nn.functional.leaky_relu_(z, slope)
+    if activation == "relu":
+        return z.relu_()
+    return z.tanh_()
+
+
+def activation_grad_from_output(out: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
+    """f'(z) expressed through y = f(z): leaky ReLU and ReLU by the sign of y, tanh as 1 - y^2."""
+    if activation == "tanh":
+        return 1.0 - out * out
+    one = torch.ones((), dtype=out.dtype, device=out.device)
+    return torch.where(out > 0, one, one * (slope if activation == "leaky_relu" else 0.0))
+
+
+class MultiHeadReadout(nn.Module):
+    """``n_heads`` linear readouts ``Linear(n_units, n_classes)`` evaluated in one matmul.
+
+    Parameters are stored stacked: ``weight`` of shape ``(head, class, unit)`` and ``bias`` of
+    shape ``(head, class)``, so head ``i`` is ``logits_i = weight[i] @ h + bias[i]``, exactly an
+    ``nn.Linear(n_units, n_classes)`` per head (timescale paper, Sec. 3.2, Fig. 2b).
+    """
+
+    def __init__(self, n_units: int, n_heads: int, n_classes: int = 2, *,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_heads, n_classes, n_units))
+        self.bias = nn.Parameter(torch.empty(n_heads, n_classes))
+        bound = linear_bound(n_units)
+        uniform_(self.weight, bound, generator)
+        uniform_(self.bias, bound, generator)
+
+    @property
+    def n_heads(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
+        """Logits ``(..., head, class)`` of the heads ``heads`` (all by default; an int k = first k)."""
+        w, b = self.weight, self.bias
+        if heads is not None:
+            sl = slice(0, heads) if isinstance(heads, int) else heads
+            w, b = w[sl], b[sl]
+        n_h, n_c, n_u = w.shape
+        out = torch.nn.functional.linear(h, w.reshape(n_h * n_c, n_u), b.reshape(n_h * n_c))
+        return out.unflatten(-1, (n_h, n_c))
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of trainable scalars (parameters with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,205 @@
+"""Record a trained network's activity as a labeled dynatools recording (schema 1).
+
+Timescale paper, Sec. 2: the network is driven by uncorrelated Bernoulli(0.5) bits, one per step
+(held for k steps with input rescaling, App. E), for T = 1e5 steps in each of 10 trials; the
+activity of every unit goes into ``activity`` (trial, time, unit) for the autocorrelation analysis.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+import dynatools
+from dynatools._validation import check_positive_int
+from dynatools.recording import RecordingWriter, from_array
+from trainers.tasks import TASKS
+from trainers.tasks.binary import BinaryTask, check_Ns
+
+
+def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Sequence[int] | None = None,
+           steps: int = 100_000, trials: int = 10, burn_in: int = 500, out: str | os.PathLike | None = None,
+           chunk: int = 2000, outputs: bool = True, p: float = 0.5, seed: int | None = None,
+           device: str | torch.device | None = None, attrs: dict[str, Any] | None = None,
+           progress: bool = False) -> xr.Dataset:
+    """Simulate ``model`` on random bits and return (or write) a labeled recording.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trainers model (``LeakyRNN``, ``GRU``, ``LSTM``) or any module with the protocol's
+        ``forward``, ``initial_state`` and ``readout``.
+    task : BinaryTask or {"parity", "dms"}, default="parity"
+        Defines the input encoding and rescaling k, and the labels in ``target``.
+    Ns : sequence of int, optional
+        Task sizes answered by heads ``0..len(Ns)-1`` (``output``, ``target``, ``W_out``).
+        Default: no outputs, and ``W_out`` of every head.
+    steps : int, default=100_000
+        Recorded time steps per trial.
+    trials : int, default=10
+        Independent input sequences, simulated together.
+    burn_in : int, default=500
+        Steps simulated and discarded first (from the initial state ``model.initial_state``).
+    out : path-like, optional
+        Stream the recording to this netCDF4 file in time chunks (never holding the whole
+        activity in memory) and return it opened lazily. Default: build it in memory.
+    chunk : int, default=2000
+        Time steps simulated (and written) at once.
+    outputs : bool, default=True
+        With ``Ns``: store ``output`` (predicted class of each head at every step) and
+        ``target`` (the task's label at every step), both int8 (trial, time, head).
+    p : float, default=0.5
+        Probability of a 1 in the input bits (the paper's recordings use 0.5).
+    seed : int, optional
+        Seeds the bits and the initial state; stored in the attrs. Default: a random seed.
+    device : optional
+        Default: the model's device.
+    attrs : dict, optional
+        Extra global attributes (e.g. ``curriculum``, ``accuracy``, ``config``).
+    progress : bool, default=False
+        Show a progress bar over time chunks.
+
+    Returns
+    -------
+    xarray.Dataset
+        A recording that passes :func:`dynatools.validate`: ``activity`` (trial, time, unit)
+        float32, ``input`` (trial, time, input_dim), ``tau`` as a unit coordinate (leaky RNN),
+        weights ``W_rec``, ``W_in``, ``W_out``, ``bias``, heads labeled by their ``N``.
+
+    Examples
+    --------
+    >>> import torch, trainers
+    >>> net = trainers.LeakyRNN(6, n_heads=2, generator=torch.Generator().manual_seed(0))
+    >>> rec = trainers.record(net, "parity", Ns=[2, 3], steps=50, trials=2, burn_in=10, seed=0)
+    >>> rec.activity.shape, rec.output.dims
+    ((2, 50, 6), ('trial', 'time', 'head'))
+    """
+    steps = check_positive_int("steps", steps)
+    trials = check_positive_int("trials", trials)
+    burn_in = check_positive_int("burn_in", burn_in, minimum=0)
+    chunk = check_positive_int("chunk", chunk)
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise ValueError(f"task={task!r} is not a valid option; choose one of {sorted(TASKS)}.")
+        task = TASKS[task]()
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1]; found {p}.")
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    Ns = check_Ns(Ns) if Ns is not None else None
+    n_heads = model.heads.n_heads if hasattr(model, "heads") else None
+    if Ns is not None and n_heads is not None and len(Ns) > n_heads:
+        raise ValueError(f"{len(Ns)} Ns but the model has only {n_heads} readout heads.")
+    if Ns is not None and burn_in < max(Ns) * task.k:
+        raise ValueError(f"burn_in={burn_in} is shorter than max(Ns) * k = {max(Ns) * task.k} "
+                         f"steps: the first labels would be undefined; raise burn_in.")
+    dev = next(model.parameters()).device if device is None else torch.device(device)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    k = task.k
+
+    n_units = int(getattr(model, "n_units"))
+    input_dim = int(getattr(model, "input_dim", 1))
+    static = _static_fields(model, Ns)
+    meta = {
+        "model": getattr(model, "kind", type(model).__name__),
+        "task": task.name, "k": k, "input_p": p, "seed": seed, "burn_in": burn_in,
+        "N": list(Ns) if Ns is not None else None,
+        "model_config": model.config() if hasattr(model, "config") else None,
+        "software": f"dynatools {dynatools.__version__} (trainers)",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(attrs or {})
+    head_outputs = Ns is not None and outputs
+    streamed = {"input": (("trial", "time", "input_dim"), "float32")}
+    if head_outputs:
+        streamed["output"] = (("trial", "time", "head"), "int8")
+        streamed["target"] = (("trial", "time", "head"), "int8")
+
+    if out is not None:
+        sink: Any = RecordingWriter(out, n_trials=trials, n_time=steps, n_units=n_units,
+                                    streamed=streamed, sizes={"input_dim": input_dim,
+                                                              "head": len(Ns) if Ns else 1},
+                                    **static, **meta)
+    else:
+        sink = _MemorySink(trials, steps, n_units, input_dim, len(Ns) if head_outputs else 0)
+    try:
+        _simulate(model, task, Ns if head_outputs else None, steps, trials, burn_in, chunk, p,
+                  gen, dev, sink, progress)
+    except BaseException:
+        if out is not None:
+            sink.abort()
+        raise
+    if out is not None:
+        sink.close()
+        return dynatools.open_recording(out)
+    return from_array(sink.activity, **sink.variables(), **static, **meta)
+
+
+def _static_fields(model: torch.nn.Module, Ns: Sequence[int] | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if hasattr(model, "recording_weights"):
+        fields.update(model.recording_weights())
+    if hasattr(model, "effective_tau"):
+        with torch.no_grad():
+            fields["tau"] = model.effective_tau().cpu().numpy()
+    if Ns is not None and "W_out" in fields:
+        fields["W_out"] = fields["W_out"][: len(Ns)]
+    if Ns is not None:
+        fields["coords"] = {"head": ("head", np.arange(len(Ns))), "N": ("head", np.asarray(Ns))}
+    return fields
+
+
+class _MemorySink:
+    def __init__(self, trials, steps, n_units, input_dim, n_heads):
+        self.activity = np.empty((trials, steps, n_units), dtype=np.float32)
+        self.arrays = {"input": np.empty((trials, steps, input_dim), dtype=np.float32)}
+        if n_heads:
+            self.arrays["output"] = np.empty((trials, steps, n_heads), dtype=np.int8)
+            self.arrays["target"] = np.empty((trials, steps, n_heads), dtype=np.int8)
+
+    def write(self, name, start, values):
+        target = self.activity if name == "activity" else self.arrays[name]
+        target[:, start:start + values.shape[1]] = values
+
+    def variables(self):
+        return dict(self.arrays)
+
+
+def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink, progress):
+    from tqdm.auto import tqdm
+
+    k = task.k
+    total = burn_in + steps
+    n_bits = -(-total // k)
+    bits = (torch.rand(trials, n_bits, generator=gen, device=dev) < p).float()
+    labels = task.labels_in_time(bits, Ns) if Ns is not None else None
+    inputs = task.encode(bits)[:, :total]                                  # (trial, time, 1)
+    with torch.no_grad():
+        h = model.initial_state(trials, generator=gen)
+        t = 0
+        bar = tqdm(total=total, desc="record", unit="step", disable=not progress)
+        while t < total:
+            stop = min(total, t + chunk, burn_in if t < burn_in else total)
+            H = model(inputs[:, t:stop], h)
+            h = H[:, -1]
+            if stop > burn_in:
+                lo = max(t, burn_in)
+                part = H[:, lo - t:]
+                hidden = model.hidden(part) if hasattr(model, "hidden") else part
+                sink.write("activity", lo - burn_in, hidden.float().cpu().numpy())
+                sink.write("input", lo - burn_in, inputs[:, lo:stop].cpu().numpy())
+                if Ns is not None:
+                    pred = model.readout(hidden, heads=len(Ns)).argmax(-1)
+                    sink.write("output", lo - burn_in, pred.to(torch.int8).cpu().numpy())
+                    idx = torch.arange(lo, stop, device=dev) // k
+                    sink.write("target", lo - burn_in, labels[:, idx].cpu().numpy())
+            bar.update(stop - t)
+            t = stop
+        bar.close()

@@ -1,0 +1,197 @@
+"""N-parity and N-DMS: the binary memory tasks of the timescale paper (Sec. 3.1, App. C, E).
+
+Batches are drawn on the target device in a few tensor operations (no loop over sequences):
+one length per batch, bits as a ``(batch, length)`` tensor, labels for every requested N at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from dynatools._validation import check_choice, check_positive_int
+
+ENCODINGS = ("01", "pm1")
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """One batch of a binary task.
+
+    Attributes
+    ----------
+    inputs : torch.Tensor
+        ``(batch, length * k, 1)`` float, the network's input (each bit held for k steps).
+    labels : torch.Tensor
+        ``(batch, len(Ns))`` int64, the label of each N at the end of the sequence.
+    bits : torch.Tensor
+        ``(batch, length)`` float 0/1, the underlying bit sequence.
+    Ns : tuple of int
+        The Ns whose labels ``labels`` holds, in column order.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    bits: torch.Tensor
+    Ns: tuple[int, ...]
+
+
+def check_Ns(Ns: Sequence[int]) -> tuple[int, ...]:
+    """Validate a list of task sizes: integers >= 2, at least one."""
+    Ns = tuple(int(n) for n in Ns)
+    if not Ns:
+        raise ValueError("Ns is empty; give at least one task size N >= 2.")
+    bad = [n for n in Ns if n < 2]
+    if bad:
+        raise ValueError(f"task sizes must be N >= 2 (N = 1 needs no memory); found {bad}.")
+    return Ns
+
+
+class BinaryTask:
+    """Base class: a stream of random bits and a label per N computed from its last bits.
+
+    Parameters
+    ----------
+    k : int, default=1
+        Input time-rescaling (App. E): each bit is held for ``k`` consecutive steps.
+    encoding : {"01", "pm1"}, default="01"
+        Input values {0, 1} (the paper's leaky RNN) or {-1, +1} (zero-mean, used for the GRU
+        and LSTM in App. C). Labels are unaffected.
+    """
+
+    name = ""
+    #: probability of a 1: None draws p ~ U(0, 1) per sequence.
+    p_one: float | None = 0.5
+
+    def __init__(self, *, k: int = 1, encoding: str = "01") -> None:
+        self.k = check_positive_int("k", k)
+        self.encoding = check_choice("encoding", encoding, ENCODINGS)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(k={self.k}, encoding={self.encoding!r})"
+
+    def config(self) -> dict:
+        return {"task": self.name, "k": self.k, "encoding": self.encoding}
+
+    @staticmethod
+    def length_range(n_max: int) -> tuple[int, int]:
+        """Sequence lengths (in bits) are uniform in ``[n_max + 2, 4 * n_max + 2)``, as in the
+        authors' DMS generator (the paper, Sec. 3.1: "between N + 2 and 4N")."""
+        return n_max + 2, 4 * n_max + 2
+
+    def draw_bits(self, batch: int, length: int, *, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+        """Random bits ``(batch, length)`` as float 0/1."""
+        u = torch.rand(batch, length, generator=generator, device=device)
+        if self.p_one is None:
+            p = torch.rand(batch, 1, generator=generator, device=device)
+        else:
+            p = self.p_one
+        return (u < p).float()
+
+    def labels(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
+        """Labels ``(batch, len(Ns))`` at the end of ``bits`` (``(batch, length)``, 0/1)."""
+        raise NotImplementedError
+
+    def labels_in_time(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
+        """Labels after every bit, ``(batch, length, len(Ns))`` int8; -1 where fewer than the
+        bits a label needs have been seen."""
+        raise NotImplementedError
+
+    def encode(self, bits: torch.Tensor) -> torch.Tensor:
+        """Network input ``(batch, length * k, 1)`` from bits: rescaled by k, then encoded."""
+        x = bits if self.k == 1 else bits.repeat_interleave(self.k, dim=1)
+        if self.encoding == "pm1":
+            x = 2.0 * x - 1.0
+        return x.unsqueeze(-1)
+
+    def sample(self, Ns: Sequence[int], batch: int, *, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None, length: int | None = None) -> TaskBatch:
+        """Draw one batch with labels for every N in ``Ns``.
+
+        Parameters
+        ----------
+        Ns : sequence of int
+            Task sizes to label (e.g. the active heads of a curriculum).
+        batch : int
+            Number of sequences.
+        generator : torch.Generator, optional
+            Random source; it must live on ``device``. Default: PyTorch's global generator.
+        device : torch.device or str, optional
+            Where to draw the batch (default: the generator's device, else CPU).
+        length : int, optional
+            Sequence length in bits; default uniform in :meth:`length_range` of ``max(Ns)``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from trainers.tasks import Parity
+        >>> b = Parity().sample([2, 3], 4, generator=torch.Generator().manual_seed(0))
+        >>> b.inputs.shape[0], b.labels.shape
+        (4, torch.Size([4, 2]))
+        """
+        Ns = check_Ns(Ns)
+        batch = check_positive_int("batch", batch)
+        if device is None:
+            device = generator.device if generator is not None else torch.device("cpu")
+        if length is None:
+            lo, hi = self.length_range(max(Ns))
+            length = int(torch.randint(lo, hi, (1,), generator=generator, device=device).item())
+        elif length < max(Ns):
+            raise ValueError(f"length={length} is shorter than the largest N={max(Ns)}.")
+        bits = self.draw_bits(batch, length, generator=generator, device=device)
+        return TaskBatch(self.encode(bits), self.labels(bits, Ns), bits, Ns)
+
+
+class Parity(BinaryTask):
+    """N-parity: the label is the parity (XOR) of the last N bits (Sec. 3.1).
+
+    Bits are Bernoulli(p) with p ~ U(0, 1) drawn per sequence (the authors' per-sequence
+    generator; their batched one drew one p per batch).
+    """
+
+    name = "parity"
+    p_one = None
+
+    def labels(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
+        Ns = check_Ns(Ns)
+        L = bits.shape[1]
+        cs = torch.nn.functional.pad(bits.cumsum(1), (1, 0))              # cs[:, j] = sum(bits[:, :j])
+        idx = torch.tensor([L - n for n in Ns], device=bits.device)
+        window = cs[:, L:L + 1] - cs[:, idx]
+        return (window.round().long() % 2)
+
+    def labels_in_time(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
+        Ns = check_Ns(Ns)
+        cs = torch.nn.functional.pad(bits.cumsum(1), (1, 0)).round().long()
+        out = []
+        for n in Ns:
+            lab = torch.full_like(cs[:, 1:], -1)
+            lab[:, n - 1:] = (cs[:, n:] - cs[:, : cs.shape[1] - n]) % 2
+            out.append(lab)
+        return torch.stack(out, -1).to(torch.int8)
+
+
+class DMS(BinaryTask):
+    """N-delayed match-to-sample: the label is 1 when the current bit equals the bit N - 1 steps
+    earlier, i.e. bit t equals bit t - N + 1 (Sec. 3.1). Bits are Bernoulli(0.5)."""
+
+    name = "dms"
+    p_one = 0.5
+
+    def labels(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
+        Ns = check_Ns(Ns)
+        L = bits.shape[1]
+        idx = torch.tensor([L - n for n in Ns], device=bits.device)
+        return (bits[:, L - 1:L] == bits[:, idx]).long()
+
+    def labels_in_time(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
+        Ns = check_Ns(Ns)
+        out = []
+        for n in Ns:
+            lab = torch.full(bits.shape, -1, dtype=torch.long, device=bits.device)
+            lab[:, n - 1:] = (bits[:, n - 1:] == bits[:, : bits.shape[1] - n + 1]).long()
+            out.append(lab)
+        return torch.stack(out, -1).to(torch.int8)
