@@ -8,9 +8,7 @@ activity of every unit goes into ``activity`` (trial, time, unit) for the autoco
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from dynatools._validation import check_choice, check_positive_int
 from trainers.models._common import (
@@ -252,8 +251,11 @@ class _LeakyRecurrence(torch.autograd.Function):
         return H[1:]
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gH):  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative was asked for
+            raise RuntimeError(
+                "LeakyRNN with fused=True supports first derivatives only; set model.fused = False "
+                "for double backward (Hessian-vector products) or torch.func transforms.")
         H, Wt, a = ctx.saved_tensors
         placement, activation, slope = ctx.placement, ctx.activation, ctx.slope
         T = H.shape[0] - 1

@@ -1,0 +1,249 @@
+"""Training loop: determinism, checkpoints, exact resume after SIGKILL, errors before training,
+and (slow) the curriculum comparison of the timescale paper on a small CPU network."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import dynatools as dt
+import trainers
+from trainers.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+
+TINY = dict(units=16, batch=16, steps_per_epoch=5, eval_batches=2, max_epochs=3, n_max=5,
+            device="cpu", seed=3)
+
+
+def test_same_seed_gives_an_identical_loss_trace():
+    a = trainers.train(TINY, progress=False)
+    b = trainers.train(TINY, progress=False)
+    c = trainers.train({**TINY, "seed": 4}, progress=False)
+    assert a.losses == b.losses
+    assert a.losses != c.losses
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_run_directory_contents(tmp_path):
+    run = trainers.train({**TINY, "max_epochs": 2}, tmp_path / "run", progress=False)
+    d = tmp_path / "run"
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["optimizer"] == "sgd" and cfg["n_heads"] == 4
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    for key in ("loss", "accuracy", "Ns", "tau_mean", "tau_std", "wall_seconds", "sequences_per_s"):
+        assert key in lines[0]
+    assert lines[0]["loss"] == pytest.approx(run.losses[0])
+    payload = read_checkpoint(d / "checkpoints" / "latest.pt")   # weights_only=True inside
+    assert payload["meta"]["epoch"] == 2 and set(payload) >= {"state_dict", "optimizer", "rng"}
+    loaded = trainers.load_model(d / "checkpoints" / "latest.pt")
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    ds = run.metrics()
+    assert ds.accuracy.dims == ("epoch", "N") and ds.sizes["epoch"] == 2
+
+
+def test_solved_heads_get_their_own_checkpoint(tmp_path):
+    run = trainers.train({**TINY, "max_epochs": 5, "units": 32, "batch": 32, "steps_per_epoch": 50},
+                         tmp_path / "r", progress=False)
+    assert run.solved, "N=2 should be solved by a 32-unit network in 5 short epochs"
+    for Ns in run.solved:
+        meta = read_checkpoint(tmp_path / "r" / "checkpoints" / f"N{max(Ns):03d}.pt")["meta"]
+        assert meta["Ns"] == Ns and meta["accuracy"][str(max(Ns))] > 98
+    # after solving N=2 the multi-head curriculum trains heads for N=2 and N=3
+    assert run.history[-1]["Ns"] == [2, 3]
+
+
+def test_a_finished_curriculum_stops_with_reason_target():
+    run = trainers.train({**TINY, "curriculum": "none", "n_max": 2, "units": 32, "batch": 32,
+                          "steps_per_epoch": 50, "max_epochs": 10}, progress=False)
+    assert run.stop_reason == "target" and run.max_solved_N == 2 and len(run.history) < 10
+
+
+def test_time_budget_stops_the_run():
+    run = trainers.train({**TINY, "max_epochs": 1000, "time_budget": 0.01}, progress=False)
+    assert run.stop_reason == "time_budget" and len(run.history) == 1
+
+
+def _kill_mid_run(tmp_path, cfg):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "trainers.cli", "train", "--out", str(out), "-q"]
+    for k, v in cfg.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 1:
+            break
+        if proc.poll() is not None:
+            pytest.fail("training ended before it could be killed: " + proc.stderr.read().decode())
+        time.sleep(0.02)
+    first = json.loads(metrics.read_text().splitlines()[0])
+    time.sleep(0.4 * first["epoch_seconds"])  # well inside the second epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return out
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    cfg = dict(units=48, batch=64, steps_per_epoch=150, eval_batches=2, max_epochs=4, n_max=6,
+               device="cpu", seed=11)
+    out = _kill_mid_run(tmp_path, cfg)
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert done < cfg["max_epochs"], "the process was killed too late to test a resume"
+    # every file under its final name is complete and readable
+    read_checkpoint(out / "checkpoints" / "latest.pt")
+    resumed = trainers.resume(out, progress=False)
+    reference = trainers.train(cfg, progress=False)
+    assert resumed.losses == reference.losses
+    assert resumed.config == reference.config
+    assert [h["accuracy"] for h in resumed.history] == [h["accuracy"] for h in reference.history]
+    assert not list(out.rglob("*.tmp")), "a partial file was left behind"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == cfg["max_epochs"]
+
+
+def test_resume_can_extend_a_run(tmp_path):
+    trainers.train({**TINY, "max_epochs": 2}, tmp_path / "r", progress=False)
+    run = trainers.resume(tmp_path / "r", max_epochs=3, progress=False)
+    full = trainers.train({**TINY, "max_epochs": 3}, progress=False)
+    assert run.losses == full.losses
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"curriculum": "zigzag"}, "curriculum="),
+        ({"task": "xor"}, "task="),
+        ({"model": "transformer"}, "model="),
+        ({"n_start": 1}, "n_start must be an integer N >= 2"),
+        ({"units": 0}, "units must be a positive integer"),
+        ({"batch": -3}, "batch must be a positive integer"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"n_max": 1}, "n_max must be"),
+    ],
+)
+def test_bad_configuration_fails_before_training(tmp_path, change, match):
+    with pytest.raises(ValueError, match=match):
+        trainers.train({**TINY, **change}, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists(), "nothing may be written for a rejected configuration"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_directory(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            trainers.train(TINY, locked / "run", progress=False)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="not writable"):
+        trainers.train(TINY, blocker / "run", progress=False)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        trainers.train(TINY, tmp_path / "r", progress=False)
+
+
+def test_resume_of_a_missing_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        trainers.resume(tmp_path / "nothing", progress=False)
+
+
+def test_checkpoint_from_another_model(tmp_path):
+    trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
+    path = tmp_path / "r" / "checkpoints" / "latest.pt"
+    with pytest.raises(CheckpointError, match="another model.*n_units"):
+        trainers.load_model(path, model=trainers.LeakyRNN(17, n_heads=4))
+    with pytest.raises(CheckpointError, match="another model.*model"):
+        trainers.load_model(path, model=trainers.GRU(16, n_heads=4))
+    # a run directory whose config names another model than its checkpoint
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    cfg["model"] = "gru"
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="another model"):
+        trainers.resume(tmp_path / "r", progress=False)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content is None:  # a valid torch file that is not ours
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="trainers checkpoint"):
+        trainers.load_model(path)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model = trainers.LeakyRNN(4)
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model, {"x": 1})
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, {"x": 2})
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+def test_gated_models_train_with_adam_and_pm1_inputs(model):
+    run = trainers.train({**TINY, "model": model, "max_epochs": 1}, progress=False)
+    assert run.config.optimizer == "adam" and run.config.encoding == "pm1"
+    assert np.isfinite(run.losses[0]) and "tau_mean" not in run.history[0]
+
+
+def test_fixed_tau_run_keeps_tau():
+    run = trainers.train({**TINY, "train_tau": False, "tau": 2.0, "max_epochs": 1}, progress=False)
+    assert torch.all(run.model.tau == 2.0)
+
+
+@pytest.mark.cuda
+def test_cuda_curriculum_smoke_and_recording(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    run = trainers.train({**TINY, "device": "cuda", "units": 64, "steps_per_epoch": 50,
+                          "max_epochs": 6}, tmp_path / "r", progress=False)
+    assert next(run.model.parameters()).is_cuda and run.max_solved_N is not None
+    rec = trainers.record(run.model, "parity", Ns=run.solved[-1], steps=2000, trials=2, seed=0,
+                          out=tmp_path / "rec.nc")
+    dt.validate(rec)
+    assert rec.activity.shape == (2, 2000, 64)
+
+
+@pytest.mark.slow
+def test_multi_head_beats_single_head_on_a_small_cpu_network(tmp_path):
+    """Sec. 4.1 / Fig. 3b in miniature: same budget, the multi-head curriculum reaches N >= 6 and
+    the single-head curriculum no larger N."""
+    base = dict(units=64, batch=64, steps_per_epoch=100, eval_batches=10, max_epochs=45, n_max=30,
+                device="cpu", seed=0)
+    multi = trainers.train({**base, "curriculum": "multi-head"}, tmp_path / "multi", progress=False)
+    single = trainers.train({**base, "curriculum": "single-head"}, progress=False)
+    assert multi.max_solved_N >= 6
+    assert (single.max_solved_N or 0) <= multi.max_solved_N
+    rec = trainers.record(multi.model, "parity", Ns=multi.solved[-1], steps=5000, trials=2, seed=1,
+                          out=tmp_path / "rec.nc")
+    dt.validate(rec)
+    assert rec.attrs["N"] == multi.solved[-1]
