@@ -195,13 +195,13 @@ def check_equivalence(device, units=16, n_max=6, batch=8, length=25, tol=1e-4):
     base_diag = float(base.w_hh.weight.grad.diagonal().norm())
     ok = labels_same and loss_diff < tol and max(diffs.values()) < tol and our_diag == 0.0
     lines = [
-        f"check ({units} units, batch {batch}, N = 2..{n_max}, length {length}, same weights, "
-        f"inputs and h0, {device.type}): {'OK' if ok else 'FAILED'}",
-        f"  loss ours {float(loss_o):.6f}, baseline {float(loss_b):.6f}, |diff| {loss_diff:.1e}; "
-        f"labels identical: {labels_same}",
+        (f"check ({units} units, batch {batch}, N = 2..{n_max}, length {length}, same weights, "
+         f"inputs and h0, {device.type}): {'OK' if ok else 'FAILED'}"),
+        (f"  loss ours {float(loss_o):.6f}, baseline {float(loss_b):.6f}, |diff| {loss_diff:.1e}; "
+         f"labels identical: {labels_same}"),
         "  max |grad ours - grad baseline|: " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()),
-        f"  W_rec diagonal gradient: ours max |g| {our_diag:.1e} (masked), baseline norm "
-        f"{base_diag:.2e} (unused: zeroed in the next forward pass; enters its clip norm)",
+        (f"  W_rec diagonal gradient: ours max |g| {our_diag:.1e} (masked), baseline norm "
+         f"{base_diag:.2e} (unused: zeroed in the next forward pass; enters its clip norm)"),
     ]
     return ok, lines
 
@@ -276,7 +276,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = ap.parse_args()
 
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        ap.error(str(exc))
     cuda = device.type == "cuda"
     n_maxes = parse_n_max(args.n_max) if args.n_max else ([10, 30, 50, 100] if cuda else [10, 30])
     if args.steps is None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -73,40 +72,56 @@ def test_time_budget_stops_the_run():
     assert run.stop_reason == "time_budget" and len(run.history) == 1
 
 
-def _kill_mid_run(tmp_path, cfg):
-    out = tmp_path / "killed"
-    args = [sys.executable, "-m", "trainers.cli", "train", "--out", str(out), "-q"]
-    for k, v in cfg.items():
-        args += ["--" + k.replace("_", "-"), str(v)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 1:
-            break
-        if proc.poll() is not None:
-            pytest.fail("training ended before it could be killed: " + proc.stderr.read().decode())
-        time.sleep(0.02)
-    first = json.loads(metrics.read_text().splitlines()[0])
-    time.sleep(0.4 * first["epoch_seconds"])  # well inside the second epoch
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return out
+_KILLER = """
+import json, os, signal, sys
+import torch, trainers
+from trainers.tasks import binary
+
+cfg, out, where = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+calls = {"sample": 0}
+kill_at = cfg["steps_per_epoch"] + cfg["eval_batches"] + cfg["steps_per_epoch"] // 2
+original_sample, original_save = binary.BinaryTask.sample, torch.save
+
+def sample(self, *args, **kwargs):
+    calls["sample"] += 1
+    if where == "mid-epoch" and calls["sample"] == kill_at:     # halfway through epoch 2
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original_sample(self, *args, **kwargs)
+
+def save(obj, fh, *args, **kwargs):
+    meta = json.loads(obj.get("meta", "{}")) if isinstance(obj, dict) else {}
+    if where == "checkpoint-write" and meta.get("kind") == "latest" and meta.get("epoch") == 2:
+        fh.write(b"half a checkpoint")                           # a partial temporary file
+        fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original_save(obj, fh, *args, **kwargs)
+
+binary.BinaryTask.sample = sample
+torch.save = save
+trainers.train(cfg, out, progress=False)
+"""
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
-    cfg = dict(units=48, batch=64, steps_per_epoch=150, eval_batches=2, max_epochs=4, n_max=6,
+@pytest.mark.parametrize("where", ["mid-epoch", "checkpoint-write"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, where):
+    cfg = dict(units=16, batch=16, steps_per_epoch=20, eval_batches=2, max_epochs=4, n_max=6,
                device="cpu", seed=11)
-    out = _kill_mid_run(tmp_path, cfg)
-    done = len((out / "metrics.jsonl").read_text().splitlines())
-    assert done < cfg["max_epochs"], "the process was killed too late to test a resume"
-    # every file under its final name is complete and readable
-    read_checkpoint(out / "checkpoints" / "latest.pt")
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", _KILLER, json.dumps(cfg), str(out), where],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1   # only epoch 1 completed
+    # every file under its final name is complete: the latest checkpoint is epoch 1's
+    assert read_checkpoint(out / "checkpoints" / "latest.pt")["meta"]["epoch"] == 1
+    if where == "checkpoint-write":
+        assert list(out.rglob(".*.tmp")), "the kill should have left a temporary file"
     resumed = trainers.resume(out, progress=False)
     reference = trainers.train(cfg, progress=False)
     assert resumed.losses == reference.losses
     assert resumed.config == reference.config
     assert [h["accuracy"] for h in resumed.history] == [h["accuracy"] for h in reference.history]
+    for k, v in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
     assert not list(out.rglob("*.tmp")), "a partial file was left behind"
     assert len((out / "metrics.jsonl").read_text().splitlines()) == cfg["max_epochs"]
 

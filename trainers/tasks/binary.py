@@ -91,14 +91,31 @@ class BinaryTask:
             p = self.p_one
         return (u < p).float()
 
+    def labels_at(self, bits: torch.Tensor, Ns: Sequence[int], positions: torch.Tensor) -> torch.Tensor:
+        """Labels after bit ``positions[j]`` (0-based) for every N: ``(batch, len(positions),
+        len(Ns))`` int64, -1 where fewer bits than the label needs have been seen."""
+        Ns = check_Ns(Ns)
+        positions = torch.as_tensor(positions, device=bits.device).long()
+        n = torch.tensor(Ns, device=bits.device)
+        first = positions[:, None] - n[None, :] + 1                    # first bit of the window
+        valid = first >= 0
+        out = self._window_labels(bits, positions, first.clamp(min=0), n)
+        return torch.where(valid, out, torch.full_like(out, -1))
+
+    def _window_labels(self, bits, last, first, n) -> torch.Tensor:
+        raise NotImplementedError
+
     def labels(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
         """Labels ``(batch, len(Ns))`` at the end of ``bits`` (``(batch, length)``, 0/1)."""
-        raise NotImplementedError
+        L = bits.shape[1]
+        if max(check_Ns(Ns)) > L:
+            raise ValueError(f"sequence of {L} bits is shorter than N = {max(Ns)}.")
+        return self.labels_at(bits, Ns, torch.tensor([L - 1]))[:, 0]
 
     def labels_in_time(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
         """Labels after every bit, ``(batch, length, len(Ns))`` int8; -1 where fewer than the
         bits a label needs have been seen."""
-        raise NotImplementedError
+        return self.labels_at(bits, Ns, torch.arange(bits.shape[1])).to(torch.int8)
 
     def encode(self, bits: torch.Tensor) -> torch.Tensor:
         """Network input ``(batch, length * k, 1)`` from bits: rescaled by k, then encoded."""
@@ -155,23 +172,9 @@ class Parity(BinaryTask):
     name = "parity"
     p_one = None
 
-    def labels(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
-        Ns = check_Ns(Ns)
-        L = bits.shape[1]
-        cs = torch.nn.functional.pad(bits.cumsum(1), (1, 0))              # cs[:, j] = sum(bits[:, :j])
-        idx = torch.tensor([L - n for n in Ns], device=bits.device)
-        window = cs[:, L:L + 1] - cs[:, idx]
-        return (window.round().long() % 2)
-
-    def labels_in_time(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
-        Ns = check_Ns(Ns)
-        cs = torch.nn.functional.pad(bits.cumsum(1), (1, 0)).round().long()
-        out = []
-        for n in Ns:
-            lab = torch.full_like(cs[:, 1:], -1)
-            lab[:, n - 1:] = (cs[:, n:] - cs[:, : cs.shape[1] - n]) % 2
-            out.append(lab)
-        return torch.stack(out, -1).to(torch.int8)
+    def _window_labels(self, bits, last, first, n):
+        cs = torch.nn.functional.pad(bits.cumsum(1), (1, 0)).round().long()  # cs[:, j] = sum(bits[:, :j])
+        return (cs[:, last + 1][:, :, None] - cs[:, first]) % 2
 
 
 class DMS(BinaryTask):
@@ -181,17 +184,5 @@ class DMS(BinaryTask):
     name = "dms"
     p_one = 0.5
 
-    def labels(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
-        Ns = check_Ns(Ns)
-        L = bits.shape[1]
-        idx = torch.tensor([L - n for n in Ns], device=bits.device)
-        return (bits[:, L - 1:L] == bits[:, idx]).long()
-
-    def labels_in_time(self, bits: torch.Tensor, Ns: Sequence[int]) -> torch.Tensor:
-        Ns = check_Ns(Ns)
-        out = []
-        for n in Ns:
-            lab = torch.full(bits.shape, -1, dtype=torch.long, device=bits.device)
-            lab[:, n - 1:] = (bits[:, n - 1:] == bits[:, : bits.shape[1] - n + 1]).long()
-            out.append(lab)
-        return torch.stack(out, -1).to(torch.int8)
+    def _window_labels(self, bits, last, first, n):
+        return (bits[:, last][:, :, None] == bits[:, first]).long()
