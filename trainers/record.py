@@ -177,7 +177,6 @@ def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink,
     total = burn_in + steps
     n_bits = -(-total // k)
     bits = (torch.rand(trials, n_bits, generator=gen, device=dev) < p).float()
-    labels = task.labels_in_time(bits, Ns) if Ns is not None else None
     inputs = task.encode(bits)[:, :total]                                  # (trial, time, 1)
     with torch.no_grad():
         h = model.initial_state(trials, generator=gen)
@@ -196,8 +195,9 @@ def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink,
                 if Ns is not None:
                     pred = model.readout(hidden, heads=len(Ns)).argmax(-1)
                     sink.write("output", lo - burn_in, pred.to(torch.int8).cpu().numpy())
-                    idx = torch.arange(lo, stop, device=dev) // k
-                    sink.write("target", lo - burn_in, labels[:, idx].cpu().numpy())
+                    idx = torch.arange(lo, stop, device=dev) // k          # bit seen at each step
+                    target = task.labels_at(bits, Ns, idx).to(torch.int8)
+                    sink.write("target", lo - burn_in, target.cpu().numpy())
             bar.update(stop - t)
             t = stop
         bar.close()
