@@ -121,8 +121,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an integer N >= 2 (N = 1 needs no memory); "
                                  f"found {value!r}.")
-        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float))
-                                                 and self.time_budget > 0):
+        if self.time_budget is not None and (isinstance(self.time_budget, bool) or not (
+                isinstance(self.time_budget, (int, float)) and self.time_budget > 0)):
             raise ValueError(f"time_budget must be a positive number of seconds or None; "
                              f"found {self.time_budget!r}.")
         curriculum = self.make_curriculum()  # checks n_max >= n_start, window/shift
@@ -207,6 +207,10 @@ class TrainConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc}).") from exc
         if "train" in data and isinstance(data["train"], dict):
+            rest = sorted(k for k in data if k != "train")
+            if rest:
+                raise ValueError(f"{path}: keys {rest} lie outside the [train] table; put every "
+                                 f"key in [train] or none.")
             data = data["train"]
         return cls.from_dict(data)
 

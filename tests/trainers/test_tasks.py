@@ -1,6 +1,6 @@
-"""Binary tasks (N-parity, N-DMS): labels against a plain-Python per-sequence computation,
-input rescaling and encoding, the sequence-length range, the per-sequence Bernoulli rate,
-reproducibility, devices, errors and the ``TASKS`` registry."""
+"""Binary tasks (N-parity, N-DMS): labels (at the end, in time, at given positions) against a
+plain-Python per-sequence computation, input rescaling and encoding, the sequence-length range,
+the per-sequence Bernoulli rate, reproducibility, devices, errors and the ``TASKS`` registry."""
 
 from __future__ import annotations
 
@@ -115,6 +115,18 @@ def test_labels_in_time_match_per_sequence_loop(cls, Ns, seed):
         assert (lit[:, n - 1:, j] >= 0).all()
     # the last time step equals the end-of-sequence labels
     assert lit[:, -1, :].long().tolist() == cls().labels(bits, Ns).tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("cls", TASK_CLASSES)
+def test_labels_at_positions_match_per_sequence_loop(cls, seed):
+    Ns = [2, 5, 9]
+    bits = cls().draw_bits(6, 30, generator=_gen(seed))
+    positions = [0, 1, 3, 4, 8, 17, 29]
+    got = cls().labels_at(bits, Ns, torch.tensor(positions))
+    assert got.shape == (6, len(positions), len(Ns))
+    ref = _ref_labels_in_time(cls, bits, Ns)
+    assert got.tolist() == [[row[p] for p in positions] for row in ref]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,6 +257,8 @@ ERRORS = [
     ("k < 0", lambda cls: cls(k=-2), r"k must be an integer >= 1"),
     ("encoding", lambda cls: cls(encoding="bipolar"), r"encoding='bipolar' is not a valid option"),
     ("labels N < 2", lambda cls: cls().labels(torch.zeros(2, 5), [1]), r"N >= 2"),
+    ("labels N > length", lambda cls: cls().labels(torch.zeros(2, 5), [2, 7]),
+     r"sequence of 5 bits is shorter than N = 7"),
     ("labels_in_time empty", lambda cls: cls().labels_in_time(torch.zeros(2, 5), []),
      r"Ns is empty"),
 ]

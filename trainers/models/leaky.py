@@ -72,8 +72,8 @@ class LeakyRNN(nn.Module):
     >>> h = net(torch.ones(4, 10, 1))         # (batch, time, unit)
     >>> net.readout(h[:, -1]).shape           # (batch, head, class)
     torch.Size([4, 3, 2])
-    >>> net.n_trainable
-    152
+    >>> net.n_trainable                       # tau, W_in, b_in, W_rec, b_rec, 3 heads
+    150
     """
 
     kind = "leaky"

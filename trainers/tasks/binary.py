@@ -40,6 +40,9 @@ class TaskBatch:
 
 def check_Ns(Ns: Sequence[int]) -> tuple[int, ...]:
     """Validate a list of task sizes: integers >= 2, at least one."""
+    Ns = tuple(Ns)
+    if any(isinstance(n, bool) or not float(n).is_integer() for n in Ns):
+        raise ValueError(f"task sizes must be integers; found {list(Ns)}.")
     Ns = tuple(int(n) for n in Ns)
     if not Ns:
         raise ValueError("Ns is empty; give at least one task size N >= 2.")
