@@ -15,6 +15,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+from dynatools import accessor as _accessor  # noqa: E402,F401  (registers ds.dyn)
 from dynatools.recording import (  # noqa: E402
     SCHEMA,
     RecordingError,
@@ -25,7 +26,6 @@ from dynatools.recording import (  # noqa: E402
     validate,
 )
 from dynatools.timescales import autocorrelation, fit_timescales, timescales  # noqa: E402
-from dynatools import accessor as _accessor  # noqa: E402,F401  (registers ds.dyn)
 
 
 def demo_path() -> Path:

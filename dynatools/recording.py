@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -445,24 +444,10 @@ def save_recording(ds: xr.Dataset, path: str | os.PathLike, *, encoding: Mapping
 
 def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike, *, encoding: Mapping | None = None) -> Path:
     """Write any Dataset to netCDF4 through a temporary file and an atomic rename."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist; create it first.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=dict(encoding or {}))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from dynatools._atomic import write_atomic
+
+    return write_atomic(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
+                                                       encoding=dict(encoding or {})))
 
 
 def open_recording(path: str | os.PathLike, *, chunks: Mapping[str, int] | str | None = None) -> xr.Dataset:
@@ -558,9 +543,9 @@ class RecordingWriter:
                  sizes: Mapping[str, int] | None = None, **coords_and_attrs: Any) -> None:
         import netCDF4
 
+        from dynatools._atomic import temporary_beside
+
         self.path = Path(path)
-        if not self.path.parent.exists():
-            raise FileNotFoundError(f"folder {str(self.path.parent)!r} does not exist; create it first.")
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise RecordingError(f"dtype={dtype!r}: activity must be float32 or float64.")
         static = from_array(np.zeros((n_trials, 1, n_units), dtype=dtype), dt=dt,
@@ -575,8 +560,7 @@ class RecordingWriter:
                     f"streamed variable {name!r} with dims {tuple(dims)}: only input, target and "
                     f"output with a 'time' dim of the schema can be streamed.")
             variables[name] = (tuple(dims), str(np.dtype(vtype)))
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
+        self._tmp = temporary_beside(self.path)
         try:
             _map_attrs(static, _encode_attrs).to_netcdf(self._tmp, engine="netcdf4", format="NETCDF4")
             nc = netCDF4.Dataset(self._tmp, "a")
@@ -612,16 +596,13 @@ class RecordingWriter:
 
     def close(self) -> Path:
         """Finish the file, check it against the schema and move it to ``path``."""
+        from dynatools._atomic import commit
+
         try:
             self._nc.close()
-            with open(self._tmp, "rb") as fh:
-                os.fsync(fh.fileno())
             with xr.open_dataset(self._tmp, engine="netcdf4", decode_times=False) as ds:
                 validate(_map_attrs(ds, _decode_attrs))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
-            os.replace(self._tmp, self.path)
+            commit(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
@@ -629,11 +610,12 @@ class RecordingWriter:
 
     def abort(self) -> None:
         """Discard the temporary file (nothing is written under ``path``)."""
+        from dynatools._atomic import discard
+
         nc = getattr(self, "_nc", None)
         if nc is not None and nc.isopen():
             nc.close()
-        if os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        discard(self._tmp)
 
     def __enter__(self) -> "RecordingWriter":
         return self

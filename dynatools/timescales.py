@@ -26,7 +26,13 @@ import numpy as np
 import xarray as xr
 
 from dynatools import _acf, _expfit
-from dynatools._validation import as_activity, check_choice, check_core_dims, check_positive_int, is_dask
+from dynatools._validation import (
+    as_activity,
+    check_choice,
+    check_core_dims,
+    check_positive_int,
+    is_dask,
+)
 
 __all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS"]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dynatools._atomic import write_atomic
 from trainers.models import MODELS
 
 FORMAT = "trainers.checkpoint/1"
@@ -27,21 +27,12 @@ class CheckpointError(ValueError):
 
 def atomic_write_bytes(path: Path, writer) -> None:
     """Call ``writer(file_object)`` on a temporary file beside ``path``, fsync, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    write_atomic(path, fill)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from dynatools._validation import check_positive_int
+
 #: Activations a model may use, with the derivative written in terms of the activation's output
 #: (what the fused backward pass of :class:`~trainers.models.LeakyRNN` needs).
 ACTIVATIONS = ("leaky_relu", "relu", "tanh")
@@ -80,6 +82,13 @@ class MultiHeadReadout(nn.Module):
         n_h, n_c, n_u = w.shape
         out = torch.nn.functional.linear(h, w.reshape(n_h * n_c, n_u), b.reshape(n_h * n_c))
         return out.unflatten(-1, (n_h, n_c))
+
+
+def check_sizes(n_units: int, input_dim: int, n_heads: int, n_classes: int) -> tuple[int, int]:
+    """Check a model's sizes (positive; at least two classes); return ``(n_units, input_dim)``."""
+    check_positive_int("n_heads", n_heads)
+    check_positive_int("n_classes", n_classes, minimum=2)
+    return check_positive_int("n_units", n_units), check_positive_int("input_dim", input_dim)
 
 
 def count_trainable(module: nn.Module) -> int:

@@ -14,8 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatools._validation import check_positive_int
-from trainers.models._common import MultiHeadReadout, count_trainable, linear_bound, uniform_
+from trainers.models._common import (
+    MultiHeadReadout,
+    check_sizes,
+    count_trainable,
+    linear_bound,
+    uniform_,
+)
 
 
 class _GatedRNN(nn.Module):
@@ -25,11 +30,8 @@ class _GatedRNN(nn.Module):
     def __init__(self, n_units: int, *, input_dim: int = 1, n_heads: int = 1, n_classes: int = 2,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        n = check_positive_int("n_units", n_units)
+        n, self.input_dim = check_sizes(n_units, input_dim, n_heads, n_classes)
         self.n_units = n
-        self.input_dim = check_positive_int("input_dim", input_dim)
-        check_positive_int("n_heads", n_heads)
-        check_positive_int("n_classes", n_classes, minimum=2)
         g = self.n_gates * n
         bound = linear_bound(n)  # PyTorch's nn.GRU / nn.LSTM init: U(-1/sqrt(hidden), 1/sqrt(hidden))
         self.W_ih = nn.Parameter(uniform_(torch.empty(g, self.input_dim), bound, generator))

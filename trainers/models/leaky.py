@@ -8,13 +8,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatools._validation import check_choice, check_positive_int
+from dynatools._validation import check_choice
 from trainers.models._common import (
     ACTIVATIONS,
     MultiHeadReadout,
     activate,
     activate_,
     activation_grad_from_output,
+    check_sizes,
     count_trainable,
     linear_bound,
     uniform_,
@@ -95,11 +96,8 @@ class LeakyRNN(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        n = check_positive_int("n_units", n_units)
+        n, self.input_dim = check_sizes(n_units, input_dim, n_heads, n_classes)
         self.n_units = n
-        self.input_dim = check_positive_int("input_dim", input_dim)
-        check_positive_int("n_heads", n_heads)
-        check_positive_int("n_classes", n_classes, minimum=2)
         self.nonlinearity = check_choice("nonlinearity", nonlinearity, NONLINEARITY_PLACEMENTS)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         slope = float(negative_slope)
