@@ -505,7 +505,8 @@ class RecordingWriter:
     the time-long variables (``activity`` and any of ``input``, ``target``, ``output``) are then
     filled chunk by chunk with :meth:`write`. Everything goes to a temporary file that replaces
     ``path`` only in :meth:`close`, after the result passed :func:`validate`; an error or
-    :meth:`abort` deletes it, so no partial file is ever left under ``path``.
+    :meth:`abort` deletes it, so no partial file is ever left under ``path``; so does closing a
+    writer before every time step of every streamed variable was written.
 
     Parameters
     ----------
@@ -580,6 +581,7 @@ class RecordingWriter:
                           else nc.dimensions[d].size for d in dims]
                 nc.createVariable(name, vtype, dims, chunksizes=chunks)
             self._vars = variables
+            self._written = {name: np.zeros(self.n_time, dtype=bool) for name in variables}
         except BaseException:
             self.abort()
             raise
@@ -589,16 +591,28 @@ class RecordingWriter:
         if name not in self._vars:
             raise KeyError(f"{name!r} is not a streamed variable of this writer ({sorted(self._vars)}).")
         values = np.asarray(values)
+        var = self._nc.variables[name]
+        expected = tuple(var.shape[:1]) + ("any",) + tuple(var.shape[2:])
+        if values.ndim != var.ndim or values.shape[:1] + values.shape[2:] != var.shape[:1] + var.shape[2:]:
+            raise ValueError(f"{name}: block of shape {values.shape} does not fit {var.dimensions} "
+                             f"= {expected} (any length along time).")
         stop = start + values.shape[1]
         if start < 0 or stop > self.n_time:
             raise ValueError(f"times {start}:{stop} fall outside 0:{self.n_time}.")
-        self._nc.variables[name][:, start:stop, ...] = values
+        var[:, start:stop, ...] = values
+        self._written[name][start:stop] = True
 
     def close(self) -> Path:
         """Finish the file, check it against the schema and move it to ``path``."""
         from dynatools._atomic import commit
 
         try:
+            for name, done in self._written.items():
+                if not done.all():
+                    missing = np.flatnonzero(~done)
+                    raise RecordingError(
+                        f"{name}: times {missing[0]}..{missing[-1]} ({missing.size} of "
+                        f"{self.n_time}) were never written; the file is discarded.")
             self._nc.close()
             with xr.open_dataset(self._tmp, engine="netcdf4", decode_times=False) as ds:
                 validate(_map_attrs(ds, _decode_attrs))

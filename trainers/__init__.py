@@ -7,7 +7,7 @@ Tasks (:mod:`trainers.tasks`)
 Curricula (:mod:`trainers.curricula`)
     CURRICULA
 Training
-    TrainConfig, train, resume, evaluate, Run, load_model, load_run
+    TrainConfig, train, resume, evaluate, Run, load_model
 Recordings and reference networks
     record, import_reference
 

@@ -109,6 +109,11 @@ def _load(run_dir: Path, N: int | None, device: str | None):
     meta = read_checkpoint(path)["meta"]
     model = load_model(path, device=resolve_device(device))
     cfg = TrainConfig.from_dict(meta["config"])
+    history = meta.get("history") or []
+    if meta.get("kind") == "latest" and history:
+        # the heads the latest network was last evaluated on (meta["Ns"] may already hold the
+        # next curriculum step's new, untrained head)
+        meta = {**meta, "Ns": history[-1]["Ns"], "accuracy": history[-1]["accuracy"]}
     return model, cfg, meta, path
 
 
@@ -118,9 +123,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     model, cfg, meta, path = _load(run_dir, args.N, args.device)
     Ns = meta["Ns"]
-    history = meta.get("history") or []
-    accuracy = meta.get("accuracy") or (history[-1]["accuracy"] if history else None)
-    attrs = {"curriculum": cfg.curriculum, "config": cfg.to_dict(), "accuracy": accuracy,
+    attrs = {"curriculum": cfg.curriculum, "config": cfg.to_dict(), "accuracy": meta.get("accuracy"),
              "train_seed": cfg.seed, "checkpoint": str(path), "epoch": meta.get("epoch")}
     rec = record(model, cfg.make_task(), Ns=Ns, steps=args.steps, trials=args.trials,
                  burn_in=args.burn_in, out=args.output, seed=args.seed, attrs=attrs,
@@ -176,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("record", help="record a trained network's activity to netCDF")
     p.add_argument("run_dir")
-    p.add_argument("--N", type=int, help="network saved when N was solved (default: latest)")
+    p.add_argument("--N", type=int, help="network saved when N was solved (default: the latest, "
+                                         "with the heads of its last epoch)")
     p.add_argument("--steps", type=int, default=100_000, help="time steps per trial (default 1e5)")
     p.add_argument("--trials", type=int, default=10, help="trials (default 10)")
     p.add_argument("--burn-in", type=int, default=500, help="discarded initial steps (default 500)")
@@ -204,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, RuntimeError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError, ArithmeticError) as exc:
         print(f"trainers {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -122,7 +122,8 @@ class Run:
 
 def evaluate(model: torch.nn.Module, task, Ns: Sequence[int], *, batches: int = 50,
              batch: int = 256, generator: torch.Generator | None = None,
-             device: str | torch.device | None = None) -> np.ndarray:
+             device: str | torch.device | None = None,
+             length_generator: torch.Generator | None = None) -> np.ndarray:
     """Accuracy (per cent) of heads ``0..len(Ns)-1`` on fresh batches, head ``i`` answering ``Ns[i]``.
 
     Parameters
@@ -138,17 +139,24 @@ def evaluate(model: torch.nn.Module, task, Ns: Sequence[int], *, batches: int = 
         Random source on ``device``.
     device : optional
         Default: the model's device.
+    length_generator : torch.Generator, optional
+        CPU generator for the sequence lengths (see :meth:`trainers.tasks.BinaryTask.sample`).
 
     Returns
     -------
     numpy.ndarray
         ``(len(Ns),)`` accuracies in per cent, readout on the last step, class = argmax.
     """
+    from dynatools._validation import check_positive_int
+
+    batches = check_positive_int("batches", batches)
+    batch = check_positive_int("batch", batch)
     dev = next(model.parameters()).device if device is None else torch.device(device)
     correct = torch.zeros(len(Ns), device=dev)
     with torch.no_grad():
         for _ in range(batches):
-            b = task.sample(Ns, batch, generator=generator, device=dev)
+            b = task.sample(Ns, batch, generator=generator, device=dev,
+                            length_generator=length_generator)
             h0 = model.initial_state(batch, generator=generator)
             H = model(b.inputs, h0)
             pred = model.readout(H[:, -1], heads=len(Ns)).argmax(-1)
@@ -156,9 +164,22 @@ def evaluate(model: torch.nn.Module, task, Ns: Sequence[int], *, batches: int = 
     return (100.0 * correct / (batches * batch)).cpu().numpy()
 
 
-def _seeds(seed: int) -> tuple[int, int]:
-    init, data = np.random.SeedSequence(seed).generate_state(2)
-    return int(init), int(data)
+def _seeds(seed: int) -> tuple[int, int, int]:
+    init, data, lengths = np.random.SeedSequence(seed).generate_state(3)
+    return int(init), int(data), int(lengths)
+
+
+@dataclass
+class _Streams:
+    """The run's random streams: bits and initial states on the device, lengths on the CPU (so
+    that drawing a length never waits for the GPU)."""
+
+    data: torch.Generator
+    lengths: torch.Generator
+
+    def state(self, device: torch.device) -> dict[str, Any]:
+        return {"data": self.data.get_state(), "lengths": self.lengths.get_state(),
+                "device_type": torch.tensor(list(device.type.encode()), dtype=torch.uint8)}
 
 
 def _make_model(cfg: TrainConfig, generator: torch.Generator) -> torch.nn.Module:
@@ -227,12 +248,13 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
         run_dir = Path(run_dir)
         _prepare_run_dir(run_dir)
         atomic_write_text(run_dir / "config.json", cfg.to_json())
-    init_seed, data_seed = _seeds(cfg.seed)
+    init_seed, data_seed, length_seed = _seeds(cfg.seed)
     model = _make_model(cfg, torch.Generator().manual_seed(init_seed)).to(device)
     optimizer = _make_optimizer(cfg, model)
-    generator = torch.Generator(device=device).manual_seed(data_seed)
+    streams = _Streams(torch.Generator(device=device).manual_seed(data_seed),
+                       torch.Generator().manual_seed(length_seed))
     run = Run(cfg, model, Ns=cfg.make_curriculum().initial(), run_dir=run_dir)
-    return _loop(run, optimizer, generator, device, start_epoch=0, wall0=0.0, progress=progress)
+    return _loop(run, optimizer, streams, device, start_epoch=0, wall0=0.0, progress=progress)
 
 
 def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
@@ -249,8 +271,11 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
     if not latest.is_file():
         raise FileNotFoundError(f"no run to resume in {str(run_dir)!r}: {latest} is missing. Start "
                                 f"one with `trainers train --out {run_dir}`.")
-    for stale in run_dir.rglob(".*.tmp"):  # left by a process killed while writing
-        stale.unlink()
+    # temporary files of this run's own writes, left by a process killed while writing
+    stale = [*(run_dir / "checkpoints").glob(".*.pt.*.tmp"), *run_dir.glob(".metrics.jsonl.*.tmp"),
+             *run_dir.glob(".config.json.*.tmp")]
+    for path in stale:
+        path.unlink()
     payload = read_checkpoint(latest)
     meta = payload["meta"]
     cfg = TrainConfig.from_dict(meta["config"])
@@ -273,20 +298,29 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
         import dataclasses
 
         cfg = dataclasses.replace(cfg, **updates).resolved()
-        atomic_write_text(cfg_file, cfg.to_json())
     dev = resolve_device(cfg.device)
+    rng = payload["rng"]
+    trained_on = bytes(rng["device_type"].tolist()).decode()
+    if trained_on != dev.type:
+        raise ValueError(
+            f"this run was trained on {trained_on} and would resume on {dev.type}; its random "
+            f"stream lives on {trained_on}, so exact continuation needs the same device: resume "
+            f"with --device {trained_on} (device={trained_on!r}).")
+    if updates:  # every check passed: record the new limits
+        atomic_write_text(cfg_file, cfg.to_json())
     model = build_model(meta["model_config"])
     model.load_state_dict(payload["state_dict"])
     model.to(dev)
     optimizer = _make_optimizer(cfg, model)
     optimizer.load_state_dict(payload["optimizer"])
-    generator = torch.Generator(device=dev)
-    generator.set_state(payload["rng"]["data"])
+    streams = _Streams(torch.Generator(device=dev), torch.Generator())
+    streams.data.set_state(rng["data"])
+    streams.lengths.set_state(rng["lengths"])
     run = Run(cfg, model, history=meta["history"], Ns=meta["Ns"], solved=meta["solved"],
               stop_reason=meta["stop_reason"], run_dir=run_dir)
     if run.stop_reason == "target":
         return run
-    return _loop(run, optimizer, generator, dev, start_epoch=meta["epoch"],
+    return _loop(run, optimizer, streams, dev, start_epoch=meta["epoch"],
                  wall0=meta["wall_seconds"], progress=progress)
 
 
@@ -298,14 +332,18 @@ def _tau_stats(model: torch.nn.Module) -> dict[str, float]:
         return {"tau_mean": float(tau.mean()), "tau_std": float(tau.std())}
 
 
-def _loop(run: Run, optimizer, generator, device, *, start_epoch: int, wall0: float,
+def _loop(run: Run, optimizer, streams: _Streams, device, *, start_epoch: int, wall0: float,
           progress: bool) -> Run:
     from tqdm.auto import tqdm
 
     cfg, model = run.config, run.model
     task, curriculum = cfg.make_task(), cfg.make_curriculum()
     wall = wall0
+    if cfg.time_budget is not None and wall >= cfg.time_budget:
+        run.stop_reason = "time_budget"  # already spent (raise it to continue)
+        return run
     run.stop_reason = "running"
+    generator = streams.data
     bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc="train", unit="epoch",
                disable=not progress, dynamic_ncols=True)
     try:
@@ -317,7 +355,8 @@ def _loop(run: Run, optimizer, generator, device, *, start_epoch: int, wall0: fl
             steps = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch + 1} N={Ns[0]}..{Ns[-1]}",
                          leave=False, disable=not progress, dynamic_ncols=True)
             for i in steps:
-                b = task.sample(Ns, cfg.batch, generator=generator, device=device)
+                b = task.sample(Ns, cfg.batch, generator=generator, device=device,
+                                length_generator=streams.lengths)
                 h0 = model.initial_state(cfg.batch, generator=generator)
                 H = model(b.inputs, h0)
                 logits = model.readout(H[:, -1], heads=len(Ns))          # (batch, head, class)
@@ -335,7 +374,7 @@ def _loop(run: Run, optimizer, generator, device, *, start_epoch: int, wall0: fl
                     f"the loss became {loss_mean} in epoch {epoch + 1}; lower lr (now {cfg.lr}) or "
                     f"clip (now {cfg.clip}). The last good state is in the latest checkpoint.")
             acc = evaluate(model, task, Ns, batches=cfg.eval_batches, batch=cfg.batch,
-                           generator=generator, device=device)
+                           generator=generator, device=device, length_generator=streams.lengths)
             wall += time.perf_counter() - t0
             solved = curriculum.solved(acc)
             entry = {
@@ -363,7 +402,7 @@ def _loop(run: Run, optimizer, generator, device, *, start_epoch: int, wall0: fl
                 elif cfg.time_budget is not None and wall >= cfg.time_budget:
                     run.stop_reason = "time_budget"
             if run.run_dir is not None:
-                _save_latest(run, optimizer, generator, epoch + 1, wall)
+                _save_latest(run, optimizer, streams.state(device), epoch + 1, wall)
             bar.update(1)
             bar.set_postfix_str(f"N={Ns[0]}..{Ns[-1]} loss={loss_mean:.3f} acc={acc.mean():.1f}%")
             if run.stop_reason != "running":
@@ -375,12 +414,12 @@ def _loop(run: Run, optimizer, generator, device, *, start_epoch: int, wall0: fl
     return run
 
 
-def _save_latest(run: Run, optimizer, generator, epoch: int, wall: float) -> None:
+def _save_latest(run: Run, optimizer, rng: dict[str, Any], epoch: int, wall: float) -> None:
     ckpt = run.run_dir / "checkpoints"
     meta = {"kind": "latest", "config": run.config.to_dict(), "epoch": epoch, "Ns": run.Ns,
             "solved": run.solved, "history": run.history, "wall_seconds": wall,
             "stop_reason": run.stop_reason}
     save_checkpoint(ckpt / LATEST, run.model, meta, optimizer=optimizer,
-                    rng={"data": generator.get_state()})
+                    rng=rng)
     lines = "".join(json.dumps(h) + "\n" for h in run.history)
     atomic_write_text(run.run_dir / "metrics.jsonl", lines)

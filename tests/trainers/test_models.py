@@ -216,3 +216,37 @@ def test_same_generator_gives_the_same_network():
     a, b = LeakyRNN(5, generator=_gen(29)), LeakyRNN(5, generator=_gen(29))
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_fused_inside_derivative_is_exact_for_values_lost_to_rounding(activation):
+    """f(z) = 2e-8 vanishes when added to a*h = 0.5 in float32; f'(z) must still be 1."""
+    grads = []
+    for fused in (True, False):
+        net = LeakyRNN(1, nonlinearity="inside", activation=activation, tau=2.0, fused=fused)
+        with torch.no_grad():
+            net.W_in.fill_(4e-8)
+            net.b_in.zero_()
+            net.b_rec.zero_()
+        net(torch.ones(1, 1, 1), torch.ones(1, 1)).sum().backward()
+        grads.append(net.W_in.grad.item())
+    assert grads[0] == grads[1] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("fused", [True, False])
+def test_bad_initial_state_is_a_clear_error(name, fused):
+    model = MODELS[name](4, generator=_gen(30))
+    if name == "leaky":
+        model.fused = fused
+    u = torch.zeros(3, 5, 1)
+    with pytest.raises(ValueError, match=r"h0 has shape \(1, \d+\); expected \(3, \d+\)"):
+        model(u, torch.zeros(1, model.state_size))
+    with pytest.raises(ValueError, match="float64"):
+        model(u, torch.zeros(3, model.state_size, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("heads", [0, -1, 4])
+def test_readout_rejects_heads_out_of_range(heads):
+    with pytest.raises(ValueError, match="has 3 head"):
+        LeakyRNN(4, n_heads=3).readout(torch.zeros(2, 4), heads=heads)

@@ -28,7 +28,9 @@ def test_train_record_evaluate_resume(tmp_path, capsys):
     rec = dt.open_recording(out)
     assert rec.activity.shape == (2, 200, 16)
     assert rec.attrs["curriculum"] == "multi-head" and rec.attrs["config"]["units"] == 16
-    assert rec.attrs["train_seed"] == 5 and "accuracy" in rec.attrs
+    assert rec.attrs["train_seed"] == 5
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec.attrs["N"] == last["Ns"] and rec.attrs["accuracy"] == last["accuracy"]
     assert main(["resume", str(run), "--max-epochs", "3", "-q"]) == 0
     assert "after 3 epoch(s)" in capsys.readouterr().out
 

@@ -57,8 +57,8 @@ def test_solved_heads_get_their_own_checkpoint(tmp_path):
     for Ns in run.solved:
         meta = read_checkpoint(tmp_path / "r" / "checkpoints" / f"N{max(Ns):03d}.pt")["meta"]
         assert meta["Ns"] == Ns and meta["accuracy"][str(max(Ns))] > 98
-    # after solving N=2 the multi-head curriculum trains heads for N=2 and N=3
-    assert run.history[-1]["Ns"] == [2, 3]
+    # after solving the multi-head curriculum adds the head for the next N
+    assert run.solved[0] == [2] and run.Ns == run.solved[-1] + [max(run.solved[-1]) + 1]
 
 
 def test_a_finished_curriculum_stops_with_reason_target():
@@ -262,3 +262,48 @@ def test_multi_head_beats_single_head_on_a_small_cpu_network(tmp_path):
                           out=tmp_path / "rec.nc")
     dt.validate(rec)
     assert rec.attrs["N"] == multi.solved[-1]
+
+
+def test_evaluate_rejects_more_Ns_than_heads_and_empty_batches():
+    net = trainers.LeakyRNN(8, n_heads=1)
+    with pytest.raises(ValueError, match="has 1 head"):
+        trainers.evaluate(net, trainers.Parity(), [2, 3, 4], batches=1, batch=4)
+    with pytest.raises(ValueError, match="batches"):
+        trainers.evaluate(net, trainers.Parity(), [2], batches=0)
+
+
+def test_resume_after_a_spent_time_budget_trains_nothing_more(tmp_path):
+    trainers.train({**TINY, "max_epochs": 100, "time_budget": 1e-9}, tmp_path / "r", progress=False)
+    for _ in range(2):
+        run = trainers.resume(tmp_path / "r", progress=False)
+        assert run.stop_reason == "time_budget" and len(run.history) == 1
+    run = trainers.resume(tmp_path / "r", time_budget=1e9, max_epochs=2, progress=False)
+    assert len(run.history) == 2
+
+
+def test_resume_on_another_device_type_is_refused_with_the_fix(tmp_path):
+    trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
+    path = tmp_path / "r" / "checkpoints" / "latest.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["rng"]["device_type"] = torch.tensor(list(b"cuda"), dtype=torch.uint8)
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="trained on cuda.*--device cuda"):
+        trainers.resume(tmp_path / "r", max_epochs=2, progress=False)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["max_epochs"] == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_failed_resume_leaves_the_configuration_alone(tmp_path):
+    trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
+    before = (tmp_path / "r" / "config.json").read_text()
+    with pytest.raises(ValueError, match="no CUDA device"):
+        trainers.resume(tmp_path / "r", device="cuda", max_epochs=5, progress=False)
+    assert (tmp_path / "r" / "config.json").read_text() == before
+
+
+def test_resume_keeps_other_temporary_files(tmp_path):
+    trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
+    recording_in_progress = tmp_path / "r" / ".rec.nc.x1.tmp"
+    recording_in_progress.write_text("someone else's write")
+    trainers.resume(tmp_path / "r", max_epochs=2, progress=False)
+    assert recording_in_progress.exists()

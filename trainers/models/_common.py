@@ -77,6 +77,9 @@ class MultiHeadReadout(nn.Module):
         """Logits ``(..., head, class)`` of the heads ``heads`` (all by default; an int k = first k)."""
         w, b = self.weight, self.bias
         if heads is not None:
+            if isinstance(heads, int) and not 1 <= heads <= self.n_heads:
+                raise ValueError(f"heads={heads}: this readout has {self.n_heads} head(s); ask "
+                                 f"for 1..{self.n_heads}.")
             sl = slice(0, heads) if isinstance(heads, int) else heads
             w, b = w[sl], b[sl]
         n_h, n_c, n_u = w.shape
@@ -89,6 +92,17 @@ def check_sizes(n_units: int, input_dim: int, n_heads: int, n_classes: int) -> t
     check_positive_int("n_heads", n_heads)
     check_positive_int("n_classes", n_classes, minimum=2)
     return check_positive_int("n_units", n_units), check_positive_int("input_dim", input_dim)
+
+
+def check_state(h0: torch.Tensor, u: torch.Tensor, state_size: int) -> None:
+    """``h0`` must be ``(batch, state_size)`` with the batch, dtype and device of ``u``."""
+    expected = (u.shape[0], state_size)
+    if tuple(h0.shape) != expected:
+        raise ValueError(f"h0 has shape {tuple(h0.shape)}; expected {expected} = (batch of u, "
+                         f"state size). Use model.initial_state(batch) for the default.")
+    if h0.dtype != u.dtype or h0.device != u.device:
+        raise ValueError(f"h0 is {h0.dtype} on {h0.device} but u is {u.dtype} on {u.device}; "
+                         f"convert one with .to(...).")
 
 
 def count_trainable(module: nn.Module) -> int:

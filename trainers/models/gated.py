@@ -17,6 +17,7 @@ from torch import nn
 from trainers.models._common import (
     MultiHeadReadout,
     check_sizes,
+    check_state,
     count_trainable,
     linear_bound,
     uniform_,
@@ -75,6 +76,7 @@ class _GatedRNN(nn.Module):
         if u.ndim != 3 or u.shape[-1] != self.input_dim:
             raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
         h = self.initial_state(u.shape[0]) if h0 is None else h0
+        check_state(h, u, self.state_size)
         gi_all = torch.nn.functional.linear(u, self.W_ih, self.b_ih)  # all steps in one matmul
         hs = []
         for t in range(u.shape[1]):

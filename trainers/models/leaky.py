@@ -16,6 +16,7 @@ from trainers.models._common import (
     activate_,
     activation_grad_from_output,
     check_sizes,
+    check_state,
     count_trainable,
     linear_bound,
     uniform_,
@@ -191,6 +192,7 @@ class LeakyRNN(nn.Module):
             )
         if h0 is None:
             h0 = self.initial_state(u.shape[0])
+        check_state(h0, u, self.state_size)
         if not self.fused:
             hs, h = [], h0
             for t in range(u.shape[1]):
@@ -234,6 +236,9 @@ class _LeakyRecurrence(torch.autograd.Function):
         T = x.shape[0]
         H = x.new_empty((T + 1,) + tuple(h0.shape))
         H[0] = h0
+        # inside: f(z) is kept too, so that f'(z) is exact in the backward pass (recomputing
+        # f(z) as h_t - a h_{t-1} loses tiny values to rounding)
+        Fz = x.new_empty((T,) + tuple(h0.shape)) if placement == "inside" else H[1:]
         for t in range(T):
             out = H[t + 1]
             if placement == "outside":
@@ -241,10 +246,10 @@ class _LeakyRecurrence(torch.autograd.Function):
                 out.addcmul_(H[t], a)
                 activate_(out, activation, slope)
             else:
-                torch.addmm(x[t], H[t], Wt, out=out)
-                activate_(out, activation, slope)
-                out.addcmul_(H[t], a)
-        ctx.save_for_backward(H, Wt, a)
+                torch.addmm(x[t], H[t], Wt, out=Fz[t])
+                activate_(Fz[t], activation, slope)
+                torch.addcmul(Fz[t], H[t], a, out=out)
+        ctx.save_for_backward(H, Fz, Wt, a)
         ctx.placement, ctx.activation, ctx.slope = placement, activation, slope
         return H[1:]
 
@@ -254,7 +259,7 @@ class _LeakyRecurrence(torch.autograd.Function):
             raise RuntimeError(
                 "LeakyRNN with fused=True supports first derivatives only; set model.fused = False "
                 "for double backward (Hessian-vector products) or torch.func transforms.")
-        H, Wt, a = ctx.saved_tensors
+        H, Fz, Wt, a = ctx.saved_tensors
         placement, activation, slope = ctx.placement, ctx.activation, ctx.slope
         T = H.shape[0] - 1
         G = torch.empty_like(H[1:])            # gradient with respect to the pre-activation z_t
@@ -269,8 +274,7 @@ class _LeakyRecurrence(torch.autograd.Function):
                 torch.mm(g, W, out=carry)
                 carry.addcmul_(g, a)
             else:
-                fz = H[t + 1] - a * H[t]
-                torch.mul(gh, activation_grad_from_output(fz, activation, slope), out=g)
+                torch.mul(gh, activation_grad_from_output(Fz[t], activation, slope), out=g)
                 torch.mm(g, W, out=carry)
                 carry.addcmul_(gh, a)
                 da += (gh * H[t]).sum(0)

@@ -128,7 +128,8 @@ class BinaryTask:
         return x.unsqueeze(-1)
 
     def sample(self, Ns: Sequence[int], batch: int, *, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None, length: int | None = None) -> TaskBatch:
+               device: torch.device | str | None = None, length: int | None = None,
+               length_generator: torch.Generator | None = None) -> TaskBatch:
         """Draw one batch with labels for every N in ``Ns``.
 
         Parameters
@@ -143,6 +144,9 @@ class BinaryTask:
             Where to draw the batch (default: the generator's device, else CPU).
         length : int, optional
             Sequence length in bits; default uniform in :meth:`length_range` of ``max(Ns)``.
+        length_generator : torch.Generator, optional
+            CPU generator for the length (default ``generator``). With a CUDA ``generator``, pass
+            one: drawing the length on the GPU makes the CPU wait for the GPU at every batch.
 
         Examples
         --------
@@ -158,7 +162,9 @@ class BinaryTask:
             device = generator.device if generator is not None else torch.device("cpu")
         if length is None:
             lo, hi = self.length_range(max(Ns))
-            length = int(torch.randint(lo, hi, (1,), generator=generator, device=device).item())
+            lg = length_generator if length_generator is not None else generator
+            length = int(torch.randint(lo, hi, (1,), generator=lg,
+                                       device=lg.device if lg is not None else "cpu").item())
         elif length < max(Ns):
             raise ValueError(f"length={length} is shorter than the largest N={max(Ns)}.")
         bits = self.draw_bits(batch, length, generator=generator, device=device)
@@ -176,7 +182,7 @@ class Parity(BinaryTask):
     p_one = None
 
     def _window_labels(self, bits, last, first, n):
-        cs = torch.nn.functional.pad(bits.cumsum(1), (1, 0)).round().long()  # cs[:, j] = sum(bits[:, :j])
+        cs = torch.nn.functional.pad(bits.long().cumsum(1), (1, 0))  # cs[:, j] = sum(bits[:, :j]), exact
         return (cs[:, last + 1][:, :, None] - cs[:, first]) % 2
 
 

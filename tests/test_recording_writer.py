@@ -1,0 +1,54 @@
+"""RecordingWriter: streamed recordings equal from_array + save_recording, and never leave a
+partial or wrongly shaped file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dynatools as dt
+
+
+def _writer(path, **kw):
+    return dt.RecordingWriter(path, n_trials=2, n_time=10, n_units=3,
+                              streamed={"input": (("trial", "time", "input_dim"), "float32")},
+                              sizes={"input_dim": 1}, tau=[1.0, 2.0, 3.0], model="m", config={"a": 1}, **kw)
+
+
+def test_streamed_equals_saved(tmp_path, rng):
+    act = rng.standard_normal((2, 10, 3)).astype(np.float32)
+    inp = rng.random((2, 10, 1)).astype(np.float32)
+    with _writer(tmp_path / "s.nc") as w:
+        for start in (0, 4, 8):
+            w.write("activity", start, act[:, start:start + 4])
+            w.write("input", start, inp[:, start:start + 4])
+    ref = dt.from_array(act, input=inp, tau=[1.0, 2.0, 3.0], model="m", config={"a": 1})
+    got = dt.open_recording(tmp_path / "s.nc")
+    np.testing.assert_array_equal(got.activity.values, ref.activity.values)
+    np.testing.assert_array_equal(got.input.values, ref.input.values)
+    np.testing.assert_array_equal(got.tau.values, ref.tau.values)
+    assert got.attrs["config"] == {"a": 1} and got.time.attrs["units"] == "step"
+
+
+def test_unfinished_writer_leaves_no_file(tmp_path):
+    w = _writer(tmp_path / "s.nc")
+    w.write("activity", 0, np.zeros((2, 4, 3)))
+    with pytest.raises(dt.RecordingError, match=r"activity: times 4\.\.9 .* never written"):
+        w.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 3), (2, 4, 1), (2, 4)])
+def test_wrongly_shaped_block_is_refused(tmp_path, shape):
+    w = _writer(tmp_path / "s.nc")
+    with pytest.raises(ValueError, match="does not fit"):
+        w.write("activity", 0, np.zeros(shape))
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_error_inside_the_with_block_leaves_no_file(tmp_path):
+    with pytest.raises(KeyError):
+        with _writer(tmp_path / "s.nc") as w:
+            w.write("output", 0, np.zeros((2, 1, 1)))
+    assert list(tmp_path.iterdir()) == []
