@@ -127,6 +127,21 @@ class GRU(_GatedRNN):
     kind = "gru"
     n_gates = 3
 
+    def jacobian(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """Analytic Jacobian ``d step(h, u) / d h``, ``(batch, unit, unit)``."""
+        gi = self.b_ih.expand(h.shape[0], -1) if u is None else torch.nn.functional.linear(u, self.W_ih, self.b_ih)
+        gh = torch.nn.functional.linear(h, self.W_hh, self.b_hh)
+        i_r, i_z, i_n = gi.chunk(3, -1)
+        h_r, h_z, h_n = gh.chunk(3, -1)
+        W_r, W_z, W_n = self.W_hh.chunk(3, 0)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        dr = (r * (1 - r))[:, :, None] * W_r
+        dz = (z * (1 - z))[:, :, None] * W_z
+        dn = (1 - n * n)[:, :, None] * (h_n[:, :, None] * dr + r[:, :, None] * W_n)
+        return (1 - z)[:, :, None] * dn + (h - n)[:, :, None] * dz + torch.diag_embed(z)
+
     def _cell(self, h: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
         gh = torch.nn.functional.linear(h, self.W_hh, self.b_hh)
         i_r, i_z, i_n = gi.chunk(3, -1)
@@ -159,6 +174,25 @@ class LSTM(_GatedRNN):
     @property
     def state_size(self) -> int:
         return 2 * self.n_units
+
+    def jacobian(self, state: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """Analytic Jacobian of ``[h, c] -> [h', c']``, ``(batch, 2 unit, 2 unit)``."""
+        h, c = state.split(self.n_units, dim=-1)
+        gi = self.b_ih.expand(h.shape[0], -1) if u is None else torch.nn.functional.linear(u, self.W_ih, self.b_ih)
+        gates = gi + torch.nn.functional.linear(h, self.W_hh, self.b_hh)
+        i, f, g, o = (x for x in gates.chunk(4, -1))
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        W_i, W_f, W_g, W_o = self.W_hh.chunk(4, 0)
+        c_new = f * c + i * g
+        tc = torch.tanh(c_new)
+        col = lambda v: v[:, :, None]  # noqa: E731
+        dc_dh = col(c * f * (1 - f)) * W_f + col(g * i * (1 - i)) * W_i + col(i * (1 - g * g)) * W_g
+        dc_dc = torch.diag_embed(f)
+        dh_dh = col(tc * o * (1 - o)) * W_o + col(o * (1 - tc * tc)) * dc_dh
+        dh_dc = col(o * (1 - tc * tc)) * dc_dc
+        top = torch.cat([dh_dh, dh_dc], dim=2)
+        bottom = torch.cat([dc_dh, dc_dc], dim=2)
+        return torch.cat([top, bottom], dim=1)
 
     def _cell(self, state: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
         h, c = state.split(self.n_units, dim=-1)

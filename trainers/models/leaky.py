@@ -183,6 +183,22 @@ class LeakyRNN(nn.Module):
             return activate(a * h + drive / tau, *f)
         return a * h + activate(drive / tau, *f)
 
+    def jacobian(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """Analytic Jacobian ``d step(h, u) / d h`` of each batch element, ``(batch, unit, unit)``.
+
+        Outside (Eq. 1): ``diag(f'(z)) (diag(a) + W / tau)``, z = a h + d / tau; inside (Eq. 5):
+        ``diag(a) + diag(f'(z)) W / tau``, z = d / tau (used by :mod:`dynatools.lyapunov`)."""
+        tau = self.effective_tau()
+        a = 1.0 - 1.0 / tau
+        Ws = self.effective_W_rec() / tau[:, None]
+        z_drive = (torch.nn.functional.linear(h, self.effective_W_rec()) + self._drive_input(u)) / tau
+        f = self.activation, self.negative_slope
+        if self.nonlinearity == "outside":
+            fp = activation_grad_from_output(activate(a * h + z_drive, *f), *f)
+            return fp[:, :, None] * (torch.diag(a) + Ws)
+        fp = activation_grad_from_output(activate(z_drive, *f), *f)
+        return torch.diag(a) + fp[:, :, None] * Ws
+
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """States of every step, ``(batch, time, unit)``, for inputs ``u`` of shape
         ``(batch, time, input_dim)`` starting from ``h0`` (default :meth:`initial_state`)."""

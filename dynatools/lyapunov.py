@@ -1,0 +1,241 @@
+"""Lyapunov spectra of recurrent maps by the QR method.
+
+Fading-memory paper (Dubinin & Effenberger 2024, ``shared/seeds/003_*``), Sec. 2.1 (Eq. 2-4) and
+Appendix A / Algorithm 1: a set of k tangent vectors ``Q`` is pushed through the Jacobians of the
+map, ``Q <- J_t Q``, and re-orthonormalised by a QR decomposition every ``reortho_every`` steps;
+the Lyapunov exponents are the time averages of ``log |diag R|`` (Benettin et al. 1980; Eckmann &
+Ruelle 1985). The map is any callable ``step(h, u) -> h_next`` on batched states ``(batch, unit)``
+(the protocol of DESIGN.md), so trainers models, a user's own RNN or a textbook map all plug in.
+
+This module imports torch; ``import dynatools`` does not.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import xarray as xr
+
+from dynatools._validation import check_positive_int
+
+__all__ = ["lyapunov_spectrum", "jacobian_from_step"]
+
+Step = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def _default_device(device: Any) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def jacobian_from_step(step: Step) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """Jacobian ``d step(h, u) / d h`` of every batch element, ``(batch, n, n)``, by
+    ``torch.func.jacrev`` vmapped over the batch (for maps without an analytic Jacobian)."""
+    from torch.func import jacrev, vmap
+
+    def single(h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        out = step(h[None], None if u is None else u[None])
+        return out[0]
+
+    def jac(h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        if u is None:
+            return vmap(lambda x: jacrev(lambda y: single(y, None))(x))(h)
+        return vmap(lambda x, v: jacrev(lambda y: single(y, v))(x))(h, u)
+
+    return jac
+
+
+def _analytic_jacobian(step: Step):
+    owner = getattr(step, "__self__", None)
+    fn = getattr(owner, "jacobian", None) if owner is not None else None
+    return fn if callable(fn) else None
+
+
+def lyapunov_spectrum(
+    step: Step,
+    h0: Any,
+    inputs: Any = None,
+    *,
+    steps: int | None = None,
+    k: int | None = None,
+    warmup: int = 0,
+    reortho_every: int = 1,
+    jacobian: Callable | str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    seed: int | None = 0,
+    progress: bool = False,
+) -> xr.Dataset:
+    r"""Lyapunov exponents of the map ``h_{t+1} = step(h_t, u_t)`` along one or more trajectories.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(h, u) -> h_next`` with ``h`` of shape ``(trajectory, unit)`` and ``u`` of shape
+        ``(trajectory, input_dim)`` or None (autonomous map). A trainers model's ``model.step``
+        works, and its analytic ``model.jacobian`` is then used.
+    h0 : array_like or torch.Tensor
+        Initial states, ``(trajectory, unit)``; a 1-D array is one trajectory.
+    inputs : array_like or torch.Tensor, optional
+        ``(trajectory, time, input_dim)``; the number of steps is its time length. None: the map
+        is autonomous and ``steps`` must be given.
+    steps : int, optional
+        Number of steps for an autonomous map (including ``warmup``).
+    k : int, optional
+        Number of exponents (the largest k); default all, ``k = unit``.
+    warmup : int, default=0
+        Steps run first (state and tangent vectors evolve) but not averaged, so that the tangent
+        vectors align with the dynamics.
+    reortho_every : int, default=1
+        Steps between QR re-orthonormalisations (larger is faster; too large overflows for strongly
+        expanding maps).
+    jacobian : callable or {"autograd"}, optional
+        ``jacobian(h, u) -> (trajectory, unit, unit)``. Default: the model's analytic ``jacobian``
+        when ``step`` is a bound method of an object that has one, else ``torch.func.jacrev``.
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU.
+    dtype : torch.dtype, default=torch.float64
+        Precision of the state and tangent vectors; the log-diagonals are always accumulated in
+        float64. float32 on a GPU is faster and accurate to about 1e-5 per step.
+    seed : int or None, default=0
+        Seeds the random orthonormal initial tangent vectors.
+    progress : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``lyapunov`` (dim ``exponent``, largest first): mean over trajectories, natural log per
+        step; ``lyapunov_std`` (spread over trajectories); ``per_trajectory``
+        (``trajectory, exponent``); ``running`` (``time, exponent``): the running estimate after
+        each re-orthonormalisation, averaged over trajectories (the convergence curves of
+        Fig. 2B). Attributes record the parameters. Diverged trajectories (non-finite states)
+        report ``inf`` and raise a RuntimeWarning.
+
+    Examples
+    --------
+    The logistic map at r = 4 has the exponent ln 2:
+
+    >>> import numpy as np, torch
+    >>> from dynatools.lyapunov import lyapunov_spectrum
+    >>> logistic = lambda h, u: 4.0 * h * (1.0 - h)
+    >>> res = lyapunov_spectrum(logistic, np.full((8, 1), 0.3), steps=20_000, warmup=100, device="cpu")
+    >>> abs(float(res.lyapunov[0]) - np.log(2)) < 0.01
+    True
+    """
+    dev = _default_device(device)
+    h = torch.as_tensor(np.asarray(h0) if not isinstance(h0, torch.Tensor) else h0)
+    if h.ndim == 1:
+        h = h[None]
+    if h.ndim != 2:
+        raise ValueError(f"h0 has shape {tuple(h.shape)}; expected (trajectory, unit) or (unit,).")
+    h = h.to(device=dev, dtype=dtype)
+    n_traj, n = h.shape
+    if inputs is not None:
+        u_all = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+        if u_all.ndim != 3 or u_all.shape[0] != n_traj:
+            raise ValueError(f"inputs have shape {tuple(u_all.shape)}; expected (trajectory={n_traj}, "
+                             f"time, input_dim).")
+        u_all = u_all.to(device=dev, dtype=dtype)
+        total = u_all.shape[1]
+        if steps is not None and steps != total:
+            raise ValueError(f"steps={steps} differs from the inputs' time length {total}; give one.")
+    else:
+        if steps is None:
+            raise ValueError("an autonomous map (inputs=None) needs steps=.")
+        u_all = None
+        total = check_positive_int("steps", steps)
+    k = n if k is None else check_positive_int("k", k)
+    if k > n:
+        raise ValueError(f"k={k} exceeds the state dimension {n}; a map of {n} units has {n} exponents.")
+    warmup = check_positive_int("warmup", warmup, minimum=0)
+    reortho_every = check_positive_int("reortho_every", reortho_every)
+    if warmup >= total:
+        raise ValueError(f"warmup={warmup} leaves no step to average (total {total} steps).")
+
+    if jacobian is None:
+        jacobian = _analytic_jacobian(step)
+        source = "analytic" if jacobian is not None else "autograd"
+        if jacobian is None:
+            jacobian = jacobian_from_step(step)
+    elif jacobian == "autograd":
+        jacobian, source = jacobian_from_step(step), "autograd"
+    elif callable(jacobian):
+        source = "user"
+    else:
+        raise ValueError(f"jacobian={jacobian!r}: pass a callable, 'autograd' or None.")
+
+    gen = torch.Generator(device="cpu")
+    if seed is not None:
+        gen.manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(n_traj, n, k, generator=gen, dtype=torch.float64))[0]
+    Q = Q.to(device=dev, dtype=dtype)
+    log_sum = torch.zeros(n_traj, k, dtype=torch.float64, device=dev)
+    diverged = torch.zeros(n_traj, dtype=torch.bool, device=dev)
+    running: list[torch.Tensor] = []
+    running_time: list[int] = []
+    averaged = 0
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="lyapunov", unit="step", disable=not progress)
+    with torch.no_grad():
+        for t in range(total):
+            u = None if u_all is None else u_all[:, t]
+            h_next = step(h, u)
+            if h_next.shape != h.shape:
+                raise ValueError(f"step(h, u) returned shape {tuple(h_next.shape)} for h of shape "
+                                 f"{tuple(h.shape)}; a map must return a state of its input's shape.")
+            J = jacobian(h, u)
+            if J.shape != (n_traj, n, n):
+                raise ValueError(f"the Jacobian has shape {tuple(J.shape)}; expected {(n_traj, n, n)}.")
+            Q = torch.bmm(J.to(dtype), Q)
+            h = h_next
+            bad = ~torch.isfinite(h).all(1) | ~torch.isfinite(Q).flatten(1).all(1)
+            if bad.any():
+                diverged |= bad
+                h = torch.where(bad[:, None], torch.zeros_like(h), h)
+                Q = torch.where(bad[:, None, None], torch.eye(n, k, dtype=dtype, device=dev), Q)
+            if (t + 1) % reortho_every == 0 or t + 1 in (total, warmup):
+                Q, R = torch.linalg.qr(Q)
+                d = torch.diagonal(R, dim1=-2, dim2=-1)
+                sign = torch.where(d < 0, -1.0, 1.0).to(dtype)
+                Q = Q * sign[:, None, :]                    # diag(R) > 0 convention
+                if t + 1 > warmup:
+                    log_sum += torch.log(d.abs().to(torch.float64))
+                    averaged = t + 1 - warmup
+                    running.append((log_sum / averaged).mean(0).cpu())
+                    running_time.append(t + 1)
+            bar.update(1)
+        bar.close()
+    per_traj = (log_sum / max(averaged, 1)).cpu().numpy()
+    if diverged.any():
+        idx = torch.nonzero(diverged).flatten().tolist()
+        warnings.warn(f"trajectories {idx} diverged (non-finite state or tangent vectors); their "
+                      f"exponents are reported as inf.", RuntimeWarning, stacklevel=2)
+        per_traj[diverged.cpu().numpy()] = np.inf
+    order = np.argsort(-np.nan_to_num(per_traj.mean(0), nan=-np.inf, posinf=np.inf))
+    per_traj = per_traj[:, order]
+    run = torch.stack(running).numpy()[:, order] if running else np.empty((0, k))
+    ok = np.isfinite(per_traj).all(1)
+    finite_std = per_traj[ok].std(0) if ok.any() else np.full(k, np.nan)
+    ds = xr.Dataset(
+        {
+            "lyapunov": ("exponent", per_traj.mean(0)),
+            "lyapunov_std": ("exponent", finite_std),
+            "per_trajectory": (("trajectory", "exponent"), per_traj),
+            "running": (("time", "exponent"), run),
+        },
+        coords={"exponent": np.arange(k), "trajectory": np.arange(n_traj),
+                "time": np.asarray(running_time)},
+        attrs={"units": "natural log per step", "steps": total, "warmup": warmup,
+               "reortho_every": reortho_every, "k": k, "jacobian": source,
+               "dtype": str(dtype).replace("torch.", ""), "method": "QR (Benettin)",
+               "diverged": int(diverged.sum())},
+    )
+    ds["lyapunov"].attrs["units"] = "1/step (natural log)"
+    return ds

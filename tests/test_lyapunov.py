@@ -1,0 +1,137 @@
+"""Lyapunov spectra by QR against closed forms and published values (fading-memory paper,
+App. A): logistic map, Henon map, Arnold's cat map, constant linear maps, the analytic Jacobians
+of the trainers models against autograd, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dynatools.lyapunov import jacobian_from_step, lyapunov_spectrum
+
+CPU = dict(device="cpu")
+
+
+def henon(h, u):
+    x, y = h[:, 0], h[:, 1]
+    return torch.stack([1 - 1.4 * x**2 + y, 0.3 * x], 1)
+
+
+def henon_jacobian(h, u):
+    J = torch.zeros(h.shape[0], 2, 2, dtype=h.dtype)
+    J[:, 0, 0], J[:, 0, 1], J[:, 1, 0] = -2.8 * h[:, 0], 1.0, 0.3
+    return J
+
+
+CAT = np.array([[2.0, 1.0], [1.0, 1.0]])
+
+
+def cat(h, u):
+    return torch.remainder(h @ torch.as_tensor(CAT, dtype=h.dtype).T, 1.0)
+
+
+@pytest.mark.parametrize("jacobian", ["autograd", "closed form"])
+def test_logistic_map_r4_is_ln2(jacobian):
+    h0 = np.random.default_rng(0).uniform(0.1, 0.9, (16, 1))
+    jac = None if jacobian == "autograd" else (lambda h, u: (4 - 8 * h)[:, :, None])
+    res = lyapunov_spectrum(lambda h, u: 4 * h * (1 - h), h0, steps=5000, warmup=100, jacobian=jac, **CPU)
+    assert abs(res.lyapunov.item() - np.log(2)) < 0.01
+    assert res.lyapunov.dims == ("exponent",)
+    assert res.attrs["jacobian"] == ("autograd" if jac is None else "user")
+
+
+def test_henon_map_published_exponents_and_exact_sum():
+    h0 = np.random.default_rng(5).uniform(0, 0.2, (8, 2))
+    res = lyapunov_spectrum(henon, h0, steps=10_000, warmup=1000, jacobian=henon_jacobian, **CPU)
+    lam = res.lyapunov.values
+    assert abs(lam[0] - 0.4192) < 0.01 and abs(lam[1] + 1.6232) < 0.01
+    # the Jacobian determinant is -0.3 everywhere: the sum is ln 0.3 per trajectory exactly
+    np.testing.assert_allclose(res.per_trajectory.sum("exponent"), np.log(0.3), atol=1e-6)
+
+
+def test_arnold_cat_map():
+    res = lyapunov_spectrum(cat, np.random.default_rng(1).random((3, 2)), steps=3000, warmup=200, **CPU)
+    golden = np.log((3 + np.sqrt(5)) / 2)  # 0.9624
+    np.testing.assert_allclose(res.lyapunov.values, [golden, -golden], atol=1e-3)
+
+
+@pytest.mark.parametrize("reortho_every", [1, 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_constant_linear_map_gives_log_abs_eigenvalues(reortho_every, seed):
+    rng = np.random.default_rng(seed)
+    eig = np.array([1.3, -0.9, 0.6, 0.25])
+    V = rng.standard_normal((4, 4))
+    A = V @ np.diag(eig) @ np.linalg.inv(V)  # non-normal, real eigenvalues
+    At = torch.tensor(A)
+    res = lyapunov_spectrum(lambda h, u: h @ At.T, rng.standard_normal((2, 4)), steps=1500,
+                            warmup=500, reortho_every=reortho_every, **CPU)
+    np.testing.assert_allclose(res.lyapunov.values, np.sort(np.log(np.abs(eig)))[::-1], atol=1e-6)
+    # k < n: the k largest
+    top = lyapunov_spectrum(lambda h, u: h @ At.T, rng.standard_normal((1, 4)), steps=1500,
+                            warmup=500, k=2, reortho_every=reortho_every, **CPU)
+    np.testing.assert_allclose(top.lyapunov.values, np.log([1.3, 0.9]), atol=1e-6)
+
+
+def test_sum_of_exponents_is_log_abs_det_for_random_linear_maps():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((5, 5)) / 2
+    At = torch.tensor(A)
+    res = lyapunov_spectrum(lambda h, u: h @ At.T, rng.standard_normal((1, 5)), steps=400, **CPU)
+    assert res.lyapunov.sum().item() == pytest.approx(np.log(abs(np.linalg.det(A))), abs=1e-9)
+
+
+def test_running_estimates_converge_to_the_final_value():
+    res = lyapunov_spectrum(henon, np.tile([0.1, 0.1], (2, 1)), steps=2000, warmup=100,
+                            jacobian=henon_jacobian, **CPU)
+    assert res.running.dims == ("time", "exponent")
+    np.testing.assert_allclose(res.running.isel(time=-1), res.lyapunov)
+    assert res.time.values[0] == 101 and res.time.values[-1] == 2000
+
+
+@pytest.mark.parametrize("name, kw", [("leaky", {}), ("leaky", {"nonlinearity": "inside", "activation": "tanh"}),
+                                      ("gru", {}), ("lstm", {})])
+def test_trainers_models_analytic_jacobian_equals_autograd(name, kw):
+    trainers = pytest.importorskip("trainers")
+    model = trainers.MODELS[name](7, generator=torch.Generator().manual_seed(0), **kw).double()
+    h = torch.randn(3, model.state_size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    u = torch.rand(3, 1, dtype=torch.float64)
+    for uu in (u, None):
+        torch.testing.assert_close(model.jacobian(h, uu), jacobian_from_step(model.step)(h, uu),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_model_step_uses_the_analytic_jacobian_and_agrees_with_autograd():
+    trainers = pytest.importorskip("trainers")
+    model = trainers.LeakyRNN(12, generator=torch.Generator().manual_seed(2)).double()
+    u = (torch.rand(2, 300, 1, generator=torch.Generator().manual_seed(3)) < 0.5).double()
+    h0 = model.initial_state(2).double()
+    a = lyapunov_spectrum(model.step, h0, u, warmup=50, **CPU)
+    b = lyapunov_spectrum(model.step, h0, u, warmup=50, jacobian="autograd", **CPU)
+    assert a.attrs["jacobian"] == "analytic" and b.attrs["jacobian"] == "autograd"
+    np.testing.assert_allclose(a.lyapunov, b.lyapunov, atol=1e-10)
+
+
+def test_divergence_warns_and_reports_inf():
+    h0 = np.array([[1.0], [2.0]])  # x -> x^2: 1 is a fixed point (exponent ln 2), 2 escapes
+    with pytest.warns(RuntimeWarning, match=r"trajectories \[1\] diverged"):
+        res = lyapunov_spectrum(lambda h, u: h * h, h0, steps=50, **CPU)
+    assert np.isinf(res.per_trajectory.values[1]).all()
+    assert res.per_trajectory.values[0, 0] == pytest.approx(np.log(2))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(step=lambda h, u: h[:, :1], h0=np.ones((2, 3)), steps=5), ValueError, "returned shape"),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, k=4), ValueError, "k=4 exceeds"),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3))), ValueError, "needs steps="),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3)), inputs=np.ones((3, 4, 1))), ValueError, "trajectory=2"),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3, 1)), steps=5), ValueError, "expected \\(trajectory, unit\\)"),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, warmup=5), ValueError, "no step to average"),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, jacobian="magic"), ValueError, "jacobian="),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        lyapunov_spectrum(**kwargs, device="cpu")
