@@ -4,6 +4,8 @@ Recordings (schema and I/O)
     from_array, validate, open_recording, save_recording, RecordingWriter, demo_path
 Timescales
     autocorrelation, fit_timescales, timescales
+Model-based dynamics (import torch on first use)
+    lyapunov_spectrum, hessian_eigenvalues, hessian_density, hessian_trace, gradient_norms
 
 Importing dynatools registers the ``.dyn`` accessor on xarray objects. It does not import torch
 or matplotlib; plotting lives in :mod:`dynatools.plot`.
@@ -26,6 +28,24 @@ from dynatools.recording import (  # noqa: E402
     validate,
 )
 from dynatools.timescales import autocorrelation, fit_timescales, timescales  # noqa: E402
+
+
+_LAZY = {
+    "lyapunov_spectrum": "dynatools.lyapunov",
+    "hessian_eigenvalues": "dynatools.hessian",
+    "hessian_density": "dynatools.hessian",
+    "hessian_trace": "dynatools.hessian",
+    "gradient_norms": "dynatools.gradients",
+}
+
+
+def __getattr__(name: str):
+    """Model-based analyses are imported on first use, so ``import dynatools`` stays torch-free."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dynatools' has no attribute {name!r}")
 
 
 def demo_path() -> Path:
@@ -65,5 +85,11 @@ __all__ = [
     "autocorrelation",
     "fit_timescales",
     "timescales",
+    # model-based dynamics (lazy: import torch when used)
+    "lyapunov_spectrum",
+    "hessian_eigenvalues",
+    "hessian_density",
+    "hessian_trace",
+    "gradient_norms",
     "__version__",
 ]
