@@ -1,7 +1,7 @@
 """trainers: train the reference networks of the timescale paper and export labeled recordings.
 
 Models (:mod:`trainers.models`)
-    LeakyRNN, GRU, LSTM, MODELS
+    LeakyRNN, GRU, LSTM, MODELS; WCRNN and its residual builders (fading-memory paper)
 Tasks (:mod:`trainers.tasks`)
     Parity, DMS, TASKS
 Curricula (:mod:`trainers.curricula`)
@@ -19,7 +19,7 @@ from __future__ import annotations
 from trainers.checkpoint import CheckpointError, load_model
 from trainers.config import TrainConfig
 from trainers.curricula import CURRICULA
-from trainers.models import GRU, LSTM, MODELS, LeakyRNN
+from trainers.models import GRU, LSTM, MODELS, WCRNN, LeakyRNN
 from trainers.record import record
 from trainers.reference import import_reference
 from trainers.tasks import DMS, TASKS, Parity
@@ -27,7 +27,7 @@ from trainers.training import Run, evaluate, resume, train
 
 __all__ = [
     # models
-    "LeakyRNN", "GRU", "LSTM", "MODELS",
+    "LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN",
     # tasks and curricula
     "Parity", "DMS", "TASKS", "CURRICULA",
     # training

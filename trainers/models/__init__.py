@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from trainers.models.gated import GRU, LSTM
 from trainers.models.leaky import LeakyRNN
+from trainers.models.wcrnn import WCRNN, critical, elman, heterogeneous, orthonormal, rotational
 
-#: name -> model class (``--model`` on the command line).
+#: name -> model class of the timescale paper's curricula (``--model`` on the command line).
 MODELS = {"leaky": LeakyRNN, "gru": GRU, "lstm": LSTM}
 
-__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS"]
+__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "critical", "rotational", "heterogeneous",
+           "orthonormal", "elman"]

@@ -1,0 +1,76 @@
+"""WCRNN (fading-memory paper, Eq. 11, 16-19): residual builders, analytic Jacobians, and the
+Lyapunov exponents log r of a weakly coupled network with R = r I (Eq. 13)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dynatools.lyapunov import jacobian_from_step, lyapunov_spectrum
+from trainers.models import WCRNN, critical, elman, heterogeneous, orthonormal, rotational
+
+
+@pytest.mark.parametrize("r", [0.95, 1.0])
+def test_weakly_coupled_critical_network_has_exponents_log_r(r):
+    net = WCRNN(20, critical(20, r), gamma=0.01, generator=torch.Generator().manual_seed(0)).double()
+    u = torch.rand(2, 1500, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    res = lyapunov_spectrum(net.step, net.initial_state(2), u, warmup=100, device="cpu")
+    assert res.attrs["jacobian"] == "analytic"
+    np.testing.assert_allclose(res.lyapunov.values, np.log(r), atol=0.01)
+
+
+@pytest.mark.parametrize("kind", ["linear", "A", "B"])
+def test_analytic_jacobian_equals_autograd(kind):
+    R = orthonormal(6, seed=0) @ heterogeneous(6, 0.95, 0.05, generator=torch.Generator().manual_seed(1))
+    net = WCRNN(6, R, gamma=np.linspace(0.01, 0.05, 6), kind=kind, generator=torch.Generator().manual_seed(2)).double()
+    h = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    for u in (torch.rand(3, 1, dtype=torch.float64), None):
+        torch.testing.assert_close(net.jacobian(h, u), jacobian_from_step(net.step)(h, u), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "A", "B"])
+def test_equations_and_forward(kind):
+    net = WCRNN(4, rotational(4, 0.3), gamma=0.1, kind=kind, generator=torch.Generator().manual_seed(4)).double()
+    h = torch.randn(2, 4, dtype=torch.float64)
+    u = torch.rand(2, 1, dtype=torch.float64)
+    R, W, Win, b, g = (x.detach().numpy() for x in (net.R, net.W, net.W_in, net.b, net.gamma))
+    hn, un = h.numpy(), u.numpy()
+    d = hn @ W.T + un @ Win.T + b
+    expected = {"linear": hn @ R.T + g * np.tanh(d), "A": np.tanh(hn @ R.T) + g * np.tanh(d),
+                "B": np.tanh(hn @ R.T + g * d)}[kind]
+    np.testing.assert_allclose(net.step(h, u).detach().numpy(), expected, rtol=1e-12)
+    seq = torch.rand(2, 5, 1, dtype=torch.float64)
+    H = net(seq, h)
+    torch.testing.assert_close(H[:, 0], net.step(h, seq[:, 0]))
+    assert net.readout(H[:, -1]).shape == (2, 1, 10)
+
+
+def test_residual_builders():
+    np.testing.assert_allclose(np.abs(np.linalg.eigvals(rotational(6, [0.1, 0.2, 0.3]).numpy())), 1, atol=1e-6)
+    np.testing.assert_allclose(np.sort(np.angle(np.linalg.eigvals(rotational(2, 0.4).numpy()))), [-0.4, 0.4], atol=1e-6)
+    Q = orthonormal(5, seed=1).numpy()
+    np.testing.assert_allclose(Q @ Q.T, np.eye(5), atol=1e-6)
+    d = torch.diagonal(heterogeneous(1000, 0.96, 0.04, generator=torch.Generator().manual_seed(0))).numpy()
+    assert d.min() >= 0.94 and d.max() <= 0.98 and abs(d.mean() - 0.96) < 0.002
+    assert torch.equal(critical(3, 0.9), 0.9 * torch.eye(3))
+    e = elman(3)
+    assert torch.equal(e.R, torch.eye(3)) and torch.all(e.gamma == 1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_units=3, residual=np.eye(4)), "residual has shape"),
+        (dict(n_units=3, residual=np.eye(3), gamma=[0.1, 0.2]), "gamma"),
+        (dict(n_units=3, residual=np.eye(3), kind="C"), "kind="),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WCRNN(**kwargs)
+
+
+def test_rotational_needs_even_units():
+    with pytest.raises(ValueError, match="even"):
+        rotational(5, 0.1)
