@@ -1,0 +1,85 @@
+"""Sequence tasks of the fading-memory paper: adding problem, image sequences (digits shipped,
+MNIST/CIFAR from local files), and the sequence training loop."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from trainers.tasks import AddingProblem, ImageSequences, cifar10_gray, digits, mnist
+
+
+def test_adding_problem_targets_and_cues():
+    b = AddingProblem(20).sample(64, generator=torch.Generator().manual_seed(0))
+    values, cue = b.inputs[..., 0].numpy(), b.inputs[..., 1].numpy()
+    assert np.all(cue.sum(1) == 2)
+    assert np.all(cue[:, :10].sum(1) == 1) and np.all(cue[:, 10:].sum(1) == 1)
+    np.testing.assert_allclose(b.targets.numpy(), (values * cue).sum(1), rtol=1e-6)
+    assert values.min() >= 0 and values.max() <= 1
+
+
+def test_digits_are_shipped_and_split_reproducibly():
+    a, b = digits(), digits()
+    assert a.size("train") + a.size("test") == 1797 and a.length == 64 and a.n_outputs == 10
+    assert torch.equal(a.x["test"], b.x["test"])
+    assert float(a.x["train"].max()) == 1.0
+    batch = next(a.batches("train", 16, generator=torch.Generator().manual_seed(0)))
+    assert batch.inputs.shape == (16, 64, 1) and batch.targets.dtype == torch.long
+
+
+def test_permuted_sequences_use_one_fixed_permutation():
+    plain, perm = digits(), digits(permute=True, seed=3)
+    x = next(plain.batches("test", 8, shuffle=False)).inputs[..., 0]
+    xp = next(perm.batches("test", 8, shuffle=False)).inputs[..., 0]
+    np.testing.assert_array_equal(xp.numpy(), x.numpy()[:, perm.permutation])
+    assert sorted(perm.permutation) == list(range(64)) and perm.name == "pdigits"
+
+
+def _write_idx(path, array, gz):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_from_idx_files_and_npz(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (5, 28, 28)), "y_train": rng.integers(0, 10, 5),
+              "x_test": rng.integers(0, 256, (3, 28, 28)), "y_test": rng.integers(0, 10, 3)}
+    names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    for key, stem in names.items():
+        _write_idx(tmp_path / (stem + (".gz" if gz else "")), arrays[key], gz)
+    task = mnist(tmp_path)
+    assert task.length == 784 and task.size("train") == 5
+    np.testing.assert_allclose(task.x["test"].numpy(), arrays["x_test"].reshape(3, -1) / 255.0, rtol=1e-6)
+    np.savez(tmp_path / "m.npz", **arrays)
+    assert torch.equal(mnist(tmp_path / "m.npz").y["train"], torch.as_tensor(arrays["y_train"]))
+
+
+def test_missing_data_gives_instructions(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no MNIST data.*download"):
+        mnist(tmp_path / "nowhere")
+    (tmp_path / "partial").mkdir()
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        mnist(tmp_path / "partial")
+    with pytest.raises(FileNotFoundError, match="CIFAR-10"):
+        cifar10_gray(tmp_path / "c.npz")
+
+
+def test_cifar_gray_conversion(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    np.savez(tmp_path / "c.npz", x_train=x, y_train=np.arange(4), x_test=x[:2], y_test=np.arange(2))
+    task = cifar10_gray(tmp_path / "c.npz")
+    expected = (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]) / 255.0
+    np.testing.assert_allclose(task.x["train"].numpy(), expected.reshape(4, -1), rtol=1e-5)
+    assert task.length == 1024
+
+
+def test_mismatched_images_and_labels():
+    with pytest.raises(ValueError, match="3 images but 2 labels"):
+        ImageSequences(np.zeros((3, 4)), [0, 1], np.zeros((1, 4)), [0])
