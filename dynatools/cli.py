@@ -1,4 +1,4 @@
-"""Command line: ``dynatools info | timescales | demo``.
+"""Command line: ``dynatools info | timescales | demo | lyapunov | hessian``.
 
 Run ``dynatools --help`` or ``dynatools SUBCOMMAND --help``; docs/cli.md has examples.
 """
@@ -79,6 +79,80 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_trained(source: Path, N: int | None, dtype: str):
+    """A network from a trainers run directory or checkpoint (imports trainers only here)."""
+    import torch
+
+    try:
+        from trainers.checkpoint import load_model, read_checkpoint
+    except ImportError as exc:  # pragma: no cover - same distribution
+        raise RuntimeError("loading a trained network needs the trainers package (pip install -e .)") from exc
+    if source.is_dir():
+        ckpt = source / "checkpoints" / ("latest.pt" if N is None else f"N{N:03d}.pt")
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt} does not exist; give a run directory with checkpoints/ "
+                                    f"(and an --N that was solved) or a checkpoint file.")
+    else:
+        ckpt = source
+    meta = read_checkpoint(ckpt)["meta"]
+    model = load_model(ckpt).to(getattr(torch, dtype))
+    history = meta.get("history") or []
+    Ns = history[-1]["Ns"] if meta.get("kind") == "latest" and history else meta["Ns"]
+    return model, meta, Ns, ckpt
+
+
+def _task_of(meta):
+    from trainers.config import TrainConfig
+
+    return TrainConfig.from_dict(meta["config"]).make_task()
+
+
+def _cmd_lyapunov(args: argparse.Namespace) -> int:
+    import torch
+
+    from dynatools.lyapunov import lyapunov_spectrum
+    from dynatools.recording import write_netcdf_atomic
+
+    model, meta, Ns, ckpt = _load_trained(args.source, args.N, args.dtype)
+    task = _task_of(meta)
+    gen = torch.Generator().manual_seed(args.seed)
+    bits = (torch.rand(args.trajectories, -(-args.steps // task.k), generator=gen) < 0.5).float()
+    u = task.encode(bits)[:, : args.steps].to(next(model.parameters()).dtype)
+    h0 = model.initial_state(args.trajectories, generator=gen)
+    res = lyapunov_spectrum(model.step, h0, u, k=args.k, warmup=args.warmup,
+                            reortho_every=args.reortho_every, device=args.device,
+                            dtype=next(model.parameters()).dtype, seed=args.seed, progress=not args.quiet)
+    res.attrs.update(source=str(ckpt), input="Bernoulli(0.5) bits, encoded as in training", seed=args.seed)
+    write_netcdf_atomic(res, args.output)
+    if not args.quiet:
+        top = ", ".join(f"{v:.4f}" for v in res["lyapunov"].values[:5])
+        print(f"wrote {args.output}: {res.sizes['exponent']} exponents (per step), largest: {top}")
+    return 0
+
+
+def _cmd_hessian(args: argparse.Namespace) -> int:
+    from dynatools.hessian import hessian_density, hessian_eigenvalues
+    from dynatools.recording import write_netcdf_atomic
+
+    from trainers.training import loss_closure
+
+    model, meta, Ns, ckpt = _load_trained(args.source, args.N, "float64")
+    loss_fn, params = loss_closure(model, _task_of(meta), Ns, batch=args.batch, seed=args.seed)
+    res = hessian_eigenvalues(loss_fn, params, k=args.k, which=args.which)
+    if args.density:
+        dens = hessian_density(loss_fn, params, n_probes=5, lanczos_steps=40, seed=args.seed)
+        attrs = dict(res.attrs, density_n_hvp=dens.attrs["n_hvp"], density_sigma=dens.attrs["sigma"])
+        res = res.merge(dens[["density", "ritz_value", "weight"]])
+        res.attrs = attrs
+    res.attrs.update(source=str(ckpt), Ns=str(Ns), batch=args.batch, seed=args.seed)
+    write_netcdf_atomic(res, args.output)
+    if not args.quiet:
+        top = ", ".join(f"{v:.4g}" for v in res["hessian_eigenvalue"].values[:5])
+        print(f"wrote {args.output}: {args.k} eigenvalues ({args.which}) of the loss Hessian on Ns "
+              f"{Ns[0]}..{Ns[-1]}: {top} ... ({res.attrs['n_hvp']} Hessian-vector products)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dynatools import __version__
 
@@ -115,6 +189,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, default=Path("dynatools-demo"), help="folder for the figure (default ./dynatools-demo)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("lyapunov", help="Lyapunov spectrum of a trained network (run directory or checkpoint)",
+                       description="QR Lyapunov spectrum of a trainers network driven by Bernoulli(0.5) "
+                                   "bits; writes the labeled result (exponents, running estimates) to netCDF.")
+    p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
+    p.add_argument("--N", type=int, help="the network saved when N was solved")
+    p.add_argument("--steps", type=int, default=10_000, help="time steps (default 10000)")
+    p.add_argument("--trajectories", type=int, default=4, help="input sequences (default 4)")
+    p.add_argument("--k", type=int, help="number of exponents (default all)")
+    p.add_argument("--warmup", type=int, default=500, help="steps before averaging (default 500)")
+    p.add_argument("--reortho-every", type=int, default=1, help="steps between QRs (default 1)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_lyapunov)
+
+    p = sub.add_parser("hessian", help="extreme eigenvalues (and density) of a trained network's loss Hessian",
+                       description="Lanczos eigenvalues of the Hessian of the training loss (sum of the "
+                                   "active heads' cross-entropies) on one fixed batch.")
+    p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
+    p.add_argument("--N", type=int, help="the network saved when N was solved")
+    p.add_argument("--k", type=int, default=20, help="number of eigenvalues (default 20)")
+    p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--density", action="store_true", help="also the spectral density (stochastic Lanczos quadrature, 5 probes x 40 steps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_hessian)
     return parser
 
 

@@ -423,3 +423,35 @@ def _save_latest(run: Run, optimizer, rng: dict[str, Any], epoch: int, wall: flo
                     rng=rng)
     lines = "".join(json.dumps(h) + "\n" for h in run.history)
     atomic_write_text(run.run_dir / "metrics.jsonl", lines)
+
+
+def loss_closure(model: torch.nn.Module, task, Ns: Sequence[int], *, batch: int = 256,
+                 seed: int = 0) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The training loss on one fixed batch as a function of the parameters, for
+    :func:`dynatools.hessian_eigenvalues`: returns ``(loss_fn, params)``.
+
+    ``loss_fn(params)`` is the sum over heads ``0..len(Ns)-1`` of the cross-entropy on the last
+    step, computed with ``torch.func.functional_call`` (twice differentiable: a LeakyRNN is
+    switched to ``fused = False``).
+    """
+    from torch.func import functional_call
+
+    if hasattr(model, "fused"):
+        model.fused = False
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    b = task.sample(Ns, batch, generator=gen, device=dev)
+    dtype = next(model.parameters()).dtype
+    u = b.inputs.to(dtype)
+    h0 = model.initial_state(batch, generator=gen)
+    n_heads = len(Ns)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss_fn(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        H = functional_call(model, p, (u, h0))[:, -1]
+        hidden = model.hidden(H) if hasattr(model, "hidden") else H
+        w, bias = p["heads.weight"][:n_heads], p["heads.bias"][:n_heads]
+        logits = torch.einsum("bn,hcn->bhc", hidden, w) + bias
+        return F.cross_entropy(logits.transpose(1, 2), b.labels, reduction="none").mean(0).sum()
+
+    return loss_fn, params

@@ -83,3 +83,25 @@ def test_cifar_gray_conversion(tmp_path):
 def test_mismatched_images_and_labels():
     with pytest.raises(ValueError, match="3 images but 2 labels"):
         ImageSequences(np.zeros((3, 4)), [0, 1], np.zeros((1, 4)), [0])
+
+
+def test_wcrnn_learns_the_shipped_digits_above_chance():
+    from trainers.models import WCRNN, critical
+    from trainers.sequence_training import train_sequence
+
+    net = WCRNN(32, critical(32, 1.0), gamma=0.1, n_outputs=10, generator=torch.Generator().manual_seed(0))
+    res = train_sequence(net, digits(), epochs=6, lr=0.05, progress=False)
+    assert res.attrs["best"] > 30.0          # chance is 10%
+    assert res.attrs["metric"] == "accuracy %" and res.sizes["epoch"] == 6
+    assert res.iteration.values[-1] == 6 * 11  # 1348 training images / 128 per batch
+
+
+def test_adding_problem_training_reports_rms_and_iterations():
+    from trainers.models import WCRNN, critical
+    from trainers.sequence_training import train_sequence
+
+    net = WCRNN(8, critical(8, 1.0), gamma=0.01, input_dim=2, n_outputs=1, generator=torch.Generator().manual_seed(0))
+    res = train_sequence(net, AddingProblem(20), epochs=2, steps_per_epoch=5, progress=False)
+    # predicting the mean gives RMS sqrt(2/12) ~ 0.41; an untrained network is near or above it
+    assert 0.2 < res.attrs["best"] < 2.0 and not res.attrs["reached_mp"]
+    assert res.attrs["iterations_to_mp"] == 10

@@ -1,0 +1,62 @@
+"""`dynatools lyapunov` and `dynatools hessian` on a trainers run directory or checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import trainers
+from dynatools.cli import main
+from dynatools.hessian import hessian_eigenvalues
+from trainers.training import loss_closure
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run") / "r"
+    trainers.train(dict(units=12, batch=16, steps_per_epoch=3, eval_batches=1, max_epochs=1, n_max=4,
+                        device="cpu", seed=0), d, progress=False)
+    return d
+
+
+def test_lyapunov_command(run_dir, tmp_path, capsys):
+    out = tmp_path / "ly.nc"
+    assert main(["lyapunov", str(run_dir), "--steps", "200", "--warmup", "20", "--trajectories", "2",
+                 "-o", str(out), "--device", "cpu"]) == 0
+    assert "largest:" in capsys.readouterr().out
+    res = xr.open_dataset(out)
+    assert res.sizes["exponent"] == 12 and res.attrs["jacobian"] == "analytic"
+    assert np.all(np.diff(res.lyapunov.values) <= 0)
+    # the same checkpoint file works too
+    assert main(["lyapunov", str(run_dir / "checkpoints" / "latest.pt"), "--steps", "50", "--warmup", "5",
+                 "-o", str(tmp_path / "ly2.nc"), "-q", "--device", "cpu", "--k", "3"]) == 0
+    assert xr.open_dataset(tmp_path / "ly2.nc").sizes["exponent"] == 3
+
+
+def test_hessian_command_equals_the_python_api(run_dir, tmp_path):
+    out = tmp_path / "h.nc"
+    assert main(["hessian", str(run_dir), "--k", "3", "--batch", "8", "-o", str(out), "-q"]) == 0
+    res = xr.open_dataset(out)
+    model = trainers.load_model(run_dir / "checkpoints" / "latest.pt").double()
+    loss_fn, params = loss_closure(model, trainers.Parity(), [2], batch=8, seed=0)
+    direct = hessian_eigenvalues(loss_fn, params, k=3, method="dense")
+    np.testing.assert_allclose(res.hessian_eigenvalue.values, direct.hessian_eigenvalue.values, rtol=1e-6)
+
+
+def test_loss_closure_equals_the_training_loss():
+    model = trainers.LeakyRNN(6, n_heads=2, generator=torch.Generator().manual_seed(0)).double()
+    task = trainers.Parity()
+    loss_fn, params = loss_closure(model, task, [2, 3], batch=8, seed=1)
+    gen = torch.Generator().manual_seed(1)
+    b = task.sample([2, 3], 8, generator=gen)
+    H = model(b.inputs.double(), model.initial_state(8, generator=gen))
+    logits = model.readout(H[:, -1], heads=2)
+    expected = torch.nn.functional.cross_entropy(logits.transpose(1, 2), b.labels, reduction="none").mean(0).sum()
+    torch.testing.assert_close(loss_fn(params), expected)
+
+
+def test_missing_source_is_a_one_line_error(tmp_path, capsys):
+    assert main(["lyapunov", str(tmp_path), "-o", str(tmp_path / "x.nc")]) == 2
+    assert "does not exist" in capsys.readouterr().err
