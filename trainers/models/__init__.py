@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from trainers.models.gated import GRU, LSTM
 from trainers.models.leaky import LeakyRNN
-from trainers.models.wcrnn import WCRNN, critical, elman, heterogeneous, orthonormal, rotational
+from trainers.models.wcrnn import (
+           WCRNN,
+           critical,
+           elman,
+           heterogeneous,
+           orthonormal,
+           rotational,
+)
 
 #: name -> model class of the timescale paper's curricula (``--model`` on the command line).
 MODELS = {"leaky": LeakyRNN, "gru": GRU, "lstm": LSTM}

@@ -108,3 +108,21 @@ def check_state(h0: torch.Tensor, u: torch.Tensor, state_size: int) -> None:
 def count_trainable(module: nn.Module) -> int:
     """Number of trainable scalars (parameters with ``requires_grad``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class RecurrentModel(nn.Module):
+    """What every trainers model shares: ``state_size`` (``n_units`` unless overridden) and
+    ``n_trainable``; subclasses add ``step``, ``jacobian``, ``initial_state``, ``forward``,
+    ``readout`` and ``config`` (the protocol of DESIGN.md)."""
+
+    n_units: int
+
+    @property
+    def state_size(self) -> int:
+        """Size of the state ``h`` that ``step`` maps."""
+        return self.n_units
+
+    @property
+    def n_trainable(self) -> int:
+        """Number of trainable parameters (scalars)."""
+        return count_trainable(self)

@@ -16,15 +16,15 @@ from torch import nn
 
 from trainers.models._common import (
     MultiHeadReadout,
+    RecurrentModel,
     check_sizes,
     check_state,
-    count_trainable,
     linear_bound,
     uniform_,
 )
 
 
-class _GatedRNN(nn.Module):
+class _GatedRNN(RecurrentModel):
     kind = ""
     n_gates = 0
 
@@ -41,19 +41,10 @@ class _GatedRNN(nn.Module):
         self.b_hh = nn.Parameter(uniform_(torch.empty(g), bound, generator))
         self.heads = MultiHeadReadout(n, n_heads, n_classes, generator=generator)
 
-    @property
-    def n_trainable(self) -> int:
-        """Number of trainable parameters (scalars)."""
-        return count_trainable(self)
-
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serialisable) that rebuild this architecture."""
         return {"model": self.kind, "n_units": self.n_units, "input_dim": self.input_dim,
                 "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1]}
-
-    @property
-    def state_size(self) -> int:
-        return self.n_units
 
     def initial_state(self, batch: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Zeros of shape ``(batch, state_size)`` (PyTorch's default for GRU and LSTM)."""

@@ -12,12 +12,12 @@ from dynatools._validation import check_choice
 from trainers.models._common import (
     ACTIVATIONS,
     MultiHeadReadout,
+    RecurrentModel,
     activate,
     activate_,
     activation_grad_from_output,
     check_sizes,
     check_state,
-    count_trainable,
     linear_bound,
     uniform_,
 )
@@ -25,7 +25,7 @@ from trainers.models._common import (
 NONLINEARITY_PLACEMENTS = ("outside", "inside")
 
 
-class LeakyRNN(nn.Module):
+class LeakyRNN(RecurrentModel):
     r"""Leaky RNN whose per-neuron timescales ``tau`` are trained with the weights.
 
     With :math:`\tau_i \ge 1` (the dynamics use ``clamp(tau, min=1)``), :math:`a_i = 1 - 1/\tau_i`
@@ -132,16 +132,6 @@ class LeakyRNN(nn.Module):
         self.heads = MultiHeadReadout(n, n_heads, n_classes, generator=generator)
 
     # ------------------------------------------------------------------ protocol (DESIGN.md)
-    @property
-    def state_size(self) -> int:
-        """Size of the state ``h`` that :meth:`step` maps (= ``n_units``)."""
-        return self.n_units
-
-    @property
-    def n_trainable(self) -> int:
-        """Number of trainable parameters (scalars)."""
-        return count_trainable(self)
-
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serialisable) that rebuild this architecture."""
         return {

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dynatools._validation import check_choice, check_positive_int
-from trainers.models._common import count_trainable, linear_bound, uniform_
+from trainers.models._common import RecurrentModel, linear_bound, uniform_
 
 KINDS = ("linear", "A", "B")
 
@@ -59,7 +59,7 @@ def orthonormal(n: int, *, seed: int | None = None) -> torch.Tensor:
     return torch.tensor(ortho_group.rvs(n, random_state=seed), dtype=torch.float32)
 
 
-class WCRNN(nn.Module):
+class WCRNN(RecurrentModel):
     r"""Weakly coupled residual RNN with a linear readout on the last state.
 
     Parameters
@@ -109,14 +109,6 @@ class WCRNN(nn.Module):
         self.b = nn.Parameter(uniform_(torch.empty(n), linear_bound(n), generator))
         self.W_out = nn.Parameter(uniform_(torch.empty(self.n_outputs, n), linear_bound(n), generator))
         self.b_out = nn.Parameter(uniform_(torch.empty(self.n_outputs), linear_bound(n), generator))
-
-    @property
-    def state_size(self) -> int:
-        return self.n_units
-
-    @property
-    def n_trainable(self) -> int:
-        return count_trainable(self)
 
     def config(self) -> dict[str, Any]:
         return {"model": self.kind_name, "n_units": self.n_units, "kind": self.kind,
