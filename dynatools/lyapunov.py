@@ -195,7 +195,7 @@ def lyapunov_spectrum(
                 raise ValueError(f"the Jacobian has shape {tuple(J.shape)}; expected {(n_traj, n, n)}.")
             Q = torch.bmm(J.to(dtype), Q)
             h = h_next
-            bad = ~torch.isfinite(h).all(1) | ~torch.isfinite(Q).flatten(1).all(1)
+            bad = ~torch.isfinite(h).all(1)          # the state is cheap to check every step
             if bad.any():
                 diverged |= bad
                 h = torch.where(bad[:, None], torch.zeros_like(h), h)
@@ -203,6 +203,11 @@ def lyapunov_spectrum(
             if (t + 1) % reortho_every == 0 or t + 1 in (total, warmup):
                 Q, R = torch.linalg.qr(Q)
                 d = torch.diagonal(R, dim1=-2, dim2=-1)
+                bad = torch.isnan(d).any(1) | torch.isposinf(d.abs()).any(1)  # tangent vectors overflowed
+                if bad.any():
+                    diverged |= bad
+                    Q = torch.where(bad[:, None, None], torch.eye(n, k, dtype=dtype, device=dev), Q)
+                    d = torch.where(bad[:, None], torch.ones_like(d), d)
                 sign = torch.where(d < 0, -1.0, 1.0).to(dtype)
                 Q = Q * sign[:, None, :]                    # diag(R) > 0 convention
                 if t + 1 > warmup:

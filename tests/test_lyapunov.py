@@ -135,3 +135,11 @@ def test_divergence_warns_and_reports_inf():
 def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         lyapunov_spectrum(**kwargs, device="cpu")
+
+
+def test_overflowing_tangent_vectors_warn_and_report_inf():
+    A = torch.tensor([[1e30, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        res = lyapunov_spectrum(lambda h, u: h, np.ones((1, 2)), steps=40, reortho_every=40,
+                                jacobian=lambda h, u: A.expand(h.shape[0], 2, 2), **CPU)
+    assert np.isinf(res.lyapunov.values).all()
