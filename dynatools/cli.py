@@ -153,6 +153,12 @@ def _cmd_hessian(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
+    p.add_argument("--N", type=int, help="the network saved when N was solved")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dynatools import __version__
 
@@ -193,9 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lyapunov", help="Lyapunov spectrum of a trained network (run directory or checkpoint)",
                        description="QR Lyapunov spectrum of a trainers network driven by Bernoulli(0.5) "
                                    "bits; writes the labeled result (exponents, running estimates) to netCDF.")
-    p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
-    p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
-    p.add_argument("--N", type=int, help="the network saved when N was solved")
+    _add_source_args(p)
     p.add_argument("--steps", type=int, default=10_000, help="time steps (default 10000)")
     p.add_argument("--trajectories", type=int, default=4, help="input sequences (default 4)")
     p.add_argument("--k", type=int, help="number of exponents (default all)")
@@ -210,9 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hessian", help="extreme eigenvalues (and density) of a trained network's loss Hessian",
                        description="Lanczos eigenvalues of the Hessian of the training loss (sum of the "
                                    "active heads' cross-entropies) on one fixed batch.")
-    p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
-    p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
-    p.add_argument("--N", type=int, help="the network saved when N was solved")
+    _add_source_args(p)
     p.add_argument("--k", type=int, default=20, help="number of eigenvalues (default 20)")
     p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA")
     p.add_argument("--batch", type=int, default=256)
@@ -223,15 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dynatools`` command."""
-    parser = build_parser()
+#: Errors reported as one line (exit status 2) instead of a traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, KeyError, ArithmeticError)
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, run the subcommand, and report user errors as ``PROG CMD: error: ...``
+    with exit status 2 (shared by the ``dynatools`` and ``trainers`` commands)."""
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as exc:
-        print(f"dynatools {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dynatools`` command."""
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -204,13 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainers`` command."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError, RuntimeError, KeyError, ArithmeticError) as exc:
-        print(f"trainers {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    from dynatools.cli import run
+
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
