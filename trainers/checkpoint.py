@@ -82,6 +82,11 @@ def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
     """Instantiate the architecture described by ``model.config()`` (weights uninitialised)."""
     cfg = dict(model_config)
     kind = cfg.pop("model")
+    if kind == "wcrnn":
+        from trainers.models.wcrnn import WCRNN
+
+        n = cfg.pop("n_units")
+        return WCRNN(n, torch.zeros(n, n), **cfg)  # R and gamma are buffers, replaced on load
     if kind not in MODELS:
         raise CheckpointError(f"unknown model kind {kind!r}; known: {sorted(MODELS)}.")
     cls = MODELS[kind]

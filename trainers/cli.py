@@ -1,4 +1,4 @@
-"""Command line: ``trainers train | resume | record | evaluate``.
+"""Command line: ``trainers train | train-sequence | resume | record | evaluate``.
 
 Run ``trainers --help`` or ``trainers SUBCOMMAND --help``; docs/training.md has examples.
 """
@@ -79,11 +79,62 @@ def _summary(run) -> None:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from trainers.checkpoint import read_checkpoint
+    from trainers.sequence_training import LATEST, resume_sequence
     from trainers.training import resume
 
+    latest = Path(args.run_dir) / "checkpoints" / LATEST
+    if latest.is_file() and read_checkpoint(latest)["meta"].get("kind") == "sequence":
+        if args.time_budget is not None:
+            raise ValueError("--time-budget applies to curriculum runs; a train-sequence run takes --max-epochs.")
+        device = None if args.device in (None, "auto") else args.device
+        _sequence_summary(args.run_dir, resume_sequence(args.run_dir, epochs=args.max_epochs, device=device,
+                                                        progress=not args.quiet))
+        return 0
     run = resume(args.run_dir, max_epochs=args.max_epochs, time_budget=args.time_budget,
                  device=args.device, progress=not args.quiet)
     _summary(run)
+    return 0
+
+
+def _sequence_model(args: argparse.Namespace, task):
+    import torch
+
+    from trainers.models import WCRNN, critical, heterogeneous, orthonormal, rotational
+
+    n = args.units
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.residual == "critical":
+        R = critical(n, args.r)
+    elif args.residual == "rotational":
+        R = args.r * rotational(n, args.phi)
+    else:
+        R = heterogeneous(n, args.r, args.dr, generator=gen)
+    if args.orthonormal:
+        R = orthonormal(n, seed=args.seed) @ R
+    return WCRNN(n, R, gamma=args.gamma, kind=args.kind, input_dim=task.input_dim,
+                 n_outputs=task.n_outputs, generator=gen)
+
+
+def _sequence_summary(out, res) -> None:
+    a = res.attrs
+    mp = f"reached in {a['iterations_to_mp']} iterations" if a["reached_mp"] else \
+        f"not reached in {a['iterations_to_mp']} iterations"
+    print(f"{out}: {res.sizes['epoch']} epoch(s) of {a['task']}; best {a['metric']} {a['best']:.4g}; "
+          f"minimal performance ({a['minimal_performance']}) {mp}")
+
+
+def _cmd_train_sequence(args: argparse.Namespace) -> int:
+    from trainers.sequence_training import make_sequence_task, train_sequence
+    from trainers.training import resolve_device
+
+    task = make_sequence_task(args.task, length=args.length, data=args.data, seed=args.seed)
+    model = _sequence_model(args, task)
+    res = train_sequence(model, task, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                         momentum=args.momentum, optimizer=args.optimizer,
+                         clip=args.clip or None, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+                         device=resolve_device(args.device), out=args.out, progress=not args.quiet)
+    _sequence_summary(args.out, res)
     return 0
 
 
@@ -157,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainers",
         description="Train the leaky RNN, GRU and LSTM of the timescale paper on N-parity / N-DMS "
-                    "with its curricula; resume runs; record activity for dynatools.")
+                    "with its curricula, or a WCRNN of the fading-memory paper on the adding problem "
+                    "and sequential images; resume runs; record activity for dynatools.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network (flags and/or a TOML config file)",
@@ -169,7 +221,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    p = sub.add_parser(
+        "train-sequence", help="train a WCRNN on the adding problem or sequential images",
+        description="Train a weakly coupled residual RNN (fading-memory paper, Eq. 11, 18, 19) on "
+                    "a sequence benchmark (Sec. 4). Checkpointed after every epoch; continue with "
+                    "'trainers resume RUN_DIR'. Results: RUN_DIR/result.nc.")
+    p.add_argument("--task", required=True, choices=("adding", "digits", "pdigits", "smnist", "psmnist", "scifar10"),
+                   help="adding problem, shipped 8x8 digits, (permuted) sequential MNIST, sequential CIFAR-10")
+    p.add_argument("--length", type=int, default=100, help="adding problem length D (default 100)")
+    p.add_argument("--data", help="MNIST folder/npz or CIFAR-10 npz (nothing is downloaded)")
+    p.add_argument("--units", type=int, default=100, help="recurrent units (default 100, the paper's)")
+    p.add_argument("--residual", choices=("critical", "rotational", "heterogeneous"), default="critical",
+                   help="R = r I (default), r x 2x2 rotations by --phi (Eq. 16), or diag U(r +- dr/2) (Eq. 17)")
+    p.add_argument("--r", type=float, default=1.0, help="residual strength r, or r0 for heterogeneous (default 1.0)")
+    p.add_argument("--phi", type=float, default=0.22, help="rotation angle (default 0.22 = 2 pi / 28)")
+    p.add_argument("--dr", type=float, default=0.0, help="heterogeneity width (default 0)")
+    p.add_argument("--orthonormal", action="store_true", help="multiply R by a random orthonormal matrix (Sec. 4.3)")
+    p.add_argument("--gamma", type=float, default=0.01, help="weak coupling (default 0.01)")
+    p.add_argument("--kind", choices=("linear", "A", "B"), default="linear", help="Eq. 11, 18 or 19 (default linear)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd with momentum (default, the paper's) or adam")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (default 0: none)")
+    p.add_argument("--steps-per-epoch", type=int, default=100, help="adding problem: iterations per epoch (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, batches and permutation (default 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_sequence)
+
+    p = sub.add_parser("resume", help="continue a run (curriculum or train-sequence) from its latest checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--max-epochs", type=int, help="raise the epoch limit")
     p.add_argument("--time-budget", type=float, help="raise the total training-time limit (s)")

@@ -105,3 +105,65 @@ def test_adding_problem_training_reports_rms_and_iterations():
     # predicting the mean gives RMS sqrt(2/12) ~ 0.41; an untrained network is near or above it
     assert 0.2 < res.attrs["best"] < 2.0 and not res.attrs["reached_mp"]
     assert res.attrs["iterations_to_mp"] == 10
+
+
+def _tiny_wcrnn(task, seed=0):
+    from trainers.models import WCRNN, critical
+
+    return WCRNN(8, critical(8, 1.0), gamma=0.05, input_dim=task.input_dim, n_outputs=task.n_outputs,
+                 generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name, optimizer", [("adding", "sgd"), ("pdigits", "adam")])
+def test_interrupted_sequence_run_resumes_exactly(tmp_path, name, optimizer):
+    import xarray as xr
+
+    from trainers.sequence_training import make_sequence_task, resume_sequence, train_sequence
+
+    kw = dict(steps_per_epoch=3, test_size=50, lr=0.05, optimizer=optimizer, progress=False)
+    task = make_sequence_task(name, length=12)
+    straight = train_sequence(_tiny_wcrnn(task), task, epochs=3, **kw)
+    train_sequence(_tiny_wcrnn(task), make_sequence_task(name, length=12), epochs=1, out=tmp_path, **kw)
+    resumed = resume_sequence(tmp_path, epochs=3, progress=False)
+    np.testing.assert_array_equal(resumed.test_metric.values, straight.test_metric.values)
+    np.testing.assert_array_equal(resumed.iteration.values, straight.iteration.values)
+    on_disk = xr.load_dataset(tmp_path / "result.nc")
+    np.testing.assert_array_equal(on_disk.test_metric.values, straight.test_metric.values)
+    assert on_disk.attrs["optimizer"] == optimizer
+    with pytest.raises(FileExistsError, match="resume_sequence"):
+        train_sequence(_tiny_wcrnn(task), task, epochs=1, out=tmp_path, **kw)
+
+
+def test_sequence_run_errors(tmp_path):
+    from trainers.sequence_training import make_sequence_task, resume_sequence, train_sequence
+
+    task = AddingProblem(10)  # not from make_sequence_task: cannot be rebuilt on resume
+    with pytest.raises(ValueError, match="make_sequence_task"):
+        train_sequence(_tiny_wcrnn(task), task, out=tmp_path, progress=False)
+    with pytest.raises(FileNotFoundError, match="not a train_sequence run"):
+        resume_sequence(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="pass data="):
+        make_sequence_task("psmnist")
+    with pytest.raises(ValueError, match="optimizer"):
+        train_sequence(_tiny_wcrnn(task), task, optimizer="rmsprop", progress=False)
+
+
+def test_train_sequence_cli_and_resume(tmp_path, capsys):
+    import xarray as xr
+
+    from trainers.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train-sequence", "--task", "adding", "--length", "10", "--units", "6",
+                 "--residual", "rotational", "--phi", "0.3", "--r", "0.99", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--out", str(out), "-q"]) == 0
+    assert "1 epoch(s) of adding" in capsys.readouterr().out
+    assert main(["resume", str(out), "--max-epochs", "2", "-q"]) == 0
+    res = xr.load_dataset(out / "result.nc")
+    assert res.sizes["epoch"] == 2 and res.attrs["metric"] == "rms"
+    from trainers.checkpoint import load_model
+
+    net = load_model(out / "checkpoints" / "latest.pt")
+    np.testing.assert_allclose(torch.linalg.eigvals(net.R.double()).abs().numpy(), 0.99, atol=1e-6)
+    assert main(["train-sequence", "--task", "scifar10", "--out", str(tmp_path / "c"), "-q"]) == 2
+    assert "CIFAR-10" in capsys.readouterr().err

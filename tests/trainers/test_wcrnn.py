@@ -46,6 +46,46 @@ def test_equations_and_forward(kind):
     assert net.readout(H[:, -1]).shape == (2, 1, 10)
 
 
+def test_fused_recurrence_equals_step_by_step_autograd():
+    from trainers.models.wcrnn import _LinearRecurrence
+
+    g = torch.Generator().manual_seed(5)
+    R = (orthonormal(7, seed=1) @ heterogeneous(7, 0.9, 0.2, generator=g)).double().requires_grad_()
+    W = (0.3 * torch.randn(7, 7, generator=g, dtype=torch.float64)).requires_grad_()
+    gamma = torch.linspace(0.01, 0.2, 7, dtype=torch.float64).requires_grad_()
+    c = torch.randn(9, 3, 7, generator=g, dtype=torch.float64, requires_grad=True)   # (time, batch, unit)
+    h0 = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(9, 3, 7, generator=g, dtype=torch.float64)
+
+    def by_steps():
+        h, hs = h0, []
+        for t in range(9):
+            h = h @ R.T + gamma * torch.tanh(h @ W.T + c[t])
+            hs.append(h)
+        return torch.stack(hs)
+
+    results = []
+    for fn in (by_steps, lambda: _LinearRecurrence.apply(c, h0, W, R, gamma)):
+        H = fn()
+        results.append((H, torch.autograd.grad((weights * H).sum() + (H**2).sum(), [c, h0, W, R, gamma])))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_fused_model_matches_unfused_and_refuses_double_backward():
+    nets = [WCRNN(5, critical(5, 1.0), gamma=0.05, input_dim=2, n_outputs=1, fused=f,
+                  generator=torch.Generator().manual_seed(6)).double() for f in (True, False)]
+    u = torch.rand(4, 12, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    grads = [torch.autograd.grad(net.readout(net(u)[:, -1]).square().sum(), list(net.parameters()))
+             for net in nets]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    loss = nets[0].readout(nets[0](u)[:, -1]).square().sum()
+    with pytest.raises(RuntimeError, match="fused = False"):
+        torch.autograd.grad(loss, [nets[0].W], create_graph=True)
+
+
 def test_residual_builders():
     np.testing.assert_allclose(np.abs(np.linalg.eigvals(rotational(6, [0.1, 0.2, 0.3]).numpy())), 1, atol=1e-6)
     np.testing.assert_allclose(np.sort(np.angle(np.linalg.eigvals(rotational(2, 0.4).numpy()))), [-0.4, 0.4], atol=1e-6)

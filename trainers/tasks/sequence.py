@@ -25,6 +25,10 @@ class SequenceBatch:
     inputs: torch.Tensor
     targets: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "SequenceBatch":
+        """The batch on ``device``."""
+        return SequenceBatch(self.inputs.to(device), self.targets.to(device))
+
 
 class AddingProblem:
     """The adding problem of length D (Hochreiter & Schmidhuber 1997; fading-memory paper Sec. 4).
