@@ -4,6 +4,9 @@ Recordings (schema and I/O)
     from_array, validate, open_recording, save_recording, RecordingWriter, demo_path
 Timescales
     autocorrelation, fit_timescales, timescales
+Dimensionality and connectivity
+    pca_dimensionality, participation_ratio, weight_balance, weight_change, weight_conservation,
+    weight_spectrum
 Model-based dynamics (import torch on first use)
     lyapunov_spectrum, hessian_eigenvalues, hessian_density, hessian_trace, gradient_norms
 
@@ -28,6 +31,13 @@ from dynatools.recording import (  # noqa: E402
     validate,
 )
 from dynatools.timescales import autocorrelation, fit_timescales, timescales  # noqa: E402
+from dynatools.dimensionality import participation_ratio, pca_dimensionality  # noqa: E402
+from dynatools.connectivity import (  # noqa: E402
+    weight_balance,
+    weight_change,
+    weight_conservation,
+    weight_spectrum,
+)
 
 
 _LAZY = {
@@ -85,6 +95,13 @@ __all__ = [
     "autocorrelation",
     "fit_timescales",
     "timescales",
+    # dimensionality and connectivity
+    "pca_dimensionality",
+    "participation_ratio",
+    "weight_balance",
+    "weight_change",
+    "weight_conservation",
+    "weight_spectrum",
     # model-based dynamics (lazy: import torch when used)
     "lyapunov_spectrum",
     "hessian_eigenvalues",

@@ -11,6 +11,8 @@ from typing import Any
 
 import xarray as xr
 
+from dynatools.connectivity import weight_balance
+from dynatools.dimensionality import participation_ratio, pca_dimensionality
 from dynatools.recording import save_recording, validate
 from dynatools.timescales import autocorrelation, fit_timescales, timescales
 
@@ -27,6 +29,14 @@ class _DynAccessor:
         """:func:`dynatools.timescales` of this object."""
         return timescales(self._obj, **kwargs)
 
+    def pca_dimensionality(self, threshold: float = 0.9, **kwargs: Any) -> xr.Dataset:
+        """:func:`dynatools.pca_dimensionality` of this object."""
+        return pca_dimensionality(self._obj, threshold, **kwargs)
+
+    def participation_ratio(self, **kwargs: Any) -> xr.DataArray:
+        """:func:`dynatools.participation_ratio` of this object."""
+        return participation_ratio(self._obj, **kwargs)
+
 
 @xr.register_dataset_accessor("dyn")
 class DatasetDynAccessor(_DynAccessor):
@@ -35,6 +45,10 @@ class DatasetDynAccessor(_DynAccessor):
     def validate(self) -> xr.Dataset:
         """:func:`dynatools.validate` this recording."""
         return validate(self._obj)
+
+    def weight_balance(self, **kwargs: Any) -> xr.Dataset:
+        """:func:`dynatools.weight_balance` of this recording's ``W_rec``."""
+        return weight_balance(self._obj, **kwargs)
 
     def save(self, path, **kwargs: Any):
         """:func:`dynatools.save_recording` this recording."""

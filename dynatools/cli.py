@@ -96,15 +96,40 @@ def _load_trained(source: Path, N: int | None, dtype: str):
         ckpt = source
     meta = read_checkpoint(ckpt)["meta"]
     model = load_model(ckpt).to(getattr(torch, dtype))
+    if meta.get("kind") == "sequence":  # a trainers train-sequence run (WCRNN)
+        if N is not None:
+            raise ValueError(f"{ckpt} is a train-sequence run: it has no per-N networks; drop --N.")
+        return model, meta, None, ckpt
     history = meta.get("history") or []
     Ns = history[-1]["Ns"] if meta.get("kind") == "latest" and history else meta["Ns"]
     return model, meta, Ns, ckpt
 
 
 def _task_of(meta):
+    if meta.get("kind") == "sequence":
+        from trainers.sequence_training import make_sequence_task
+
+        return make_sequence_task(**meta["task"])
     from trainers.config import TrainConfig
 
     return TrainConfig.from_dict(meta["config"]).make_task()
+
+
+def _driving_inputs(task, meta, trajectories: int, steps: int, gen, dtype):
+    """Inputs for the Lyapunov command: Bernoulli(0.5) bits encoded as in training, or test
+    sequences of a train-sequence task (``steps`` at most their length)."""
+    import torch
+
+    if meta.get("kind") == "sequence":
+        from trainers.sequence_training import held_out_batch
+
+        if steps > task.length:
+            raise ValueError(f"--steps {steps} exceeds the {task.name} sequences' length {task.length}; "
+                             f"use --steps {task.length} or fewer.")
+        u = held_out_batch(task, trajectories, seed=int(gen.initial_seed())).inputs[:, :steps]
+        return u.to(dtype), "test sequences of the training task"
+    bits = (torch.rand(trajectories, -(-steps // task.k), generator=gen) < 0.5).float()
+    return task.encode(bits)[:, :steps].to(dtype), "Bernoulli(0.5) bits, encoded as in training"
 
 
 def _cmd_lyapunov(args: argparse.Namespace) -> int:
@@ -116,13 +141,12 @@ def _cmd_lyapunov(args: argparse.Namespace) -> int:
     model, meta, Ns, ckpt = _load_trained(args.source, args.N, args.dtype)
     task = _task_of(meta)
     gen = torch.Generator().manual_seed(args.seed)
-    bits = (torch.rand(args.trajectories, -(-args.steps // task.k), generator=gen) < 0.5).float()
-    u = task.encode(bits)[:, : args.steps].to(next(model.parameters()).dtype)
+    u, source = _driving_inputs(task, meta, args.trajectories, args.steps, gen, next(model.parameters()).dtype)
     h0 = model.initial_state(args.trajectories, generator=gen)
     res = lyapunov_spectrum(model.step, h0, u, k=args.k, warmup=args.warmup,
                             reortho_every=args.reortho_every, device=args.device,
                             dtype=next(model.parameters()).dtype, seed=args.seed, progress=not args.quiet)
-    res.attrs.update(source=str(ckpt), input="Bernoulli(0.5) bits, encoded as in training", seed=args.seed)
+    res.attrs.update(source=str(ckpt), input=source, seed=args.seed)
     write_netcdf_atomic(res, args.output)
     if not args.quiet:
         top = ", ".join(f"{v:.4f}" for v in res["lyapunov"].values[:5])
@@ -137,19 +161,25 @@ def _cmd_hessian(args: argparse.Namespace) -> int:
     from trainers.training import loss_closure
 
     model, meta, Ns, ckpt = _load_trained(args.source, args.N, "float64")
-    loss_fn, params = loss_closure(model, _task_of(meta), Ns, batch=args.batch, seed=args.seed)
+    if Ns is None:
+        from trainers.sequence_training import sequence_loss_closure
+
+        loss_fn, params = sequence_loss_closure(model, _task_of(meta), batch=args.batch, seed=args.seed)
+    else:
+        loss_fn, params = loss_closure(model, _task_of(meta), Ns, batch=args.batch, seed=args.seed)
     res = hessian_eigenvalues(loss_fn, params, k=args.k, which=args.which)
     if args.density:
         dens = hessian_density(loss_fn, params, n_probes=5, lanczos_steps=40, seed=args.seed)
         attrs = dict(res.attrs, density_n_hvp=dens.attrs["n_hvp"], density_sigma=dens.attrs["sigma"])
         res = res.merge(dens[["density", "ritz_value", "weight"]])
         res.attrs = attrs
-    res.attrs.update(source=str(ckpt), Ns=str(Ns), batch=args.batch, seed=args.seed)
+    res.attrs.update(source=str(ckpt), Ns=str(Ns or "none"), batch=args.batch, seed=args.seed)
     write_netcdf_atomic(res, args.output)
     if not args.quiet:
         top = ", ".join(f"{v:.4g}" for v in res["hessian_eigenvalue"].values[:5])
-        print(f"wrote {args.output}: {args.k} eigenvalues ({args.which}) of the loss Hessian on Ns "
-              f"{Ns[0]}..{Ns[-1]}: {top} ... ({res.attrs['n_hvp']} Hessian-vector products)")
+        on = f"Ns {Ns[0]}..{Ns[-1]}" if Ns else f"{args.batch} test sequences"
+        print(f"wrote {args.output}: {args.k} eigenvalues ({args.which}) of the loss Hessian on {on}: "
+              f"{top} ... ({res.attrs['n_hvp']} Hessian-vector products)")
     return 0
 
 
@@ -217,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p)
     p.add_argument("--k", type=int, default=20, help="number of eigenvalues (default 20)")
     p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256, help="sequences in the fixed batch (default 256; the "
+                   "fading-memory paper used 1000 test samples)")
     p.add_argument("--density", action="store_true", help="also the spectral density (stochastic Lanczos quadrature, 5 probes x 40 steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")

@@ -6,7 +6,7 @@ Fig. 2C: the eigenvalues of the loss Hessian are effective learning rates. Every
 Hessian-vector products ``H v`` from ``torch.func`` (forward-over-reverse), so the Hessian is never
 formed except by ``method="dense"``. The loss must be twice differentiable: cuDNN RNNs
 (``torch.nn.RNN/GRU/LSTM`` on CUDA) have no double backward; use trainers' GRU/LSTM cells, or a
-LeakyRNN with ``fused = False``.
+LeakyRNN or WCRNN with ``fused = False``.
 
 This module imports torch; ``import dynatools`` does not.
 """

@@ -20,6 +20,7 @@ import torch
 import xarray as xr
 
 from dynatools._validation import check_choice, check_positive_int
+from trainers.tasks.sequence import SequenceBatch
 from trainers.training import LATEST
 
 #: Minimal performance thresholds (Sec. 4): accuracy for classification, RMS for regression.
@@ -310,3 +311,48 @@ def _run(model, task, settings, *, device, run_dir, state, progress) -> xr.Datas
     if run_dir is not None:
         write_atomic(run_dir / "result.nc", lambda tmp: result.to_netcdf(tmp, engine="netcdf4"))
     return result
+
+
+def held_out_batch(task: Any, size: int, *, seed: int = 0) -> Any:
+    """A fixed batch of ``size`` test sequences (the adding problem: fresh ones drawn from ``seed``;
+    images: a seeded random subset of the test split). The fading-memory paper computes Hessians
+    on a fixed set of 1000 test samples (Sec. 4.1)."""
+    size = check_positive_int("size", size)
+    gen = torch.Generator().manual_seed(seed)
+    if task.kind == "regression":
+        return task.sample(size, generator=gen)
+    n = task.size("test")
+    idx = torch.randperm(n, generator=gen)[: min(size, n)]
+    x = task.x["test"][idx]
+    if task.permutation is not None:
+        x = x[:, torch.as_tensor(task.permutation)]
+    return SequenceBatch(x.unsqueeze(-1), task.y["test"][idx])
+
+
+def sequence_loss_closure(model: torch.nn.Module, task: Any, *, batch: int = 1000,
+                          seed: int = 0) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The training loss (cross-entropy or RMS, last state) on one fixed test batch as a function
+    of the parameters, for :func:`dynatools.hessian_eigenvalues`: returns ``(loss_fn, params)``.
+
+    Twice differentiable: the model is switched to ``fused = False``. Fading-memory paper
+    Sec. 4.1 (Fig. 2C): Hessians on a fixed set of 1000 test samples.
+    """
+    from torch.func import functional_call
+
+    if hasattr(model, "fused"):
+        model.fused = False
+    dev = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    b = held_out_batch(task, batch, seed=seed).to(dev)
+    u = b.inputs.to(dtype)
+    targets = b.targets.to(dtype) if task.kind == "regression" else b.targets
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss_fn(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        H = functional_call(model, p, (u,))[:, -1]
+        out = torch.nn.functional.linear(H, p["W_out"], p["b_out"])
+        if task.kind == "classification":
+            return torch.nn.functional.cross_entropy(out, targets)
+        return torch.sqrt(torch.mean((out[:, 0] - targets) ** 2))
+
+    return loss_fn, params

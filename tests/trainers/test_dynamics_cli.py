@@ -60,3 +60,53 @@ def test_loss_closure_equals_the_training_loss():
 def test_missing_source_is_a_one_line_error(tmp_path, capsys):
     assert main(["lyapunov", str(tmp_path), "-o", str(tmp_path / "x.nc")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def sequence_run(tmp_path_factory):
+    from trainers.models import WCRNN, critical
+    from trainers.sequence_training import make_sequence_task, train_sequence
+
+    d = tmp_path_factory.mktemp("seq") / "r"
+    task = make_sequence_task("adding", length=15)
+    net = WCRNN(6, critical(6, 0.97), gamma=0.01, input_dim=2, n_outputs=1, generator=torch.Generator().manual_seed(0))
+    train_sequence(net, task, epochs=1, steps_per_epoch=2, test_size=20, out=d, progress=False)
+    return d
+
+
+def test_dynamics_commands_on_a_train_sequence_run(sequence_run, tmp_path, capsys):
+    from trainers.sequence_training import make_sequence_task, sequence_loss_closure
+
+    # Lyapunov: a weakly coupled R = 0.97 I network has every exponent near log 0.97 (Eq. 13)
+    assert main(["lyapunov", str(sequence_run), "--steps", "15", "--warmup", "2", "--trajectories", "3",
+                 "-o", str(tmp_path / "ly.nc"), "-q"]) == 0
+    ly = xr.open_dataset(tmp_path / "ly.nc")
+    np.testing.assert_allclose(ly.lyapunov.values, np.log(0.97), atol=0.02)
+    assert ly.attrs["input"] == "test sequences of the training task"
+    # Hessian: the command equals the dense eigenvalues of the same loss
+    assert main(["hessian", str(sequence_run), "--k", "3", "--batch", "16", "-o", str(tmp_path / "h.nc")]) == 0
+    assert "16 test sequences" in capsys.readouterr().out
+    model = trainers.load_model(sequence_run / "checkpoints" / "latest.pt").double()
+    loss_fn, params = sequence_loss_closure(model, make_sequence_task("adding", length=15), batch=16)
+    direct = hessian_eigenvalues(loss_fn, params, k=3, method="dense")
+    np.testing.assert_allclose(xr.open_dataset(tmp_path / "h.nc").hessian_eigenvalue.values,
+                               direct.hessian_eigenvalue.values, rtol=1e-6)
+    assert main(["lyapunov", str(sequence_run), "--steps", "16", "-o", str(tmp_path / "x.nc")]) == 2
+    assert "exceeds" in capsys.readouterr().err
+
+
+def test_sequence_loss_closure_equals_the_training_loss():
+    from trainers.models import WCRNN, critical
+    from trainers.sequence_training import make_sequence_task, sequence_loss_closure, held_out_batch
+
+    for name in ("adding", "pdigits"):
+        task = make_sequence_task(name, length=12)
+        net = WCRNN(5, critical(5), gamma=0.05, input_dim=task.input_dim, n_outputs=task.n_outputs,
+                    generator=torch.Generator().manual_seed(0)).double()
+        b = held_out_batch(task, 10, seed=3)
+        out = net.readout(net(b.inputs.double())[:, -1])[:, 0]
+        expected = (torch.nn.functional.cross_entropy(out, b.targets) if name == "pdigits"
+                    else torch.sqrt(torch.mean((out[:, 0] - b.targets.double()) ** 2)))
+        loss_fn, params = sequence_loss_closure(net, task, batch=10, seed=3)
+        torch.testing.assert_close(loss_fn(params), expected)
+        assert net.fused is False

@@ -1,0 +1,247 @@
+"""Connectivity statistics of recurrent weight matrices.
+
+* :func:`weight_balance`: per unit, the incoming positive and negative weights and their balance
+  (timescale paper, ``shared/seeds/000_*``, Sec. 4.2 and Fig. 6a).
+* :func:`weight_change`: how far training moved the recurrent weights (multi-tau poster,
+  ``001_*``: "size of the recurrent weight change").
+* :func:`weight_conservation`: variance of the normalised weight change between corresponding
+  units of consecutive modules (modular-growth paper, ``004_*``, Sec. 4 and Fig. 5c).
+* :func:`weight_spectrum`: eigenvalues and spectral radius.
+
+Weights are taken from a plain matrix, a DataArray ``(unit, unit_pre)``, a recording that carries
+``W_rec`` (schema v1), or a model with ``recording_weights()`` (every ``trainers`` model). Row i
+holds the weights *into* unit i (``h_i <- sum_j W_ij h_j``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+
+def as_weights(source: Any, name: str = "W_rec") -> np.ndarray:
+    """A square float64 weight matrix from a matrix, DataArray, recording or model.
+
+    Parameters
+    ----------
+    source : array, DataArray, Dataset or model
+        A Dataset must carry the variable ``name``; a model must have ``recording_weights()``.
+    name : str, default="W_rec"
+
+    Raises
+    ------
+    ValueError
+        The recording has no weights, the matrix is not square, or it holds NaN/inf.
+    """
+    if isinstance(source, xr.Dataset):
+        if name not in source.data_vars:
+            raise ValueError(f"the recording has no {name!r} variable (found: {sorted(map(str, source.data_vars))}); "
+                             f"record it with weights (trainers' record() stores W_rec) or pass the matrix itself.")
+        W = source[name].values
+    elif hasattr(source, "recording_weights"):
+        weights = source.recording_weights()
+        if name not in weights:
+            raise ValueError(f"the model's recording_weights() has no {name!r} (has {sorted(weights)}).")
+        W = weights[name]
+    else:
+        W = source.values if isinstance(source, xr.DataArray) else source
+    try:
+        W = np.asarray(W, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric matrix; found {type(source).__name__}.") from exc
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise ValueError(f"{name} must be a square (unit, unit_pre) matrix; found shape {W.shape}.")
+    if not np.all(np.isfinite(W)):
+        raise ValueError(f"{name} contains NaN or inf; the network's weights diverged or the file is corrupted.")
+    return W
+
+
+def _unit_coord(source: Any, n: int) -> np.ndarray:
+    if isinstance(source, (xr.Dataset, xr.DataArray)) and "unit" in source.coords and source.sizes.get("unit") == n:
+        return source["unit"].values
+    return np.arange(n)
+
+
+def weight_balance(W: Any, *, exclude_self: bool = True, name: str = "W_rec") -> xr.Dataset:
+    """Incoming positive and negative weights of every unit and their balance (Fig. 6a).
+
+    Timescale paper Sec. 4.2: multi-head networks keep the total incoming positive and negative
+    weights nearly equal (balanced); single-head networks become dominated by inhibition as N grows.
+
+    Parameters
+    ----------
+    W : array (unit, unit_pre), DataArray, recording with ``W_rec``, or model
+        Row i holds the weights into unit i.
+    exclude_self : bool, default=True
+        Leave out the diagonal (self-connections are fixed at zero in the timescale paper's
+        networks, so they would only dilute the means).
+    name : str, default="W_rec"
+        The variable read from a recording or a model.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``unit``: ``positive_sum`` (sum of the positive incoming weights), ``negative_sum``
+        (sum of the negative ones, <= 0), ``positive_mean`` and ``negative_mean`` (means over the
+        positive, resp. negative, entries; NaN if there are none), ``mean_incoming`` (mean of all
+        incoming weights, the quantity of Fig. 6a), ``net`` (= positive_sum + negative_sum) and
+        ``balance`` = net / (positive_sum - negative_sum), in [-1, 1] (0 = balanced, -1 = only
+        inhibition). Attrs hold the network-wide means.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dynatools.connectivity import weight_balance
+    >>> W = np.array([[0.0, 2.0, -1.0], [1.0, 0.0, -1.0], [-3.0, -1.0, 0.0]])
+    >>> weight_balance(W).balance.values
+    array([ 0.33333333,  0.        , -1.        ])
+    """
+    Wm = as_weights(W, name)
+    n = Wm.shape[0]
+    mask = ~np.eye(n, dtype=bool) if exclude_self else np.ones((n, n), dtype=bool)
+    pos = np.where(mask & (Wm > 0), Wm, 0.0)
+    neg = np.where(mask & (Wm < 0), Wm, 0.0)
+    n_pos, n_neg = (pos > 0).sum(1), (neg < 0).sum(1)
+    pos_sum, neg_sum = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pos_mean = np.where(n_pos > 0, pos_sum / np.maximum(n_pos, 1), np.nan)
+        neg_mean = np.where(n_neg > 0, neg_sum / np.maximum(n_neg, 1), np.nan)
+        total = pos_sum - neg_sum
+        balance = np.where(total > 0, (pos_sum + neg_sum) / np.where(total > 0, total, 1.0), 0.0)
+    mean_incoming = np.where(mask, Wm, 0.0).sum(1) / mask.sum(1).clip(min=1)
+    ds = xr.Dataset(
+        {"positive_sum": ("unit", pos_sum), "negative_sum": ("unit", neg_sum),
+         "positive_mean": ("unit", pos_mean), "negative_mean": ("unit", neg_mean),
+         "mean_incoming": ("unit", mean_incoming), "net": ("unit", pos_sum + neg_sum),
+         "balance": ("unit", balance)},
+        coords={"unit": _unit_coord(W, n)},
+        attrs={"exclude_self": int(exclude_self), "weights": name,
+               "mean_positive_sum": float(pos_sum.mean()), "mean_negative_sum": float(neg_sum.mean()),
+               "mean_incoming": float(mean_incoming.mean()), "mean_balance": float(balance.mean())},
+    )
+    ds["balance"].attrs["long_name"] = "(sum positive + sum negative) / (sum positive - sum negative)"
+    return ds
+
+
+def weight_change(W_before: Any, W_after: Any, *, name: str = "W_rec") -> xr.Dataset:
+    """How far the recurrent weights moved between two points of training (multi-tau poster).
+
+    Parameters
+    ----------
+    W_before, W_after : array, DataArray, recording or model
+        The same network before and after (e.g. at initialisation and after training).
+    name : str, default="W_rec"
+
+    Returns
+    -------
+    xarray.Dataset
+        ``incoming_change`` over ``unit`` (L2 norm of row i of the change); attrs
+        ``frobenius`` (``||W_after - W_before||_F``), ``relative`` (that over
+        ``||W_before||_F``), ``mean_abs`` (mean absolute change per weight) and ``max_abs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dynatools.connectivity import weight_change
+    >>> weight_change(np.eye(2), 2 * np.eye(2)).attrs["frobenius"]   # sqrt(1 + 1)
+    1.4142135623730951
+    """
+    A, B = as_weights(W_before, name), as_weights(W_after, name)
+    if A.shape != B.shape:
+        raise ValueError(f"W_before has shape {A.shape} but W_after {B.shape}: they must be the same "
+                         f"network (same number of units).")
+    D = B - A
+    norm_before = float(np.linalg.norm(A))
+    frob = float(np.linalg.norm(D))
+    return xr.Dataset(
+        {"incoming_change": ("unit", np.linalg.norm(D, axis=1))},
+        coords={"unit": _unit_coord(W_after, A.shape[0])},
+        attrs={"frobenius": frob, "relative": frob / norm_before if norm_before > 0 else float("inf"),
+               "mean_abs": float(np.abs(D).mean()), "max_abs": float(np.abs(D).max()), "weights": name},
+    )
+
+
+def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: str = "module") -> xr.DataArray:
+    """Variance of the normalised weight change between consecutive modules (004, Fig. 5c).
+
+    Each module's weights are normalised by their own mean and standard deviation,
+    ``W_bar = (W - mean W) / std W``; the change between corresponding units of consecutive
+    modules is ``dW_bar = W_bar^m - W_bar^(m-1)`` and its variance over all (i, j) measures how
+    little the weights were conserved (lower = more conserved).
+
+    Parameters
+    ----------
+    modules : sequence of arrays of one shape, or DataArray with dim ``module_dim``
+        The corresponding weight blocks of modules 0, 1, ... (e.g. each module's recurrent
+        block ``W_R``, or its feedforward block ``W_FF``); they need not be square.
+    module_dim : str, default="module"
+
+    Returns
+    -------
+    xarray.DataArray
+        ``variance`` over ``module`` = 1, 2, ... (the change from module m-1 to m); attrs
+        ``mean`` (the mean over pairs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dynatools.connectivity import weight_conservation
+    >>> W0 = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> weight_conservation([W0, 2 * W0 + 1]).values   # an affine copy is perfectly conserved
+    array([0.])
+    """
+    if isinstance(modules, xr.DataArray):
+        if module_dim not in modules.dims:
+            raise ValueError(f"dimension {module_dim!r} not found in {tuple(modules.dims)}; pass module_dim=.")
+        blocks = [np.asarray(modules.isel({module_dim: i}).values, dtype=np.float64)
+                  for i in range(modules.sizes[module_dim])]
+    else:
+        blocks = [np.asarray(b, dtype=np.float64) for b in modules]
+    if len(blocks) < 2:
+        raise ValueError(f"weight_conservation needs at least 2 modules; found {len(blocks)}.")
+    shapes = {b.shape for b in blocks}
+    if len(shapes) != 1:
+        raise ValueError(f"the modules' weight blocks have different shapes {sorted(shapes)}; pass the "
+                         f"corresponding blocks (same units in each module).")
+    normalised = []
+    for m, b in enumerate(blocks):
+        if not np.all(np.isfinite(b)):
+            raise ValueError(f"module {m}'s weights contain NaN or inf.")
+        sd = b.std()
+        if not sd > 0:
+            raise ValueError(f"module {m}'s weights are all equal; they cannot be normalised by their std.")
+        normalised.append((b - b.mean()) / sd)
+    var = np.array([np.var(normalised[m] - normalised[m - 1]) for m in range(1, len(blocks))])
+    return xr.DataArray(var, dims=[module_dim], coords={module_dim: np.arange(1, len(blocks))},
+                        name="variance", attrs={"mean": float(var.mean()),
+                                                "long_name": "variance of the normalised weight change"})
+
+
+def weight_spectrum(W: Any, *, name: str = "W_rec") -> xr.Dataset:
+    """Eigenvalues of the weight matrix, sorted by decreasing magnitude, and its spectral radius.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``real_part``, ``imag_part`` and ``modulus`` over ``eigenvalue`` (netCDF has no complex
+        type); attrs ``spectral_radius``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dynatools.connectivity import weight_spectrum
+    >>> round(weight_spectrum(np.array([[0.0, -2.0], [2.0, 0.0]])).attrs["spectral_radius"], 12)
+    2.0
+    """
+    lam = np.linalg.eigvals(as_weights(W, name))
+    lam = lam[np.argsort(-np.abs(lam), kind="stable")]
+    return xr.Dataset({"real_part": ("eigenvalue", lam.real), "imag_part": ("eigenvalue", lam.imag),
+                       "modulus": ("eigenvalue", np.abs(lam))},
+                      coords={"eigenvalue": np.arange(len(lam))},
+                      attrs={"spectral_radius": float(np.abs(lam).max()), "weights": name})
+
+
+__all__ = ["weight_balance", "weight_change", "weight_conservation", "weight_spectrum", "as_weights"]

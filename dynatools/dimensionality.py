@@ -1,0 +1,210 @@
+"""Dimensionality of population activity: PCA component counts and the participation ratio.
+
+Timescale paper (Khajehabdollahi et al., ``shared/seeds/000_*``), Sec. 4.2 and Fig. 6b: the
+dimensionality of a network's activity is the number of principal components needed to explain
+90% of its variance. The authors' analysis code reports that number minus one; it is available
+under the honestly named option ``report="n_components_minus_one"``. The participation ratio
+``(sum_i lambda_i)^2 / sum_i lambda_i^2`` of the covariance eigenvalues (Gao et al. 2017) is the
+threshold-free companion measure.
+
+The covariance is accumulated in float64 over chunks of time, so 1e5-step recordings, lazily
+opened netCDF files and dask-backed data are read one chunk at a time and never held whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from dynatools._validation import as_activity, check_choice, check_core_dims, check_positive_int
+
+#: What :func:`pca_dimensionality` reports.
+REPORTS = ("n_components", "n_components_minus_one")
+
+
+def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sum and sum of outer products over ``time_dim`` of a (time, unit) DataArray, by chunks."""
+    n = x.sizes[unit_dim]
+    s1, s2 = np.zeros(n), np.zeros((n, n))
+    T = x.sizes[time_dim]
+    for start in range(0, T, chunk):
+        block = np.asarray(x.isel({time_dim: slice(start, start + chunk)}).transpose(time_dim, unit_dim).values,
+                           dtype=np.float64)
+        if not np.all(np.isfinite(block)):
+            raise ValueError(f"activity contains NaN or inf (in {time_dim} {start}..{start + len(block) - 1}); "
+                             f"drop or interpolate those samples first, e.g. activity.dropna('{time_dim}').")
+        s1 += block.sum(0)
+        s2 += block.T @ block
+    return s1, s2, T
+
+
+def _covariance(s1: np.ndarray, s2: np.ndarray, count: int) -> np.ndarray:
+    mean = s1 / count
+    return (s2 - count * np.outer(mean, mean)) / max(count - 1, 1)
+
+
+def _count(eigenvalues: np.ndarray, threshold: float) -> int:
+    """Fewest leading eigenvalues whose share of the total reaches ``threshold`` (with a 1e-12
+    tolerance, so that e.g. 3 of 4 equal eigenvalues reach 0.75)."""
+    lam = np.clip(np.sort(eigenvalues)[::-1], 0.0, None)
+    share = np.cumsum(lam) / lam.sum()
+    return int(np.searchsorted(share, threshold - 1e-12) + 1)
+
+
+def _participation_ratio(cov: np.ndarray) -> float:
+    """``tr(C)^2 / tr(C^2)`` = ``(sum lambda)^2 / sum lambda^2`` without an eigendecomposition."""
+    return float(np.trace(cov) ** 2 / np.sum(cov * cov))
+
+
+def _prepare(activity: Any, dims: dict[str, str]) -> xr.DataArray:
+    """Activity as a (trial, time, unit) DataArray (a missing trial dim is added)."""
+    da = as_activity(activity)
+    time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
+    check_core_dims(da, [time_dim, unit_dim])
+    extra = [d for d in da.dims if d not in (time_dim, unit_dim, trial_dim)]
+    if extra:
+        raise ValueError(f"activity has dimensions {extra} besides ({trial_dim!r}, {time_dim!r}, {unit_dim!r}); "
+                         f"select or stack them first, e.g. activity.isel({extra[0]}=0).")
+    if trial_dim not in da.dims:
+        da = da.expand_dims(trial_dim)
+    if da.sizes[time_dim] < 2:
+        raise ValueError(f"activity has {da.sizes[time_dim]} time step(s); a covariance needs at least 2.")
+    return da
+
+
+def _covariances(da: xr.DataArray, per: str, dims: dict[str, str], chunk: int):
+    """Yield (trial index or None, covariance) per trial (``per="trial"``) or once (``"pooled"``)."""
+    time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
+    trials = [da.isel({trial_dim: i}) for i in range(da.sizes[trial_dim])]
+    if per == "trial":
+        for i, x in enumerate(trials):
+            s1, s2, T = _moments(x, time_dim, unit_dim, chunk)
+            yield i, _covariance(s1, s2, T)
+    else:
+        tot1, tot2, total = 0.0, 0.0, 0
+        for x in trials:
+            s1, s2, T = _moments(x, time_dim, unit_dim, chunk)
+            tot1, tot2, total = tot1 + s1, tot2 + s2, total + T
+        yield None, _covariance(tot1, tot2, total)
+
+
+def _trial_coords(da: xr.DataArray, per: str, trial_dim: str) -> dict[str, Any]:
+    return {trial_dim: da[trial_dim].values} if per == "trial" and trial_dim in da.coords else {}
+
+
+def _check_variance(cov: np.ndarray, where: str) -> None:
+    if not np.trace(cov) > 0:
+        raise ValueError(f"activity has zero variance {where}; dimensionality is undefined for a "
+                         f"constant recording (did the network's activity die out or saturate?).")
+
+
+def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["trial", "pooled"] = "trial",
+                       report: Literal["n_components", "n_components_minus_one"] = "n_components",
+                       time_dim: str = "time", unit_dim: str = "unit", trial_dim: str = "trial",
+                       chunk: int = 20_000) -> xr.Dataset:
+    """Number of principal components needed to explain ``threshold`` of the variance.
+
+    Timescale paper, Sec. 4.2 and Fig. 6b (dimensionality of the activity vs N).
+
+    Parameters
+    ----------
+    activity : Dataset, DataArray or array
+        A recording (its ``activity``) or activity with dims ``(trial, time, unit)``; ``trial`` may
+        be absent. Lazily loaded and dask-backed data are read chunk by chunk.
+    threshold : float, default=0.9
+        Fraction of the total variance to explain, in (0, 1].
+    per : {"trial", "pooled"}, default="trial"
+        ``"trial"``: one covariance (and count) per trial, each about its own mean. ``"pooled"``:
+        one covariance of all trials' samples together, about the grand mean.
+    report : {"n_components", "n_components_minus_one"}, default="n_components"
+        ``"n_components_minus_one"`` reproduces the authors' analysis code, which reports the
+        count minus one.
+    time_dim, unit_dim, trial_dim : str
+        Dimension names.
+    chunk : int, default=20000
+        Time steps read at once.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``dimensionality`` (int; dim ``trial`` when ``per="trial"``), ``participation_ratio``
+        and ``explained_variance_ratio`` (dims ``[trial,] component``, sorted, summing to 1);
+        attrs ``threshold``, ``per``, ``report``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dynatools.dimensionality import pca_dimensionality
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 5000, 10)) @ np.diag([1.0] * 4 + [0.0] * 6)  # 4-D data in 10 units
+    >>> pca_dimensionality(x).dimensionality.values
+    array([4, 4])
+    """
+    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
+        raise ValueError(f"threshold must be a fraction in (0, 1]; found {threshold!r}.")
+    check_choice("per", per, ("trial", "pooled"))
+    check_choice("report", report, REPORTS)
+    chunk = check_positive_int("chunk", chunk)
+    dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
+    da = _prepare(activity, dims)
+    counts, prs, ratios = [], [], []
+    for label, cov in _covariances(da, per, dims, chunk):
+        _check_variance(cov, "" if label is None else f"in {trial_dim} {label}")
+        lam = np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
+        counts.append(_count(lam, float(threshold)) - (report == "n_components_minus_one"))
+        prs.append(_participation_ratio(cov))
+        ratios.append(lam / lam.sum())
+    lead = [trial_dim] if per == "trial" else []
+    pick = (lambda v: np.asarray(v)) if per == "trial" else (lambda v: np.asarray(v)[0])
+    return xr.Dataset(
+        {"dimensionality": (lead, pick(counts)),
+         "participation_ratio": (lead, pick(prs)),
+         "explained_variance_ratio": (lead + ["component"], pick(ratios))},
+        coords={"component": np.arange(1, len(ratios[0]) + 1), **_trial_coords(da, per, trial_dim)},
+        attrs={"threshold": float(threshold), "per": per, "report": report,
+               "method": "eigenvalues of the float64 covariance over time (Fig. 6b of the timescale paper)"},
+    )
+
+
+def participation_ratio(activity: Any, *, per: Literal["trial", "pooled"] = "trial", time_dim: str = "time",
+                        unit_dim: str = "unit", trial_dim: str = "trial", chunk: int = 20_000) -> xr.DataArray:
+    """Participation ratio ``(sum_i lambda_i)^2 / sum_i lambda_i^2`` of the covariance eigenvalues.
+
+    Equals d for activity spread evenly over d dimensions and 1 for one dimension; computed as
+    ``tr(C)^2 / ||C||_F^2`` (no eigendecomposition).
+
+    Parameters
+    ----------
+    activity, per, time_dim, unit_dim, trial_dim, chunk
+        As in :func:`pca_dimensionality`.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``participation_ratio``, dim ``trial`` when ``per="trial"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dynatools.dimensionality import participation_ratio
+    >>> x = np.kron(np.ones((50, 1)), np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], float))
+    >>> float(participation_ratio(x, per="pooled"))   # covariance proportional to I_2
+    2.0
+    """
+    check_choice("per", per, ("trial", "pooled"))
+    chunk = check_positive_int("chunk", chunk)
+    dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
+    da = _prepare(activity, dims)
+    values = []
+    for label, cov in _covariances(da, per, dims, chunk):
+        _check_variance(cov, "" if label is None else f"in {trial_dim} {label}")
+        values.append(_participation_ratio(cov))
+    if per == "trial":
+        return xr.DataArray(np.asarray(values), dims=[trial_dim], name="participation_ratio",
+                            coords=_trial_coords(da, per, trial_dim))
+    return xr.DataArray(values[0], name="participation_ratio")
+
+
+__all__ = ["pca_dimensionality", "participation_ratio", "REPORTS"]

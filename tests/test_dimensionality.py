@@ -1,0 +1,97 @@
+"""PCA dimensionality and participation ratio against closed forms (timescale paper Fig. 6b)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dynatools as dt
+from dynatools.dimensionality import pca_dimensionality, participation_ratio
+
+
+def _embedded(d, n_units=100, T=40_000, trials=2, seed=0):
+    """Isotropic Gaussian data of dimension d, rotated into n_units units."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((n_units, d)))
+    return rng.standard_normal((trials, T, d)) @ basis.T
+
+
+@pytest.mark.parametrize("d", [3, 10, 25])
+def test_isotropic_data_of_dimension_d(d):
+    res = pca_dimensionality(_embedded(d))
+    assert np.all(np.abs(res.dimensionality.values - math.ceil(0.9 * d)) <= 1)
+    np.testing.assert_allclose(res.participation_ratio.values, d, rtol=0.05)
+    np.testing.assert_allclose(res.explained_variance_ratio.sum("component"), 1.0)
+    assert res.explained_variance_ratio.isel(component=slice(d, None)).max() < 1e-12
+
+
+def _hadamard_data(eigenvalues):
+    """Data whose covariance is exactly diag(eigenvalues) (rows of a Hadamard matrix as samples)."""
+    from scipy.linalg import hadamard
+
+    n = len(eigenvalues)
+    H = hadamard(8)[:, 1:n + 1].astype(float)          # columns orthogonal, mean zero, entries +-1
+    x = H * np.sqrt(np.asarray(eigenvalues) * 7 / 8)   # sample covariance (divide by T - 1) = diag
+    return x
+
+
+@pytest.mark.parametrize("eigenvalues, pr, n90", [([1, 1, 1, 1], 4.0, 4), ([1, 0, 0], 1.0, 1),
+                                                   ([4, 1, 1, 0], 36 / 18, 3), ([1, 1, 1, 1, 1, 1, 1], 7.0, 7)])
+def test_exact_spectra(eigenvalues, pr, n90):
+    x = _hadamard_data(eigenvalues)
+    np.testing.assert_allclose(np.cov(x.T), np.diag(eigenvalues), atol=1e-12)
+    assert float(participation_ratio(x, per="pooled")) == pytest.approx(pr, rel=1e-12)
+    res = pca_dimensionality(x, per="pooled")
+    assert int(res.dimensionality) == n90
+    assert int(pca_dimensionality(x, per="pooled", report="n_components_minus_one").dimensionality) == n90 - 1
+    # three of four equal eigenvalues explain exactly 75%: the threshold is reached, not missed by rounding
+    if eigenvalues == [1, 1, 1, 1]:
+        assert int(pca_dimensionality(x, 0.75, per="pooled").dimensionality) == 3
+
+
+def test_chunked_and_dask_data_equal_in_memory(tmp_path):
+    x = _embedded(5, n_units=12, T=3001, trials=3)
+    rec = dt.from_array(x.astype("float64"))
+    whole = pca_dimensionality(rec, chunk=10_000)
+    chunked = pca_dimensionality(rec, chunk=7)
+    xr.testing.assert_allclose(whole, chunked)
+    path = tmp_path / "r.nc"
+    dt.save_recording(rec, path)
+    lazy = dt.open_recording(path, chunks={"time": 500})
+    xr.testing.assert_allclose(pca_dimensionality(lazy), whole)
+    xr.testing.assert_allclose(participation_ratio(lazy, per="pooled"),
+                               participation_ratio(x, per="pooled"))
+
+
+def test_pooled_versus_per_trial():
+    rng = np.random.default_rng(1)
+    # trial 0 lives in unit 0, trial 1 in unit 1: each trial is 1-D, the pooled data 2-D
+    x = np.zeros((2, 5000, 3))
+    x[0, :, 0] = rng.standard_normal(5000)
+    x[1, :, 1] = rng.standard_normal(5000)
+    assert list(pca_dimensionality(x).dimensionality.values) == [1, 1]
+    assert int(pca_dimensionality(x, per="pooled").dimensionality) == 2
+    np.testing.assert_allclose(float(participation_ratio(x, per="pooled")), 2.0, rtol=0.05)
+
+
+@pytest.mark.parametrize("kwargs, data, match", [
+    ({}, np.full((2, 100, 3), 2.0), "zero variance"),
+    ({}, np.r_[np.zeros(99), np.nan].reshape(1, 100, 1) + np.arange(100.0)[None, :, None], "NaN"),
+    ({}, np.zeros((1, 1, 3)), "at least 2"),
+    ({"threshold": 1.5}, np.ones((1, 10, 2)), "threshold"),
+    ({"per": "unit"}, np.ones((1, 10, 2)), "per"),
+    ({"report": "minus_one"}, np.ones((1, 10, 2)), "n_components_minus_one"),
+])
+def test_bad_input(kwargs, data, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        pca_dimensionality(data, **kwargs)
+
+
+def test_wrong_dims_name_the_fix():
+    da = xr.DataArray(np.ones((10, 3)), dims=("t", "unit"))
+    with pytest.raises(ValueError, match="rename"):
+        participation_ratio(da)
+    assert float(participation_ratio(da + np.arange(3.0) * np.arange(10.0)[:, None], time_dim="t", per="pooled")) == pytest.approx(1.0)
