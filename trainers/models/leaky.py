@@ -142,6 +142,11 @@ class LeakyRNN(RecurrentModel):
             "h0_scale": self.h0_scale,
         }
 
+    def unit_axes(self) -> dict[str, tuple[int, ...]]:
+        """For each weight (state_dict name), the axes indexed by unit: what
+        :func:`dynatools.robustness.ablate` zeroes (Eq. 6 of the timescale paper, plus biases)."""
+        return {"W_rec": (0, 1), "W_in": (0,), "b_in": (0,), "b_rec": (0,), "heads.weight": (2,)}
+
     def effective_tau(self) -> torch.Tensor:
         """``clamp(tau, min=1)``: the timescales the dynamics use."""
         return self.tau.clamp(min=1.0)

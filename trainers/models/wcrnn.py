@@ -120,6 +120,11 @@ class WCRNN(RecurrentModel):
         return {"model": self.kind_name, "n_units": self.n_units, "kind": self.kind,
                 "input_dim": self.input_dim, "n_outputs": self.n_outputs}
 
+    def unit_axes(self) -> dict[str, tuple[int, ...]]:
+        """For each weight or buffer (state_dict name), the axes indexed by unit (what
+        :func:`dynatools.robustness.ablate` zeroes)."""
+        return {"R": (0, 1), "W": (0, 1), "W_in": (0,), "b": (0,), "W_out": (1,)}
+
     def initial_state(self, batch: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Zeros ``(batch, unit)``."""
         return torch.zeros(batch, self.n_units, device=self.W.device, dtype=self.W.dtype)

@@ -1,0 +1,160 @@
+"""Ablation and perturbation (timescale paper Sec. 4.3, App. F, Eq. 4 and 6) and the App. F
+accuracy, against direct computations and the authors' networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import trainers
+from dynatools.robustness import ablate, ablation_by_tau, perturb, relative_accuracy
+from trainers.evaluation import accuracy_scorer, continuous_accuracy
+from trainers.models import WCRNN, rotational
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "timescale-paper-checkpoints"
+
+
+def _leaky(n=7, seed=0):
+    net = trainers.LeakyRNN(n, n_heads=2, generator=torch.Generator().manual_seed(seed)).double()
+    with torch.no_grad():
+        net.tau.copy_(1.0 + 3.0 * torch.rand(n, generator=torch.Generator().manual_seed(seed + 1)))
+    return net
+
+
+def test_continuous_accuracy_equals_a_step_by_step_computation():
+    net, task = _leaky(), trainers.Parity()
+    acc = continuous_accuracy(net, task, 3, head=1, burn_in=10, steps=40, trials=3, seed=5)
+    # direct: same bits and initial state, model.step in a loop, parity of the last 3 bits in Python
+    gen = torch.Generator().manual_seed(5)
+    bits = (torch.rand(3, 50, generator=gen) < 0.5).double()
+    h = net.initial_state(3, generator=torch.Generator().manual_seed(5))
+    correct = np.zeros(3)
+    with torch.no_grad():
+        for t in range(50):
+            h = net.step(h, bits[:, t:t + 1])
+            if t >= 10:
+                pred = net.readout(h)[:, 1].argmax(-1).numpy()
+                label = bits[:, t - 2:t + 1].sum(1).numpy() % 2
+                correct += pred == label
+    np.testing.assert_array_equal(acc, correct / 40)
+
+
+@pytest.mark.parametrize("make", [_leaky, lambda: WCRNN(6, rotational(6, 0.4), gamma=0.3, n_outputs=2,
+                                                        generator=torch.Generator().manual_seed(2)).double()])
+def test_ablated_network_equals_the_network_without_those_units(make):
+    net = make()
+    units, n = [1, 4], net.n_units
+    keep = [i for i in range(n) if i not in units]
+    ablated = ablate(net, units)
+    u = torch.rand(3, 30, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    h0 = torch.rand(3, n, dtype=torch.float64) + 0.5           # ablated units start non-zero
+    H = ablated(u, h0)
+    assert torch.all(H[..., units] == 0)                         # activity exactly zero
+    # influence exactly zero: a smaller network built from the kept rows and columns only
+    small = ablated.model                                        # zeroed copy; slice it by hand
+    with torch.no_grad():
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+    sd = {}
+    for name, value in state.items():
+        axes = net.unit_axes().get(name, ())
+        if name in ("tau", "gamma"):
+            axes = (0,)
+        for ax in axes:
+            value = value.index_select(ax, torch.tensor(keep))
+        sd[name] = value
+    if isinstance(net, WCRNN):
+        ref = WCRNN(len(keep), sd["R"], gamma=sd["gamma"].numpy(), n_outputs=2).double()
+    else:
+        ref = trainers.LeakyRNN(len(keep), n_heads=2).double()
+    ref.load_state_dict(sd, strict=False)
+    if hasattr(ref, "mask"):
+        ref.mask = 1.0 - torch.eye(len(keep), dtype=torch.float64)
+    H_ref = ref(u, h0[:, keep])
+    torch.testing.assert_close(H[..., keep], H_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ablated.readout(H), ref.readout(H_ref), rtol=1e-12, atol=1e-12)
+    # the original is untouched; ablating twice accumulates
+    assert not torch.all(net(u, h0)[..., units] == 0)
+    assert ablate(ablated, [0]).ablated_units == [0, 1, 4]
+    assert small is not net
+
+
+def test_perturbation_follows_eq4_and_is_reproducible():
+    net = _leaky()
+    W0, tau0 = net.W_rec.detach().clone(), net.tau.detach().clone()
+    seen = []
+
+    def score(m):
+        seen.append((m.W_rec.detach().clone(), m.tau.detach().clone()))
+        return [0.9, 0.8]
+
+    res = perturb(net, [0.0, 0.3], score, target="W_rec", repeats=2, seed=1, progress=False)
+    (Wa, _), (Wb, ta), (Wc, _) = seen[1], seen[2], seen[3]          # seen[0]: the unperturbed base
+    torch.testing.assert_close(Wa, W0)                               # eps = 0: unchanged
+    assert float(torch.linalg.norm(Wb - W0)) == pytest.approx(0.3 * float(torch.linalg.norm(W0)), rel=1e-12)
+    torch.testing.assert_close(ta, tau0)                             # only the target moves
+    assert not torch.allclose(Wc, Wb)                                # repeat 2: another direction
+    np.testing.assert_allclose(res.relative_accuracy.mean("trial"), 1.0)  # constant score
+    torch.testing.assert_close(net.W_rec, W0)                        # the model is not modified
+    again = perturb(net, [0.0, 0.3], score, repeats=2, seed=1, progress=False)
+    assert again.identical(res)
+
+
+def test_tau_perturbation_never_lowers_a_tau():
+    net = _leaky()
+    tau0 = net.tau.detach().clone()
+
+    def score(m):
+        assert torch.all(m.tau >= tau0)
+        return 0.9
+
+    res = perturb(net, [0.0, 0.5, 2.0], score, target="tau", repeats=3, progress=False)
+    assert res.attrs["positive"] == 1
+
+
+def test_eps_zero_leaves_the_app_f_accuracy_unchanged():
+    net, task = _leaky(12, seed=3), trainers.Parity()
+    score = accuracy_scorer(task, 2, head=0, burn_in=5, steps=200, trials=4)
+    base = score(net)
+    shifted = lambda m: 0.5 + 0.5 * score(m)           # noqa: E731  (lift the untrained net above chance)
+    res = perturb(net, [0.0], shifted, repeats=2, progress=False)
+    np.testing.assert_array_equal(res.accuracy.isel(epsilon=0, repeat=1), 0.5 + 0.5 * base)
+    assert float(res.relative_accuracy.mean()) == pytest.approx(1.0, rel=1e-12)
+    abl = ablation_by_tau(net, lambda m: [0.9, 0.7], n=3, which="shortest", progress=False)
+    np.testing.assert_array_equal(abl.tau.values, np.sort(net.effective_tau().detach().numpy())[:3])
+
+
+def test_relative_accuracy_definition_and_errors():
+    assert relative_accuracy(0.5, 0.9) == 0.0
+    assert relative_accuracy(0.9, 0.9) == 1.0
+    with pytest.raises(ValueError, match="chance"):
+        relative_accuracy(0.7, 0.5)
+    with pytest.raises(ValueError, match="per cent"):
+        relative_accuracy(70.0, 0.9)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda net: ablate(net, [99]), ValueError, "do not exist"),
+    (lambda net: ablate(trainers.GRU(4, n_heads=1), [0]), TypeError, "unit_axes"),
+    (lambda net: perturb(net, [0.1], lambda m: 0.9, target="nope", progress=False), ValueError, "W_rec"),
+    (lambda net: perturb(net, [-0.1], lambda m: 0.9, progress=False), ValueError, ">= 0"),
+    (lambda net: ablation_by_tau(net, lambda m: 0.9, n=50, progress=False), ValueError, "exceeds"),
+    (lambda net: continuous_accuracy(net, trainers.Parity(), 5, head=0, burn_in=2), ValueError, "burn_in"),
+    (lambda net: continuous_accuracy(net, trainers.Parity(), 2, head=7), ValueError, "head"),
+])
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(_leaky())
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' networks (shared/reference) are absent")
+def test_authors_cumulative_network_accuracy_and_perturbation():
+    net = trainers.import_reference(REFERENCE / "cumulative_parity_network_1" / "rnn_N2_N11")
+    score = accuracy_scorer(trainers.Parity(), 11, head=9)           # App. F: 100 + 1000 steps, 10 trials
+    assert np.mean(score(net)) >= 0.98
+    res = perturb(net, [0.0, 0.5, 1.0, 1.5], score, target="W_rec", repeats=4, progress=False)
+    curve = res.relative_accuracy.mean(("repeat", "trial")).values
+    assert curve[0] == pytest.approx(1.0)
+    assert np.all(np.diff(curve) < 0), curve
