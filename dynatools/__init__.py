@@ -9,6 +9,8 @@ Dimensionality and connectivity
     weight_spectrum
 Model-based dynamics (import torch on first use)
     lyapunov_spectrum, hessian_eigenvalues, hessian_density, hessian_trace, gradient_norms
+Robustness (import torch on first use)
+    relative_accuracy, ablate, ablation_by_tau, perturb
 
 Importing dynatools registers the ``.dyn`` accessor on xarray objects. It does not import torch
 or matplotlib; plotting lives in :mod:`dynatools.plot`.
@@ -46,6 +48,10 @@ _LAZY = {
     "hessian_density": "dynatools.hessian",
     "hessian_trace": "dynatools.hessian",
     "gradient_norms": "dynatools.gradients",
+    "relative_accuracy": "dynatools.robustness",
+    "ablate": "dynatools.robustness",
+    "ablation_by_tau": "dynatools.robustness",
+    "perturb": "dynatools.robustness",
 }
 
 
@@ -108,5 +114,10 @@ __all__ = [
     "hessian_density",
     "hessian_trace",
     "gradient_norms",
+    # robustness (lazy)
+    "relative_accuracy",
+    "ablate",
+    "ablation_by_tau",
+    "perturb",
     "__version__",
 ]

@@ -10,6 +10,8 @@ Training
     TrainConfig, train, resume, evaluate, Run, load_model
 Recordings and reference networks
     record, import_reference
+Robustness experiments (timescale paper Sec. 4.1, 4.3, App. F)
+    continuous_accuracy, accuracy_scorer, retrain, retrain_sweep, refit_readout
 
 It imports dynatools; dynatools never imports it.
 """
@@ -19,9 +21,11 @@ from __future__ import annotations
 from trainers.checkpoint import CheckpointError, load_model
 from trainers.config import TrainConfig
 from trainers.curricula import CURRICULA
+from trainers.evaluation import accuracy_scorer, continuous_accuracy
 from trainers.models import GRU, LSTM, MODELS, WCRNN, LeakyRNN
 from trainers.record import record
 from trainers.reference import import_reference
+from trainers.retrain import refit_readout, retrain, retrain_sweep
 from trainers.tasks import DMS, TASKS, Parity
 from trainers.training import Run, evaluate, resume, train
 
@@ -34,4 +38,6 @@ __all__ = [
     "TrainConfig", "train", "resume", "evaluate", "Run", "load_model", "CheckpointError",
     # recordings
     "record", "import_reference",
+    # robustness experiments
+    "continuous_accuracy", "accuracy_scorer", "retrain", "retrain_sweep", "refit_readout",
 ]

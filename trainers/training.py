@@ -216,7 +216,7 @@ def _prepare_run_dir(run_dir: Path) -> None:
 
 
 def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | None = None, *,
-          progress: bool = True) -> Run:
+          init: torch.nn.Module | None = None, progress: bool = True) -> Run:
     """Train a network as ``config`` says; checkpoints go to ``run_dir``.
 
     Parameters
@@ -226,6 +226,10 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     run_dir : path-like, optional
         Directory for ``config.json``, ``metrics.jsonl`` and ``checkpoints/``; created if needed,
         must not already hold a run. None trains in memory without checkpoints.
+    init : torch.nn.Module, optional
+        Start from this network's weights instead of a fresh initialisation (re-training, Fig. 8c
+        of the timescale paper). Every weight whose name and shape match is copied; readout heads
+        of another shape keep their fresh initialisation.
     progress : bool, default=True
         Show a progress bar (epoch, active N range, loss, accuracy).
 
@@ -249,12 +253,32 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
         _prepare_run_dir(run_dir)
         atomic_write_text(run_dir / "config.json", cfg.to_json())
     init_seed, data_seed, length_seed = _seeds(cfg.seed)
-    model = _make_model(cfg, torch.Generator().manual_seed(init_seed)).to(device)
+    model = _make_model(cfg, torch.Generator().manual_seed(init_seed))
+    if init is not None:
+        _copy_matching(init, model)
+    model = model.to(device)
     optimizer = _make_optimizer(cfg, model)
     streams = _Streams(torch.Generator(device=device).manual_seed(data_seed),
                        torch.Generator().manual_seed(length_seed))
     run = Run(cfg, model, Ns=cfg.make_curriculum().initial(), run_dir=run_dir)
     return _loop(run, optimizer, streams, device, start_epoch=0, wall0=0.0, progress=progress)
+
+
+def _copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Copy every state entry whose name and shape match; refuse models with nothing in common."""
+    src = source.state_dict()
+    dst = target.state_dict()
+    shared = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
+    recurrent = [k for k in dst if not k.startswith("heads.")]
+    missing = [k for k in recurrent if k not in shared]
+    if missing:
+        details = ", ".join(f"{k}: {tuple(src[k].shape) if k in src else 'absent'} vs {tuple(dst[k].shape)}"
+                            for k in missing[:4])
+        raise ValueError(f"init does not match the configured model ({details}); set units, model, "
+                         f"nonlinearity and activation as in the initial network.")
+    with torch.no_grad():
+        for k, v in shared.items():
+            dst[k].copy_(v.to(dst[k].dtype))
 
 
 def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,

@@ -1,0 +1,65 @@
+"""Re-training without curriculum (Fig. 8c) and readout re-fitting (Sec. 4.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import trainers
+from trainers.retrain import refit_readout, retrain, retrain_sweep
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "timescale-paper-checkpoints"
+TINY = dict(batch=8, steps_per_epoch=2, eval_batches=1, device="cpu", progress=False)
+
+
+def test_retrain_starts_from_the_network_with_one_fresh_head():
+    net = trainers.LeakyRNN(10, n_heads=4, generator=torch.Generator().manual_seed(0))
+    run = retrain(net, 6, epochs=1, lr=1e-12, **TINY)
+    new = run.model
+    assert new.heads.n_heads == 1 and run.config.curriculum == "none" and run.config.n_max == 6
+    for name in ("W_rec", "W_in", "b_rec", "b_in", "tau"):
+        torch.testing.assert_close(getattr(new, name).detach().cpu(), getattr(net, name).detach(), rtol=0, atol=1e-9)
+    assert not torch.equal(new.heads.weight[0].detach(), net.heads.weight[0].detach())
+    assert run.history[0]["Ns"] == [6]
+
+
+def test_init_of_another_shape_is_refused():
+    net = trainers.LeakyRNN(10, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="init does not match"):
+        trainers.train(dict(units=12, max_epochs=1, n_max=3, batch=4, steps_per_epoch=1, eval_batches=1,
+                            device="cpu", seed=0), init=net, progress=False)
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' networks (shared/reference) are absent")
+def test_retrain_sweep_on_the_authors_network():
+    from trainers.evaluation import continuous_accuracy
+
+    net = trainers.import_reference(REFERENCE / "cumulative_parity_network_1" / "rnn_N2_N11")
+    acc_kw = {"steps": 200, "trials": 2}
+    res = retrain_sweep(net, [12, 13], base_N=11, base_head=9, epochs=1, accuracy=acc_kw, **TINY)
+    base = continuous_accuracy(net, trainers.Parity(), 11, head=9, **acc_kw).mean()
+    assert res.attrs["base_accuracy"] == pytest.approx(base)
+    np.testing.assert_allclose(res.relative_accuracy, (res.accuracy - 0.5) / (base - 0.5))
+    assert list(res.N.values) == [12, 13] and list(res.epochs_trained.values) == [1, 1]
+    assert res.accuracy.shape == (2, 2)
+
+
+def test_refit_readout_is_deterministic_and_leaves_the_network_unchanged():
+    net = trainers.LeakyRNN(12, generator=torch.Generator().manual_seed(2))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    a = refit_readout(net, [2, 3], batch=128, seed=3)
+    b = refit_readout(net, [2, 3], batch=128, seed=3)
+    assert a.identical(b)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert np.all((a.test_accuracy >= 0) & (a.test_accuracy <= 1))
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' networks (shared/reference) are absent")
+def test_refit_readout_recovers_what_the_authors_network_solves():
+    net = trainers.import_reference(REFERENCE / "cumulative_parity_network_1" / "rnn_N2_N11")
+    res = refit_readout(net, [2, 5, 11], batch=2048)
+    assert np.all(res.test_accuracy.values >= 0.98), res.test_accuracy.values
