@@ -1,0 +1,256 @@
+"""Analyse a curriculum run: every solved-N checkpoint -> recording -> timescales, dimensionality,
+weight balance -> one Dataset over N (the data behind Figs. 4b, 5b-d and 6 of the timescale paper).
+
+:func:`analyze_recording` is pure dynatools (a recording in, a Dataset out). :func:`analyze_run`
+loads the checkpoints of a ``trainers`` run directory and records each network, so it imports
+``trainers`` when called (``import dynatools`` never does). Each checkpoint's result is cached as
+``RUN_DIR/analysis/N{N:03d}.nc``; a cache entry is reused only if the checkpoint file and the
+analysis parameters are unchanged. With dask installed, checkpoints are processed in parallel on a
+local cluster of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from dynatools._validation import check_choice, check_positive_int
+
+ANALYSIS_DIR = "analysis"
+SUMMARY = "summary.nc"
+
+
+def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int = 30,
+                      max_lag: int | None = None) -> xr.Dataset:
+    """Timescales, dimensionality and weight balance of one recording.
+
+    Parameters
+    ----------
+    rec : xarray.Dataset
+        A recording (schema v1). ``tau`` (unit coordinate) and ``W_rec`` are used when present.
+    threshold : float, default=0.9
+        PCA dimensionality threshold (Fig. 6b).
+    fit_lag, max_lag : int
+        Passed to :func:`dynatools.timescales`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The :func:`dynatools.timescales` result (``tau_net``, fits and ``autocorrelation`` over
+        ``unit`` and ``lag``), plus ``tau`` (trained timescale per unit, NaN if unknown), the
+        :func:`dynatools.weight_balance` variables per unit (if ``W_rec`` is present), and the
+        scalars ``dimensionality`` (mean over trials), ``dimensionality_std``,
+        ``participation_ratio``.
+
+    Examples
+    --------
+    >>> import dynatools as dt
+    >>> from dynatools.runs import analyze_recording
+    >>> res = analyze_recording(dt.open_recording(dt.demo_path()))
+    >>> int(res.dimensionality) > 0, "tau_net" in res
+    (True, True)
+    """
+    from dynatools.connectivity import weight_balance
+    from dynatools.dimensionality import pca_dimensionality
+    from dynatools.timescales import timescales
+
+    res = timescales(rec, fit_lag=fit_lag, max_lag=max_lag)
+    tau = rec["tau"].values if "tau" in rec.coords else np.full(rec.sizes["unit"], np.nan)
+    res = res.drop_vars("tau", errors="ignore")          # the recording's coordinate -> a variable
+    res["tau"] = ("unit", np.asarray(tau, dtype=float))
+    dim = pca_dimensionality(rec, threshold)
+    res["dimensionality"] = float(dim.dimensionality.mean())
+    res["dimensionality_std"] = float(dim.dimensionality.std())
+    res["participation_ratio"] = float(dim.participation_ratio.mean())
+    if "W_rec" in rec.data_vars:
+        wb = weight_balance(rec)
+        for name in ("positive_sum", "negative_sum", "mean_incoming", "balance"):
+            res[name] = ("unit", wb[name].values)
+    res.attrs["dimensionality_threshold"] = float(threshold)
+    return res
+
+
+def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    ck = run_dir / "checkpoints"
+    if not ck.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a trainers run directory (no checkpoints/ folder); "
+                                f"train one with 'trainers train --out {run_dir}'.")
+    found = []
+    for path in sorted(ck.glob("N*.pt")):
+        try:
+            found.append((int(path.stem[1:]), path))
+        except ValueError:
+            continue
+    if not found:
+        raise FileNotFoundError(f"{run_dir}/checkpoints holds no solved-N checkpoints (N*.pt): the run "
+                                f"has not solved any N yet; train longer ('trainers resume {run_dir}').")
+    return found
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, threads: int | None) -> str:
+    """Worker: record the network of one checkpoint, analyse it, write the cache file."""
+    import torch
+
+    from dynatools.recording import write_netcdf_atomic
+    from trainers.checkpoint import load_model, read_checkpoint
+    from trainers.config import TrainConfig
+    from trainers.record import record
+
+    if threads:
+        torch.set_num_threads(threads)
+    meta = read_checkpoint(path)["meta"]
+    model = load_model(path)
+    cfg = TrainConfig.from_dict(meta["config"])
+    Ns = list(meta["Ns"])
+    rec = record(model, cfg.make_task(), Ns=Ns, steps=params["steps"], trials=params["trials"],
+                 burn_in=params["burn_in"], seed=params["seed"], outputs=False)
+    res = analyze_recording(rec, threshold=params["threshold"], fit_lag=params["fit_lag"])
+    acc = meta.get("accuracy")
+    head = Ns.index(N) if N in Ns else len(Ns) - 1
+    res["accuracy"] = float(acc[head]) if isinstance(acc, list) and len(acc) > head else float("nan")
+    res["epoch"] = int(meta.get("epoch") or 0)
+    res.attrs.update(checkpoint=str(path), checkpoint_stamp=_stamp(Path(path)), N=int(N),
+                     params=json.dumps(params, sort_keys=True), curriculum=cfg.curriculum, task=cfg.task,
+                     model=cfg.model)
+    write_netcdf_atomic(res, cache)
+    return cache
+
+
+def _cached(cache: Path, path: Path, params: dict[str, Any]) -> bool:
+    if not cache.is_file():
+        return False
+    try:
+        with xr.open_dataset(cache) as ds:
+            return ds.attrs.get("checkpoint_stamp") == _stamp(path) and \
+                ds.attrs.get("params") == json.dumps(params, sort_keys=True)
+    except (OSError, ValueError):
+        return False
+
+
+def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int = 4, burn_in: int = 500,
+                threshold: float = 0.9, fit_lag: int = 30, seed: int = 0,
+                parallel: Literal["auto", "dask", "serial"] = "auto", workers: int | None = None,
+                refresh: bool = False, progress: bool = True) -> xr.Dataset:
+    """Analyse every solved-N checkpoint of a trainers run; one Dataset over ``N``.
+
+    For each ``RUN_DIR/checkpoints/N*.pt`` (the network saved when N was solved), the network is
+    recorded on random bits (``trainers.record``) and analysed with :func:`analyze_recording`:
+    trained tau, tau_net (timescale paper Sec. 2, Figs. 4b, 5), PCA dimensionality (Fig. 6b) and
+    weight balance (Fig. 6a).
+
+    Parameters
+    ----------
+    run_dir : path
+        A ``trainers train`` run directory.
+    steps, trials, burn_in : int, default 20000, 4, 500
+        Recording length per trial, number of trials, discarded initial steps.
+    threshold, fit_lag : see :func:`analyze_recording`.
+    seed : int, default=0
+        Seed of the recordings' input bits.
+    parallel : {"auto", "dask", "serial"}, default="auto"
+        ``"auto"``: dask (a local cluster of worker processes) when installed and there is more
+        than one checkpoint to process, else serial.
+    workers : int, optional
+        Dask workers (default: the number of CPU cores, at most the checkpoints to process).
+    refresh : bool, default=False
+        Recompute even where the cache is valid.
+    progress : bool, default=True
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``N`` (and ``unit``): ``tau``, ``tau_net``, ``n_timescales``, the weight-balance
+        variables, ``dimensionality``, ``dimensionality_std``, ``participation_ratio``,
+        ``accuracy``; per-N autocorrelations stay in the cache files
+        (:func:`load_checkpoint_analysis`). Also written to ``RUN_DIR/analysis/summary.nc``.
+
+    Examples
+    --------
+    >>> from dynatools.runs import analyze_run
+    >>> summary = analyze_run("runs/mh")          # doctest: +SKIP
+    >>> summary.tau_net.mean("unit").plot()       # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    check_choice("parallel", parallel, ("auto", "dask", "serial"))
+    params = {"steps": check_positive_int("steps", steps), "trials": check_positive_int("trials", trials),
+              "burn_in": check_positive_int("burn_in", burn_in, minimum=0), "threshold": float(threshold),
+              "fit_lag": check_positive_int("fit_lag", fit_lag), "seed": int(seed)}
+    checkpoints = _checkpoints(run_dir)
+    out_dir = run_dir / ANALYSIS_DIR
+    out_dir.mkdir(exist_ok=True)
+    todo = []
+    for N, path in checkpoints:
+        cache = out_dir / f"N{N:03d}.nc"
+        if refresh or not _cached(cache, path, params):
+            todo.append((str(path), N, str(cache)))
+    use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_distributed())
+    if todo and use_dask:
+        _run_dask(todo, params, workers, progress)
+    else:
+        for path, N, cache in tqdm(todo, desc="analyse checkpoints", disable=not progress):
+            _analyze_checkpoint(path, N, params, cache, None)
+    per_N = [load_checkpoint_analysis(run_dir, N) for N, _ in checkpoints]
+    keep = ["tau", "tau_net", "n_timescales", "positive_sum", "negative_sum", "mean_incoming", "balance",
+            "dimensionality", "dimensionality_std", "participation_ratio", "accuracy", "epoch"]
+    parts = [ds[[v for v in keep if v in ds]].expand_dims(N=[int(ds.attrs["N"])]) for ds in per_N]
+    summary = xr.concat(parts, dim="N", coords="minimal", compat="override", join="outer")
+    first = per_N[0].attrs
+    summary.attrs = {"run_dir": str(run_dir), "curriculum": first.get("curriculum", ""),
+                     "task": first.get("task", ""), "model": first.get("model", ""),
+                     "params": json.dumps(params, sort_keys=True)}
+    from dynatools.recording import write_netcdf_atomic
+
+    write_netcdf_atomic(summary, out_dir / SUMMARY)
+    return summary
+
+
+def load_checkpoint_analysis(run_dir: str | os.PathLike, N: int) -> xr.Dataset:
+    """The cached :func:`analyze_recording` result of the network saved when N was solved
+    (autocorrelations and fits included), loaded into memory."""
+    path = Path(run_dir) / ANALYSIS_DIR / f"N{int(N):03d}.nc"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run analyze_run({str(run_dir)!r}) first.")
+    return xr.load_dataset(path)
+
+
+def _has_distributed() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers: int | None,
+              progress: bool) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise ImportError("parallel='dask' needs dask.distributed: pip install 'dask[distributed]' "
+                          "(or the dynatools[dask] extra), or use parallel='serial'.") from exc
+    from tqdm.auto import tqdm
+
+    n = workers or min(len(todo), os.cpu_count() or 1)
+    n = check_positive_int("workers", n)
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        futures = [client.submit(_analyze_checkpoint, path, N, params, cache, 1, pure=False)
+                   for path, N, cache in todo]
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="analyse checkpoints (dask)",
+                        disable=not progress):
+            fut.result()
+
+
+__all__ = ["analyze_recording", "analyze_run", "load_checkpoint_analysis"]

@@ -1,0 +1,78 @@
+"""analyze_run over the solved-N checkpoints of a run: caching, serial = dask, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import dynatools as dt
+import trainers
+from dynatools.runs import analyze_recording, analyze_run, load_checkpoint_analysis
+from trainers.checkpoint import save_checkpoint
+
+PARAMS = dict(steps=600, trials=2, burn_in=50, fit_lag=10, progress=False)
+
+
+def make_run(root, Ns=(2, 3, 4), units=10):
+    """A run directory with one solved checkpoint per N (random networks; the analysis does not
+    care whether they were trained)."""
+    cfg = trainers.TrainConfig(units=units, n_max=max(Ns), seed=0, device="cpu").resolved()
+    (root / "checkpoints").mkdir(parents=True)
+    for i, N in enumerate(Ns):
+        net = trainers.LeakyRNN(units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            net.tau.copy_(torch.linspace(1.0, 2.0 + i, units))
+        active = list(range(2, N + 1))
+        save_checkpoint(root / "checkpoints" / f"N{N:03d}.pt", net,
+                        {"kind": "solved", "config": cfg.to_dict(), "epoch": i + 1, "Ns": active,
+                         "accuracy": [99.0] * len(active)})
+    return root
+
+
+def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp_path):
+    run = make_run(tmp_path / "run")
+    summary = analyze_run(run, parallel="serial", **PARAMS)
+    assert list(summary.N.values) == [2, 3, 4] and summary.sizes["unit"] == 10
+    # the N=3 entry equals recording that checkpoint by hand and analysing the recording
+    net = trainers.load_model(run / "checkpoints" / "N003.pt")
+    rec = trainers.record(net, trainers.Parity(), Ns=[2, 3], steps=600, trials=2, burn_in=50, seed=0, outputs=False)
+    direct = analyze_recording(rec, fit_lag=10)
+    np.testing.assert_allclose(summary.tau_net.sel(N=3), direct.tau_net, rtol=1e-10)
+    np.testing.assert_allclose(summary.tau.sel(N=3), np.linspace(1.0, 3.0, 10), rtol=1e-6)
+    assert float(summary.dimensionality.sel(N=3)) == float(direct.dimensionality)
+    np.testing.assert_allclose(summary.balance.sel(N=3), dt.weight_balance(net).balance, rtol=1e-6)
+    assert float(summary.accuracy.sel(N=4)) == 99.0
+    on_disk = xr.load_dataset(run / "analysis" / "summary.nc")
+    xr.testing.assert_allclose(on_disk, summary)
+    assert "autocorrelation" in load_checkpoint_analysis(run, 4)
+
+
+def test_cache_is_reused_and_invalidated(tmp_path):
+    run = make_run(tmp_path / "run", Ns=(2, 3))
+    analyze_run(run, parallel="serial", **PARAMS)
+    cache = run / "analysis" / "N002.nc"
+    stamp = cache.stat().st_mtime_ns
+    analyze_run(run, parallel="serial", **PARAMS)
+    assert cache.stat().st_mtime_ns == stamp                      # reused
+    analyze_run(run, parallel="serial", **{**PARAMS, "trials": 3})
+    assert cache.stat().st_mtime_ns != stamp                      # other parameters: recomputed
+
+
+@pytest.mark.slow
+def test_dask_equals_serial(tmp_path):
+    pytest.importorskip("distributed")
+    a = analyze_run(make_run(tmp_path / "a"), parallel="serial", **PARAMS)
+    b = analyze_run(make_run(tmp_path / "b"), parallel="dask", workers=2, **PARAMS)
+    xr.testing.assert_allclose(a.drop_attrs(), b.drop_attrs())
+
+
+def test_run_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a trainers run directory"):
+        analyze_run(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="has not solved any N"):
+        analyze_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="analyze_run"):
+        load_checkpoint_analysis(tmp_path, 5)
