@@ -183,6 +183,21 @@ def _cmd_hessian(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from dynatools.report import make_report
+
+    accuracy = {"burn_in": args.accuracy_burn_in, "steps": args.accuracy_steps, "trials": args.accuracy_trials}
+    index = make_report(args.run_dirs, args.output, steps=args.steps, trials=args.trials,
+                        robustness=not args.no_robustness, repeats=args.repeats, accuracy=accuracy,
+                        n_ablate=args.ablate, retrain_Ns=args.retrain, retrain_epochs=args.retrain_epochs,
+                        parallel="serial" if args.serial else "auto", workers=args.workers,
+                        progress=not args.quiet)
+    if not args.quiet:
+        n = len(list(index.parent.glob("*.png")))
+        print(f"wrote {index} with {n} figures (PNG and SVG); open it in a browser")
+    return 0
+
+
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
     p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
@@ -225,6 +240,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, default=Path("dynatools-demo"), help="folder for the figure (default ./dynatools-demo)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "report", help="every figure of the timescale paper for one or several trainers runs (HTML)",
+        description="Analyse each run directory's solved-N checkpoints (timescales, dimensionality, weight "
+                    "balance; cached in RUN_DIR/analysis), the robustness of its largest-N network (ablation, "
+                    "perturbation) and optionally re-training; write PNG and SVG figures and index.html. "
+                    "Several runs are overlaid (e.g. single-head vs multi-head).")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="trainers run directories")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report folder (created)")
+    p.add_argument("--steps", type=int, default=20_000, help="recorded steps per trial and checkpoint (default 20000)")
+    p.add_argument("--trials", type=int, default=4, help="recorded trials per checkpoint (default 4)")
+    p.add_argument("--no-robustness", action="store_true", help="skip ablation and perturbation")
+    p.add_argument("--repeats", type=int, default=10, help="perturbation repeats (default 10)")
+    p.add_argument("--ablate", type=int, default=20, help="units ablated from each end of the tau range (default 20)")
+    p.add_argument("--accuracy-steps", type=int, default=1000, help="App. F evaluated steps (default 1000)")
+    p.add_argument("--accuracy-burn-in", type=int, default=100, help="App. F burn-in steps (default 100)")
+    p.add_argument("--accuracy-trials", type=int, default=10, help="App. F trials (default 10)")
+    p.add_argument("--retrain", type=int, nargs="+", metavar="N", help="re-train the largest-N network on these Ns (Fig. 8c)")
+    p.add_argument("--retrain-epochs", type=int, default=20, help="re-training epochs (default 20)")
+    p.add_argument("--serial", action="store_true", help="analyse checkpoints one after another (no dask)")
+    p.add_argument("--workers", type=int, help="dask workers (default: CPU cores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("lyapunov", help="Lyapunov spectrum of a trained network (run directory or checkpoint)",
                        description="QR Lyapunov spectrum of a trainers network driven by Bernoulli(0.5) "

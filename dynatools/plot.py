@@ -14,7 +14,9 @@ import xarray as xr
 #: Okabe-Ito colour-blind-safe palette.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
-__all__ = ["PALETTE", "autocorrelation_fits", "tau_net_histogram", "timescales_summary"]
+__all__ = ["PALETTE", "autocorrelation_fits", "tau_net_histogram", "timescales_summary", "timescales_vs_N",
+           "tau_net_distributions", "weight_balance_vs_N", "dimensionality_vs_N", "ablation_bars",
+           "perturbation_curves", "retraining_curves"]
 
 
 def _plt():
@@ -216,5 +218,272 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
     ax2.set_xlabel(f"τ_net ({result['tau_net'].attrs.get('units', 'step')})")
     ax2.set_ylabel("units")
     ax2.set_title(f"network-mediated timescales ({int(ok.sum())} units)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures over N for one or several runs (timescale paper Figs. 4-8)
+
+
+def _as_runs(runs, what: str = "result") -> dict[str, xr.Dataset]:
+    """``{label: Dataset}`` from a Dataset, a sequence of Datasets or a mapping."""
+    if isinstance(runs, xr.Dataset):
+        return {str(runs.attrs.get("curriculum") or runs.attrs.get("label") or "run"): runs}
+    if isinstance(runs, dict):
+        return {str(k): v for k, v in runs.items()}
+    out: dict[str, xr.Dataset] = {}
+    for i, ds in enumerate(runs):
+        label = str(ds.attrs.get("label") or ds.attrs.get("curriculum") or f"run {i + 1}")
+        out[label if label not in out else f"{label} ({i + 1})"] = ds
+    if not out:
+        raise ValueError(f"no {what} to plot.")
+    return out
+
+
+def _need(ds: xr.Dataset, names: Sequence[str], label: str, producer: str) -> None:
+    missing = [n for n in names if n not in ds]
+    if missing:
+        raise ValueError(f"{label}: missing {missing}; pass the output of {producer}.")
+
+
+def _integer_N(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _mean_std_over_units(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    return da.mean("unit", skipna=True).values, da.std("unit", skipna=True).values
+
+
+def timescales_vs_N(summaries, *, log: bool = False):
+    """Trained τ and network τ_net (mean ± std over units) against N, one line per run
+    (timescale paper Figs. 4b and 5c-d).
+
+    Parameters
+    ----------
+    summaries : Dataset, sequence of Datasets or {label: Dataset}
+        Outputs of :func:`dynatools.runs.analyze_run`.
+    log : bool, default=False
+        Logarithmic y axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    runs = _as_runs(summaries, "run summaries")
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharex=True)
+    for color, (label, ds) in zip(PALETTE, runs.items()):
+        _need(ds, ["tau", "tau_net"], label, "dynatools.runs.analyze_run")
+        N = ds["N"].values
+        for ax, var in zip(axes, ("tau", "tau_net")):
+            m, s = _mean_std_over_units(ds[var])
+            ax.plot(N, m, "o-", ms=3, color=color, label=label)
+            ax.fill_between(N, m - s, m + s, color=color, alpha=0.2, lw=0)
+    axes[0].set_ylabel("trained τ (steps)")
+    axes[1].set_ylabel("τ_net (steps)")
+    axes[0].set_title("single-neuron timescales", fontsize=10)
+    axes[1].set_title("network-mediated timescales", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("N")
+        if log:
+            ax.set_yscale("log")
+    axes[0].legend(frameon=False, fontsize=8)
+    _integer_N(*axes)
+    fig.tight_layout()
+    return fig
+
+
+def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, *, bins: int = 30):
+    """Distributions of τ_net across units for several N of one run (Fig. 5b).
+
+    Parameters
+    ----------
+    summary : xarray.Dataset
+        Output of :func:`dynatools.runs.analyze_run`.
+    Ns : sequence of int, optional
+        Default: up to four N spread over the run.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    _need(summary, ["tau_net"], "summary", "dynatools.runs.analyze_run")
+    allN = list(summary["N"].values)
+    if Ns is None:
+        Ns = [allN[i] for i in sorted(set(np.linspace(0, len(allN) - 1, min(4, len(allN))).round().astype(int)))]
+    missing = [n for n in Ns if n not in allN]
+    if missing:
+        raise ValueError(f"N {missing} not in the summary (has {allN}).")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    values = summary["tau_net"].sel(N=list(Ns)).values
+    finite = values[np.isfinite(values)]
+    edges = np.histogram_bin_edges(finite if finite.size else [0, 1], bins=bins)
+    for color, N, row in zip(PALETTE, Ns, values):
+        ax.hist(row[np.isfinite(row)], bins=edges, histtype="step", lw=1.6, color=color, label=f"N = {N}")
+    ax.set_xlabel("τ_net (steps)")
+    ax.set_ylabel("units")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(str(summary.attrs.get("curriculum", "")), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def weight_balance_vs_N(summaries):
+    """Mean total incoming positive and negative weight per unit against N (Fig. 6a), ± std over
+    units, one colour per run (solid: positive, dashed: negative).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    runs = _as_runs(summaries, "run summaries")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for color, (label, ds) in zip(PALETTE, runs.items()):
+        _need(ds, ["positive_sum", "negative_sum"], label,
+              "dynatools.runs.analyze_run on recordings with W_rec")
+        N = ds["N"].values
+        for var, style, name in (("positive_sum", "-", "positive"), ("negative_sum", "--", "negative")):
+            m, s = _mean_std_over_units(ds[var])
+            ax.errorbar(N, m, yerr=s, fmt="o" + style, ms=3, capsize=2, color=color, label=f"{label}: {name}")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("N")
+    ax.set_ylabel("summed incoming weight per unit")
+    ax.legend(frameon=False, fontsize=7)
+    _integer_N(ax)
+    fig.tight_layout()
+    return fig
+
+
+def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
+    """PCA dimensionality against N with a least-squares line fitted up to ``fit_up_to`` (Fig. 6b).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    runs = _as_runs(summaries, "run summaries")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for color, (label, ds) in zip(PALETTE, runs.items()):
+        _need(ds, ["dimensionality"], label, "dynatools.runs.analyze_run")
+        N = ds["N"].values.astype(float)
+        d = ds["dimensionality"].values
+        err = ds["dimensionality_std"].values if "dimensionality_std" in ds else None
+        ax.errorbar(N, d, yerr=err, fmt="o", ms=4, capsize=2, color=color, label=label)
+        sel = N <= (fit_up_to if fit_up_to is not None else np.inf)
+        if sel.sum() >= 2:
+            slope, icpt = np.polyfit(N[sel], d[sel], 1)
+            x = np.linspace(N.min(), N.max(), 50)
+            ax.plot(x, slope * x + icpt, "--", color=color, lw=1, label=f"fit: {slope:.2f} N + {icpt:.2f}")
+    thr = next(iter(runs.values())).attrs.get("params", "")
+    ax.set_xlabel("N")
+    ax.set_ylabel("PCs for 90% variance" if '"threshold": 0.9' in thr or not thr else "PCA dimensionality")
+    ax.legend(frameon=False, fontsize=7)
+    _integer_N(ax)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_bars(results):
+    """Relative accuracy after ablating long- and short-τ units, one bar pair per run (Fig. 7).
+
+    Parameters
+    ----------
+    results : {label: {"longest": Dataset, "shortest": Dataset}} or {label: Dataset}
+        Outputs of :func:`dynatools.robustness.ablation_by_tau`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    if not results:
+        raise ValueError("no ablation results to plot.")
+    fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(results), 3.4))
+    width = 0.38
+    for i, (label, res) in enumerate(results.items()):
+        parts = res if isinstance(res, dict) else {res.attrs.get("which", "ablated"): res}
+        for j, (which, ds) in enumerate(sorted(parts.items())):
+            _need(ds, ["relative_accuracy"], f"{label} ({which})", "dynatools.robustness.ablation_by_tau")
+            per_unit = ds["relative_accuracy"].mean("trial").values
+            x = i + (j - (len(parts) - 1) / 2) * width
+            color = PALETTE[1] if which == "longest" else PALETTE[0]
+            ax.bar(x, per_unit.mean(), width * 0.9, yerr=per_unit.std(), capsize=3, color=color,
+                   alpha=0.8, label=f"{which} τ" if i == 0 else None)
+            ax.plot(np.full(per_unit.size, x), per_unit, ".", color="0.2", ms=3)
+    ax.set_xticks(range(len(results)), list(results))
+    ax.set_xlabel("network")
+    ax.set_ylabel("relative accuracy")
+    ax.axhline(1, color="0.6", lw=0.8)
+    ax.legend(frameon=False, fontsize=8, title="ablated units\n(one at a time)", title_fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def perturbation_curves(results, *, title: str | None = None):
+    """Relative accuracy against perturbation strength ε, mean ± std over repeats (Fig. 8a-b).
+
+    Parameters
+    ----------
+    results : Dataset, sequence or {label: Dataset}
+        Outputs of :func:`dynatools.robustness.perturb`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    runs = _as_runs(results, "perturbation results")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    target = None
+    for color, (label, ds) in zip(PALETTE, runs.items()):
+        _need(ds, ["relative_accuracy"], label, "dynatools.robustness.perturb")
+        per_repeat = ds["relative_accuracy"].mean("trial")
+        m, s = per_repeat.mean("repeat").values, per_repeat.std("repeat").values
+        eps = ds["epsilon"].values
+        ax.plot(eps, m, "o-", ms=3, color=color, label=label)
+        ax.fill_between(eps, m - s, m + s, color=color, alpha=0.2, lw=0)
+        target = ds.attrs.get("target", target)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("perturbation strength ε")
+    ax.set_ylabel("relative accuracy")
+    ax.set_title(title or f"perturbation of {target}", fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def retraining_curves(results):
+    """Relative accuracy after re-training on a new N without curriculum, against N (Fig. 8c).
+
+    Parameters
+    ----------
+    results : Dataset, sequence or {label: Dataset}
+        Outputs of :func:`trainers.retrain.retrain_sweep`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    runs = _as_runs(results, "re-training results")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for color, (label, ds) in zip(PALETTE, runs.items()):
+        _need(ds, ["relative_accuracy"], label, "trainers.retrain.retrain_sweep")
+        m, s = ds["relative_accuracy"].mean("trial").values, ds["relative_accuracy"].std("trial").values
+        N = ds["N"].values
+        ax.plot(N, m, "o-", ms=3, color=color, label=label)
+        ax.fill_between(N, m - s, m + s, color=color, alpha=0.2, lw=0)
+    ax.set_xlabel("new N (re-trained without curriculum)")
+    ax.set_ylabel("relative accuracy")
+    ax.legend(frameon=False, fontsize=8)
+    _integer_N(ax)
     fig.tight_layout()
     return fig

@@ -47,3 +47,70 @@ def test_population_results_get_a_clear_error():
 def test_autocorrelation_fits_needs_the_autocorrelation(result):
     with pytest.raises(ValueError, match="dynatools.timescales"):
         plot.autocorrelation_fits(result.drop_vars("autocorrelation"))
+
+
+def _summary(label, seed=0, Ns=(2, 3, 4, 5), units=6):
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    shape = (len(Ns), units)
+    ds = xr.Dataset(
+        {"tau": (("N", "unit"), 1 + rng.random(shape)), "tau_net": (("N", "unit"), 2 + 3 * rng.random(shape)),
+         "positive_sum": (("N", "unit"), rng.random(shape)), "negative_sum": (("N", "unit"), -rng.random(shape)),
+         "dimensionality": ("N", np.array(Ns, float) + 1), "dimensionality_std": ("N", np.zeros(len(Ns)))},
+        coords={"N": list(Ns), "unit": range(units)}, attrs={"curriculum": label})
+    return ds
+
+
+def _robust(kind, seed=0):
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    if kind == "perturb":
+        return xr.Dataset({"relative_accuracy": (("epsilon", "repeat", "trial"), rng.random((3, 2, 4)))},
+                          coords={"epsilon": [0.0, 0.5, 1.0]}, attrs={"target": "W_rec"})
+    if kind == "retrain":
+        return xr.Dataset({"relative_accuracy": (("N", "trial"), rng.random((3, 4)))}, coords={"N": [17, 18, 20]})
+    return xr.Dataset({"relative_accuracy": (("unit", "trial"), rng.random((5, 4)))}, attrs={"which": kind})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: plot.timescales_vs_N([_summary("single-head"), _summary("multi-head", 1)]),
+    lambda: plot.tau_net_distributions(_summary("multi-head")),
+    lambda: plot.weight_balance_vs_N({"a": _summary("a"), "b": _summary("b", 2)}),
+    lambda: plot.dimensionality_vs_N(_summary("multi-head"), fit_up_to=4),
+    lambda: plot.ablation_bars({"a": {"longest": _robust("longest"), "shortest": _robust("shortest")}}),
+    lambda: plot.perturbation_curves({"a": _robust("perturb"), "b": _robust("perturb", 1)}),
+    lambda: plot.retraining_curves(_robust("retrain")),
+])
+def test_figures_over_N_have_labeled_axes_and_one_line_per_run(make, tmp_path):
+    fig = make()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    fig.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    plt.close(fig)
+
+
+def test_overlaid_runs_get_distinct_colours_and_a_legend():
+    fig = plot.timescales_vs_N([_summary("single-head"), _summary("multi-head", 1)])
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label() in ("single-head", "multi-head")]
+    assert len(lines) == 2 and lines[0].get_color() != lines[1].get_color()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["single-head", "multi-head"]
+    plt.close(fig)
+
+
+def test_dimensionality_fit_line_is_the_least_squares_line():
+    fig = plot.dimensionality_vs_N(_summary("x", Ns=(2, 3, 4, 5, 40)), fit_up_to=30)
+    labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+    assert "fit: 1.00 N + 1.00" in labels          # dimensionality = N + 1 exactly; N = 40 excluded
+    plt.close(fig)
+
+
+def test_figures_over_N_name_the_missing_variable():
+    with pytest.raises(ValueError, match="tau_net"):
+        plot.timescales_vs_N(_summary("x").drop_vars("tau_net"))
+    with pytest.raises(ValueError, match=r"N \[9\]"):
+        plot.tau_net_distributions(_summary("x"), Ns=[9])

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 import dynatools as dt
 import trainers
 from dynatools.runs import analyze_recording, analyze_run, load_checkpoint_analysis
-from trainers.checkpoint import save_checkpoint
 
 PARAMS = dict(steps=600, trials=2, burn_in=50, fit_lag=10, progress=False)
 
 
-def make_run(root, Ns=(2, 3, 4), units=10):
-    """A run directory with one solved checkpoint per N (random networks; the analysis does not
-    care whether they were trained)."""
-    cfg = trainers.TrainConfig(units=units, n_max=max(Ns), seed=0, device="cpu").resolved()
-    (root / "checkpoints").mkdir(parents=True)
-    for i, N in enumerate(Ns):
-        net = trainers.LeakyRNN(units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))
-        with torch.no_grad():
-            net.tau.copy_(torch.linspace(1.0, 2.0 + i, units))
-        active = list(range(2, N + 1))
-        save_checkpoint(root / "checkpoints" / f"N{N:03d}.pt", net,
-                        {"kind": "solved", "config": cfg.to_dict(), "epoch": i + 1, "Ns": active,
-                         "accuracy": [99.0] * len(active)})
-    return root
-
-
-def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp_path):
+def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp_path, make_run):
     run = make_run(tmp_path / "run")
     summary = analyze_run(run, parallel="serial", **PARAMS)
     assert list(summary.N.values) == [2, 3, 4] and summary.sizes["unit"] == 10
@@ -49,7 +31,7 @@ def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp
     assert "autocorrelation" in load_checkpoint_analysis(run, 4)
 
 
-def test_cache_is_reused_and_invalidated(tmp_path):
+def test_cache_is_reused_and_invalidated(tmp_path, make_run):
     run = make_run(tmp_path / "run", Ns=(2, 3))
     analyze_run(run, parallel="serial", **PARAMS)
     cache = run / "analysis" / "N002.nc"
@@ -61,7 +43,7 @@ def test_cache_is_reused_and_invalidated(tmp_path):
 
 
 @pytest.mark.slow
-def test_dask_equals_serial(tmp_path):
+def test_dask_equals_serial(tmp_path, make_run):
     pytest.importorskip("distributed")
     a = analyze_run(make_run(tmp_path / "a"), parallel="serial", **PARAMS)
     b = analyze_run(make_run(tmp_path / "b"), parallel="dask", workers=2, **PARAMS)

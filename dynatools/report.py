@@ -1,0 +1,255 @@
+"""``dynatools report``: every figure of the timescale paper for one or several curriculum runs.
+
+For each run directory: :func:`dynatools.runs.analyze_run` (cached), then, on the network of the
+largest solved N, ablation by tau and perturbations of W_rec and tau (App. F accuracy; cached), and
+optionally re-training on new Ns. Figures are written as PNG and SVG with an ``index.html`` that
+shows them all; several runs are overlaid in one figure where the paper compares curricula.
+Needs ``trainers`` (to load and record the networks) and matplotlib.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from dynatools._atomic import write_atomic
+from dynatools.recording import write_netcdf_atomic
+from dynatools.runs import ANALYSIS_DIR, analyze_run, load_checkpoint_analysis
+
+#: Default perturbation strengths (relative, Eq. 4) for W_rec and tau.
+EPS_W = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+EPS_TAU = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def _cached(path: Path, key: dict[str, Any], compute) -> xr.Dataset:
+    stamp = json.dumps(key, sort_keys=True)
+    if path.is_file():
+        try:
+            ds = xr.load_dataset(path)
+            if ds.attrs.get("cache_key") == stamp:
+                return ds
+        except (OSError, ValueError):
+            pass
+    ds = compute()
+    ds.attrs["cache_key"] = stamp
+    write_netcdf_atomic(ds, path)
+    return ds
+
+
+def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any], n_ablate: int,
+                progress: bool) -> dict[str, Any]:
+    """Ablation (longest / shortest tau) and perturbation (W_rec, tau) of the network solving N."""
+    from dynatools.robustness import ablation_by_tau, perturb
+    from trainers.checkpoint import load_model, read_checkpoint
+    from trainers.config import TrainConfig
+    from trainers.evaluation import accuracy_scorer, continuous_accuracy
+
+    path = run_dir / "checkpoints" / f"N{N:03d}.pt"
+    meta = read_checkpoint(path)["meta"]
+    model = load_model(path)
+    task = TrainConfig.from_dict(meta["config"]).make_task()
+    head = list(meta["Ns"]).index(N)
+    score = accuracy_scorer(task, N, head=head, **accuracy)
+    base = float(np.mean(continuous_accuracy(model, task, N, head=head, **accuracy)))
+    out: dict[str, Any] = {"N": N, "base_accuracy": base}
+    if base <= 0.55:
+        out["skipped"] = (f"the network saved at N={N} scores {base:.3f} on the App. F accuracy, too close "
+                          f"to chance (0.5) for relative accuracies; train the run further.")
+        return out
+    st = path.stat()
+    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "N": N, "repeats": repeats, **accuracy}
+    d = run_dir / ANALYSIS_DIR
+    n = min(n_ablate, int(model.n_units))
+    for which in ("longest", "shortest"):
+        out[f"ablation_{which}"] = _cached(d / f"ablation_{which}_N{N:03d}.nc", {**key, "n": n, "which": which},
+                                          lambda w=which: ablation_by_tau(model, score, n=n, which=w, progress=progress))
+    for target, eps in (("W_rec", EPS_W), ("tau", EPS_TAU)):
+        out[f"perturb_{target}"] = _cached(d / f"perturb_{target}_N{N:03d}.nc", {**key, "target": target, "eps": eps},
+                                          lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats,
+                                                                          progress=progress))
+    return out
+
+
+def _retrain(run_dir: Path, N: int, new_Ns: Sequence[int], epochs: int, accuracy: dict[str, Any],
+             progress: bool) -> xr.Dataset:
+    from trainers.checkpoint import load_model, read_checkpoint
+    from trainers.config import TrainConfig
+    from trainers.retrain import retrain_sweep
+
+    path = run_dir / "checkpoints" / f"N{N:03d}.pt"
+    meta = read_checkpoint(path)["meta"]
+    cfg = TrainConfig.from_dict(meta["config"])
+    st = path.stat()
+    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "new_Ns": list(new_Ns), "epochs": epochs, **accuracy}
+    return _cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,
+                   lambda: retrain_sweep(load_model(path), list(new_Ns), base_N=N, base_head=list(meta["Ns"]).index(N),
+                                         epochs=epochs, task=cfg.task, accuracy=accuracy, progress=progress,
+                                         batch=cfg.batch, steps_per_epoch=cfg.steps_per_epoch,
+                                         eval_batches=cfg.eval_batches, device="cpu"))
+
+
+def _labels(run_dirs: Sequence[Path]) -> list[str]:
+    labels: list[str] = []
+    for d in run_dirs:
+        base = d.resolve().name or str(d)
+        label, i = base, 2
+        while label in labels:
+            label, i = f"{base} ({i})", i + 1
+        labels.append(label)
+    return labels
+
+
+def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, steps: int = 20_000,
+                trials: int = 4, robustness: bool = True, repeats: int = 10,
+                accuracy: dict[str, Any] | None = None, n_ablate: int = 20,
+                retrain_Ns: Sequence[int] | None = None, retrain_epochs: int = 20,
+                parallel: str = "auto", workers: int | None = None, progress: bool = True) -> Path:
+    """Analyse the runs (what is not cached yet) and write every figure and ``index.html``.
+
+    Parameters
+    ----------
+    run_dirs : sequence of paths
+        ``trainers train`` run directories; their figures are overlaid.
+    out_dir : path
+        Created if needed; receives ``*.png``, ``*.svg`` and ``index.html``.
+    steps, trials : int
+        Recording length and trials per checkpoint (:func:`dynatools.runs.analyze_run`).
+    robustness : bool, default=True
+        Ablation and perturbation of the network of each run's largest solved N (Figs. 7, 8a-b).
+    repeats : int, default=10
+        Perturbation repeats.
+    accuracy : dict, optional
+        ``burn_in``, ``steps``, ``trials``, ``seed`` of the App. F accuracy (default 100, 1000, 10, 0).
+    n_ablate : int, default=20
+        Units ablated (one at a time) from each end of the tau distribution.
+    retrain_Ns : sequence of int, optional
+        Re-train each run's largest-N network on these Ns (Fig. 8c); skipped when None.
+    retrain_epochs : int, default=20
+    parallel, workers : see :func:`dynatools.runs.analyze_run`.
+    progress : bool, default=True
+
+    Returns
+    -------
+    pathlib.Path
+        The ``index.html`` written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from dynatools import plot as dplot
+
+    run_paths = [Path(d) for d in run_dirs]
+    if not run_paths:
+        raise ValueError("give at least one run directory.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accuracy = {"burn_in": 100, "steps": 1000, "trials": 10, "seed": 0, **(accuracy or {})}
+    labels = _labels(run_paths)
+    summaries: dict[str, xr.Dataset] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for label, d in zip(labels, run_paths):
+        s = analyze_run(d, steps=steps, trials=trials, parallel=parallel, workers=workers, progress=progress)
+        s.attrs["label"] = label
+        summaries[label] = s
+        top = int(s["N"].values.max())
+        extra[label] = {"top": top, "timescales": load_checkpoint_analysis(d, top)}
+        if robustness:
+            rob = _robustness(d, top, repeats=repeats, accuracy=accuracy, n_ablate=n_ablate, progress=progress)
+            extra[label]["robustness"] = rob
+            if "skipped" in rob:
+                notes.append(f"{label}: robustness skipped: {rob['skipped']}")
+        if retrain_Ns:
+            extra[label]["retrain"] = _retrain(d, top, retrain_Ns, retrain_epochs, accuracy, progress)
+
+    figures: list[tuple[str, str, Any]] = [
+        ("timescales_vs_N", "Trained single-neuron timescales τ and network timescales τ_net against N "
+                            "(mean ± std over units; timescale paper Figs. 4b, 5c-d).",
+         lambda: dplot.timescales_vs_N(summaries)),
+        ("weight_balance_vs_N", "Summed incoming positive and negative recurrent weight per unit against N "
+                                "(Fig. 6a).", lambda: dplot.weight_balance_vs_N(summaries)),
+        ("dimensionality_vs_N", "Principal components needed for 90% of the variance against N, with a "
+                                "linear fit up to N = 30 (Fig. 6b).", lambda: dplot.dimensionality_vs_N(summaries)),
+    ]
+    for label in labels:
+        figures.append((f"tau_net_distribution_{label}", f"{label}: distributions of τ_net across units (Fig. 5b).",
+                        lambda lb=label: dplot.tau_net_distributions(summaries[lb])))
+        figures.append((f"autocorrelation_fits_{label}",
+                        f"{label}: autocorrelations of example units at N = {extra[label]['top']} with single- "
+                        f"and double-exponential fits (Figs. 1b, S10).",
+                        lambda lb=label: dplot.autocorrelation_fits(extra[lb]["timescales"])))
+    rob = {lb: e["robustness"] for lb, e in extra.items() if "robustness" in e and "skipped" not in e["robustness"]}
+    if rob:
+        figures.append(("ablation", "Relative accuracy after removing, one at a time, each of the units with the "
+                                    "longest and the shortest trained τ (Fig. 7).",
+                        lambda: dplot.ablation_bars({lb: {"longest": r["ablation_longest"], "shortest": r["ablation_shortest"]}
+                                                     for lb, r in rob.items()})))
+        for target, fig_ref in (("W_rec", "8a"), ("tau", "8b")):
+            figures.append((f"perturbation_{target}", f"Relative accuracy under random perturbations of {target} of "
+                                                      f"strength ε (Eq. 4; Fig. {fig_ref}).",
+                            lambda t=target: dplot.perturbation_curves({lb: r[f"perturb_{t}"] for lb, r in rob.items()},
+                                                                       title=f"perturbation of {t}")))
+    if retrain_Ns:
+        figures.append(("retraining", "Relative accuracy after re-training on a new N without curriculum "
+                                      f"for {retrain_epochs} epochs (Fig. 8c).",
+                        lambda: dplot.retraining_curves({lb: e["retrain"] for lb, e in extra.items()})))
+    written = []
+    for name, caption, make in figures:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        fig = make()
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"{safe}.{ext}", dpi=130 if ext == "png" else None)
+        plt.close(fig)
+        written.append((safe, caption))
+    index = out / "index.html"
+    text = _html(summaries, extra, written, notes)
+    write_atomic(index, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return index
+
+
+def _html(summaries: dict[str, xr.Dataset], extra: dict[str, dict[str, Any]], figures: list[tuple[str, str]],
+          notes: list[str]) -> str:
+    esc = html.escape
+    rows = []
+    for label, s in summaries.items():
+        rob = extra[label].get("robustness", {})
+        base = f"{rob['base_accuracy']:.3f}" if "base_accuracy" in rob else "–"
+        rows.append(f"<tr><td>{esc(label)}</td><td>{esc(s.attrs.get('run_dir', ''))}</td>"
+                    f"<td>{esc(str(s.attrs.get('curriculum', '')))}</td><td>{esc(str(s.attrs.get('task', '')))}</td>"
+                    f"<td>{esc(str(s.attrs.get('model', '')))}</td><td>{s.sizes['N']}</td>"
+                    f"<td>{int(s['N'].values.min())}–{int(s['N'].values.max())}</td><td>{base}</td></tr>")
+    body = "\n".join(
+        f'<figure id="{esc(name)}"><a href="{esc(name)}.svg"><img src="{esc(name)}.png" alt="{esc(caption)}"></a>'
+        f'<figcaption>{esc(caption)} <a href="{esc(name)}.png">PNG</a> · <a href="{esc(name)}.svg">SVG</a>'
+        f'</figcaption></figure>' for name, caption in figures)
+    toc = "".join(f'<li><a href="#{esc(n)}">{esc(n)}</a></li>' for n, _ in figures)
+    note_html = "".join(f"<p class=note>{esc(n)}</p>" for n in notes)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dynatools report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:14px}}
+figure{{margin:2em 0}}img{{max-width:100%;border:1px solid #eee}}figcaption{{font-size:14px;color:#444}}
+.note{{color:#a33}}</style></head><body>
+<h1>dynatools report</h1>
+<p>Figures of the timescale paper (Khajehabdollahi, Zeraati et al., ICLR 2024) for these runs; made by
+<code>dynatools report</code>. Accuracy: App. F (one long sequence per trial, read out at every step).</p>
+<table><tr><th>label</th><th>run directory</th><th>curriculum</th><th>task</th><th>model</th><th>checkpoints</th>
+<th>N</th><th>App. F accuracy at largest N</th></tr>
+{''.join(rows)}</table>
+{note_html}
+<ul>{toc}</ul>
+{body}
+</body></html>
+"""
+
+
+__all__ = ["make_report", "EPS_W", "EPS_TAU"]

@@ -1,0 +1,57 @@
+"""dynatools report on a tiny CPU run: every figure written as valid PNG and SVG, index.html links
+them all; a run at chance gets a note instead of robustness figures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import trainers
+from dynatools.cli import main
+
+pytest.importorskip("matplotlib")
+
+SMALL = ["--steps", "1500", "--trials", "2", "--repeats", "2", "--accuracy-steps", "200",
+         "--accuracy-trials", "3", "--ablate", "3", "--serial", "-q"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("runs") / "multi-head"
+    trainers.train(dict(units=24, batch=32, steps_per_epoch=40, eval_batches=4, max_epochs=40, n_max=5,
+                        device="cpu", seed=0), d, progress=False)
+    assert (d / "checkpoints" / "N003.pt").is_file()     # solves N = 2 and 3 on CPU in seconds
+    return d
+
+
+def test_report_writes_every_figure_and_an_index_that_links_them(tiny_run, tmp_path, make_run):
+    at_chance = make_run(tmp_path / "random", Ns=(2, 3), units=24, constant_readout=True)
+    out = tmp_path / "report"
+    assert main(["report", str(tiny_run), str(at_chance), "-o", str(out), *SMALL]) == 0
+    pngs = sorted(out.glob("*.png"))
+    names = {p.stem for p in pngs}
+    assert {"timescales_vs_N", "weight_balance_vs_N", "dimensionality_vs_N", "ablation", "perturbation_W_rec",
+            "perturbation_tau", "autocorrelation_fits_multi-head", "tau_net_distribution_random"} <= names
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        svg = png.with_suffix(".svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    page = (out / "index.html").read_text()
+    linked = set(re.findall(r'src="([^"]+\.png)"', page))
+    assert linked == {p.name for p in pngs}
+    assert "robustness skipped" in page                       # the random network is at chance
+    assert "multi-head" in page and "random" in page
+
+
+def test_report_reuses_the_cache_and_refuses_an_empty_run(tiny_run, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", *SMALL]) == 0
+    cache = tiny_run / "analysis" / "N002.nc"
+    stamp = cache.stat().st_mtime_ns
+    assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", *SMALL]) == 0
+    assert cache.stat().st_mtime_ns == stamp
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    assert main(["report", str(tmp_path / "empty"), "-o", str(out), *SMALL]) == 2
+    assert "has not solved any N" in capsys.readouterr().err
