@@ -1,0 +1,80 @@
+"""Benchmark: ``dynatools.runs.analyze_run`` over a curriculum run's checkpoints, serial against
+dask with 2 worker processes (goal: >= 1.7x).
+
+The run: ``--checkpoints`` (default 10) solved-N checkpoints N = 2, 3, ... of a ``--units``-unit
+(default 100) leaky RNN, written by ``trainers.checkpoint.save_checkpoint`` exactly as
+``trainers train`` writes them (random weights with timescales spread from 1 to 3: the analysis
+does the same work whatever the weights). Each checkpoint is recorded (``trainers.record``,
+``--steps`` steps x ``--trials`` trials) and analysed (autocorrelations and timescale fits of
+every unit, PCA dimensionality, weight balance).
+
+- serial: ``analyze_run(run, parallel="serial", refresh=True)``: one checkpoint after another in
+  this process, with torch and the autocorrelation code free to use every core (their defaults).
+- dask: ``analyze_run(run, parallel="dask", workers=2, refresh=True)``: a local cluster of two
+  worker processes with one thread each, one checkpoint per task (cluster start-up included).
+
+Both results are checked to be equal before the times are printed.
+
+    python benchmarks/bench_analyze_run.py [--checkpoints 10] [--units 100] [--steps 20000] [--trials 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+import trainers
+from dynatools.runs import analyze_run
+from trainers.checkpoint import save_checkpoint
+
+
+def make_run(root: Path, n_checkpoints: int, units: int) -> Path:
+    cfg = trainers.TrainConfig(units=units, n_max=n_checkpoints + 1, seed=0, device="cpu").resolved()
+    (root / "checkpoints").mkdir(parents=True)
+    for i in range(n_checkpoints):
+        N = 2 + i
+        net = trainers.LeakyRNN(units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))
+        with torch.no_grad():
+            net.tau.copy_(torch.linspace(1.0, 3.0, units))
+        Ns = list(range(2, N + 1))
+        save_checkpoint(root / "checkpoints" / f"N{N:03d}.pt", net,
+                        {"kind": "solved", "config": cfg.to_dict(), "epoch": i + 1, "Ns": Ns,
+                         "accuracy": [99.0] * len(Ns)})
+    return root
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoints", type=int, default=10)
+    ap.add_argument("--units", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--trials", type=int, default=4)
+    args = ap.parse_args()
+    kw = dict(steps=args.steps, trials=args.trials, refresh=True, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = make_run(Path(tmp) / "run", args.checkpoints, args.units)
+        print(f"run: {args.checkpoints} checkpoints of a {args.units}-unit leaky RNN; "
+              f"{args.trials} trials x {args.steps} steps each; torch threads {torch.get_num_threads()}")
+        analyze_run(run, parallel="serial", **{**kw, "steps": 200})      # warm-up (imports, caches)
+        t0 = time.perf_counter()
+        serial = analyze_run(run, parallel="serial", **kw)
+        t_serial = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        parallel = analyze_run(run, parallel="dask", workers=2, **kw)
+        t_dask = time.perf_counter() - t0
+    xr.testing.assert_allclose(serial.drop_attrs(), parallel.drop_attrs())
+    print(f"serial       {t_serial:8.2f} s  ({t_serial / args.checkpoints:.2f} s per checkpoint)")
+    print(f"dask, 2 wkrs {t_dask:8.2f} s")
+    print(f"ratio        {t_serial / t_dask:8.2f}x   (goal >= 1.7x); results equal")
+    print(f"summary: N {serial.N.values.min()}..{serial.N.values.max()}, "
+          f"median tau_net {float(np.nanmedian(serial.tau_net)):.3g}")
+
+
+if __name__ == "__main__":
+    main()
