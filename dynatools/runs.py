@@ -161,7 +161,9 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         ``"auto"``: dask (a local cluster of worker processes) when installed and there is more
         than one checkpoint to process, else serial.
     workers : int, optional
-        Dask workers (default: the number of CPU cores, at most the checkpoints to process).
+        Dask workers of a new local cluster (default: the number of CPU cores, at most the
+        checkpoints to process). Without ``workers``, a dask client that is already running
+        (``distributed.Client(...)`` in your session, e.g. on a cluster) is used instead.
     refresh : bool, default=False
         Recompute even where the cache is valid.
     progress : bool, default=True
@@ -242,15 +244,26 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
                           "(or the dynatools[dask] extra), or use parallel='serial'.") from exc
     from tqdm.auto import tqdm
 
-    n = workers or min(len(todo), os.cpu_count() or 1)
-    n = check_positive_int("workers", n)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    def submit_all(client) -> None:
         futures = [client.submit(_analyze_checkpoint, path, N, params, cache, 1, pure=False)
                    for path, N, cache in todo]
         for fut in tqdm(as_completed(futures), total=len(futures), desc="analyse checkpoints (dask)",
                         disable=not progress):
             fut.result()
+
+    try:                                   # a client the user already started (e.g. on a cluster)
+        from distributed import get_client
+
+        existing = get_client()
+    except ValueError:
+        existing = None
+    if existing is not None and workers is None:
+        submit_all(existing)
+        return
+    n = check_positive_int("workers", workers or min(len(todo), os.cpu_count() or 1))
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        submit_all(client)
 
 
 __all__ = ["analyze_recording", "analyze_run", "load_checkpoint_analysis"]

@@ -58,3 +58,17 @@ def test_run_errors(tmp_path):
         analyze_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="analyze_run"):
         load_checkpoint_analysis(tmp_path, 5)
+
+
+@pytest.mark.slow
+def test_an_existing_dask_client_is_used(tmp_path, make_run, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    run = make_run(tmp_path / "r", Ns=(2, 3))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            distributed.Client(c):
+        def no_new_cluster(*args, **kwargs):
+            raise AssertionError("a new LocalCluster was started although a client is running")
+
+        monkeypatch.setattr(distributed, "LocalCluster", no_new_cluster)
+        res = analyze_run(run, parallel="dask", **PARAMS)
+    assert list(res.N.values) == [2, 3]
