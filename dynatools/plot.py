@@ -427,6 +427,17 @@ def ablation_bars(results):
     return fig
 
 
+def _relative_accuracy_curves(ax, runs: dict[str, xr.Dataset], x: str, producer: str, stats) -> None:
+    """One line (mean) with a band (spread) of ``relative_accuracy`` against ``x`` per run;
+    ``stats(relative_accuracy) -> (mean, spread)`` over the other dims."""
+    for color, (label, ds) in zip(PALETTE, runs.items()):
+        _need(ds, ["relative_accuracy"], label, producer)
+        m, s = (np.asarray(v) for v in stats(ds["relative_accuracy"]))
+        xs = ds[x].values
+        ax.plot(xs, m, "o-", ms=3, color=color, label=label)
+        ax.fill_between(xs, m - s, m + s, color=color, alpha=0.2, lw=0)
+
+
 def perturbation_curves(results, *, title: str | None = None):
     """Relative accuracy against perturbation strength ε, mean ± std over repeats (Fig. 8a-b).
 
@@ -442,15 +453,9 @@ def perturbation_curves(results, *, title: str | None = None):
     plt = _plt()
     runs = _as_runs(results, "perturbation results")
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    target = None
-    for color, (label, ds) in zip(PALETTE, runs.items()):
-        _need(ds, ["relative_accuracy"], label, "dynatools.robustness.perturb")
-        per_repeat = ds["relative_accuracy"].mean("trial")
-        m, s = per_repeat.mean("repeat").values, per_repeat.std("repeat").values
-        eps = ds["epsilon"].values
-        ax.plot(eps, m, "o-", ms=3, color=color, label=label)
-        ax.fill_between(eps, m - s, m + s, color=color, alpha=0.2, lw=0)
-        target = ds.attrs.get("target", target)
+    _relative_accuracy_curves(ax, runs, "epsilon", "dynatools.robustness.perturb",
+                              lambda ra: (ra.mean("trial").mean("repeat"), ra.mean("trial").std("repeat")))
+    target = next((ds.attrs["target"] for ds in runs.values() if "target" in ds.attrs), None)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("perturbation strength ε")
     ax.set_ylabel("relative accuracy")
@@ -475,12 +480,8 @@ def retraining_curves(results):
     plt = _plt()
     runs = _as_runs(results, "re-training results")
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for color, (label, ds) in zip(PALETTE, runs.items()):
-        _need(ds, ["relative_accuracy"], label, "trainers.retrain.retrain_sweep")
-        m, s = ds["relative_accuracy"].mean("trial").values, ds["relative_accuracy"].std("trial").values
-        N = ds["N"].values
-        ax.plot(N, m, "o-", ms=3, color=color, label=label)
-        ax.fill_between(N, m - s, m + s, color=color, alpha=0.2, lw=0)
+    _relative_accuracy_curves(ax, runs, "N", "trainers.retrain.retrain_sweep",
+                              lambda ra: (ra.mean("trial"), ra.std("trial")))
     ax.set_xlabel("new N (re-trained without curriculum)")
     ax.set_ylabel("relative accuracy")
     ax.legend(frameon=False, fontsize=8)

@@ -126,3 +126,12 @@ class RecurrentModel(nn.Module):
     def n_trainable(self) -> int:
         """Number of trainable parameters (scalars)."""
         return count_trainable(self)
+
+
+def refuse_double_backward(model_name: str) -> None:
+    """Called first in a fused recurrence's hand-written backward: with ``create_graph=True`` (a
+    second derivative was asked for) raise an error that names the fix."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{model_name} with fused=True supports first derivatives only; set model.fused = False "
+            f"for double backward (Hessian-vector products) or torch.func transforms.")

@@ -19,6 +19,7 @@ from trainers.models._common import (
     check_sizes,
     check_state,
     linear_bound,
+    refuse_double_backward,
     uniform_,
 )
 
@@ -266,10 +267,7 @@ class _LeakyRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gH):  # type: ignore[override]
-        if torch.is_grad_enabled():  # create_graph=True: a second derivative was asked for
-            raise RuntimeError(
-                "LeakyRNN with fused=True supports first derivatives only; set model.fused = False "
-                "for double backward (Hessian-vector products) or torch.func transforms.")
+        refuse_double_backward("LeakyRNN")
         H, Fz, Wt, a = ctx.saved_tensors
         placement, activation, slope = ctx.placement, ctx.activation, ctx.slope
         T = H.shape[0] - 1

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dynatools._validation import check_choice, check_positive_int
-from trainers.models._common import RecurrentModel, linear_bound, uniform_
+from trainers.models._common import RecurrentModel, linear_bound, refuse_double_backward, uniform_
 
 KINDS = ("linear", "A", "B")
 
@@ -207,10 +207,7 @@ class _LinearRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gH):  # type: ignore[override]
-        if torch.is_grad_enabled():  # create_graph=True: a second derivative was asked for
-            raise RuntimeError(
-                "WCRNN with fused=True supports first derivatives only; set model.fused = False "
-                "for double backward (Hessian-vector products) or torch.func transforms.")
+        refuse_double_backward("WCRNN")
         H, A, M, gamma = ctx.saved_tensors
         T, n = A.shape[0], A.shape[-1]
         G = A.new_empty(T, A.shape[1], 2 * n)               # [d pre-activation, d h_{t+1}] per step
