@@ -132,7 +132,8 @@ def _cmd_train_sequence(args: argparse.Namespace) -> int:
     model = _sequence_model(args, task)
     res = train_sequence(model, task, epochs=args.epochs, batch=args.batch, lr=args.lr,
                          momentum=args.momentum, optimizer=args.optimizer,
-                         clip=args.clip or None, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+                         clip=args.clip or None, lr_milestones=args.lr_milestones, lr_factor=args.lr_factor,
+                         steps_per_epoch=args.steps_per_epoch, seed=args.seed,
                          device=resolve_device(args.device), out=args.out, progress=not args.quiet)
     _sequence_summary(args.out, res)
     return 0
@@ -245,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip (default 0: none)")
+    p.add_argument("--lr-milestones", type=int, nargs="+", default=(), metavar="ITER",
+                   help="iterations after which lr is multiplied by --lr-factor (default: none)")
+    p.add_argument("--lr-factor", type=float, default=0.3, help="learning-rate factor at each milestone (default 0.3)")
     p.add_argument("--steps-per-epoch", type=int, default=100, help="adding problem: iterations per epoch (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, batches and permutation (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -9,10 +9,12 @@ number of iterations when it is never reached.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -118,7 +120,8 @@ def _to_dataset(history: list[dict[str, float]], info: dict[str, Any]) -> xr.Dat
 
 def train_sequence(model: torch.nn.Module, task: Any, *, epochs: int = 10, batch: int = 128,
                    lr: float = 0.01, momentum: float = 0.9, optimizer: str = "sgd",
-                   clip: float | None = None, steps_per_epoch: int = 100, test_size: int = 1000,
+                   clip: float | None = None, lr_milestones: Sequence[int] = (), lr_factor: float = 0.3,
+                   steps_per_epoch: int = 100, test_size: int = 1000,
                    seed: int = 0, device: str | torch.device | None = None,
                    out: str | os.PathLike | None = None, progress: bool = True) -> xr.Dataset:
     """Train ``model`` (e.g. a :class:`~trainers.models.WCRNN`) on a sequence task.
@@ -141,6 +144,10 @@ def train_sequence(model: torch.nn.Module, task: Any, *, epochs: int = 10, batch
         reaches the adding problem's minimal performance in far fewer iterations.
     clip : float, optional
         Gradient-norm clipping (the Elman baseline of Table 2 uses it).
+    lr_milestones : sequence of int, default=()
+        Training iterations after which the learning rate is multiplied by ``lr_factor`` (a step
+        schedule; the paper states none). Computed from the iteration count, so it resumes exactly.
+    lr_factor : float, default=0.3
     steps_per_epoch : int, default=100
         Adding problem only.
     test_size : int, default=1000
@@ -176,6 +183,8 @@ def train_sequence(model: torch.nn.Module, task: Any, *, epochs: int = 10, batch
     settings = {"epochs": check_positive_int("epochs", epochs), "batch": check_positive_int("batch", batch),
                 "lr": float(lr), "momentum": float(momentum), "optimizer": optimizer,
                 "clip": None if clip is None else float(clip),
+                "lr_milestones": sorted(check_positive_int("lr_milestones", m) for m in lr_milestones),
+                "lr_factor": float(lr_factor),
                 "steps_per_epoch": check_positive_int("steps_per_epoch", steps_per_epoch),
                 "test_size": check_positive_int("test_size", test_size), "seed": int(seed)}
     check_choice("optimizer", optimizer, ("sgd", "adam"))
@@ -273,7 +282,8 @@ def _run(model, task, settings, *, device, run_dir, state, progress) -> xr.Datas
         return {"task": task.name, "metric": "accuracy %" if kind == "classification" else "rms",
                 "best": best, "iterations_to_mp": int(first if first is not None else iteration),
                 "reached_mp": int(first is not None), "minimal_performance": threshold,
-                **{k: ("none" if v is None else v) for k, v in settings.items()},
+                **{k: ("none" if v is None else json.dumps(v) if isinstance(v, list) else v)
+                   for k, v in settings.items()},
                 "wall_seconds": time.perf_counter() - t0}
 
     bar = tqdm(range(len(history), settings["epochs"]), desc=f"train {task.name}", disable=not progress,
@@ -292,6 +302,9 @@ def _run(model, task, settings, *, device, run_dir, state, progress) -> xr.Datas
             loss.backward()
             if settings["clip"] is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings["clip"])
+            decays = sum(iteration >= m for m in settings.get("lr_milestones", ()))
+            for group in opt.param_groups:
+                group["lr"] = settings["lr"] * settings.get("lr_factor", 1.0) ** decays
             opt.step()
             iteration += 1
             total += float(loss.detach())

@@ -161,7 +161,7 @@ class WCRNN(RecurrentModel):
             raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
         h = self.initial_state(u.shape[0]) if h0 is None else h0
         if self.fused and self.kind == "linear":
-            c = torch.nn.functional.linear(u, self.W_in, self.b).transpose(0, 1)
+            c = torch.nn.functional.linear(u.transpose(0, 1), self.W_in, self.b)   # (time, batch, unit)
             return _LinearRecurrence.apply(c, h, self.W, self.R, self.gamma).transpose(0, 1)
         drive_in = torch.nn.functional.linear(u, self.W_in)          # every step's input at once
         hs = []
