@@ -173,7 +173,9 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     xarray.Dataset
         Over ``N`` (and ``unit``): ``tau``, ``tau_net``, ``n_timescales``, the weight-balance
         variables, ``dimensionality``, ``dimensionality_std``, ``participation_ratio``,
-        ``accuracy``; per-N autocorrelations stay in the cache files
+        ``accuracy`` (per cent, at the time the checkpoint was saved), and over ``N`` the
+        statistics ``tau_mean``, ``tau_std``, ``tau_median``, ``tau_net_mean``, ... (over units,
+        NaNs skipped); per-N autocorrelations stay in the cache files
         (:func:`load_checkpoint_analysis`). Also written to ``RUN_DIR/analysis/summary.nc``.
 
     Examples
@@ -208,6 +210,10 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
             "dimensionality", "dimensionality_std", "participation_ratio", "accuracy", "epoch"]
     parts = [ds[[v for v in keep if v in ds]].expand_dims(N=[int(ds.attrs["N"])]) for ds in per_N]
     summary = xr.concat(parts, dim="N", coords="minimal", compat="override", join="outer")
+    for var in ("tau", "tau_net"):
+        summary[f"{var}_mean"] = summary[var].mean("unit", skipna=True)
+        summary[f"{var}_std"] = summary[var].std("unit", skipna=True)
+        summary[f"{var}_median"] = summary[var].median("unit", skipna=True)
     first = per_N[0].attrs
     summary.attrs = {"run_dir": str(run_dir), "curriculum": first.get("curriculum", ""),
                      "task": first.get("task", ""), "model": first.get("model", ""),

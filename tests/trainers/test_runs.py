@@ -26,6 +26,8 @@ def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp
     assert float(summary.dimensionality.sel(N=3)) == float(direct.dimensionality)
     np.testing.assert_allclose(summary.balance.sel(N=3), dt.weight_balance(net).balance, rtol=1e-6)
     assert float(summary.accuracy.sel(N=4)) == 99.0
+    assert float(summary.tau_mean.sel(N=3)) == pytest.approx(2.0, rel=1e-6)   # linspace(1, 3) over units
+    assert float(summary.tau_net_median.sel(N=2)) == pytest.approx(float(np.nanmedian(summary.tau_net.sel(N=2))))
     on_disk = xr.load_dataset(run / "analysis" / "summary.nc")
     xr.testing.assert_allclose(on_disk, summary)
     assert "autocorrelation" in load_checkpoint_analysis(run, 4)
