@@ -89,7 +89,8 @@ def weight_balance(W: Any, *, exclude_self: bool = True, name: str = "W_rec") ->
         positive, resp. negative, entries; NaN if there are none), ``mean_incoming`` (mean of all
         incoming weights, the quantity of Fig. 6a), ``net`` (= positive_sum + negative_sum) and
         ``balance`` = net / (positive_sum - negative_sum), in [-1, 1] (0 = balanced, -1 = only
-        inhibition). Attrs hold the network-wide means.
+        inhibition; NaN for a unit without incoming weights). Attrs hold the network-wide means
+        (NaNs skipped).
 
     Examples
     --------
@@ -110,7 +111,7 @@ def weight_balance(W: Any, *, exclude_self: bool = True, name: str = "W_rec") ->
         pos_mean = np.where(n_pos > 0, pos_sum / np.maximum(n_pos, 1), np.nan)
         neg_mean = np.where(n_neg > 0, neg_sum / np.maximum(n_neg, 1), np.nan)
         total = pos_sum - neg_sum
-        balance = np.where(total > 0, (pos_sum + neg_sum) / np.where(total > 0, total, 1.0), 0.0)
+        balance = np.where(total > 0, (pos_sum + neg_sum) / np.where(total > 0, total, 1.0), np.nan)
     mean_incoming = np.where(mask, Wm, 0.0).sum(1) / mask.sum(1).clip(min=1)
     ds = xr.Dataset(
         {"positive_sum": ("unit", pos_sum), "negative_sum": ("unit", neg_sum),
@@ -120,7 +121,8 @@ def weight_balance(W: Any, *, exclude_self: bool = True, name: str = "W_rec") ->
         coords={"unit": _unit_coord(W, n)},
         attrs={"exclude_self": int(exclude_self), "weights": name,
                "mean_positive_sum": float(pos_sum.mean()), "mean_negative_sum": float(neg_sum.mean()),
-               "mean_incoming": float(mean_incoming.mean()), "mean_balance": float(balance.mean())},
+               "mean_incoming": float(mean_incoming.mean()),
+               "mean_balance": float(np.nanmean(balance)) if np.isfinite(balance).any() else float("nan")},
     )
     ds["balance"].attrs["long_name"] = "(sum positive + sum negative) / (sum positive - sum negative)"
     return ds
@@ -182,8 +184,8 @@ def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: st
     Returns
     -------
     xarray.DataArray
-        ``variance`` over ``module`` = 1, 2, ... (the change from module m-1 to m); attrs
-        ``mean`` (the mean over pairs).
+        ``variance`` over ``module`` = 1, 2, ... (the change from module m-1 to m; the later
+        module's label when a DataArray with a ``module`` coordinate is given); attrs ``mean``.
 
     Examples
     --------
@@ -193,11 +195,14 @@ def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: st
     >>> weight_conservation([W0, 2 * W0 + 1]).values   # an affine copy is perfectly conserved
     array([0.])
     """
+    labels = None
     if isinstance(modules, xr.DataArray):
         if module_dim not in modules.dims:
             raise ValueError(f"dimension {module_dim!r} not found in {tuple(modules.dims)}; pass module_dim=.")
         blocks = [np.asarray(modules.isel({module_dim: i}).values, dtype=np.float64)
                   for i in range(modules.sizes[module_dim])]
+        if module_dim in modules.coords:
+            labels = modules[module_dim].values[1:]
     else:
         blocks = [np.asarray(b, dtype=np.float64) for b in modules]
     if len(blocks) < 2:
@@ -215,7 +220,8 @@ def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: st
             raise ValueError(f"module {m}'s weights are all equal; they cannot be normalised by their std.")
         normalised.append((b - b.mean()) / sd)
     var = np.array([np.var(normalised[m] - normalised[m - 1]) for m in range(1, len(blocks))])
-    return xr.DataArray(var, dims=[module_dim], coords={module_dim: np.arange(1, len(blocks))},
+    return xr.DataArray(var, dims=[module_dim],
+                        coords={module_dim: labels if labels is not None else np.arange(1, len(blocks))},
                         name="variance", attrs={"mean": float(var.mean()),
                                                 "long_name": "variance of the normalised weight change"})
 

@@ -13,6 +13,7 @@ opened netCDF files and dask-backed data are read one chunk at a time and never 
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal
 
 import numpy as np
@@ -24,8 +25,11 @@ from dynatools._validation import as_activity, check_choice, check_core_dims, ch
 REPORTS = ("n_components", "n_components_minus_one")
 
 
-def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sum and sum of outer products over ``time_dim`` of a (time, unit) DataArray, by chunks."""
+def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int,
+             shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Sum and sum of outer products over ``time_dim`` of ``x - shift`` ((time, unit) DataArray),
+    read by chunks. ``shift`` (default: the first chunk's mean) keeps the sums well conditioned
+    when the mean is large compared with the fluctuations."""
     n = x.sizes[unit_dim]
     s1, s2 = np.zeros(n), np.zeros((n, n))
     T = x.sizes[time_dim]
@@ -35,9 +39,12 @@ def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int) -> tuple
         if not np.all(np.isfinite(block)):
             raise ValueError(f"activity contains NaN or inf (in {time_dim} {start}..{start + len(block) - 1}); "
                              f"drop or interpolate those samples first, e.g. activity.dropna('{time_dim}').")
+        if shift is None:
+            shift = block.mean(0)
+        block = block - shift                   # never in place: .values may be the caller's array
         s1 += block.sum(0)
         s2 += block.T @ block
-    return s1, s2, T
+    return s1, s2, T, shift
 
 
 def _covariance(s1: np.ndarray, s2: np.ndarray, count: int) -> np.ndarray:
@@ -80,22 +87,23 @@ def _covariances(da: xr.DataArray, per: str, dims: dict[str, str], chunk: int):
     trials = [da.isel({trial_dim: i}) for i in range(da.sizes[trial_dim])]
     if per == "trial":
         for i, x in enumerate(trials):
-            s1, s2, T = _moments(x, time_dim, unit_dim, chunk)
-            yield i, _covariance(s1, s2, T)
+            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk)
+            yield i, _covariance(s1, s2, T), float(np.abs(shift + s1 / T).max())
     else:
-        tot1, tot2, total = 0.0, 0.0, 0
+        tot1, tot2, total, shift = 0.0, 0.0, 0, None
         for x in trials:
-            s1, s2, T = _moments(x, time_dim, unit_dim, chunk)
+            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk, shift)
             tot1, tot2, total = tot1 + s1, tot2 + s2, total + T
-        yield None, _covariance(tot1, tot2, total)
+        yield None, _covariance(tot1, tot2, total), float(np.abs(shift + tot1 / total).max())
 
 
 def _trial_coords(da: xr.DataArray, per: str, trial_dim: str) -> dict[str, Any]:
     return {trial_dim: da[trial_dim].values} if per == "trial" and trial_dim in da.coords else {}
 
 
-def _check_variance(cov: np.ndarray, where: str) -> None:
-    if not np.trace(cov) > 0:
+def _check_variance(cov: np.ndarray, scale: float, where: str) -> None:
+    """Refuse activity whose variance is zero up to rounding relative to its mean ``scale``."""
+    if not np.trace(cov) > cov.shape[0] * (1e-10 * max(1.0, scale)) ** 2:
         raise ValueError(f"activity has zero variance {where}; dimensionality is undefined for a "
                          f"constant recording (did the network's activity die out or saturate?).")
 
@@ -142,7 +150,7 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
     >>> pca_dimensionality(x).dimensionality.values
     array([4, 4])
     """
-    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
+    if isinstance(threshold, bool) or not (isinstance(threshold, numbers.Real) and 0 < threshold <= 1):
         raise ValueError(f"threshold must be a fraction in (0, 1]; found {threshold!r}.")
     check_choice("per", per, ("trial", "pooled"))
     check_choice("report", report, REPORTS)
@@ -150,8 +158,8 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
     dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
     da = _prepare(activity, dims)
     counts, prs, ratios = [], [], []
-    for label, cov in _covariances(da, per, dims, chunk):
-        _check_variance(cov, "" if label is None else f"in {trial_dim} {label}")
+    for label, cov, scale in _covariances(da, per, dims, chunk):
+        _check_variance(cov, scale, "" if label is None else f"in {trial_dim} {label}")
         lam = np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
         counts.append(_count(lam, float(threshold)) - (report == "n_components_minus_one"))
         prs.append(_participation_ratio(cov))
@@ -198,8 +206,8 @@ def participation_ratio(activity: Any, *, per: Literal["trial", "pooled"] = "tri
     dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
     da = _prepare(activity, dims)
     values = []
-    for label, cov in _covariances(da, per, dims, chunk):
-        _check_variance(cov, "" if label is None else f"in {trial_dim} {label}")
+    for label, cov, scale in _covariances(da, per, dims, chunk):
+        _check_variance(cov, scale, "" if label is None else f"in {trial_dim} {label}")
         values.append(_participation_ratio(cov))
     if per == "trial":
         return xr.DataArray(np.asarray(values), dims=[trial_dim], name="participation_ratio",

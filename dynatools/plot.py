@@ -381,9 +381,12 @@ def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
             slope, icpt = np.polyfit(N[sel], d[sel], 1)
             x = np.linspace(N.min(), N.max(), 50)
             ax.plot(x, slope * x + icpt, "--", color=color, lw=1, label=f"fit: {slope:.2f} N + {icpt:.2f}")
-    thr = next(iter(runs.values())).attrs.get("params", "")
+    import json
+
+    params = next(iter(runs.values())).attrs.get("params")
+    threshold = json.loads(params).get("threshold", 0.9) if params else 0.9
     ax.set_xlabel("N")
-    ax.set_ylabel("PCs for 90% variance" if '"threshold": 0.9' in thr or not thr else "PCA dimensionality")
+    ax.set_ylabel(f"PCs for {100 * threshold:g}% of the variance")
     ax.legend(frameon=False, fontsize=7)
     _integer_N(ax)
     fig.tight_layout()

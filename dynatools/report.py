@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from dynatools import __version__
 from dynatools._atomic import write_atomic
 from dynatools.recording import write_netcdf_atomic
 from dynatools.runs import ANALYSIS_DIR, analyze_run, load_checkpoint_analysis
@@ -59,12 +60,17 @@ def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any]
     score = accuracy_scorer(task, N, head=head, **accuracy)
     base = float(np.mean(continuous_accuracy(model, task, N, head=head, **accuracy)))
     out: dict[str, Any] = {"N": N, "base_accuracy": base}
+    if not (hasattr(model, "unit_axes") and hasattr(model, "effective_tau")):
+        out["skipped"] = (f"ablation by tau and perturbation of W_rec / tau need a leaky RNN (trained tau "
+                          f"per unit); this run's model is {type(model).__name__}.")
+        return out
     if base <= 0.55:
         out["skipped"] = (f"the network saved at N={N} scores {base:.3f} on the App. F accuracy, too close "
                           f"to chance (0.5) for relative accuracies; train the run further.")
         return out
     st = path.stat()
-    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "N": N, "repeats": repeats, **accuracy}
+    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "N": N, "repeats": repeats, "software": __version__,
+           **accuracy}
     d = run_dir / ANALYSIS_DIR
     n = min(n_ablate, int(model.n_units))
     for which in ("longest", "shortest"):
@@ -87,12 +93,14 @@ def _retrain(run_dir: Path, N: int, new_Ns: Sequence[int], epochs: int, accuracy
     meta = read_checkpoint(path)["meta"]
     cfg = TrainConfig.from_dict(meta["config"])
     st = path.stat()
-    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "new_Ns": list(new_Ns), "epochs": epochs, **accuracy}
+    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "new_Ns": list(new_Ns), "epochs": epochs,
+           "software": __version__, **accuracy}
+    training = {k: getattr(cfg, k) for k in ("batch", "steps_per_epoch", "eval_batches", "optimizer", "lr",
+                                            "momentum", "clip", "device")}
     return _cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,
                    lambda: retrain_sweep(load_model(path), list(new_Ns), base_N=N, base_head=list(meta["Ns"]).index(N),
-                                         epochs=epochs, task=cfg.task, accuracy=accuracy, progress=progress,
-                                         batch=cfg.batch, steps_per_epoch=cfg.steps_per_epoch,
-                                         eval_batches=cfg.eval_batches, device="cpu"))
+                                         epochs=epochs, task=cfg.make_task(), accuracy=accuracy, progress=progress,
+                                         **training))
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -171,15 +179,24 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         if retrain_Ns:
             extra[label]["retrain"] = _retrain(d, top, retrain_Ns, retrain_epochs, accuracy, progress)
 
+    def having(*names: str) -> dict[str, xr.Dataset]:
+        return {lb: ds for lb, ds in summaries.items() if all(n in ds for n in names)}
+
     figures: list[tuple[str, str, Any]] = [
         ("timescales_vs_N", "Trained single-neuron timescales τ and network timescales τ_net against N "
                             "(mean ± std over units; timescale paper Figs. 4b, 5c-d).",
          lambda: dplot.timescales_vs_N(summaries)),
-        ("weight_balance_vs_N", "Summed incoming positive and negative recurrent weight per unit against N "
-                                "(Fig. 6a).", lambda: dplot.weight_balance_vs_N(summaries)),
         ("dimensionality_vs_N", "Principal components needed for 90% of the variance against N, with a "
                                 "linear fit up to N = 30 (Fig. 6b).", lambda: dplot.dimensionality_vs_N(summaries)),
     ]
+    balanced = having("positive_sum", "negative_sum")
+    if balanced:
+        figures.insert(1, ("weight_balance_vs_N", "Summed incoming positive and negative recurrent weight per unit "
+                                                  "against N (Fig. 6a).", lambda: dplot.weight_balance_vs_N(balanced)))
+    missing = sorted(set(summaries) - set(balanced))
+    if missing:
+        notes.append(f"weight balance: the recordings of {', '.join(missing)} carry no W_rec (gated models), "
+                     f"so Fig. 6a leaves them out.")
     for label in labels:
         figures.append((f"tau_net_distribution_{label}", f"{label}: distributions of τ_net across units (Fig. 5b).",
                         lambda lb=label: dplot.tau_net_distributions(summaries[lb])))
@@ -207,7 +224,8 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         fig = make()
         for ext in ("png", "svg"):
-            fig.savefig(out / f"{safe}.{ext}", dpi=130 if ext == "png" else None)
+            write_atomic(out / f"{safe}.{ext}",
+                         lambda tmp, e=ext: fig.savefig(tmp, format=e, dpi=130 if e == "png" else None))
         plt.close(fig)
         written.append((safe, caption))
     index = out / "index.html"

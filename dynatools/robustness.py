@@ -58,6 +58,10 @@ def relative_accuracy(acc: Any, acc_base: Any, *, chance: float = 0.5) -> Any:
         if np.any((arr < 0) | (arr > 1)):
             raise ValueError(f"{name} must be fractions in [0, 1]; found values up to {np.nanmax(arr)} "
                              f"(divide per cent by 100).")
+    if not isinstance(acc, xr.DataArray):
+        acc = np.asarray(acc, dtype=float)
+    if not isinstance(acc_base, xr.DataArray):
+        acc_base = np.asarray(acc_base, dtype=float)
     out = (acc - chance) / (acc_base - chance)
     return float(out) if np.ndim(out) == 0 and not isinstance(out, xr.DataArray) else out
 
@@ -212,6 +216,7 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
     order = np.argsort(-tau if which == "longest" else tau, kind="stable")[:n]
     base = _scores(score, model)
     base_mean = float(base.mean())
+    relative_accuracy(base_mean, base_mean)          # a network at chance: refuse before the sweep
     accs = [_scores(score, ablate(model, int(u))) for u in tqdm(order, desc=f"ablate {which} tau",
                                                                disable=not progress)]
     acc = np.stack(accs)
@@ -242,6 +247,12 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
     ``positive`` (the default for ``tau``) the perturbation is ``eps * |xi / ||xi|| * ||W|| |``, so
     a timescale is never lowered. Repeat r draws one direction ``xi`` (from ``seed`` and r) and
     scales it by every eps, so the curves over eps are smooth.
+
+    The parameter is perturbed as stored. For a trainers LeakyRNN this means: ``W_rec`` over all
+    n^2 entries, as in the paper (xi_W ~ N(0, I^(n x n))), although the dynamics mask the diagonal,
+    so the effective strength is about ``eps * sqrt(1 - 1/n)``; and the raw ``tau``, of which the
+    dynamics use ``clamp(tau, 1)``, so the part of an upward step that keeps a raw tau below 1 has no
+    effect.
 
     Parameters
     ----------
@@ -285,6 +296,7 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
     norm = torch.linalg.norm(original)
     base = _scores(score, model)
     base_mean = float(base.mean())
+    relative_accuracy(base_mean, base_mean)          # a network at chance: refuse before the sweep
     results = np.empty((len(eps), repeats, base.size))
     bar = tqdm(total=len(eps) * repeats, desc=f"perturb {target}", disable=not progress)
     clone = copy.deepcopy(model).eval()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from dynatools import __version__
 from dynatools._validation import check_choice, check_positive_int
 
 ANALYSIS_DIR = "analysis"
@@ -108,6 +109,7 @@ def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, t
 
     if threads:
         torch.set_num_threads(threads)
+    stamp = _stamp(Path(path))                   # before reading: a rewrite meanwhile invalidates it
     meta = read_checkpoint(path)["meta"]
     model = load_model(path)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -119,7 +121,7 @@ def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, t
     head = Ns.index(N) if N in Ns else len(Ns) - 1
     res["accuracy"] = float(acc[head]) if isinstance(acc, list) and len(acc) > head else float("nan")
     res["epoch"] = int(meta.get("epoch") or 0)
-    res.attrs.update(checkpoint=str(path), checkpoint_stamp=_stamp(Path(path)), N=int(N),
+    res.attrs.update(checkpoint=str(path), checkpoint_stamp=stamp, N=int(N),
                      params=json.dumps(params, sort_keys=True), curriculum=cfg.curriculum, task=cfg.task,
                      model=cfg.model)
     write_netcdf_atomic(res, cache)
@@ -190,7 +192,8 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     check_choice("parallel", parallel, ("auto", "dask", "serial"))
     params = {"steps": check_positive_int("steps", steps), "trials": check_positive_int("trials", trials),
               "burn_in": check_positive_int("burn_in", burn_in, minimum=0), "threshold": float(threshold),
-              "fit_lag": check_positive_int("fit_lag", fit_lag), "seed": int(seed)}
+              "fit_lag": check_positive_int("fit_lag", fit_lag), "seed": int(seed),
+              "software": __version__}                 # results of another version are recomputed
     checkpoints = _checkpoints(run_dir)
     out_dir = run_dir / ANALYSIS_DIR
     out_dir.mkdir(exist_ok=True)
@@ -250,8 +253,8 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
                           "(or the dynatools[dask] extra), or use parallel='serial'.") from exc
     from tqdm.auto import tqdm
 
-    def submit_all(client) -> None:
-        futures = [client.submit(_analyze_checkpoint, path, N, params, cache, 1, pure=False)
+    def submit_all(client, threads: int | None) -> None:
+        futures = [client.submit(_analyze_checkpoint, path, N, params, cache, threads, pure=False)
                    for path, N, cache in todo]
         for fut in tqdm(as_completed(futures), total=len(futures), desc="analyse checkpoints (dask)",
                         disable=not progress):
@@ -264,12 +267,12 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
     except ValueError:
         existing = None
     if existing is not None and workers is None:
-        submit_all(existing)
+        submit_all(existing, None)             # the user's workers keep their own thread settings
         return
     n = check_positive_int("workers", workers or min(len(todo), os.cpu_count() or 1))
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        submit_all(client)
+        submit_all(client, 1)
 
 
 __all__ = ["analyze_recording", "analyze_run", "load_checkpoint_analysis"]

@@ -24,7 +24,7 @@ def test_weight_balance_exact_values():
     np.testing.assert_allclose(b.negative_mean, [-1.0, -1.0, -2.0, np.nan])
     np.testing.assert_allclose(b.mean_incoming, [1.5 / 3, -1.0 / 3, -4.0 / 3, 0.0])
     np.testing.assert_allclose(b.net, [1.5, -1.0, -4.0, 0.0])
-    np.testing.assert_allclose(b.balance, [1.5 / 3.5, -1.0 / 3.0, -1.0, 0.0])
+    np.testing.assert_allclose(b.balance, [1.5 / 3.5, -1.0 / 3.0, -1.0, np.nan])   # unit 3: no input
     assert b.attrs["mean_negative_sum"] == pytest.approx(-7.0 / 4)
     with_self = weight_balance(W, exclude_self=False)
     np.testing.assert_allclose(with_self.positive_sum, [11.5, 10.0, 9.0, 9.0])
@@ -63,8 +63,9 @@ def test_weight_conservation_exact():
     # module 1 is an affine copy of module 0 (variance 0); B - A = [[-2, 2], [0, 0]] -> var 2
     np.testing.assert_allclose(v.values, [0.0, 2.0])
     assert list(v.module.values) == [1, 2] and v.attrs["mean"] == pytest.approx(1.0)
-    stacked = xr.DataArray(np.stack([A, B]), dims=("module", "i", "j"))
+    stacked = xr.DataArray(np.stack([A, B]), dims=("module", "i", "j"), coords={"module": [4, 5]})
     np.testing.assert_allclose(weight_conservation(stacked).values, [2.0])
+    assert list(weight_conservation(stacked).module.values) == [5]
 
 
 def test_weight_spectrum_of_a_rotation_and_a_triangle():

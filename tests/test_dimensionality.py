@@ -66,6 +66,24 @@ def test_chunked_and_dask_data_equal_in_memory(tmp_path):
                                participation_ratio(x, per="pooled"))
 
 
+def test_large_offsets_do_not_cost_precision():
+    # a 10-dimensional signal of std 1e-5 on a mean of 1e3 (raw sums would lose it to rounding)
+    x = 1e3 + 1e-5 * _embedded(10, n_units=30, T=20_000, trials=1)
+    res = pca_dimensionality(x)
+    assert int(res.dimensionality[0]) == 9
+    np.testing.assert_allclose(res.participation_ratio, 10, rtol=0.05)
+    with pytest.raises(ValueError, match="zero variance"):      # a fixed point: constant, non-zero
+        pca_dimensionality(np.tile(np.linspace(0.1, 3.0, 8), (2, 500, 1)))
+
+
+def test_the_input_is_not_modified():
+    x = _embedded(3, n_units=6, T=500, trials=2)
+    copy = x.copy()
+    pca_dimensionality(x, per="pooled", chunk=100)
+    participation_ratio(x)
+    np.testing.assert_array_equal(x, copy)
+
+
 def test_pooled_versus_per_trial():
     rng = np.random.default_rng(1)
     # trial 0 lives in unit 0, trial 1 in unit 1: each trial is 1-D, the pooled data 2-D
@@ -82,6 +100,7 @@ def test_pooled_versus_per_trial():
     ({}, np.r_[np.zeros(99), np.nan].reshape(1, 100, 1) + np.arange(100.0)[None, :, None], "NaN"),
     ({}, np.zeros((1, 1, 3)), "at least 2"),
     ({"threshold": 1.5}, np.ones((1, 10, 2)), "threshold"),
+    ({"threshold": True}, np.ones((1, 10, 2)), "threshold"),
     ({"per": "unit"}, np.ones((1, 10, 2)), "per"),
     ({"report": "minus_one"}, np.ones((1, 10, 2)), "n_components_minus_one"),
 ])

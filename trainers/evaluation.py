@@ -18,8 +18,7 @@ from dynatools._validation import check_positive_int
 
 
 def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,
-                        burn_in: int = 100, steps: int = 1000, trials: int = 10, seed: int = 0,
-                        device: str | torch.device | None = None) -> np.ndarray:
+                        burn_in: int = 100, steps: int = 1000, trials: int = 10, seed: int = 0) -> np.ndarray:
     """Fraction of correct answers of ``head`` (answering ``N``) over ``steps`` steps, per trial.
 
     Timescale paper, Appendix F: "we simulate the RNN forward using random binary inputs for
@@ -41,9 +40,9 @@ def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,
         In bits; with rescaling k > 1 the network runs k steps per bit and is read out on each
         bit's last step.
     seed : int, default=0
-        Seeds the bits and the initial state, so every model sees the same inputs.
-    device : optional
-        Default: the model's device.
+        Seeds the bits (drawn on the CPU, p = 0.5 as in App. F, whatever p the task trains with)
+        and the initial state (drawn on the model's device), so every model on one device sees
+        the same inputs. The model runs where its parameters are.
 
     Returns
     -------
@@ -65,7 +64,7 @@ def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,
         raise ValueError(f"burn_in={burn_in} is shorter than N={N}: the first labels would need bits "
                          f"that were never shown; use burn_in >= N - 1.")
     p = next(model.parameters())
-    dev = p.device if device is None else torch.device(device)
+    dev = p.device
     with torch.no_grad():
         n_heads = model.readout(model.initial_state(1)).shape[-2]
     if not 0 <= head < n_heads:

@@ -22,9 +22,21 @@ from trainers.config import TrainConfig
 from trainers.evaluation import continuous_accuracy
 
 
-def _base_config(model: torch.nn.Module, task: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def _task_fields(task: Any) -> dict[str, Any]:
+    """TrainConfig fields of a task given by name or as a BinaryTask (its k and encoding kept)."""
+    from trainers.tasks import TASKS
+
+    if isinstance(task, str):
+        return {"task": task}
+    name = next((k for k, cls in TASKS.items() if type(task) is cls), None)
+    if name is None:
+        raise TypeError(f"task must be one of {sorted(TASKS)} or an instance of their classes; found {task!r}.")
+    return {"task": name, "k": task.k, "encoding": task.encoding}
+
+
+def _base_config(model: torch.nn.Module, task: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     cfg = model.config()
-    base: dict[str, Any] = {"model": cfg["model"], "units": cfg["n_units"], "task": task}
+    base: dict[str, Any] = {"model": cfg["model"], "units": cfg["n_units"], **_task_fields(task)}
     if cfg["model"] == "leaky":
         base.update(nonlinearity=cfg["nonlinearity"], activation=cfg["activation"],
                     negative_slope=cfg["negative_slope"], train_tau=cfg["train_tau"])
@@ -32,7 +44,7 @@ def _base_config(model: torch.nn.Module, task: str, overrides: dict[str, Any]) -
     return base
 
 
-def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: str = "parity",
+def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: Any = "parity",
             seed: int = 0, run_dir: Any = None, progress: bool = True, **config: Any):
     """Train ``model`` on ``new_N`` directly (no curriculum) for ``epochs`` epochs (Fig. 8c).
 
@@ -45,7 +57,9 @@ def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: str =
     model : trainers.LeakyRNN, GRU or LSTM
     new_N : int
     epochs : int, default=20
-    task : {"parity", "dms"}, default="parity"
+    task : {"parity", "dms"} or BinaryTask, default="parity"
+        A task object keeps its input rescaling k and encoding (use the one the network was trained
+        with, e.g. ``TrainConfig.make_task()``).
     seed : int, default=0
     run_dir : path, optional
         Checkpoint the re-training there (resumable with :func:`trainers.resume`).
@@ -78,7 +92,7 @@ def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: str =
 
 
 def retrain_sweep(model: torch.nn.Module, new_Ns: Sequence[int], *, base_N: int, base_head: int,
-                  epochs: int = 20, task: str = "parity", seed: int = 0,
+                  epochs: int = 20, task: Any = "parity", seed: int = 0,
                   accuracy: dict[str, Any] | None = None, progress: bool = True,
                   **config: Any) -> xr.Dataset:
     """Relative accuracy after re-training on each of ``new_Ns`` (Fig. 8c).
@@ -110,9 +124,10 @@ def retrain_sweep(model: torch.nn.Module, new_Ns: Sequence[int], *, base_N: int,
     from trainers.tasks import TASKS
 
     acc_kw = dict(accuracy or {})
-    task_obj = TASKS[task]()
+    task_obj = TASKS[task]() if isinstance(task, str) else task
     base = continuous_accuracy(model, task_obj, base_N, head=base_head, **acc_kw)
     base_mean = float(base.mean())
+    relative_accuracy(base_mean, base_mean)          # a network at chance: refuse before training
     accs, trained = [], []
     for N in new_Ns:
         run = retrain(model, int(N), epochs=epochs, task=task, seed=seed, progress=progress, **config)
@@ -125,7 +140,8 @@ def retrain_sweep(model: torch.nn.Module, new_Ns: Sequence[int], *, base_N: int,
          "relative_accuracy": (("N", "trial"), relative_accuracy(acc, base_mean)),
          "epochs_trained": ("N", np.asarray(trained))},
         coords={"N": np.asarray(new_Ns, dtype=int), "trial": np.arange(acc.shape[1])},
-        attrs={"base_accuracy": base_mean, "base_N": int(base_N), "epochs": epochs, "task": task},
+        attrs={"base_accuracy": base_mean, "base_N": int(base_N), "epochs": epochs,
+               "task": _task_fields(task)["task"]},
     )
 
 

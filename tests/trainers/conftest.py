@@ -9,16 +9,17 @@ import trainers
 from trainers.checkpoint import save_checkpoint
 
 
-def _make_run(root, Ns=(2, 3, 4), units=10, constant_readout=False):
+def _make_run(root, Ns=(2, 3, 4), units=10, constant_readout=False, model="leaky"):
     """A run directory with one solved checkpoint per N (random networks; the analysis does not
     care whether they were trained). ``constant_readout``: every head always answers 0, so the
     network is exactly at chance level on balanced labels."""
-    cfg = trainers.TrainConfig(units=units, n_max=max(Ns), seed=0, device="cpu").resolved()
+    cfg = trainers.TrainConfig(model=model, units=units, n_max=max(Ns), seed=0, device="cpu").resolved()
     (root / "checkpoints").mkdir(parents=True)
     for i, N in enumerate(Ns):
-        net = trainers.LeakyRNN(units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))
+        net = trainers.MODELS[model](units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))
         with torch.no_grad():
-            net.tau.copy_(torch.linspace(1.0, 2.0 + i, units))
+            if model == "leaky":
+                net.tau.copy_(torch.linspace(1.0, 2.0 + i, units))
             if constant_readout:
                 net.heads.weight.zero_()
                 net.heads.bias.copy_(torch.tensor([1.0, 0.0]))

@@ -55,3 +55,12 @@ def test_report_reuses_the_cache_and_refuses_an_empty_run(tiny_run, tmp_path, ca
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     assert main(["report", str(tmp_path / "empty"), "-o", str(out), *SMALL]) == 2
     assert "has not solved any N" in capsys.readouterr().err
+
+
+def test_report_on_a_gated_run_notes_what_does_not_apply(tmp_path, make_run):
+    run = make_run(tmp_path / "gru", Ns=(2, 3), units=8, model="gru")
+    out = tmp_path / "report"
+    assert main(["report", str(run), "-o", str(out), *SMALL]) == 0
+    page = (out / "index.html").read_text()
+    assert "robustness skipped" in page and "carry no W_rec" in page
+    assert (out / "timescales_vs_N.png").is_file() and not (out / "weight_balance_vs_N.png").exists()

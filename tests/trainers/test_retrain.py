@@ -26,6 +26,12 @@ def test_retrain_starts_from_the_network_with_one_fresh_head():
     assert run.history[0]["Ns"] == [6]
 
 
+def test_retrain_keeps_the_task_rescaling_and_encoding():
+    net = trainers.LeakyRNN(10, n_heads=2, generator=torch.Generator().manual_seed(0))
+    run = retrain(net, 3, epochs=1, task=trainers.DMS(k=2, encoding="pm1"), **TINY)
+    assert (run.config.task, run.config.k, run.config.encoding) == ("dms", 2, "pm1")
+
+
 def test_init_of_another_shape_is_refused():
     net = trainers.LeakyRNN(10, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="init does not match"):

@@ -24,17 +24,21 @@ def _leaky(n=7, seed=0):
     return net
 
 
-def test_continuous_accuracy_equals_a_step_by_step_computation():
-    net, task = _leaky(), trainers.Parity()
+@pytest.mark.parametrize("k, encoding", [(1, "01"), (3, "pm1")])
+def test_continuous_accuracy_equals_a_step_by_step_computation(k, encoding):
+    net, task = _leaky(), trainers.Parity(k=k, encoding=encoding)
     acc = continuous_accuracy(net, task, 3, head=1, burn_in=10, steps=40, trials=3, seed=5)
-    # direct: same bits and initial state, model.step in a loop, parity of the last 3 bits in Python
+    # direct: same bits and initial state, model.step in a loop (each bit held k steps, read out on
+    # its last step), parity of the last 3 bits in Python
     gen = torch.Generator().manual_seed(5)
     bits = (torch.rand(3, 50, generator=gen) < 0.5).double()
     h = net.initial_state(3, generator=torch.Generator().manual_seed(5))
     correct = np.zeros(3)
     with torch.no_grad():
         for t in range(50):
-            h = net.step(h, bits[:, t:t + 1])
+            x = bits[:, t:t + 1] if encoding == "01" else 2 * bits[:, t:t + 1] - 1
+            for _ in range(k):
+                h = net.step(h, x)
             if t >= 10:
                 pred = net.readout(h)[:, 1].argmax(-1).numpy()
                 label = bits[:, t - 2:t + 1].sum(1).numpy() % 2
@@ -112,6 +116,10 @@ def test_tau_perturbation_never_lowers_a_tau():
 
     res = perturb(net, [0.0, 0.5, 2.0], score, target="tau", repeats=3, progress=False)
     assert res.attrs["positive"] == 1
+    seen = []
+    perturb(net, [0.5], lambda m: seen.append(m.tau.detach().clone()) or 0.9, target="tau", repeats=1,
+            progress=False)
+    assert float(torch.linalg.norm(seen[1] - tau0)) == pytest.approx(0.5 * float(torch.linalg.norm(tau0)), rel=1e-12)
 
 
 def test_eps_zero_leaves_the_app_f_accuracy_unchanged():
@@ -129,6 +137,7 @@ def test_eps_zero_leaves_the_app_f_accuracy_unchanged():
 def test_relative_accuracy_definition_and_errors():
     assert relative_accuracy(0.5, 0.9) == 0.0
     assert relative_accuracy(0.9, 0.9) == 1.0
+    np.testing.assert_allclose(relative_accuracy([0.9, 0.7], 0.9), [1.0, 0.5])
     with pytest.raises(ValueError, match="chance"):
         relative_accuracy(0.7, 0.5)
     with pytest.raises(ValueError, match="per cent"):
@@ -141,6 +150,8 @@ def test_relative_accuracy_definition_and_errors():
     (lambda net: perturb(net, [0.1], lambda m: 0.9, target="nope", progress=False), ValueError, "W_rec"),
     (lambda net: perturb(net, [-0.1], lambda m: 0.9, progress=False), ValueError, ">= 0"),
     (lambda net: ablation_by_tau(net, lambda m: 0.9, n=50, progress=False), ValueError, "exceeds"),
+    (lambda net: ablation_by_tau(net, lambda m: 0.5, n=2, progress=False), ValueError, "chance"),
+    (lambda net: perturb(net, [0.1], lambda m: 0.45, progress=False), ValueError, "chance"),
     (lambda net: continuous_accuracy(net, trainers.Parity(), 5, head=0, burn_in=2), ValueError, "burn_in"),
     (lambda net: continuous_accuracy(net, trainers.Parity(), 2, head=7), ValueError, "head"),
 ])

@@ -42,6 +42,13 @@ def test_cache_is_reused_and_invalidated(tmp_path, make_run):
     assert cache.stat().st_mtime_ns == stamp                      # reused
     analyze_run(run, parallel="serial", **{**PARAMS, "trials": 3})
     assert cache.stat().st_mtime_ns != stamp                      # other parameters: recomputed
+    stamp = cache.stat().st_mtime_ns
+    other = make_run(tmp_path / "other", Ns=(3, 2), units=10)    # its N002 has other weights
+    (run / "checkpoints" / "N002.pt").write_bytes((other / "checkpoints" / "N002.pt").read_bytes())
+    before = xr.load_dataset(cache).tau_net.values
+    analyze_run(run, parallel="serial", **{**PARAMS, "trials": 3})
+    assert cache.stat().st_mtime_ns != stamp
+    assert not np.allclose(xr.load_dataset(cache).tau_net.values, before, equal_nan=True)
 
 
 @pytest.mark.slow
