@@ -2,7 +2,7 @@
 dask with 2 worker processes (goal: >= 1.7x).
 
 The run: ``--checkpoints`` (default 10) solved-N checkpoints N = 2, 3, ... of a ``--units``-unit
-(default 100) leaky RNN, written by ``trainers.checkpoint.save_checkpoint`` exactly as
+(default 500, the paper's size) leaky RNN, written by ``trainers.checkpoint.save_checkpoint`` exactly as
 ``trainers train`` writes them (random weights with timescales spread from 1 to 3: the analysis
 does the same work whatever the weights). Each checkpoint is recorded (``trainers.record``,
 ``--steps`` steps x ``--trials`` trials) and analysed (autocorrelations and timescale fits of
@@ -10,8 +10,9 @@ every unit, PCA dimensionality, weight balance).
 
 - serial: ``analyze_run(run, parallel="serial", refresh=True)``: one checkpoint after another in
   this process, with torch and the autocorrelation code free to use every core (their defaults).
-- dask: ``analyze_run(run, parallel="dask", workers=2, refresh=True)``: a local cluster of two
-  worker processes with one thread each, one checkpoint per task (cluster start-up included).
+- dask: ``analyze_run(run, parallel="dask", workers=2, refresh=True)``: dask's multiprocessing
+  scheduler on two spawned worker processes with one thread each, one checkpoint per task
+  (process start-up and imports included).
 
 Both results are checked to be equal before the times are printed.
 
@@ -52,7 +53,7 @@ def make_run(root: Path, n_checkpoints: int, units: int) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoints", type=int, default=10)
-    ap.add_argument("--units", type=int, default=100)
+    ap.add_argument("--units", type=int, default=500)
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--trials", type=int, default=4)
     args = ap.parse_args()

@@ -17,7 +17,9 @@ TILE = 2048
 
 
 def n_workers() -> int:
-    """Threads for scipy.fft: the CPUs this process may use."""
+    """Threads for scipy.fft: ``DYNATOOLS_NUM_THREADS`` if set, else the CPUs this process may use."""
+    if os.environ.get("DYNATOOLS_NUM_THREADS", "").isdigit() and int(os.environ["DYNATOOLS_NUM_THREADS"]) > 0:
+        return int(os.environ["DYNATOOLS_NUM_THREADS"])
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux

@@ -144,3 +144,12 @@ def test_property_fft_matches_direct_for_random_shapes_and_values(x, data):
     expected = direct_acf(x, max_lag)
     scale = max(1.0, float(np.abs(x).max()) ** 2)
     np.testing.assert_allclose(ac.values, expected, rtol=0, atol=1e-9 * scale)
+
+
+def test_fft_threads_follow_dynatools_num_threads(monkeypatch):
+    from dynatools._acf import n_workers
+
+    monkeypatch.setenv("DYNATOOLS_NUM_THREADS", "1")
+    assert n_workers() == 1
+    monkeypatch.setenv("DYNATOOLS_NUM_THREADS", "nonsense")
+    assert n_workers() >= 1

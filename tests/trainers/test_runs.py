@@ -73,11 +73,14 @@ def test_run_errors(tmp_path):
 def test_an_existing_dask_client_is_used(tmp_path, make_run, monkeypatch):
     distributed = pytest.importorskip("distributed")
     run = make_run(tmp_path / "r", Ns=(2, 3))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
-            distributed.Client(c):
-        def no_new_cluster(*args, **kwargs):
-            raise AssertionError("a new LocalCluster was started although a client is running")
+    import concurrent.futures
 
-        monkeypatch.setattr(distributed, "LocalCluster", no_new_cluster)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            distributed.Client(c) as client:
+        def no_local_pool(*args, **kwargs):
+            raise AssertionError("a local process pool was started although a client is running")
+
+        monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_local_pool)
         res = analyze_run(run, parallel="dask", **PARAMS)
+        assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes)) > 0
     assert list(res.N.values) == [2, 3]
