@@ -6,7 +6,7 @@ loads the checkpoints of a ``trainers`` run directory and records each network, 
 ``trainers`` when called (``import dynatools`` never does). Each checkpoint's result is cached as
 ``RUN_DIR/analysis/N{N:03d}.nc``; a cache entry is reused only if the checkpoint file and the
 analysis parameters are unchanged. With dask installed, checkpoints are processed in parallel on a
-local cluster of worker processes.
+pool of local worker processes (or on a running dask.distributed client).
 """
 
 from __future__ import annotations
@@ -160,8 +160,9 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     seed : int, default=0
         Seed of the recordings' input bits.
     parallel : {"auto", "dask", "serial"}, default="auto"
-        ``"auto"``: dask when installed and there is more than one checkpoint to process, else
-        serial. Dask runs the checkpoints on a running ``distributed`` client if your session has
+        ``"auto"``: dask when installed, there is more than one checkpoint to process and either a
+        ``distributed`` client is running or the machine has more than 2 cores (on 2 cores the
+        serial path, which already uses both, is as fast: docs/benchmarks.md); else serial. Dask runs the checkpoints on a running ``distributed`` client if your session has
         one (e.g. on a cluster; its workers must see ``run_dir``), else on a pool of local worker
         processes (dask's multiprocessing scheduler).
     workers : int, optional
@@ -203,7 +204,8 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         cache = out_dir / f"N{N:03d}.nc"
         if refresh or not _cached(cache, path, params):
             todo.append((str(path), N, str(cache)))
-    use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask())
+    use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
+                                      and (_client_running() or (os.cpu_count() or 1) > 2))
     if todo and use_dask:
         _run_dask(todo, params, workers, progress)
     else:
@@ -235,6 +237,16 @@ def load_checkpoint_analysis(run_dir: str | os.PathLike, N: int) -> xr.Dataset:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run analyze_run({str(run_dir)!r}) first.")
     return xr.load_dataset(path)
+
+
+def _client_running() -> bool:
+    try:
+        from distributed import get_client
+
+        get_client()
+    except (ImportError, ValueError):
+        return False
+    return True
 
 
 def _has_dask() -> bool:
