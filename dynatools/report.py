@@ -10,7 +10,6 @@ Needs ``trainers`` (to load and record the networks) and matplotlib.
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,29 +18,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dynatools import __version__
 from dynatools._atomic import write_atomic
-from dynatools.recording import write_netcdf_atomic
+from dynatools._cache import cache_key, cached, file_stamp
 from dynatools.runs import ANALYSIS_DIR, analyze_run, load_checkpoint_analysis
 
 #: Default perturbation strengths (relative, Eq. 4) for W_rec and tau.
 EPS_W = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 EPS_TAU = (0.0, 0.5, 1.0, 2.0, 4.0)
-
-
-def _cached(path: Path, key: dict[str, Any], compute) -> xr.Dataset:
-    stamp = json.dumps(key, sort_keys=True)
-    if path.is_file():
-        try:
-            ds = xr.load_dataset(path)
-            if ds.attrs.get("cache_key") == stamp:
-                return ds
-        except (OSError, ValueError):
-            pass
-    ds = compute()
-    ds.attrs["cache_key"] = stamp
-    write_netcdf_atomic(ds, path)
-    return ds
 
 
 def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any], n_ablate: int,
@@ -68,16 +51,14 @@ def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any]
         out["skipped"] = (f"the network saved at N={N} scores {base:.3f} on the App. F accuracy, too close "
                           f"to chance (0.5) for relative accuracies; train the run further.")
         return out
-    st = path.stat()
-    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "N": N, "repeats": repeats, "software": __version__,
-           **accuracy}
+    key = {"checkpoint": file_stamp(path), "N": N, "repeats": repeats, **accuracy}
     d = run_dir / ANALYSIS_DIR
     n = min(n_ablate, int(model.n_units))
     for which in ("longest", "shortest"):
-        out[f"ablation_{which}"] = _cached(d / f"ablation_{which}_N{N:03d}.nc", {**key, "n": n, "which": which},
+        out[f"ablation_{which}"] = cached(d / f"ablation_{which}_N{N:03d}.nc", cache_key(**key, n=n, which=which),
                                           lambda w=which: ablation_by_tau(model, score, n=n, which=w, progress=progress))
     for target, eps in (("W_rec", EPS_W), ("tau", EPS_TAU)):
-        out[f"perturb_{target}"] = _cached(d / f"perturb_{target}_N{N:03d}.nc", {**key, "target": target, "eps": eps},
+        out[f"perturb_{target}"] = cached(d / f"perturb_{target}_N{N:03d}.nc", cache_key(**key, target=target, eps=eps),
                                           lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats,
                                                                           progress=progress))
     return out
@@ -92,12 +73,10 @@ def _retrain(run_dir: Path, N: int, new_Ns: Sequence[int], epochs: int, accuracy
     path = run_dir / "checkpoints" / f"N{N:03d}.pt"
     meta = read_checkpoint(path)["meta"]
     cfg = TrainConfig.from_dict(meta["config"])
-    st = path.stat()
-    key = {"checkpoint": f"{st.st_size}:{st.st_mtime_ns}", "new_Ns": list(new_Ns), "epochs": epochs,
-           "software": __version__, **accuracy}
+    key = cache_key(checkpoint=file_stamp(path), new_Ns=list(new_Ns), epochs=epochs, **accuracy)
     training = {k: getattr(cfg, k) for k in ("batch", "steps_per_epoch", "eval_batches", "optimizer", "lr",
                                             "momentum", "clip", "device")}
-    return _cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,
+    return cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,
                    lambda: retrain_sweep(load_model(path), list(new_Ns), base_N=N, base_head=list(meta["Ns"]).index(N),
                                          epochs=epochs, task=cfg.make_task(), accuracy=accuracy, progress=progress,
                                          **training))

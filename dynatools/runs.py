@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from dynatools import __version__
+from dynatools._cache import cache_key, file_stamp, is_valid
 from dynatools._validation import check_choice, check_positive_int
 
 ANALYSIS_DIR = "analysis"
@@ -93,11 +93,6 @@ def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, threads: int | None) -> str:
     """Worker: record the network of one checkpoint, analyse it, write the cache file."""
     import torch
@@ -109,7 +104,7 @@ def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, t
 
     if threads:
         torch.set_num_threads(threads)
-    stamp = _stamp(Path(path))                   # before reading: a rewrite meanwhile invalidates it
+    stamp = file_stamp(path)                     # before reading: a rewrite meanwhile invalidates it
     meta = read_checkpoint(path)["meta"]
     model = load_model(path)
     cfg = TrainConfig.from_dict(meta["config"])
@@ -121,22 +116,11 @@ def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, t
     head = Ns.index(N) if N in Ns else len(Ns) - 1
     res["accuracy"] = float(acc[head]) if isinstance(acc, list) and len(acc) > head else float("nan")
     res["epoch"] = int(meta.get("epoch") or 0)
-    res.attrs.update(checkpoint=str(path), checkpoint_stamp=stamp, N=int(N),
+    res.attrs.update(checkpoint=str(path), cache_key=cache_key(checkpoint=stamp, **params), N=int(N),
                      params=json.dumps(params, sort_keys=True), curriculum=cfg.curriculum, task=cfg.task,
                      model=cfg.model)
     write_netcdf_atomic(res, cache)
     return cache
-
-
-def _cached(cache: Path, path: Path, params: dict[str, Any]) -> bool:
-    if not cache.is_file():
-        return False
-    try:
-        with xr.open_dataset(cache) as ds:
-            return ds.attrs.get("checkpoint_stamp") == _stamp(path) and \
-                ds.attrs.get("params") == json.dumps(params, sort_keys=True)
-    except (OSError, ValueError):
-        return False
 
 
 def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int = 4, burn_in: int = 500,
@@ -194,15 +178,14 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     check_choice("parallel", parallel, ("auto", "dask", "serial"))
     params = {"steps": check_positive_int("steps", steps), "trials": check_positive_int("trials", trials),
               "burn_in": check_positive_int("burn_in", burn_in, minimum=0), "threshold": float(threshold),
-              "fit_lag": check_positive_int("fit_lag", fit_lag), "seed": int(seed),
-              "software": __version__}                 # results of another version are recomputed
+              "fit_lag": check_positive_int("fit_lag", fit_lag), "seed": int(seed)}
     checkpoints = _checkpoints(run_dir)
     out_dir = run_dir / ANALYSIS_DIR
     out_dir.mkdir(exist_ok=True)
     todo = []
     for N, path in checkpoints:
         cache = out_dir / f"N{N:03d}.nc"
-        if refresh or not _cached(cache, path, params):
+        if refresh or not is_valid(cache, cache_key(checkpoint=file_stamp(path), **params)):
             todo.append((str(path), N, str(cache)))
     use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
                                       and (_client_running() or (os.cpu_count() or 1) > 2))

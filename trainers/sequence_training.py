@@ -220,7 +220,7 @@ def resume_sequence(run_dir: str | os.PathLike, *, epochs: int | None = None,
     >>> resume_sequence(d, epochs=2, progress=False).sizes["epoch"]
     2
     """
-    from trainers.checkpoint import read_checkpoint
+    from trainers.checkpoint import load_model, read_checkpoint
 
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / LATEST
@@ -239,13 +239,6 @@ def resume_sequence(run_dir: str | os.PathLike, *, epochs: int | None = None,
     return _run(model, task, settings, device=device, run_dir=run_dir, progress=progress,
                 state={"optimizer": payload["optimizer"], "rng": payload["rng"]["batches"],
                        "history": meta["history"]})
-
-
-def load_model(path: str | os.PathLike) -> torch.nn.Module:
-    """The WCRNN of a :func:`train_sequence` checkpoint (``RUN_DIR/checkpoints/latest.pt``)."""
-    from trainers.checkpoint import load_model as _load
-
-    return _load(path)
 
 
 def _run(model, task, settings, *, device, run_dir, state, progress) -> xr.Dataset:
