@@ -118,8 +118,10 @@ def ablate(model: torch.nn.Module, units: int | Sequence[int]) -> AblatedModel:
     Parameters
     ----------
     model : torch.nn.Module
-        A model that declares ``unit_axes()`` (every trainers LeakyRNN and WCRNN): for each
-        state_dict entry, the axes indexed by unit.
+        A model that declares ``unit_axes()`` (every trainers model): for each state_dict entry,
+        the axes indexed by unit, each an int or ``(axis, blocks)`` when ``blocks`` gates are
+        stacked along it (GRU, LSTM). A state of k * n_units values (the LSTM's [h, c]) is
+        masked in each block.
     units : int or sequence of int
         Indices of the units to remove.
 
@@ -142,7 +144,10 @@ def ablate(model: torch.nn.Module, units: int | Sequence[int]) -> AblatedModel:
                         f"{{state_dict name: axes indexed by unit}} (see trainers.LeakyRNN.unit_axes).")
     inner = model.model if isinstance(model, AblatedModel) else model
     prior = model.ablated_units if isinstance(model, AblatedModel) else []
-    n = int(inner.initial_state(1).shape[-1])
+    state_size = int(inner.initial_state(1).shape[-1])
+    n = int(getattr(inner, "n_units", state_size))
+    if state_size % n:
+        raise ValueError(f"the state size {state_size} is not a multiple of n_units={n}.")
     units = sorted(set(prior) | {int(u) for u in np.atleast_1d(units)})
     bad = [u for u in units if not 0 <= u < n]
     if bad:
@@ -153,12 +158,14 @@ def ablate(model: torch.nn.Module, units: int | Sequence[int]) -> AblatedModel:
     with torch.no_grad():
         for name, axes in clone.unit_axes().items():
             tensor = state[name]
-            for axis in axes:
-                tensor.index_fill_(axis, idx.to(tensor.device), 0.0)
+            for entry in axes:             # an axis, or (axis, blocks) for gate-stacked weights
+                axis, blocks = entry if isinstance(entry, tuple) else (entry, 1)
+                rows = (idx[None, :] + n * torch.arange(blocks)[:, None]).reshape(-1)
+                tensor.index_fill_(axis, rows.to(tensor.device), 0.0)
     p = next(clone.parameters())
     keep = torch.ones(n, device=p.device, dtype=p.dtype)
     keep[idx] = 0.0
-    return AblatedModel(clone, keep, units).eval()
+    return AblatedModel(clone, keep.repeat(state_size // n), units).eval()
 
 
 def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,

@@ -46,43 +46,75 @@ def test_continuous_accuracy_equals_a_step_by_step_computation(k, encoding):
     np.testing.assert_array_equal(acc, correct / 40)
 
 
+def _gated(cls):
+    def make():
+        net = cls(7, n_heads=2, generator=torch.Generator().manual_seed(4)).double()
+        with torch.no_grad():                          # non-zero biases so that ablation matters
+            net.b_hh.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(5))
+        return net
+    return make
+
+
+def _without_units(net, keep):
+    """The same architecture with only the ``keep`` units: every weight sliced by hand."""
+    n, k = net.n_units, len(keep)
+    keep_t = torch.tensor(keep)
+    sd = {}
+    for name, value in net.state_dict().items():
+        if isinstance(net, WCRNN):
+            axes = {"R": (0, 1), "W": (0, 1), "W_in": (0,), "b": (0,), "W_out": (1,), "gamma": (0,)}.get(name, ())
+            for ax in axes:
+                value = value.index_select(ax, keep_t)
+        elif isinstance(net, trainers.LeakyRNN):
+            axes = {"W_rec": (0, 1), "W_in": (0,), "b_in": (0,), "b_rec": (0,), "heads.weight": (2,),
+                    "tau": (0,)}.get(name, ())
+            for ax in axes:
+                value = value.index_select(ax, keep_t)
+        else:                                          # gates stacked in blocks of n rows
+            gates = net.n_gates
+            rows = torch.cat([keep_t + g * n for g in range(gates)])
+            if name in ("W_ih", "W_hh", "b_ih", "b_hh"):
+                value = value.index_select(0, rows)
+            if name == "W_hh":
+                value = value.index_select(1, keep_t)
+            if name == "heads.weight":
+                value = value.index_select(2, keep_t)
+        sd[name] = value
+    if isinstance(net, WCRNN):
+        ref = WCRNN(k, sd["R"], gamma=sd["gamma"].numpy(), n_outputs=2)
+    elif isinstance(net, trainers.LeakyRNN):
+        ref = trainers.LeakyRNN(k, n_heads=2)
+    else:
+        ref = type(net)(k, n_heads=2)
+    ref = ref.double()
+    ref.load_state_dict(sd)
+    return ref
+
+
 @pytest.mark.parametrize("make", [_leaky, lambda: WCRNN(6, rotational(6, 0.4), gamma=0.3, n_outputs=2,
-                                                        generator=torch.Generator().manual_seed(2)).double()])
+                                                        generator=torch.Generator().manual_seed(2)).double(),
+                                  _gated(trainers.GRU), _gated(trainers.LSTM)],
+                         ids=["leaky", "wcrnn", "gru", "lstm"])
 def test_ablated_network_equals_the_network_without_those_units(make):
     net = make()
     units, n = [1, 4], net.n_units
     keep = [i for i in range(n) if i not in units]
     ablated = ablate(net, units)
     u = torch.rand(3, 30, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    h0 = torch.rand(3, n, dtype=torch.float64) + 0.5           # ablated units start non-zero
+    blocks = net.state_size // n                                 # the LSTM state is [h, c]
+    h0 = torch.rand(3, net.state_size, dtype=torch.float64) + 0.5  # ablated units start non-zero
     H = ablated(u, h0)
-    assert torch.all(H[..., units] == 0)                         # activity exactly zero
+    cols = [u_ + b * n for b in range(blocks) for u_ in units]
+    kept_cols = [k + b * n for b in range(blocks) for k in keep]
+    assert torch.all(H[..., cols] == 0)                          # activity exactly zero
     # influence exactly zero: a smaller network built from the kept rows and columns only
-    small = ablated.model                                        # zeroed copy; slice it by hand
-    with torch.no_grad():
-        state = {k: v.clone() for k, v in net.state_dict().items()}
-    sd = {}
-    for name, value in state.items():
-        axes = net.unit_axes().get(name, ())
-        if name in ("tau", "gamma"):
-            axes = (0,)
-        for ax in axes:
-            value = value.index_select(ax, torch.tensor(keep))
-        sd[name] = value
-    if isinstance(net, WCRNN):
-        ref = WCRNN(len(keep), sd["R"], gamma=sd["gamma"].numpy(), n_outputs=2).double()
-    else:
-        ref = trainers.LeakyRNN(len(keep), n_heads=2).double()
-    ref.load_state_dict(sd, strict=False)
-    if hasattr(ref, "mask"):
-        ref.mask = 1.0 - torch.eye(len(keep), dtype=torch.float64)
-    H_ref = ref(u, h0[:, keep])
-    torch.testing.assert_close(H[..., keep], H_ref, rtol=1e-12, atol=1e-12)
+    ref = _without_units(net, keep)
+    H_ref = ref(u, h0[:, kept_cols])
+    torch.testing.assert_close(H[..., kept_cols], H_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ablated.readout(H), ref.readout(H_ref), rtol=1e-12, atol=1e-12)
     # the original is untouched; ablating twice accumulates
-    assert not torch.all(net(u, h0)[..., units] == 0)
+    assert not torch.all(net(u, h0)[..., cols] == 0)
     assert ablate(ablated, [0]).ablated_units == [0, 1, 4]
-    assert small is not net
 
 
 def test_perturbation_follows_eq4_and_is_reproducible():
@@ -146,7 +178,7 @@ def test_relative_accuracy_definition_and_errors():
 
 @pytest.mark.parametrize("call, exc, match", [
     (lambda net: ablate(net, [99]), ValueError, "do not exist"),
-    (lambda net: ablate(trainers.GRU(4, n_heads=1), [0]), TypeError, "unit_axes"),
+    (lambda net: ablate(torch.nn.Linear(3, 3), [0]), TypeError, "unit_axes"),
     (lambda net: perturb(net, [0.1], lambda m: 0.9, target="nope", progress=False), ValueError, "W_rec"),
     (lambda net: perturb(net, [-0.1], lambda m: 0.9, progress=False), ValueError, ">= 0"),
     (lambda net: ablation_by_tau(net, lambda m: 0.9, n=50, progress=False), ValueError, "exceeds"),

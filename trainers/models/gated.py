@@ -46,6 +46,13 @@ class _GatedRNN(RecurrentModel):
         return {"model": self.kind, "n_units": self.n_units, "input_dim": self.input_dim,
                 "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1]}
 
+    def unit_axes(self) -> dict[str, tuple[Any, ...]]:
+        """For each weight, the axes indexed by unit (what :func:`dynatools.robustness.ablate`
+        zeroes); ``(axis, blocks)`` where the gates are stacked in ``blocks`` blocks of n_units."""
+        g = self.n_gates
+        return {"W_ih": ((0, g),), "W_hh": ((0, g), 1), "b_ih": ((0, g),), "b_hh": ((0, g),),
+                "heads.weight": (2,)}
+
     def initial_state(self, batch: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Zeros of shape ``(batch, state_size)`` (PyTorch's default for GRU and LSTM)."""
         p = self.W_hh
