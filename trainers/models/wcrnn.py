@@ -78,7 +78,8 @@ class WCRNN(RecurrentModel):
         Initialisation of W, W_in, b and the readout (PyTorch's Linear: U(-1/sqrt(fan_in), ...)).
     fused : bool, default=True
         For ``kind="linear"``, run :meth:`forward` through a fused recurrence with a hand-written
-        backward pass (one matmul per step each way, about 3x faster to train). It gives first
+        backward pass (one matmul per step each way; forward + backward 1.9x faster at 32 units,
+        1.4x at 100, batch 128 x 100 steps on the 2-core CPU machine). It gives first
         derivatives only; set ``fused=False`` for double backward (Hessian-vector products) or
         ``torch.func`` transforms. Types A and B always run step by step.
 
