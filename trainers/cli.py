@@ -159,6 +159,10 @@ def _load(run_dir: Path, N: int | None, device: str | None):
 
     path = _checkpoint_path(run_dir, N)
     meta = read_checkpoint(path)["meta"]
+    if meta.get("kind") == "sequence":
+        raise ValueError(f"{run_dir} is a train-sequence run (WCRNN on {meta['task']['name']}): its test "
+                         f"metric per epoch is in {run_dir / 'result.nc'}; 'record' and 'evaluate' are for "
+                         f"parity/DMS runs. Use 'dynatools lyapunov' or 'dynatools hessian' on it.")
     model = load_model(path, device=resolve_device(device))
     cfg = TrainConfig.from_dict(meta["config"])
     history = meta.get("history") or []

@@ -183,6 +183,9 @@ def test_train_sequence_cli_and_resume(tmp_path, capsys):
     np.testing.assert_allclose(torch.linalg.eigvals(net.R.double()).abs().numpy(), 0.99, atol=1e-6)
     assert main(["train-sequence", "--task", "scifar10", "--out", str(tmp_path / "c"), "-q"]) == 2
     assert "CIFAR-10" in capsys.readouterr().err
+    for command in (["record", str(out), "-o", str(tmp_path / "r.nc")], ["evaluate", str(out)]):
+        assert main(command) == 2
+        assert "train-sequence run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
