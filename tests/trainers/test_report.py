@@ -64,3 +64,15 @@ def test_report_on_a_gated_run_notes_what_does_not_apply(tmp_path, make_run):
     page = (out / "index.html").read_text()
     assert "robustness skipped" in page and "carry no W_rec" in page
     assert (out / "timescales_vs_N.png").is_file() and not (out / "weight_balance_vs_N.png").exists()
+
+
+def test_report_with_retraining(tiny_run, tmp_path):
+    import xarray as xr
+
+    out = tmp_path / "report"
+    assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", "--retrain", "4", "5",
+                 "--retrain-epochs", "1", *SMALL]) == 0
+    assert (out / "retraining.png").read_bytes()[:4] == b"\x89PNG"
+    res = xr.load_dataset(tiny_run / "analysis" / "retrain_N003.nc")
+    assert list(res.N.values) == [4, 5] and list(res.epochs_trained.values) == [1, 1]
+    assert 'src="retraining.png"' in (out / "index.html").read_text()
