@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lyapunov", help="Lyapunov spectrum of a trained network (run directory or checkpoint)",
                        description="QR Lyapunov spectrum of a trainers network driven by Bernoulli(0.5) "
-                                   "bits; writes the labeled result (exponents, running estimates) to netCDF.")
+                                   "bits (a train-sequence WCRNN run: by held-out sequences of its task); "
+                                   "writes the labeled result (exponents, running estimates) to netCDF.")
     _add_source_args(p)
     p.add_argument("--steps", type=int, default=10_000, help="time steps (default 10000)")
     p.add_argument("--trajectories", type=int, default=4, help="input sequences (default 4)")
@@ -281,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hessian", help="extreme eigenvalues (and density) of a trained network's loss Hessian",
                        description="Lanczos eigenvalues of the Hessian of the training loss (sum of the "
-                                   "active heads' cross-entropies) on one fixed batch.")
+                                   "active heads' cross-entropies; for a train-sequence WCRNN run, its "
+                                   "cross-entropy or RMS loss) on one fixed batch.")
     _add_source_args(p)
     p.add_argument("--k", type=int, default=20, help="number of eigenvalues (default 20)")
     p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA")
