@@ -33,15 +33,22 @@ def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any]
     from dynatools.robustness import ablation_by_tau, perturb
     from trainers.checkpoint import load_model, read_checkpoint
     from trainers.config import TrainConfig
-    from trainers.evaluation import accuracy_scorer, continuous_accuracy
+    from trainers.evaluation import accuracy_scorer
 
     path = run_dir / "checkpoints" / f"N{N:03d}.pt"
     meta = read_checkpoint(path)["meta"]
     model = load_model(path)
     task = TrainConfig.from_dict(meta["config"]).make_task()
     head = list(meta["Ns"]).index(N)
-    score = accuracy_scorer(task, N, head=head, **accuracy)
-    base = float(np.mean(continuous_accuracy(model, task, N, head=head, **accuracy)))
+    scorer = accuracy_scorer(task, N, head=head, **accuracy)
+    base_scores = scorer(model)
+
+    def score(m: Any) -> Any:
+        # the unmodified network is scored once, not again by each ablation / perturbation sweep
+        # (neither changes ``model``: ablate wraps a copy, perturb perturbs a deep copy)
+        return base_scores if m is model else scorer(m)
+
+    base = float(np.mean(base_scores))
     out: dict[str, Any] = {"N": N, "base_accuracy": base}
     if not (hasattr(model, "unit_axes") and hasattr(model, "effective_tau")):
         out["skipped"] = (f"ablation by tau and perturbation of W_rec / tau need a leaky RNN (trained tau "

@@ -151,7 +151,8 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         processes (dask's multiprocessing scheduler).
     workers : int, optional
         Local worker processes (default: the number of CPU cores, at most the checkpoints to
-        process). Given explicitly, a local pool is used even if a client is running.
+        process); each computes with ``cores // workers`` threads. Given explicitly, a local pool
+        is used even if a client is running.
     refresh : bool, default=False
         Recompute even where the cache is valid.
     progress : bool, default=True
@@ -188,7 +189,7 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         if refresh or not is_valid(cache, cache_key(checkpoint=file_stamp(path), **params)):
             todo.append((str(path), N, str(cache)))
     use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
-                                      and (_client_running() or (os.cpu_count() or 1) > 2))
+                                      and (_client_running() or _cores() > 2))
     if todo and use_dask:
         _run_dask(todo, params, workers, progress)
     else:
@@ -240,11 +241,26 @@ def _has_dask() -> bool:
     return True
 
 
-def _init_worker() -> None:
-    """Each worker process computes with one torch thread (the workers share the cores)."""
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                               # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _local_pool(n_tasks: int, workers: int | None, cores: int) -> tuple[int, int]:
+    """(worker processes, threads per worker) of the local pool: ``workers`` processes (default:
+    one per core, at most one per task) sharing the cores, ``cores // workers`` threads each."""
+    n = check_positive_int("workers", workers if workers is not None else max(1, min(n_tasks, cores)))
+    return n, max(1, cores // n)
+
+
+def _init_worker(threads: int) -> None:
+    """Each worker process computes with ``threads`` torch threads (the workers share the cores)."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
 
 
 def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers: int | None,
@@ -269,7 +285,8 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
         existing = get_client()
     except (ImportError, ValueError):
         existing = None
-    tasks = [dask.delayed(_analyze_checkpoint)(path, N, params, cache, None if existing else 1)
+    n, per = _local_pool(len(todo), workers, _cores())
+    tasks = [dask.delayed(_analyze_checkpoint)(path, N, params, cache, None if existing else per)
              for path, N, cache in todo]
     if existing is not None and workers is None:       # e.g. a cluster the user started
         from distributed import progress as dask_progress
@@ -279,16 +296,15 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
             dask_progress(futures)
         existing.gather(futures)
         return
-    n = check_positive_int("workers", workers or min(len(todo), os.cpu_count() or 1))
-    # one thread per worker for BLAS, OpenMP (torch) and the FFT thread pool: the workers share the
-    # cores. Spawned children read these at start-up; the parent's libraries are not affected.
-    single = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                               "DYNATOOLS_NUM_THREADS")}
+    # cores // workers threads per worker for BLAS, OpenMP (torch) and the FFT thread pool: the
+    # workers share the cores. Spawned children read these at start-up; the parent is not affected.
+    single = {k: str(per) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                    "DYNATOOLS_NUM_THREADS")}
     saved = {k: os.environ.get(k) for k in single}
     os.environ.update(single)
     try:
         with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_worker, initargs=(per,)) as pool:
             if progress:
                 from dask.diagnostics import ProgressBar
 

@@ -84,3 +84,22 @@ def test_an_existing_dask_client_is_used(tmp_path, make_run, monkeypatch):
         res = analyze_run(run, parallel="dask", **PARAMS)
         assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes)) > 0
     assert list(res.N.values) == [2, 3]
+
+
+@pytest.mark.parametrize(("n_tasks", "workers", "cores", "expected"), [
+    (10, None, 2, (2, 1)),     # one single-threaded worker per core
+    (10, 2, 16, (2, 8)),       # two workers share 16 cores: 8 threads each, not 1
+    (1, None, 16, (1, 16)),    # one checkpoint: one worker with every core
+    (10, 5, 2, (5, 1)),        # more workers than cores: still at least one thread
+])
+def test_local_pool_shares_the_cores(n_tasks, workers, cores, expected):
+    from dynatools.runs import _local_pool
+
+    assert _local_pool(n_tasks, workers, cores) == expected
+
+
+def test_local_pool_rejects_zero_workers():
+    from dynatools.runs import _local_pool
+
+    with pytest.raises(ValueError, match="workers"):
+        _local_pool(3, 0, 2)
