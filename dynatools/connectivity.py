@@ -40,14 +40,14 @@ def as_weights(source: Any, name: str = "W_rec") -> np.ndarray:
         if name not in source.data_vars:
             raise ValueError(f"the recording has no {name!r} variable (found: {sorted(map(str, source.data_vars))}); "
                              f"record it with weights (trainers' record() stores W_rec) or pass the matrix itself.")
-        W = source[name].values
+        W = _rows_are_units(source[name], name).values
     elif hasattr(source, "recording_weights"):
         weights = source.recording_weights()
         if name not in weights:
             raise ValueError(f"the model's recording_weights() has no {name!r} (has {sorted(weights)}).")
         W = weights[name]
     else:
-        W = source.values if isinstance(source, xr.DataArray) else source
+        W = _rows_are_units(source, name).values if isinstance(source, xr.DataArray) else source
     try:
         W = np.asarray(W, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -56,6 +56,17 @@ def as_weights(source: Any, name: str = "W_rec") -> np.ndarray:
         raise ValueError(f"{name} must be a square (unit, unit_pre) matrix; found shape {W.shape}.")
     if not np.all(np.isfinite(W)):
         raise ValueError(f"{name} contains NaN or inf; the network's weights diverged or the file is corrupted.")
+    return W
+
+
+def _rows_are_units(W: xr.DataArray, name: str) -> xr.DataArray:
+    """A labeled matrix with rows = postsynaptic ``unit``, columns = presynaptic ``unit_pre``
+    (transposed if stored the other way round); other dimension names are refused."""
+    if set(W.dims) == {"unit", "unit_pre"}:
+        return W.transpose("unit", "unit_pre")
+    if W.ndim == 2 and ("unit" in W.dims or "unit_pre" in W.dims):
+        raise ValueError(f"{name} has dims {W.dims}; expected ('unit', 'unit_pre') (rows: the receiving "
+                         f"unit, columns: the sending unit), as in the recording schema. Rename the dims.")
     return W
 
 

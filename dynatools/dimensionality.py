@@ -14,6 +14,7 @@ opened netCDF files and dask-backed data are read one chunk at a time and never 
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -65,8 +66,9 @@ def _participation_ratio(cov: np.ndarray) -> float:
     return float(np.trace(cov) ** 2 / np.sum(cov * cov))
 
 
-def _prepare(activity: Any, dims: dict[str, str]) -> xr.DataArray:
-    """Activity as a (trial, time, unit) DataArray (a missing trial dim is added)."""
+def _prepare(activity: Any, dims: dict[str, str], per: str = "trial") -> xr.DataArray:
+    """Activity as a (trial, time, unit) DataArray (a missing trial dim is added); warns when
+    there are fewer samples per covariance than units (a transposed array looks like that)."""
     da = as_activity(activity)
     time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
     check_core_dims(da, [time_dim, unit_dim])
@@ -78,6 +80,11 @@ def _prepare(activity: Any, dims: dict[str, str]) -> xr.DataArray:
         da = da.expand_dims(trial_dim)
     if da.sizes[time_dim] < 2:
         raise ValueError(f"activity has {da.sizes[time_dim]} time step(s); a covariance needs at least 2.")
+    samples = da.sizes[time_dim] * (da.sizes[trial_dim] if per == "pooled" else 1)
+    if samples <= da.sizes[unit_dim]:
+        warnings.warn(f"{samples} samples per covariance for {da.sizes[unit_dim]} units: the covariance has "
+                      f"rank < {samples}, so at most {samples - 1} components carry variance. Record longer "
+                      f"(or, if the array is (unit, time), pass dims in the right order).", stacklevel=3)
     return da
 
 
@@ -156,7 +163,7 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
     check_choice("report", report, REPORTS)
     chunk = check_positive_int("chunk", chunk)
     dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
-    da = _prepare(activity, dims)
+    da = _prepare(activity, dims, per)
     counts, prs, ratios = [], [], []
     for label, cov, scale in _covariances(da, per, dims, chunk):
         _check_variance(cov, scale, "" if label is None else f"in {trial_dim} {label}")
@@ -204,7 +211,7 @@ def participation_ratio(activity: Any, *, per: Literal["trial", "pooled"] = "tri
     check_choice("per", per, ("trial", "pooled"))
     chunk = check_positive_int("chunk", chunk)
     dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
-    da = _prepare(activity, dims)
+    da = _prepare(activity, dims, per)
     values = []
     for label, cov, scale in _covariances(da, per, dims, chunk):
         _check_variance(cov, scale, "" if label is None else f"in {trial_dim} {label}")

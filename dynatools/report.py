@@ -25,6 +25,10 @@ from dynatools.runs import ANALYSIS_DIR, analyze_run, load_checkpoint_analysis
 #: Default perturbation strengths (relative, Eq. 4) for W_rec and tau.
 EPS_W = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 EPS_TAU = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: Part of the cache keys of the robustness and re-training results; raise it when the same inputs
+#: give other results (2: independent bit / initial-state streams in the App. F accuracy, a fresh
+#: head for single-head re-training, ties of the clamped tau broken by the raw tau).
+METHOD = 2
 
 
 def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any], n_ablate: int,
@@ -58,7 +62,7 @@ def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any]
         out["skipped"] = (f"the network saved at N={N} scores {base:.3f} on the App. F accuracy, too close "
                           f"to chance (0.5) for relative accuracies; train the run further.")
         return out
-    key = {"checkpoint": file_stamp(path), "N": N, "repeats": repeats, **accuracy}
+    key = {"checkpoint": file_stamp(path), "N": N, "repeats": repeats, "method": METHOD, **accuracy}
     d = run_dir / ANALYSIS_DIR
     n = min(n_ablate, int(model.n_units))
     for which in ("longest", "shortest"):
@@ -80,7 +84,7 @@ def _retrain(run_dir: Path, N: int, new_Ns: Sequence[int], epochs: int, accuracy
     path = run_dir / "checkpoints" / f"N{N:03d}.pt"
     meta = read_checkpoint(path)["meta"]
     cfg = TrainConfig.from_dict(meta["config"])
-    key = cache_key(checkpoint=file_stamp(path), new_Ns=list(new_Ns), epochs=epochs, **accuracy)
+    key = cache_key(checkpoint=file_stamp(path), new_Ns=list(new_Ns), epochs=epochs, method=METHOD, **accuracy)
     training = {k: getattr(cfg, k) for k in ("batch", "steps_per_epoch", "eval_batches", "optimizer", "lr",
                                             "momentum", "clip", "device")}
     return cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,

@@ -55,6 +55,9 @@ def relative_accuracy(acc: Any, acc_base: Any, *, chance: float = 0.5) -> Any:
                          f"at chance has no accuracy to lose. Accuracies are fractions, not per cent.")
     for name, a in (("acc", acc), ("acc_base", acc_base)):
         arr = np.asarray(a, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf; every accuracy must be a number in [0, 1] "
+                             f"(did the evaluation run on an empty or diverged network?).")
         if np.any((arr < 0) | (arr > 1)):
             raise ValueError(f"{name} must be fractions in [0, 1]; found values up to {np.nanmax(arr)} "
                              f"(divide per cent by 100).")
@@ -185,7 +188,9 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
         Units to test (20 = 4% of the paper's 500-unit networks).
     which : {"longest", "shortest"}, default="longest"
     tau : array (unit,), optional
-        Timescales to rank by, for models without ``effective_tau()``.
+        Timescales to rank by, for models without ``effective_tau()``. By default the effective
+        tau (``clamp(tau, 1)``) ranks the units and ties, such as every unit whose raw tau is
+        below 1, are broken by the raw trained tau (attr ``ties``).
     progress : bool, default=True
 
     Returns
@@ -209,29 +214,44 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
 
     which = check_choice("which", which, ("longest", "shortest"))
     n = check_positive_int("n", n)
+    raw = None
     if tau is None:
         if not hasattr(model, "effective_tau"):
             raise TypeError(f"{type(model).__name__} has no effective_tau(); pass tau= (one value per unit).")
         with torch.no_grad():
             tau = model.effective_tau().detach().cpu().numpy()
+            if isinstance(getattr(model, "tau", None), torch.Tensor) and model.tau.shape == tau.shape:
+                raw = model.tau.detach().cpu().double().numpy()
     tau = np.asarray(tau, dtype=float)
-    n_units = int(model.initial_state(1).shape[-1])
+    n_units = int(getattr(model, "n_units", model.initial_state(1).shape[-1]))
     if tau.shape != (n_units,):
         raise ValueError(f"tau has shape {tau.shape}; expected ({n_units},), one value per unit.")
+    if not np.all(np.isfinite(tau)):
+        raise ValueError("tau contains NaN or inf; pass finite timescales, one per unit.")
     if n > n_units:
         raise ValueError(f"n={n} exceeds the model's {n_units} units.")
-    order = np.argsort(-tau if which == "longest" else tau, kind="stable")[:n]
+    # Ties of the effective tau (raw values below 1 are all clamped to 1) are broken by the raw
+    # trained value, so the "shortest" units do not depend on the unit numbering.
+    sign = -1.0 if which == "longest" else 1.0
+    keys = (sign * tau,) if raw is None else (sign * raw, sign * tau)     # lexsort: last key first
+    order = np.lexsort(keys)[:n]
     base = _scores(score, model)
     base_mean = float(base.mean())
     relative_accuracy(base_mean, base_mean)          # a network at chance: refuse before the sweep
-    accs = [_scores(score, ablate(model, int(u))) for u in tqdm(order, desc=f"ablate {which} tau",
-                                                               disable=not progress)]
+    accs = []
+    for u in tqdm(order, desc=f"ablate {which} tau", disable=not progress):
+        values = _scores(score, ablate(model, int(u)))
+        if values.size != base.size:
+            raise ValueError(f"score returned {values.size} trials for an ablated model but {base.size} for "
+                             f"the original; it must evaluate the same trials every time.")
+        accs.append(values)
     acc = np.stack(accs)
     return xr.Dataset(
         {"accuracy": (("unit", "trial"), acc),
          "relative_accuracy": (("unit", "trial"), relative_accuracy(acc, base_mean))},
         coords={"unit": order, "tau": ("unit", tau[order]), "trial": np.arange(acc.shape[1])},
         attrs={"base_accuracy": base_mean, "which": which,
+               "ties": "none" if raw is None else "broken by the raw (unclamped) trained tau",
                "method": "one unit at a time (timescale paper Sec. 4.3, App. F, Eq. 6)"},
     )
 
@@ -273,7 +293,8 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
         ``"tau"`` for a LeakyRNN, ``"W"`` for a WCRNN.
     repeats : int, default=10
     positive : bool, optional
-        Default: True for ``"tau"``, False otherwise.
+        Default: True for ``"tau"`` (also ``"model.tau"`` of an :class:`AblatedModel`), False
+        otherwise.
     seed : int, default=0
     progress : bool, default=True
 
@@ -299,7 +320,7 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
         raise ValueError(f"epsilons must be finite numbers >= 0; found {epsilons!r}.")
     repeats = check_positive_int("repeats", repeats)
     original = _parameter(model, target).detach()
-    positive = (target == "tau") if positive is None else bool(positive)
+    positive = (target.rsplit(".", 1)[-1] == "tau") if positive is None else bool(positive)
     norm = torch.linalg.norm(original)
     base = _scores(score, model)
     base_mean = float(base.mean())

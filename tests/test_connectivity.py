@@ -41,6 +41,10 @@ def test_weights_from_recordings_and_models():
     rec = dt.from_array(np.zeros((1, 5, 6)))
     rec["W_rec"] = (("unit", "unit_pre"), Wr)
     xr.testing.assert_allclose(weight_balance(rec), from_model)
+    # stored the other way round, ("unit_pre", "unit"): still read with rows = receiving units
+    flipped = rec.transpose("unit_pre", "unit", ...)
+    assert flipped.W_rec.dims == ("unit_pre", "unit")
+    xr.testing.assert_allclose(weight_balance(flipped), from_model)
     np.testing.assert_allclose(from_model.positive_sum, np.where(Wr > 0, Wr, 0).sum(1), rtol=1e-6)
 
 
@@ -80,6 +84,7 @@ def test_weight_spectrum_of_a_rotation_and_a_triangle():
 @pytest.mark.parametrize("call, match", [
     (lambda: weight_balance(dt.from_array(np.zeros((1, 5, 3)))), "no 'W_rec'"),
     (lambda: weight_balance(np.ones((3, 4))), "square"),
+    (lambda: weight_balance(xr.DataArray(np.eye(3), dims=("unit", "source"))), "unit_pre"),
     (lambda: weight_balance(np.array([[0.0, np.nan], [1.0, 0.0]])), "NaN"),
     (lambda: weight_change(np.eye(3), np.eye(4)), "same network"),
     (lambda: weight_conservation([np.eye(2)]), "at least 2"),

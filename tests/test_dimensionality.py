@@ -114,3 +114,12 @@ def test_wrong_dims_name_the_fix():
     with pytest.raises(ValueError, match="rename"):
         participation_ratio(da)
     assert float(participation_ratio(da + np.arange(3.0) * np.arange(10.0)[:, None], time_dim="t", per="pooled")) == pytest.approx(1.0)
+
+
+def test_fewer_samples_than_units_warns():
+    x = np.random.default_rng(0).standard_normal((2, 30, 50))            # 30 steps, 50 units
+    with pytest.warns(UserWarning, match="30 samples per covariance for 50 units"):
+        res = pca_dimensionality(x, 0.99)
+    assert int(res.dimensionality.max()) <= 29                           # rank <= T - 1 after centring
+    with pytest.warns(UserWarning, match="60 samples"):
+        participation_ratio(np.random.default_rng(1).standard_normal((2, 30, 80)), per="pooled")

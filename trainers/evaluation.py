@@ -41,8 +41,8 @@ def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,
         bit's last step.
     seed : int, default=0
         Seeds the bits (drawn on the CPU, p = 0.5 as in App. F, whatever p the task trains with)
-        and the initial state (drawn on the model's device), so every model on one device sees
-        the same inputs. The model runs where its parameters are.
+        and, through an independent stream (``numpy.random.SeedSequence``), the initial state
+        (drawn on the model's device), so every model on one device sees the same inputs. The model runs where its parameters are.
 
     Returns
     -------
@@ -69,12 +69,13 @@ def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,
         n_heads = model.readout(model.initial_state(1)).shape[-2]
     if not 0 <= head < n_heads:
         raise ValueError(f"head={head} but the model has {n_heads} readout head(s) (0..{n_heads - 1}).")
-    gen = torch.Generator().manual_seed(seed)
+    bits_seed, h0_seed = (int(x) for x in np.random.SeedSequence(seed).generate_state(2))
+    gen = torch.Generator().manual_seed(bits_seed)    # independent streams for the bits and h0
     length = burn_in + steps
     bits = (torch.rand(trials, length, generator=gen) < 0.5).float()
     labels = task.labels_in_time(bits, [N])[:, burn_in:, 0].long()
     u = task.encode(bits).to(device=dev, dtype=p.dtype)
-    h0 = model.initial_state(trials, generator=torch.Generator(device=dev).manual_seed(seed))
+    h0 = model.initial_state(trials, generator=torch.Generator(device=dev).manual_seed(h0_seed))
     with torch.no_grad():
         H = model(u, h0)
         H = H[:, task.k - 1::task.k][:, burn_in:]                    # each bit's last step

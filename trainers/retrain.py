@@ -49,7 +49,8 @@ def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: Any =
     """Train ``model`` on ``new_N`` directly (no curriculum) for ``epochs`` epochs (Fig. 8c).
 
     The recurrent weights, input weights, biases and timescales start from ``model``; the network
-    gets one fresh readout head for ``new_N`` (the paper re-trains "as a single-head network").
+    gets one fresh readout head for ``new_N`` (the paper re-trains "as a single-head network"),
+    whatever the number of heads ``model`` had, so single- and multi-head networks start alike.
     Training stops early if ``new_N`` is solved (98%).
 
     Parameters
@@ -88,7 +89,7 @@ def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: Any =
     cfg = TrainConfig.from_dict(_base_config(model, task, {
         "curriculum": "none", "n_start": new_N, "n_max": new_N, "n_heads": 1, "max_epochs": epochs,
         "seed": seed, **config}))
-    return train(cfg, run_dir, init=model, progress=progress)
+    return train(cfg, run_dir, init=model, init_readout=False, progress=progress)
 
 
 def retrain_sweep(model: torch.nn.Module, new_Ns: Sequence[int], *, base_N: int, base_head: int,

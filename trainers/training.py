@@ -216,7 +216,7 @@ def _prepare_run_dir(run_dir: Path) -> None:
 
 
 def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | None = None, *,
-          init: torch.nn.Module | None = None, progress: bool = True) -> Run:
+          init: torch.nn.Module | None = None, init_readout: bool = True, progress: bool = True) -> Run:
     """Train a network as ``config`` says; checkpoints go to ``run_dir``.
 
     Parameters
@@ -229,7 +229,11 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     init : torch.nn.Module, optional
         Start from this network's weights instead of a fresh initialisation (re-training, Fig. 8c
         of the timescale paper). Every weight whose name and shape match is copied; readout heads
-        of another shape keep their fresh initialisation.
+        of another shape keep their fresh initialisation. The initial-state scale ``h0_scale`` of
+        a leaky RNN is copied too.
+    init_readout : bool, default=True
+        Copy ``init``'s readout heads where their shape matches. False: every head starts fresh
+        (:func:`trainers.retrain.retrain`, whatever the number of heads ``init`` had).
     progress : bool, default=True
         Show a progress bar (epoch, active N range, loss, accuracy).
 
@@ -255,7 +259,9 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     init_seed, data_seed, length_seed = _seeds(cfg.seed)
     model = _make_model(cfg, torch.Generator().manual_seed(init_seed))
     if init is not None:
-        _copy_matching(init, model)
+        _copy_matching(init, model, heads=init_readout)
+        if hasattr(init, "h0_scale") and hasattr(model, "h0_scale"):
+            model.h0_scale = float(init.h0_scale)
     model = model.to(device)
     optimizer = _make_optimizer(cfg, model)
     streams = _Streams(torch.Generator(device=device).manual_seed(data_seed),
@@ -264,11 +270,13 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     return _loop(run, optimizer, streams, device, start_epoch=0, wall0=0.0, progress=progress)
 
 
-def _copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> None:
-    """Copy every state entry whose name and shape match; refuse models with nothing in common."""
+def _copy_matching(source: torch.nn.Module, target: torch.nn.Module, *, heads: bool = True) -> None:
+    """Copy every state entry whose name and shape match (the readout ``heads.*`` only if
+    ``heads``); refuse models whose recurrent part differs."""
     src = source.state_dict()
     dst = target.state_dict()
-    shared = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
+    shared = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape
+              and (heads or not k.startswith("heads."))}
     recurrent = [k for k in dst if not k.startswith("heads.")]
     missing = [k for k in recurrent if k not in shared]
     if missing:

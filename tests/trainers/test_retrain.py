@@ -15,14 +15,18 @@ REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "time
 TINY = dict(batch=8, steps_per_epoch=2, eval_batches=1, device="cpu", progress=False)
 
 
-def test_retrain_starts_from_the_network_with_one_fresh_head():
-    net = trainers.LeakyRNN(10, n_heads=4, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("n_heads", [1, 4])      # single-head networks too: their head is not kept
+def test_retrain_starts_from_the_network_with_one_fresh_head(n_heads):
+    net = trainers.LeakyRNN(10, n_heads=n_heads, h0_scale=0.3, generator=torch.Generator().manual_seed(0))
     run = retrain(net, 6, epochs=1, lr=1e-12, **TINY)
     new = run.model
     assert new.heads.n_heads == 1 and run.config.curriculum == "none" and run.config.n_max == 6
     for name in ("W_rec", "W_in", "b_rec", "b_in", "tau"):
         torch.testing.assert_close(getattr(new, name).detach().cpu(), getattr(net, name).detach(), rtol=0, atol=1e-9)
+    assert new.h0_scale == 0.3
+    fresh = trainers.train({**run.config.to_dict(), "max_epochs": 1, "lr": 1e-12}, progress=False).model
     assert not torch.equal(new.heads.weight[0].detach(), net.heads.weight[0].detach())
+    torch.testing.assert_close(new.heads.weight.detach(), fresh.heads.weight.detach(), rtol=0, atol=1e-9)
     assert run.history[0]["Ns"] == [6]
 
 

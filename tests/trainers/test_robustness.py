@@ -30,9 +30,10 @@ def test_continuous_accuracy_equals_a_step_by_step_computation(k, encoding):
     acc = continuous_accuracy(net, task, 3, head=1, burn_in=10, steps=40, trials=3, seed=5)
     # direct: same bits and initial state, model.step in a loop (each bit held k steps, read out on
     # its last step), parity of the last 3 bits in Python
-    gen = torch.Generator().manual_seed(5)
+    bits_seed, h0_seed = np.random.SeedSequence(5).generate_state(2)   # the documented streams
+    gen = torch.Generator().manual_seed(int(bits_seed))
     bits = (torch.rand(3, 50, generator=gen) < 0.5).double()
-    h = net.initial_state(3, generator=torch.Generator().manual_seed(5))
+    h = net.initial_state(3, generator=torch.Generator().manual_seed(int(h0_seed)))
     correct = np.zeros(3)
     with torch.no_grad():
         for t in range(50):
@@ -166,6 +167,35 @@ def test_eps_zero_leaves_the_app_f_accuracy_unchanged():
     np.testing.assert_array_equal(abl.tau.values, np.sort(net.effective_tau().detach().numpy())[:3])
 
 
+@pytest.mark.parametrize("which", ["longest", "shortest"])
+def test_ablation_by_tau_removes_the_right_units_and_scores_them(which):
+    net = _leaky(9, seed=4)
+    with torch.no_grad():                    # raw tau below 1 for units 6, 2, 7: all clamp to 1
+        net.tau.copy_(torch.tensor([2.0, 5.0, 0.3, 1.5, 4.0, 3.0, -0.5, 0.8, 2.5], dtype=torch.float64))
+    expected = {"longest": [1, 4, 5], "shortest": [6, 2, 7]}[which]   # ties broken by the raw tau
+    task = trainers.Parity()
+    score = accuracy_scorer(task, 2, head=0, burn_in=5, steps=120, trials=3)
+    shifted = lambda m: 0.5 + 0.5 * score(m)           # noqa: E731  (lift the untrained net above chance)
+    res = ablation_by_tau(net, shifted, n=3, which=which, progress=False)
+    assert list(res.unit.values) == expected
+    assert res.attrs["ties"].startswith("broken by the raw")
+    for u in expected:     # each row: the App. F accuracy of the network rebuilt without that unit
+        direct = 0.5 + 0.5 * continuous_accuracy(_without_units(net, [i for i in range(9) if i != u]),
+                                                 task, 2, head=0, burn_in=5, steps=120, trials=3)
+        np.testing.assert_allclose(res.accuracy.sel(unit=u), direct, rtol=0, atol=1e-12)
+    base = 0.5 + 0.5 * np.mean(score(net))
+    np.testing.assert_allclose(res.relative_accuracy, (res.accuracy - 0.5) / (base - 0.5))
+
+
+def test_tau_of_an_ablated_model_is_perturbed_upward_only():
+    net = ablate(_leaky(), [0])
+    seen = []
+    res = perturb(net, [1.0], lambda m: seen.append(m.model.tau.detach().clone()) or 0.9, target="model.tau",
+                  repeats=2, progress=False)
+    assert res.attrs["positive"] == 1
+    assert all(torch.all(t >= seen[0]) for t in seen[1:])
+
+
 def test_relative_accuracy_definition_and_errors():
     assert relative_accuracy(0.5, 0.9) == 0.0
     assert relative_accuracy(0.9, 0.9) == 1.0
@@ -174,6 +204,8 @@ def test_relative_accuracy_definition_and_errors():
         relative_accuracy(0.7, 0.5)
     with pytest.raises(ValueError, match="per cent"):
         relative_accuracy(70.0, 0.9)
+    with pytest.raises(ValueError, match="NaN"):
+        relative_accuracy([0.9, np.nan], 0.9)
 
 
 @pytest.mark.parametrize("call, exc, match", [
@@ -183,6 +215,10 @@ def test_relative_accuracy_definition_and_errors():
     (lambda net: perturb(net, [-0.1], lambda m: 0.9, progress=False), ValueError, ">= 0"),
     (lambda net: ablation_by_tau(net, lambda m: 0.9, n=50, progress=False), ValueError, "exceeds"),
     (lambda net: ablation_by_tau(net, lambda m: 0.5, n=2, progress=False), ValueError, "chance"),
+    (lambda net: ablation_by_tau(net, lambda m: [0.9, 0.8] if isinstance(m, trainers.LeakyRNN) else [0.9],
+                                 n=2, progress=False), ValueError, "same trials"),
+    (lambda net: ablation_by_tau(net, lambda m: 0.9, n=2, tau=np.full(7, np.nan), progress=False),
+     ValueError, "NaN"),
     (lambda net: perturb(net, [0.1], lambda m: 0.45, progress=False), ValueError, "chance"),
     (lambda net: continuous_accuracy(net, trainers.Parity(), 5, head=0, burn_in=2), ValueError, "burn_in"),
     (lambda net: continuous_accuracy(net, trainers.Parity(), 2, head=7), ValueError, "head"),
@@ -201,3 +237,29 @@ def test_authors_cumulative_network_accuracy_and_perturbation():
     curve = res.relative_accuracy.mean(("repeat", "trial")).values
     assert curve[0] == pytest.approx(1.0)
     assert np.all(np.diff(curve) < 0), curve
+
+
+def test_ablation_by_tau_counts_units_not_state_entries_for_an_lstm():
+    net = trainers.LSTM(4, n_heads=1, generator=torch.Generator().manual_seed(0))   # state [h, c]: 8
+    res = ablation_by_tau(net, lambda m: [0.9], n=2, tau=np.array([1.0, 4.0, 2.0, 3.0]), progress=False)
+    assert list(res.unit.values) == [1, 3]
+    with pytest.raises(ValueError, match="exceeds the model's 4 units"):
+        ablation_by_tau(net, lambda m: [0.9], n=5, tau=np.ones(4), progress=False)
+
+
+def test_the_initial_state_is_not_drawn_from_the_bits_stream():
+    net = trainers.LeakyRNN(6, n_heads=1, generator=torch.Generator().manual_seed(0))
+    drawn = []
+    original = net.initial_state
+
+    def spy(batch, generator=None):
+        h0 = original(batch, generator=generator)
+        drawn.append(h0)
+        return h0
+
+    net.initial_state = spy
+    continuous_accuracy(net, trainers.Parity(), 2, head=0, burn_in=3, steps=10, trials=4, seed=0)
+    # the bits are the first uniforms of their stream; h0 drawn from the same seed would repeat them
+    same_stream = net.h0_scale * torch.rand(4, 6, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(drawn[-1], same_stream)
+    assert drawn[-1].shape == (4, 6) and torch.all((drawn[-1] >= 0) & (drawn[-1] <= net.h0_scale))
