@@ -11,8 +11,11 @@ every unit, PCA dimensionality, weight balance).
 - serial: ``analyze_run(run, parallel="serial", refresh=True)``: one checkpoint after another in
   this process, with torch and the autocorrelation code free to use every core (their defaults).
 - dask: ``analyze_run(run, parallel="dask", workers=2, refresh=True)``: dask's multiprocessing
-  scheduler on two spawned worker processes with one thread each, one checkpoint per task
-  (process start-up and imports included).
+  scheduler on two spawned worker processes with ``cores // 2`` threads each, one checkpoint per
+  task (process start-up and imports included).
+
+Run it under ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 DYNATOOLS_NUM_THREADS=1`` to compare with a
+single-threaded serial run (the scaling of the checkpoints alone).
 
 Both results are checked to be equal before the times are printed.
 

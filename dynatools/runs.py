@@ -272,7 +272,8 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
     The local pool is used rather than a ``distributed.LocalCluster``: measured on the 2-core
     development machine, a distributed worker ran the same checkpoint analysis 1.4-2x slower than
     a plain process (its task runs beside the worker's event loop and profiler), which cancelled
-    the gain of the second core.
+    the gain of the second core. The workers are spawned, not forked: a forked child that runs
+    OpenMP with more than one thread after the parent has used OpenMP hangs (GNU libgomp).
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
