@@ -49,7 +49,7 @@ def make_run(root: Path, n_checkpoints: int, units: int) -> Path:
         Ns = list(range(2, N + 1))
         save_checkpoint(root / "checkpoints" / f"N{N:03d}.pt", net,
                         {"kind": "solved", "config": cfg.to_dict(), "epoch": i + 1, "Ns": Ns,
-                         "accuracy": [99.0] * len(Ns)})
+                         "accuracy": {str(n): 99.0 for n in Ns}})
     return root
 
 

@@ -24,6 +24,24 @@ from dynatools._validation import check_choice, check_positive_int
 
 ANALYSIS_DIR = "analysis"
 SUMMARY = "summary.nc"
+#: Part of every cache key; raise it when the same checkpoint and parameters give other results
+#: (2: weight balance reads W_rec by its dim names; status kept; checked loads).
+ANALYSIS_METHOD = 2
+
+
+def _key(stamp: Any, params: dict[str, Any]) -> str:
+    return cache_key(checkpoint=stamp, method=ANALYSIS_METHOD, **params)
+
+
+def _checkpoint_accuracy(acc: Any, N: int, Ns: list[int]) -> float:
+    """The training accuracy (per cent) on N saved with a checkpoint: trainers saves
+    ``{"N": accuracy}``; a list is read as one value per entry of ``Ns``."""
+    if isinstance(acc, dict):
+        value = acc.get(str(N), acc.get(N))
+        return float(value) if value is not None else float("nan")
+    if isinstance(acc, (list, tuple)) and N in Ns and len(acc) > Ns.index(N):
+        return float(acc[Ns.index(N)])
+    return float("nan")
 
 
 def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int = 30,
@@ -112,11 +130,9 @@ def _analyze_checkpoint(path: str, N: int, params: dict[str, Any], cache: str, t
     rec = record(model, cfg.make_task(), Ns=Ns, steps=params["steps"], trials=params["trials"],
                  burn_in=params["burn_in"], seed=params["seed"], outputs=False)
     res = analyze_recording(rec, threshold=params["threshold"], fit_lag=params["fit_lag"])
-    acc = meta.get("accuracy")
-    head = Ns.index(N) if N in Ns else len(Ns) - 1
-    res["accuracy"] = float(acc[head]) if isinstance(acc, list) and len(acc) > head else float("nan")
+    res["accuracy"] = _checkpoint_accuracy(meta.get("accuracy"), int(N), Ns)
     res["epoch"] = int(meta.get("epoch") or 0)
-    res.attrs.update(checkpoint=str(path), cache_key=cache_key(checkpoint=stamp, **params), N=int(N),
+    res.attrs.update(checkpoint=str(path), cache_key=_key(stamp, params), N=int(N),
                      params=json.dumps(params, sort_keys=True), curriculum=cfg.curriculum, task=cfg.task,
                      model=cfg.model)
     write_netcdf_atomic(res, cache)
@@ -160,11 +176,13 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     Returns
     -------
     xarray.Dataset
-        Over ``N`` (and ``unit``): ``tau``, ``tau_net``, ``n_timescales``, the weight-balance
-        variables, ``dimensionality``, ``dimensionality_std``, ``participation_ratio``,
-        ``accuracy`` (per cent, at the time the checkpoint was saved), and over ``N`` the
-        statistics ``tau_mean``, ``tau_std``, ``tau_median``, ``tau_net_mean``, ... (over units,
-        NaNs skipped); per-N autocorrelations stay in the cache files
+        Over ``N`` (and ``unit``): ``tau``, ``tau_net``, ``n_timescales``, ``status`` (of the
+        fit), ``tau_net_reliable``, the weight-balance variables, ``dimensionality``,
+        ``dimensionality_std``, ``participation_ratio``, ``accuracy`` (training accuracy on N in
+        per cent, when the checkpoint was saved), and over ``N`` the statistics ``tau_mean``,
+        ``tau_std``, ``tau_median``, ``tau_net_mean``, ``tau_net_std``, ``tau_net_median`` (over
+        units; for tau_net only the reliable fits, see :func:`reliable_tau_net`) and
+        ``tau_net_excluded`` (units left out of them); per-N autocorrelations stay in the cache files
         (:func:`load_checkpoint_analysis`). Also written to ``RUN_DIR/analysis/summary.nc``.
 
     Examples
@@ -186,7 +204,7 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     todo = []
     for N, path in checkpoints:
         cache = out_dir / f"N{N:03d}.nc"
-        if refresh or not is_valid(cache, cache_key(checkpoint=file_stamp(path), **params)):
+        if refresh or not is_valid(cache, _key(file_stamp(path), params)):
             todo.append((str(path), N, str(cache)))
     use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
                                       and (_client_running() or _cores() > 2))
@@ -195,23 +213,68 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     else:
         for path, N, cache in tqdm(todo, desc="analyse checkpoints", disable=not progress):
             _analyze_checkpoint(path, N, params, cache, None)
-    per_N = [load_checkpoint_analysis(run_dir, N) for N, _ in checkpoints]
-    keep = ["tau", "tau_net", "n_timescales", "positive_sum", "negative_sum", "mean_incoming", "balance",
-            "dimensionality", "dimensionality_std", "participation_ratio", "accuracy", "epoch"]
+    per_N = [_load_checked(run_dir, N, path, params) for N, path in checkpoints]
+    keep = ["tau", "tau_net", "n_timescales", "status", "positive_sum", "negative_sum", "mean_incoming",
+            "balance", "dimensionality", "dimensionality_std", "participation_ratio", "accuracy", "epoch"]
     parts = [ds[[v for v in keep if v in ds]].expand_dims(N=[int(ds.attrs["N"])]) for ds in per_N]
+    # drop the encodings read from the per-N files: the first file's fixed string width would
+    # truncate longer ``status`` values of the others on writing
     summary = xr.concat(parts, dim="N", coords="minimal", compat="override", join="outer")
-    for var in ("tau", "tau_net"):
-        summary[f"{var}_mean"] = summary[var].mean("unit", skipna=True)
-        summary[f"{var}_std"] = summary[var].std("unit", skipna=True)
-        summary[f"{var}_median"] = summary[var].median("unit", skipna=True)
+    for variable in summary.variables.values():
+        variable.encoding = {}
+    summary["tau_net_reliable"] = reliable_tau_net(summary).notnull()
+    summary["tau_net_reliable"].attrs["description"] = "tau_net counted in the tau_net statistics"
+    for var, values in (("tau", summary["tau"]), ("tau_net", reliable_tau_net(summary))):
+        summary[f"{var}_mean"] = values.mean("unit", skipna=True)
+        summary[f"{var}_std"] = values.std("unit", skipna=True)
+        summary[f"{var}_median"] = values.median("unit", skipna=True)
+    summary["tau_net_excluded"] = (summary["tau_net"].notnull().sum("unit")
+                                   - summary["tau_net_reliable"].sum("unit"))
     first = per_N[0].attrs
     summary.attrs = {"run_dir": str(run_dir), "curriculum": first.get("curriculum", ""),
                      "task": first.get("task", ""), "model": first.get("model", ""),
-                     "params": json.dumps(params, sort_keys=True)}
+                     "params": json.dumps(params, sort_keys=True),
+                     "tau_net_statistics": "over units whose fit status is one of "
+                                           "dynatools.timescales.RELIABLE (tau_net_reliable)"}
     from dynatools.recording import write_netcdf_atomic
 
     write_netcdf_atomic(summary, out_dir / SUMMARY)
     return summary
+
+
+def reliable_tau_net(result: xr.Dataset) -> xr.DataArray:
+    """``tau_net`` where the fit is credible (status in :data:`dynatools.timescales.RELIABLE`),
+    NaN elsewhere: units whose fit failed or ran into a bound of the fit would otherwise dominate
+    means and spreads (a failed fit can sit at the upper bound, 100 steps). Without ``status``,
+    ``tau_net`` unchanged.
+
+    Examples
+    --------
+    >>> import dynatools as dt
+    >>> from dynatools.runs import reliable_tau_net
+    >>> res = dt.timescales(dt.open_recording(dt.demo_path()))
+    >>> bool(reliable_tau_net(res).notnull().sum() <= res.tau_net.notnull().sum())
+    True
+    """
+    from dynatools.timescales import RELIABLE
+
+    if "status" not in result:
+        return result["tau_net"]
+    return result["tau_net"].where(result["status"].isin(list(RELIABLE)))
+
+
+def _load_checked(run_dir: Path, N: int, path: Path, params: dict[str, Any]) -> xr.Dataset:
+    """The cached analysis of one checkpoint, checked to be for these parameters: another process
+    may have rewritten the file with other parameters meanwhile; then it is computed again here."""
+    cache = run_dir / ANALYSIS_DIR / f"N{N:03d}.nc"
+    for _ in range(2):
+        key = _key(file_stamp(path), params)
+        ds = load_checkpoint_analysis(run_dir, N) if cache.is_file() else None
+        if ds is not None and ds.attrs.get("cache_key") == key:
+            return ds
+        _analyze_checkpoint(str(path), N, params, str(cache), None)
+    raise RuntimeError(f"{cache} keeps being rewritten with other parameters or from another checkpoint; "
+                       f"is a second analyze_run or report running on {run_dir} with other settings?")
 
 
 def load_checkpoint_analysis(run_dir: str | os.PathLike, N: int) -> xr.Dataset:
@@ -321,4 +384,4 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
                 os.environ[k] = v
 
 
-__all__ = ["analyze_recording", "analyze_run", "load_checkpoint_analysis"]
+__all__ = ["analyze_recording", "analyze_run", "load_checkpoint_analysis", "reliable_tau_net"]

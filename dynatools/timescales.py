@@ -34,10 +34,16 @@ from dynatools._validation import (
     is_dask,
 )
 
-__all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS"]
+__all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS", "RELIABLE"]
 
 #: Names of the per-unit ``status`` values of :func:`fit_timescales`.
 STATUS = _expfit.STATUS
+#: The statuses whose ``tau_net`` is a credible fitted value: the selected model was fitted and
+#: its slowest timescale is inside the bounds (``"double_*"``: the single model was kept for the
+#: reason named). Excluded: ``constant``, ``failed``, ``tie`` (NaN), ``tau_at_bound`` (the fit
+#: ran into a bound) and ``single_failed`` (the single fit failed, so AIC had nothing to compare).
+RELIABLE = ("ok", "double_negligible_weight", "double_at_bound", "double_duplicate", "double_within_noise",
+            "double_failed")
 #: Default upper bound of every timescale, in steps of the lag coordinate (the authors' bound).
 TAU_MAX_STEPS = 100.0
 

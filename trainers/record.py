@@ -95,7 +95,7 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     n_heads = model.heads.n_heads if hasattr(model, "heads") else None
     if Ns is not None and n_heads is not None and len(Ns) > n_heads:
         raise ValueError(f"{len(Ns)} Ns but the model has only {n_heads} readout heads.")
-    if Ns is not None and burn_in < max(Ns) * task.k:
+    if Ns is not None and outputs and burn_in < max(Ns) * task.k:      # labels need N bits of history
         raise ValueError(f"burn_in={burn_in} is shorter than max(Ns) * k = {max(Ns) * task.k} "
                          f"steps: the first labels would be undefined; raise burn_in.")
     dev = next(model.parameters()).device if device is None else torch.device(device)

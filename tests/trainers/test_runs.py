@@ -7,7 +7,9 @@ import pytest
 import xarray as xr
 
 import dynatools as dt
+from dynatools.timescales import RELIABLE
 import trainers
+from dynatools._cache import file_stamp as dt_file_stamp
 from dynatools.runs import analyze_recording, analyze_run, load_checkpoint_analysis
 
 PARAMS = dict(steps=600, trials=2, burn_in=50, fit_lag=10, progress=False)
@@ -25,9 +27,13 @@ def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp
     np.testing.assert_allclose(summary.tau.sel(N=3), np.linspace(1.0, 3.0, 10), rtol=1e-6)
     assert float(summary.dimensionality.sel(N=3)) == float(direct.dimensionality)
     np.testing.assert_allclose(summary.balance.sel(N=3), dt.weight_balance(net).balance, rtol=1e-6)
-    assert float(summary.accuracy.sel(N=4)) == 99.0
+    np.testing.assert_array_equal(summary.accuracy, [92.0, 93.0, 94.0])   # each checkpoint's accuracy on its N
     assert float(summary.tau_mean.sel(N=3)) == pytest.approx(2.0, rel=1e-6)   # linspace(1, 3) over units
-    assert float(summary.tau_net_median.sel(N=2)) == pytest.approx(float(np.nanmedian(summary.tau_net.sel(N=2))))
+    # tau_net statistics: over the units whose fit is reliable only
+    reliable = summary.tau_net.sel(N=2).where(summary.status.sel(N=2).isin(list(RELIABLE)))
+    assert float(summary.tau_net_median.sel(N=2)) == pytest.approx(float(np.nanmedian(reliable)))
+    assert int(summary.tau_net_excluded.sel(N=2)) == int(np.isfinite(summary.tau_net.sel(N=2)).sum()
+                                                         - np.isfinite(reliable).sum())
     on_disk = xr.load_dataset(run / "analysis" / "summary.nc")
     xr.testing.assert_allclose(on_disk, summary)
     assert "autocorrelation" in load_checkpoint_analysis(run, 4)
@@ -53,7 +59,7 @@ def test_cache_is_reused_and_invalidated(tmp_path, make_run):
 
 @pytest.mark.slow
 def test_dask_equals_serial(tmp_path, make_run):
-    pytest.importorskip("distributed")
+    pytest.importorskip("dask")                      # the local pool does not need distributed
     a = analyze_run(make_run(tmp_path / "a"), parallel="serial", **PARAMS)
     b = analyze_run(make_run(tmp_path / "b"), parallel="dask", workers=2, **PARAMS)
     xr.testing.assert_allclose(a.drop_attrs(), b.drop_attrs())
@@ -103,3 +109,41 @@ def test_local_pool_rejects_zero_workers():
 
     with pytest.raises(ValueError, match="workers"):
         _local_pool(3, 0, 2)
+
+
+def test_tau_net_statistics_leave_out_failed_and_at_bound_fits(tmp_path, make_run):
+    from dynatools.runs import reliable_tau_net
+
+    res = xr.Dataset({"tau_net": ("unit", [1.0, 2.0, 99.5, 1e-4, np.nan, 3.0]),
+                      "status": ("unit", ["ok", "double_within_noise", "single_failed", "tau_at_bound",
+                                          "failed", "ok"])})
+    np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, np.nan, np.nan, 3.0])
+    assert reliable_tau_net(res.drop_vars("status")).identical(res.tau_net)     # nothing to go by
+
+
+@pytest.mark.parametrize("saved, N, Ns, expected", [
+    ({"2": 100.0, "3": 98.5}, 3, [2, 3], 98.5),      # what trainers.train saves
+    ([100.0, 98.5], 3, [2, 3], 98.5),                # one value per head
+    ({"2": 100.0}, 3, [2, 3], np.nan),
+    (None, 3, [3], np.nan),
+])
+def test_checkpoint_accuracy_formats(saved, N, Ns, expected):
+    from dynatools.runs import _checkpoint_accuracy
+
+    np.testing.assert_equal(_checkpoint_accuracy(saved, N, Ns), expected)
+
+
+def test_a_cache_rewritten_with_other_parameters_is_not_mixed_into_the_summary(tmp_path, make_run, monkeypatch):
+    import dynatools.runs as runs
+
+    run = make_run(tmp_path / "run", Ns=(2, 3))
+    analyze_run(run, parallel="serial", **PARAMS)
+    expected = analyze_run(run, parallel="serial", **PARAMS)
+    analyze_run(run, parallel="serial", **{**PARAMS, "trials": 3})            # now N002/N003 hold trials=3
+    # another process wins the race: the caches look valid when checked, then hold other parameters
+    monkeypatch.setattr(runs, "is_valid", lambda path, key: True)
+    again = analyze_run(run, parallel="serial", **PARAMS)
+    xr.testing.assert_allclose(again.drop_attrs(), expected.drop_attrs())
+    assert xr.load_dataset(run / "analysis" / "N002.nc").attrs["cache_key"] == runs._key(
+        dt_file_stamp(run / "checkpoints" / "N002.pt"), {**{k: v for k, v in PARAMS.items() if k != "progress"},
+                                                         "threshold": 0.9, "seed": 0})
