@@ -119,3 +119,9 @@ def test_bad_arguments(kwargs, match):
     task = kw.pop("task", "parity")
     with pytest.raises(ValueError, match=match):
         trainers.record(_net(), task, **kw)
+
+
+def test_a_short_burn_in_is_fine_without_outputs():
+    # the labels of N = 20 need 20 bits of history; without outputs no label is computed
+    rec = trainers.record(_net(), "parity", Ns=[20], steps=10, trials=1, burn_in=5, outputs=False, seed=0)
+    assert "target" not in rec and rec.activity.shape == (1, 10, rec.sizes["unit"])
