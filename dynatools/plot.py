@@ -189,7 +189,7 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
     lag = ac["lag"].values[:n_show]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     t = np.linspace(0, lag[-1], 200)
-    for color, i in zip(PALETTE, idx):
+    for color, i in zip([st["color"] for st in _styles(len(idx))], idx):
         r = result.isel(unit=i)
         y = r["autocorrelation"].values[:n_show]
         y = y / y[0]
@@ -254,13 +254,22 @@ def _integer_N(*axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _styles(n: int) -> list[dict[str, str]]:
+    """Colour and marker of each of ``n`` runs: the palette's 8 colours, then again with other
+    markers, so no run is dropped."""
+    markers = ("o", "s", "^", "D", "v", "P")
+    return [{"color": PALETTE[i % len(PALETTE)], "marker": markers[(i // len(PALETTE)) % len(markers)]}
+            for i in range(n)]
+
+
 def _mean_std_over_units(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return da.mean("unit", skipna=True).values, da.std("unit", skipna=True).values
 
 
 def timescales_vs_N(summaries, *, log: bool = False):
     """Trained τ and network τ_net (mean ± std over units) against N, one line per run
-    (timescale paper Figs. 4b and 5c-d).
+    (timescale paper Figs. 4b and 5c-d). τ_net counts only reliable fits
+    (:func:`dynatools.runs.reliable_tau_net`).
 
     Parameters
     ----------
@@ -276,13 +285,15 @@ def timescales_vs_N(summaries, *, log: bool = False):
     plt = _plt()
     runs = _as_runs(summaries, "run summaries")
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharex=True)
-    for color, (label, ds) in zip(PALETTE, runs.items()):
+    from dynatools.runs import reliable_tau_net
+
+    for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["tau", "tau_net"], label, "dynatools.runs.analyze_run")
         N = ds["N"].values
-        for ax, var in zip(axes, ("tau", "tau_net")):
-            m, s = _mean_std_over_units(ds[var])
-            ax.plot(N, m, "o-", ms=3, color=color, label=label)
-            ax.fill_between(N, m - s, m + s, color=color, alpha=0.2, lw=0)
+        for ax, values in zip(axes, (ds["tau"], reliable_tau_net(ds))):
+            m, s = _mean_std_over_units(values)
+            ax.plot(N, m, "-", ms=3, label=label, **style)
+            ax.fill_between(N, m - s, m + s, color=style["color"], alpha=0.2, lw=0)
     axes[0].set_ylabel("trained τ (steps)")
     axes[1].set_ylabel("τ_net (steps)")
     axes[0].set_title("single-neuron timescales", fontsize=10)
@@ -298,7 +309,8 @@ def timescales_vs_N(summaries, *, log: bool = False):
 
 
 def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, *, bins: int = 30):
-    """Distributions of τ_net across units for several N of one run (Fig. 5b).
+    """Distributions of τ_net across units for several N of one run (Fig. 5b); reliable fits
+    only (:func:`dynatools.runs.reliable_tau_net`), the number left out is in the legend.
 
     Parameters
     ----------
@@ -320,11 +332,16 @@ def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, 
     if missing:
         raise ValueError(f"N {missing} not in the summary (has {allN}).")
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    values = summary["tau_net"].sel(N=list(Ns)).values
+    from dynatools.runs import reliable_tau_net
+
+    values = reliable_tau_net(summary).sel(N=list(Ns)).values
+    dropped = (np.isfinite(summary["tau_net"].sel(N=list(Ns)).values) & ~np.isfinite(values)).sum(-1)
     finite = values[np.isfinite(values)]
     edges = np.histogram_bin_edges(finite if finite.size else [0, 1], bins=bins)
-    for color, N, row in zip(PALETTE, Ns, values):
-        ax.hist(row[np.isfinite(row)], bins=edges, histtype="step", lw=1.6, color=color, label=f"N = {N}")
+    for style, N, row, n_out in zip(_styles(len(Ns)), Ns, values, dropped):
+        note = f" ({n_out} unreliable fits left out)" if n_out else ""
+        ax.hist(row[np.isfinite(row)], bins=edges, histtype="step", lw=1.6, color=style["color"],
+                label=f"N = {N}{note}")
     ax.set_xlabel("τ_net (steps)")
     ax.set_ylabel("units")
     ax.legend(frameon=False, fontsize=8)
@@ -344,13 +361,14 @@ def weight_balance_vs_N(summaries):
     plt = _plt()
     runs = _as_runs(summaries, "run summaries")
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for color, (label, ds) in zip(PALETTE, runs.items()):
+    for run_style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["positive_sum", "negative_sum"], label,
               "dynatools.runs.analyze_run on recordings with W_rec")
         N = ds["N"].values
         for var, style, name in (("positive_sum", "-", "positive"), ("negative_sum", "--", "negative")):
             m, s = _mean_std_over_units(ds[var])
-            ax.errorbar(N, m, yerr=s, fmt="o" + style, ms=3, capsize=2, color=color, label=f"{label}: {name}")
+            ax.errorbar(N, m, yerr=s, fmt=run_style["marker"] + style, ms=3, capsize=2, color=run_style["color"],
+                        label=f"{label}: {name}")
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("N")
     ax.set_ylabel("summed incoming weight per unit")
@@ -370,12 +388,13 @@ def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
     plt = _plt()
     runs = _as_runs(summaries, "run summaries")
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for color, (label, ds) in zip(PALETTE, runs.items()):
+    for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
+        color = style["color"]
         _need(ds, ["dimensionality"], label, "dynatools.runs.analyze_run")
         N = ds["N"].values.astype(float)
         d = ds["dimensionality"].values
         err = ds["dimensionality_std"].values if "dimensionality_std" in ds else None
-        ax.errorbar(N, d, yerr=err, fmt="o", ms=4, capsize=2, color=color, label=label)
+        ax.errorbar(N, d, yerr=err, fmt=style["marker"], ms=4, capsize=2, color=color, label=label)
         sel = N <= (fit_up_to if fit_up_to is not None else np.inf)
         if sel.sum() >= 2:
             slope, icpt = np.polyfit(N[sel], d[sel], 1)
@@ -433,12 +452,12 @@ def ablation_bars(results):
 def _relative_accuracy_curves(ax, runs: dict[str, xr.Dataset], x: str, producer: str, stats) -> None:
     """One line (mean) with a band (spread) of ``relative_accuracy`` against ``x`` per run;
     ``stats(relative_accuracy) -> (mean, spread)`` over the other dims."""
-    for color, (label, ds) in zip(PALETTE, runs.items()):
+    for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["relative_accuracy"], label, producer)
         m, s = (np.asarray(v) for v in stats(ds["relative_accuracy"]))
         xs = ds[x].values
-        ax.plot(xs, m, "o-", ms=3, color=color, label=label)
-        ax.fill_between(xs, m - s, m + s, color=color, alpha=0.2, lw=0)
+        ax.plot(xs, m, "-", ms=3, label=label, **style)
+        ax.fill_between(xs, m - s, m + s, color=style["color"], alpha=0.2, lw=0)
 
 
 def perturbation_curves(results, *, title: str | None = None):

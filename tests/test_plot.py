@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import dynatools as dt
@@ -103,9 +104,41 @@ def test_overlaid_runs_get_distinct_colours_and_a_legend():
 
 
 def test_dimensionality_fit_line_is_the_least_squares_line():
-    fig = plot.dimensionality_vs_N(_summary("x", Ns=(2, 3, 4, 5, 40)), fit_up_to=30)
+    ds = _summary("x", Ns=(2, 3, 4, 5, 40))
+    ds["dimensionality"] = ds.dimensionality.where(ds.N != 40, 10.0)      # far off the line N + 1
+    fig = plot.dimensionality_vs_N(ds, fit_up_to=30)
     labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
     assert "fit: 1.00 N + 1.00" in labels          # dimensionality = N + 1 exactly; N = 40 excluded
+    plt.close(fig)
+    fig = plot.dimensionality_vs_N(ds, fit_up_to=None)                    # every N: another line
+    slope, icpt = np.polyfit([2, 3, 4, 5, 40], [3, 4, 5, 6, 10], 1)
+    assert f"fit: {slope:.2f} N + {icpt:.2f}" in [ln.get_label() for ln in fig.axes[0].get_lines()]
+    plt.close(fig)
+
+
+def test_more_runs_than_colours_are_all_drawn():
+    runs = {f"net {i}": _summary(f"net {i}", seed=i) for i in range(11)}
+    for fig in (plot.timescales_vs_N(runs), plot.dimensionality_vs_N(runs),
+                plot.perturbation_curves({k: _robust("perturb", i) for i, k in enumerate(runs)})):
+        legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+        assert set(runs) <= legend                      # every run, not only the first 8
+        plt.close(fig)
+    fig = plot.timescales_vs_N(runs)
+    styles = {(ln.get_color(), ln.get_marker()) for ln in fig.axes[0].get_lines() if ln.get_label() in runs}
+    assert len(styles) == 11                            # and each one can be told apart
+    plt.close(fig)
+
+
+def test_tau_net_over_N_counts_reliable_fits_only():
+    ds = _summary("x", Ns=(2, 3), units=4)
+    ds["tau_net"] = (("N", "unit"), np.array([[1.0, 2.0, 3.0, 99.0], [2.0, 2.0, 2.0, 2.0]]))
+    ds["status"] = (("N", "unit"), np.array([["ok", "ok", "ok", "single_failed"], ["ok"] * 4]))
+    fig = plot.timescales_vs_N(ds)
+    line = next(ln for ln in fig.axes[1].get_lines() if ln.get_label() == "x")
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 2.0])              # the failed 99 left out
+    plt.close(fig)
+    fig = plot.tau_net_distributions(ds)
+    assert any("1 unreliable" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     plt.close(fig)
 
 
