@@ -190,10 +190,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     index = make_report(args.run_dirs, args.output, steps=args.steps, trials=args.trials,
                         robustness=not args.no_robustness, repeats=args.repeats, accuracy=accuracy,
                         n_ablate=args.ablate, retrain_Ns=args.retrain, retrain_epochs=args.retrain_epochs,
+                        burn_in=args.burn_in, fit_lag=args.fit_lag, refresh=args.refresh,
                         parallel="serial" if args.serial else "auto", workers=args.workers,
                         progress=not args.quiet)
     if not args.quiet:
-        n = len(list(index.parent.glob("*.png")))
+        from dynatools.report import MANIFEST
+
+        n = sum(name.endswith(".png") for name in (index.parent / MANIFEST).read_text().split())
         print(f"wrote {index} with {n} figures (PNG and SVG); open it in a browser")
     return 0
 
@@ -251,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder (created)")
     p.add_argument("--steps", type=int, default=20_000, help="recorded steps per trial and checkpoint (default 20000)")
     p.add_argument("--trials", type=int, default=4, help="recorded trials per checkpoint (default 4)")
+    p.add_argument("--burn-in", type=int, default=500,
+                   help="discarded steps before each recording (default 500)")
+    p.add_argument("--fit-lag", type=int, default=30,
+                   help="largest lag of the timescale fits, in steps (default 30, the authors' value)")
+    p.add_argument("--refresh", action="store_true",
+                   help="recompute everything instead of reusing the caches in RUN_DIR/analysis")
     p.add_argument("--no-robustness", action="store_true", help="skip ablation and perturbation")
     p.add_argument("--repeats", type=int, default=10, help="perturbation repeats (default 10)")
     p.add_argument("--ablate", type=int, default=20, help="units ablated from each end of the tau range (default 20)")
@@ -260,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", type=int, nargs="+", metavar="N", help="re-train the largest-N network on these Ns (Fig. 8c)")
     p.add_argument("--retrain-epochs", type=int, default=20, help="re-training epochs (default 20)")
     p.add_argument("--serial", action="store_true", help="analyse checkpoints one after another (no dask)")
-    p.add_argument("--workers", type=int, help="dask workers (default: CPU cores)")
+    p.add_argument("--workers", type=int,
+                   help="analyse checkpoints on this many local worker processes (dask); default: one per "
+                        "core on machines with more than 2 cores, else one after another")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_report)
 

@@ -20,7 +20,8 @@ import xarray as xr
 
 from dynatools._atomic import write_atomic
 from dynatools._cache import cache_key, cached, file_stamp
-from dynatools.runs import ANALYSIS_DIR, analyze_run, load_checkpoint_analysis
+from dynatools._validation import check_positive_int
+from dynatools.runs import ANALYSIS_DIR, _checkpoints, analyze_run, load_checkpoint_analysis
 
 #: Default perturbation strengths (relative, Eq. 4) for W_rec and tau.
 EPS_W = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -31,8 +32,38 @@ EPS_TAU = (0.0, 0.5, 1.0, 2.0, 4.0)
 METHOD = 2
 
 
+#: Below this App. F accuracy a network is too close to chance (0.5) for relative accuracies.
+MIN_BASE_ACCURACY = 0.55
+#: The list of figure files a report wrote, kept in the report folder (so that a later report into
+#: the same folder removes the figures it no longer makes).
+MANIFEST = "figures.txt"
+
+
+def _cached(path: Path, key: str, compute: Any, refresh: bool) -> xr.Dataset:
+    if refresh:
+        path.unlink(missing_ok=True)
+    return cached(path, key, compute)
+
+
+def _too_close_to_chance(base: float, N: int) -> str:
+    return (f"the network saved at N={N} scores {base:.3f} on the App. F accuracy, too close to chance (0.5) "
+            f"for relative accuracies; train the run further.")
+
+
+def _base_accuracy(run_dir: Path, N: int, accuracy: dict[str, Any]) -> float:
+    """App. F accuracy of the network saved when N was solved, on N."""
+    from trainers.checkpoint import load_model, read_checkpoint
+    from trainers.config import TrainConfig
+    from trainers.evaluation import continuous_accuracy
+
+    path = run_dir / "checkpoints" / f"N{N:03d}.pt"
+    meta = read_checkpoint(path)["meta"]
+    task = TrainConfig.from_dict(meta["config"]).make_task()
+    return float(np.mean(continuous_accuracy(load_model(path), task, N, head=list(meta["Ns"]).index(N), **accuracy)))
+
+
 def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any], n_ablate: int,
-                progress: bool) -> dict[str, Any]:
+                progress: bool, refresh: bool = False) -> dict[str, Any]:
     """Ablation (longest / shortest tau) and perturbation (W_rec, tau) of the network solving N."""
     from dynatools.robustness import ablation_by_tau, perturb
     from trainers.checkpoint import load_model, read_checkpoint
@@ -58,25 +89,29 @@ def _robustness(run_dir: Path, N: int, *, repeats: int, accuracy: dict[str, Any]
         out["skipped"] = (f"ablation by tau and perturbation of W_rec / tau need a leaky RNN (trained tau "
                           f"per unit); this run's model is {type(model).__name__}.")
         return out
-    if base <= 0.55:
-        out["skipped"] = (f"the network saved at N={N} scores {base:.3f} on the App. F accuracy, too close "
-                          f"to chance (0.5) for relative accuracies; train the run further.")
+    if base <= MIN_BASE_ACCURACY:
+        out["skipped"] = _too_close_to_chance(base, N)
         return out
     key = {"checkpoint": file_stamp(path), "N": N, "repeats": repeats, "method": METHOD, **accuracy}
     d = run_dir / ANALYSIS_DIR
-    n = min(n_ablate, int(model.n_units))
+    # at most half the units from each end, so that the longest- and shortest-tau sets never overlap
+    n = max(1, min(n_ablate, int(model.n_units) // 2))
+    if n < n_ablate:
+        out["note"] = (f"{n} units ablated from each end of the τ range (half of the network's "
+                       f"{int(model.n_units)} units), not {n_ablate}, so that the two sets do not overlap.")
     for which in ("longest", "shortest"):
-        out[f"ablation_{which}"] = cached(d / f"ablation_{which}_N{N:03d}.nc", cache_key(**key, n=n, which=which),
-                                          lambda w=which: ablation_by_tau(model, score, n=n, which=w, progress=progress))
+        out[f"ablation_{which}"] = _cached(d / f"ablation_{which}_N{N:03d}.nc", cache_key(**key, n=n, which=which),
+                                           lambda w=which: ablation_by_tau(model, score, n=n, which=w, progress=progress),
+                                           refresh)
     for target, eps in (("W_rec", EPS_W), ("tau", EPS_TAU)):
-        out[f"perturb_{target}"] = cached(d / f"perturb_{target}_N{N:03d}.nc", cache_key(**key, target=target, eps=eps),
-                                          lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats,
-                                                                          progress=progress))
+        out[f"perturb_{target}"] = _cached(d / f"perturb_{target}_N{N:03d}.nc", cache_key(**key, target=target, eps=eps),
+                                           lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats,
+                                                                           progress=progress), refresh)
     return out
 
 
 def _retrain(run_dir: Path, N: int, new_Ns: Sequence[int], epochs: int, accuracy: dict[str, Any],
-             progress: bool) -> xr.Dataset:
+             progress: bool, refresh: bool = False) -> xr.Dataset:
     from trainers.checkpoint import load_model, read_checkpoint
     from trainers.config import TrainConfig
     from trainers.retrain import retrain_sweep
@@ -87,10 +122,10 @@ def _retrain(run_dir: Path, N: int, new_Ns: Sequence[int], epochs: int, accuracy
     key = cache_key(checkpoint=file_stamp(path), new_Ns=list(new_Ns), epochs=epochs, method=METHOD, **accuracy)
     training = {k: getattr(cfg, k) for k in ("batch", "steps_per_epoch", "eval_batches", "optimizer", "lr",
                                             "momentum", "clip", "device")}
-    return cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,
+    return _cached(run_dir / ANALYSIS_DIR / f"retrain_N{N:03d}.nc", key,
                    lambda: retrain_sweep(load_model(path), list(new_Ns), base_N=N, base_head=list(meta["Ns"]).index(N),
                                          epochs=epochs, task=cfg.make_task(), accuracy=accuracy, progress=progress,
-                                         **training))
+                                         **training), refresh)
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -107,8 +142,9 @@ def _labels(run_dirs: Sequence[Path]) -> list[str]:
 def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, steps: int = 20_000,
                 trials: int = 4, robustness: bool = True, repeats: int = 10,
                 accuracy: dict[str, Any] | None = None, n_ablate: int = 20,
-                retrain_Ns: Sequence[int] | None = None, retrain_epochs: int = 20,
-                parallel: str = "auto", workers: int | None = None, progress: bool = True) -> Path:
+                retrain_Ns: Sequence[int] | None = None, retrain_epochs: int = 20, burn_in: int = 500,
+                fit_lag: int = 30, refresh: bool = False, parallel: str = "auto", workers: int | None = None,
+                progress: bool = True) -> Path:
     """Analyse the runs (what is not cached yet) and write every figure and ``index.html``.
 
     Parameters
@@ -126,17 +162,30 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     accuracy : dict, optional
         ``burn_in``, ``steps``, ``trials``, ``seed`` of the App. F accuracy (default 100, 1000, 10, 0).
     n_ablate : int, default=20
-        Units ablated (one at a time) from each end of the tau distribution.
+        Units ablated (one at a time) from each end of the tau distribution; at most half the
+        units, so that the two sets do not overlap (the page says so when this lowers it).
     retrain_Ns : sequence of int, optional
-        Re-train each run's largest-N network on these Ns (Fig. 8c); skipped when None.
+        Re-train each run's largest-N network on these Ns (Fig. 8c); skipped when None, and for a
+        network too close to chance (App. F accuracy <= 0.55).
     retrain_epochs : int, default=20
+    burn_in, fit_lag : int, default 500, 30
+        Discarded steps of each recording, and the largest lag of the timescale fits
+        (:func:`dynatools.runs.analyze_run`).
+    refresh : bool, default=False
+        Recompute every analysis instead of reusing the caches in ``RUN_DIR/analysis``.
     parallel, workers : see :func:`dynatools.runs.analyze_run`.
     progress : bool, default=True
 
     Returns
     -------
     pathlib.Path
-        The ``index.html`` written.
+        The ``index.html`` written. ``figures.txt`` beside it lists the figure files; figures of
+        an earlier report into the same folder that this one does not make are removed.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Before any work: a run directory without solved checkpoints, or an invalid option.
     """
     import matplotlib
 
@@ -148,36 +197,63 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     run_paths = [Path(d) for d in run_dirs]
     if not run_paths:
         raise ValueError("give at least one run directory.")
+    # every check before any work: a bad option or the last run directory must not fail an hour in
+    for d in run_paths:
+        _checkpoints(d)
+    for name, value in (("steps", steps), ("trials", trials), ("repeats", repeats), ("n_ablate", n_ablate),
+                        ("retrain_epochs", retrain_epochs), ("fit_lag", fit_lag)):
+        check_positive_int(name, value)
+    check_positive_int("burn_in", burn_in, minimum=0)
+    if workers is not None:
+        check_positive_int("workers", workers)
+    if retrain_Ns is not None:
+        bad = [n for n in retrain_Ns if int(n) < 2]
+        if bad:
+            raise ValueError(f"retrain_Ns must be task sizes N >= 2; found {bad}.")
+    accuracy = {"burn_in": 100, "steps": 1000, "trials": 10, "seed": 0, **(accuracy or {})}
+    for name in ("burn_in", "steps", "trials"):
+        check_positive_int(f"accuracy {name}", accuracy[name], minimum=0 if name == "burn_in" else 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    accuracy = {"burn_in": 100, "steps": 1000, "trials": 10, "seed": 0, **(accuracy or {})}
     labels = _labels(run_paths)
     summaries: dict[str, xr.Dataset] = {}
     extra: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     for label, d in zip(labels, run_paths):
-        s = analyze_run(d, steps=steps, trials=trials, parallel=parallel, workers=workers, progress=progress)
+        s = analyze_run(d, steps=steps, trials=trials, burn_in=burn_in, fit_lag=fit_lag, parallel=parallel,
+                        workers=workers, refresh=refresh, progress=progress)
         s.attrs["label"] = label
         summaries[label] = s
         top = int(s["N"].values.max())
         extra[label] = {"top": top, "timescales": load_checkpoint_analysis(d, top)}
+        base = None
         if robustness:
-            rob = _robustness(d, top, repeats=repeats, accuracy=accuracy, n_ablate=n_ablate, progress=progress)
+            rob = _robustness(d, top, repeats=repeats, accuracy=accuracy, n_ablate=n_ablate, progress=progress,
+                              refresh=refresh)
             extra[label]["robustness"] = rob
+            base = rob["base_accuracy"]
             if "skipped" in rob:
                 notes.append(f"{label}: robustness skipped: {rob['skipped']}")
+            if "note" in rob:
+                notes.append(f"{label}: {rob['note']}")
         if retrain_Ns:
-            extra[label]["retrain"] = _retrain(d, top, retrain_Ns, retrain_epochs, accuracy, progress)
+            base = _base_accuracy(d, top, accuracy) if base is None else base
+            if base <= MIN_BASE_ACCURACY:
+                notes.append(f"{label}: re-training skipped: {_too_close_to_chance(base, top)}")
+            else:
+                extra[label]["retrain"] = _retrain(d, top, retrain_Ns, retrain_epochs, accuracy, progress, refresh)
 
     def having(*names: str) -> dict[str, xr.Dataset]:
         return {lb: ds for lb, ds in summaries.items() if all(n in ds for n in names)}
 
     figures: list[tuple[str, str, Any]] = [
         ("timescales_vs_N", "Trained single-neuron timescales τ and network timescales τ_net against N "
-                            "(mean ± std over units; timescale paper Figs. 4b, 5c-d).",
+                            "(mean ± std over units; τ_net over the units with a reliable fit; timescale paper "
+                            "Figs. 4b, 5c-d).",
          lambda: dplot.timescales_vs_N(summaries)),
         ("dimensionality_vs_N", "Principal components needed for 90% of the variance against N, with a "
-                                "linear fit up to N = 30 (Fig. 6b).", lambda: dplot.dimensionality_vs_N(summaries)),
+                                "linear fit up to N = 30 (Fig. 6b); mean ± std over the recorded trials.",
+         lambda: dplot.dimensionality_vs_N(summaries)),
     ]
     balanced = having("positive_sum", "negative_sum")
     if balanced:
@@ -195,20 +271,29 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                         f"and double-exponential fits (Figs. 1b, S10).",
                         lambda lb=label: dplot.autocorrelation_fits(extra[lb]["timescales"])))
     rob = {lb: e["robustness"] for lb, e in extra.items() if "robustness" in e and "skipped" not in e["robustness"]}
+
+    def tested_at(labels_: Sequence[str]) -> str:
+        return "Each network is tested on its largest solved N (" + ", ".join(
+            f"{lb}: N = {extra[lb]['top']}" for lb in labels_) + ")."
+
     if rob:
         figures.append(("ablation", "Relative accuracy after removing, one at a time, each of the units with the "
-                                    "longest and the shortest trained τ (Fig. 7).",
+                                    "longest and the shortest trained τ (Fig. 7). " + tested_at(list(rob)),
                         lambda: dplot.ablation_bars({lb: {"longest": r["ablation_longest"], "shortest": r["ablation_shortest"]}
                                                      for lb, r in rob.items()})))
         for target, fig_ref in (("W_rec", "8a"), ("tau", "8b")):
             figures.append((f"perturbation_{target}", f"Relative accuracy under random perturbations of {target} of "
-                                                      f"strength ε (Eq. 4; Fig. {fig_ref}).",
+                                                      f"strength ε (Eq. 4; Fig. {fig_ref}); mean ± std over "
+                                                      f"repeats. " + tested_at(list(rob)),
                             lambda t=target: dplot.perturbation_curves({lb: r[f"perturb_{t}"] for lb, r in rob.items()},
                                                                        title=f"perturbation of {t}")))
-    if retrain_Ns:
+    retrained = [lb for lb, e in extra.items() if "retrain" in e]
+    if retrained:
         figures.append(("retraining", "Relative accuracy after re-training on a new N without curriculum "
-                                      f"for {retrain_epochs} epochs (Fig. 8c).",
-                        lambda: dplot.retraining_curves({lb: e["retrain"] for lb, e in extra.items()})))
+                                      f"for {retrain_epochs} epochs (Fig. 8c), relative to the accuracy on the "
+                                      f"largest solved N ("
+                                      + ", ".join(f"{lb}: N = {extra[lb]['top']}" for lb in retrained) + ").",
+                        lambda: dplot.retraining_curves({lb: extra[lb]["retrain"] for lb in retrained})))
     written = []
     for name, caption, make in figures:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -218,6 +303,13 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                          lambda tmp, e=ext: fig.savefig(tmp, format=e, dpi=130 if e == "png" else None))
         plt.close(fig)
         written.append((safe, caption))
+    files = [f"{safe}.{ext}" for safe, _ in written for ext in ("png", "svg")]
+    manifest = out / MANIFEST
+    if manifest.is_file():                       # figures an earlier report made and this one does not
+        for old in set(manifest.read_text(encoding="utf-8").split()) - set(files):
+            if "/" not in old and old.endswith((".png", ".svg")):
+                (out / old).unlink(missing_ok=True)
+    write_atomic(manifest, lambda tmp: tmp.write_text("\n".join(files) + "\n", encoding="utf-8"))
     index = out / "index.html"
     text = _html(summaries, extra, written, notes)
     write_atomic(index, lambda tmp: tmp.write_text(text, encoding="utf-8"))

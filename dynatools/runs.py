@@ -160,15 +160,18 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     seed : int, default=0
         Seed of the recordings' input bits.
     parallel : {"auto", "dask", "serial"}, default="auto"
-        ``"auto"``: dask when installed, there is more than one checkpoint to process and either a
-        ``distributed`` client is running or the machine has more than 2 cores (on 2 cores the
-        serial path, which already uses both, is as fast: docs/benchmarks.md); else serial. Dask runs the checkpoints on a running ``distributed`` client if your session has
+        ``"auto"``: dask when installed, there is more than one checkpoint to process and either
+        ``workers`` is given, a ``distributed`` client is running or the machine has more than 2
+        cores (on 2 cores the serial path, which already uses both, is nearly as fast:
+        docs/benchmarks.md); else serial. Dask runs the checkpoints on a running ``distributed`` client if your session has
         one (e.g. on a cluster; its workers must see ``run_dir``), else on a pool of local worker
         processes (dask's multiprocessing scheduler).
     workers : int, optional
         Local worker processes (default: the number of CPU cores, at most the checkpoints to
-        process); each computes with ``cores // workers`` threads. Given explicitly, a local pool
-        is used even if a client is running.
+        process); each computes with ``cores // workers`` threads, or fewer if ``OMP_NUM_THREADS``
+        is set lower. Given explicitly, a local pool is used even if a client is running. The
+        workers are started with ``spawn`` and import the calling script again: in a script, call
+        ``analyze_run`` under ``if __name__ == "__main__":``.
     refresh : bool, default=False
         Recompute even where the cache is valid.
     progress : bool, default=True
@@ -198,6 +201,8 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     params = {"steps": check_positive_int("steps", steps), "trials": check_positive_int("trials", trials),
               "burn_in": check_positive_int("burn_in", burn_in, minimum=0), "threshold": float(threshold),
               "fit_lag": check_positive_int("fit_lag", fit_lag), "seed": int(seed)}
+    if workers is not None:
+        check_positive_int("workers", workers)
     checkpoints = _checkpoints(run_dir)
     out_dir = run_dir / ANALYSIS_DIR
     out_dir.mkdir(exist_ok=True)
@@ -207,7 +212,7 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         if refresh or not is_valid(cache, _key(file_stamp(path), params)):
             todo.append((str(path), N, str(cache)))
     use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
-                                      and (_client_running() or _cores() > 2))
+                                      and (workers is not None or _client_running() or _cores() > 2))
     if todo and use_dask:
         _run_dask(todo, params, workers, progress)
     else:
@@ -312,11 +317,13 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _local_pool(n_tasks: int, workers: int | None, cores: int) -> tuple[int, int]:
+def _local_pool(n_tasks: int, workers: int | None, cores: int, limit: int | None = None) -> tuple[int, int]:
     """(worker processes, threads per worker) of the local pool: ``workers`` processes (default:
-    one per core, at most one per task) sharing the cores, ``cores // workers`` threads each."""
+    one per core, at most one per task) sharing the cores, ``cores // workers`` threads each, at
+    most ``limit``."""
     n = check_positive_int("workers", workers if workers is not None else max(1, min(n_tasks, cores)))
-    return n, max(1, cores // n)
+    per = max(1, cores // n)
+    return n, min(per, limit) if limit else per
 
 
 def _init_worker(threads: int) -> None:
@@ -340,6 +347,7 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     import dask
 
@@ -349,7 +357,8 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
         existing = get_client()
     except (ImportError, ValueError):
         existing = None
-    n, per = _local_pool(len(todo), workers, _cores())
+    user = os.environ.get("OMP_NUM_THREADS", "")        # a limit the user set (e.g. on a shared node)
+    n, per = _local_pool(len(todo), workers, _cores(), int(user) if user.isdigit() and int(user) > 0 else None)
     tasks = [dask.delayed(_analyze_checkpoint)(path, N, params, cache, None if existing else per)
              for path, N, cache in todo]
     if existing is not None and workers is None:       # e.g. a cluster the user started
@@ -376,6 +385,11 @@ def _run_dask(todo: list[tuple[str, int, str]], params: dict[str, Any], workers:
                     dask.compute(*tasks, scheduler="processes", pool=pool)
             else:
                 dask.compute(*tasks, scheduler="processes", pool=pool)
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            "the worker processes of analyze_run stopped before finishing. In a script, call it under "
+            "'if __name__ == \"__main__\":' (the workers are spawned and import the script again); if "
+            "memory ran out, pass fewer workers= ; or pass parallel='serial'.") from exc
     finally:
         for k, v in saved.items():
             if v is None:

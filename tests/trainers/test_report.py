@@ -76,3 +76,39 @@ def test_report_with_retraining(tiny_run, tmp_path):
     res = xr.load_dataset(tiny_run / "analysis" / "retrain_N003.nc")
     assert list(res.N.values) == [4, 5] and list(res.epochs_trained.values) == [1, 1]
     assert 'src="retraining.png"' in (out / "index.html").read_text()
+
+
+def test_a_second_report_into_the_same_folder_removes_what_it_no_longer_makes(tiny_run, tmp_path):
+    out = tmp_path / "report"
+    args = ["report", str(tiny_run), "-o", str(out), *SMALL]
+    assert main([*args, "--ablate", "20"]) == 0
+    page = (out / "index.html").read_text()
+    assert "12 units ablated from each end" in page           # at most half of the 24 units
+    assert (out / "ablation.png").is_file()
+    cache = tiny_run / "analysis" / "N002.nc"
+    stamp = cache.stat().st_mtime_ns
+    assert main([*args, "--no-robustness", "--refresh"]) == 0
+    assert cache.stat().st_mtime_ns != stamp                  # --refresh recomputes
+    assert not (out / "ablation.png").exists() and not (out / "perturbation_tau.svg").exists()
+    listed = set((out / "figures.txt").read_text().split())
+    assert listed == {p.name for p in out.iterdir() if p.suffix in (".png", ".svg")}
+
+
+def test_report_checks_everything_before_any_work(tiny_run, tmp_path, make_run, capsys):
+    out = tmp_path / "never"
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    assert main(["report", str(tiny_run), str(tmp_path / "empty"), "-o", str(out), *SMALL]) == 2
+    assert "has not solved any N" in capsys.readouterr().err and not out.exists()
+    assert main(["report", str(tiny_run), "-o", str(out), *SMALL, "--retrain", "1"]) == 2
+    assert "N >= 2" in capsys.readouterr().err and not out.exists()
+    assert main(["report", str(tiny_run), "-o", str(out), *SMALL, "--workers", "0"]) == 2
+    assert "workers" in capsys.readouterr().err and not out.exists()
+
+
+def test_retraining_is_skipped_for_a_network_at_chance(tiny_run, tmp_path, make_run):
+    at_chance = make_run(tmp_path / "random", Ns=(2, 3), units=24, constant_readout=True)
+    out = tmp_path / "report"
+    assert main(["report", str(at_chance), "-o", str(out), "--no-robustness", "--retrain", "4",
+                 "--retrain-epochs", "1", *SMALL]) == 0
+    assert "re-training skipped" in (out / "index.html").read_text()
+    assert not (at_chance / "analysis" / "retrain_N003.nc").exists() and not (out / "retraining.png").exists()

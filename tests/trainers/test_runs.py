@@ -92,16 +92,17 @@ def test_an_existing_dask_client_is_used(tmp_path, make_run, monkeypatch):
     assert list(res.N.values) == [2, 3]
 
 
-@pytest.mark.parametrize(("n_tasks", "workers", "cores", "expected"), [
-    (10, None, 2, (2, 1)),     # one single-threaded worker per core
-    (10, 2, 16, (2, 8)),       # two workers share 16 cores: 8 threads each, not 1
-    (1, None, 16, (1, 16)),    # one checkpoint: one worker with every core
-    (10, 5, 2, (5, 1)),        # more workers than cores: still at least one thread
+@pytest.mark.parametrize(("n_tasks", "workers", "cores", "limit", "expected"), [
+    (10, None, 2, None, (2, 1)),     # one single-threaded worker per core
+    (10, 2, 16, None, (2, 8)),       # two workers share 16 cores: 8 threads each, not 1
+    (1, None, 16, None, (1, 16)),    # one checkpoint: one worker with every core
+    (10, 5, 2, None, (5, 1)),        # more workers than cores: still at least one thread
+    (10, 2, 16, 1, (2, 1)),          # the user's OMP_NUM_THREADS=1 is kept
 ])
-def test_local_pool_shares_the_cores(n_tasks, workers, cores, expected):
+def test_local_pool_shares_the_cores(n_tasks, workers, cores, limit, expected):
     from dynatools.runs import _local_pool
 
-    assert _local_pool(n_tasks, workers, cores) == expected
+    assert _local_pool(n_tasks, workers, cores, limit) == expected
 
 
 def test_local_pool_rejects_zero_workers():
