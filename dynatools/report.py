@@ -259,6 +259,10 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     if balanced:
         figures.insert(1, ("weight_balance_vs_N", "Summed incoming positive and negative recurrent weight per unit "
                                                   "against N (Fig. 6a).", lambda: dplot.weight_balance_vs_N(balanced)))
+    untrained_tau = [lb for lb, ds in summaries.items() if not np.isfinite(ds["tau"].values).any()]
+    if untrained_tau:
+        notes.append(f"trained τ: {', '.join(untrained_tau)} have no per-unit timescale parameter (gated "
+                     f"models), so the left panel of the timescales figure has no line for them.")
     missing = sorted(set(summaries) - set(balanced))
     if missing:
         notes.append(f"weight balance: the recordings of {', '.join(missing)} carry no W_rec (gated models), "

@@ -62,7 +62,7 @@ def test_report_on_a_gated_run_notes_what_does_not_apply(tmp_path, make_run):
     out = tmp_path / "report"
     assert main(["report", str(run), "-o", str(out), *SMALL]) == 0
     page = (out / "index.html").read_text()
-    assert "robustness skipped" in page and "carry no W_rec" in page
+    assert "robustness skipped" in page and "carry no W_rec" in page and "no per-unit timescale" in page
     assert (out / "timescales_vs_N.png").is_file() and not (out / "weight_balance_vs_N.png").exists()
 
 
