@@ -219,15 +219,17 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         for path, N, cache in tqdm(todo, desc="analyse checkpoints", disable=not progress):
             _analyze_checkpoint(path, N, params, cache, None)
     per_N = [_load_checked(run_dir, N, path, params) for N, path in checkpoints]
-    keep = ["tau", "tau_net", "n_timescales", "status", "positive_sum", "negative_sum", "mean_incoming",
-            "balance", "dimensionality", "dimensionality_std", "participation_ratio", "accuracy", "epoch"]
+    for ds in per_N:                                     # decided where the fit's tau_max is known
+        ds["tau_net_reliable"] = reliable_tau_net(ds).notnull()
+    keep = ["tau", "tau_net", "n_timescales", "status", "tau_net_reliable", "positive_sum", "negative_sum",
+            "mean_incoming", "balance", "dimensionality", "dimensionality_std", "participation_ratio",
+            "accuracy", "epoch"]
     parts = [ds[[v for v in keep if v in ds]].expand_dims(N=[int(ds.attrs["N"])]) for ds in per_N]
     # drop the encodings read from the per-N files: the first file's fixed string width would
     # truncate longer ``status`` values of the others on writing
     summary = xr.concat(parts, dim="N", coords="minimal", compat="override", join="outer")
     for variable in summary.variables.values():
         variable.encoding = {}
-    summary["tau_net_reliable"] = reliable_tau_net(summary).notnull()
     summary["tau_net_reliable"].attrs["description"] = "tau_net counted in the tau_net statistics"
     for var, values in (("tau", summary["tau"]), ("tau_net", reliable_tau_net(summary))):
         summary[f"{var}_mean"] = values.mean("unit", skipna=True)
@@ -239,8 +241,8 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     summary.attrs = {"run_dir": str(run_dir), "curriculum": first.get("curriculum", ""),
                      "task": first.get("task", ""), "model": first.get("model", ""),
                      "params": json.dumps(params, sort_keys=True),
-                     "tau_net_statistics": "over units whose fit status is one of "
-                                           "dynatools.timescales.RELIABLE (tau_net_reliable)"}
+                     "tau_net_statistics": "over the units with tau_net_reliable "
+                                           "(dynatools.runs.reliable_tau_net)"}
     from dynatools.recording import write_netcdf_atomic
 
     write_netcdf_atomic(summary, out_dir / SUMMARY)
@@ -248,10 +250,15 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
 
 
 def reliable_tau_net(result: xr.Dataset) -> xr.DataArray:
-    """``tau_net`` where the fit is credible (status in :data:`dynatools.timescales.RELIABLE`),
-    NaN elsewhere: units whose fit failed or ran into a bound of the fit would otherwise dominate
-    means and spreads (a failed fit can sit at the upper bound, 100 steps). Without ``status``,
-    ``tau_net`` unchanged.
+    """``tau_net`` where the fit says something, NaN elsewhere, for statistics over units.
+
+    Left out: fits that failed (``failed``, ``single_failed``, ``constant``, ``tie``) and fits that
+    ran into the *upper* bound ``tau_max`` (the timescale is longer than the fit window can say;
+    a failed fit there, at about 100 steps, would dominate a mean). Kept: every status of
+    :data:`dynatools.timescales.RELIABLE`, and ``tau_at_bound`` at the *lower* bound, a timescale
+    much shorter than one lag step, whose near-zero value is the right order of magnitude
+    (in small networks that is often most units). A summary of :func:`analyze_run` carries the
+    decision as ``tau_net_reliable``; without ``status``, ``tau_net`` is returned unchanged.
 
     Examples
     --------
@@ -263,9 +270,16 @@ def reliable_tau_net(result: xr.Dataset) -> xr.DataArray:
     """
     from dynatools.timescales import RELIABLE
 
+    tau_net = result["tau_net"]
+    if "tau_net_reliable" in result:
+        return tau_net.where(result["tau_net_reliable"].astype(bool))
     if "status" not in result:
-        return result["tau_net"]
-    return result["tau_net"].where(result["status"].isin(list(RELIABLE)))
+        return tau_net
+    keep = result["status"].isin(list(RELIABLE))
+    tau_max = result.attrs.get("tau_max")
+    if tau_max is not None:
+        keep = keep | ((result["status"] == "tau_at_bound") & (tau_net < 0.5 * float(tau_max)))
+    return tau_net.where(keep)
 
 
 def _load_checked(run_dir: Path, N: int, path: Path, params: dict[str, Any]) -> xr.Dataset:

@@ -40,8 +40,9 @@ __all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS", "RELIABL
 STATUS = _expfit.STATUS
 #: The statuses whose ``tau_net`` is a credible fitted value: the selected model was fitted and
 #: its slowest timescale is inside the bounds (``"double_*"``: the single model was kept for the
-#: reason named). Excluded: ``constant``, ``failed``, ``tie`` (NaN), ``tau_at_bound`` (the fit
-#: ran into a bound) and ``single_failed`` (the single fit failed, so AIC had nothing to compare).
+#: reason named). Not listed: ``constant``, ``failed``, ``tie`` (NaN), ``single_failed`` (the
+#: single fit failed, so AIC had nothing to compare) and ``tau_at_bound``, which
+#: :func:`dynatools.runs.reliable_tau_net` keeps at the lower bound only.
 RELIABLE = ("ok", "double_negligible_weight", "double_at_bound", "double_duplicate", "double_within_noise",
             "double_failed")
 #: Default upper bound of every timescale, in steps of the lag coordinate (the authors' bound).

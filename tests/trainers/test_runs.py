@@ -30,7 +30,8 @@ def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp
     np.testing.assert_array_equal(summary.accuracy, [92.0, 93.0, 94.0])   # each checkpoint's accuracy on its N
     assert float(summary.tau_mean.sel(N=3)) == pytest.approx(2.0, rel=1e-6)   # linspace(1, 3) over units
     # tau_net statistics: over the units whose fit is reliable only
-    reliable = summary.tau_net.sel(N=2).where(summary.status.sel(N=2).isin(list(RELIABLE)))
+    status, tau_net = summary.status.sel(N=2), summary.tau_net.sel(N=2)
+    reliable = tau_net.where(status.isin(list(RELIABLE)) | ((status == "tau_at_bound") & (tau_net < 1.0)))
     assert float(summary.tau_net_median.sel(N=2)) == pytest.approx(float(np.nanmedian(reliable)))
     assert int(summary.tau_net_excluded.sel(N=2)) == int(np.isfinite(summary.tau_net.sel(N=2)).sum()
                                                          - np.isfinite(reliable).sum())
@@ -120,6 +121,11 @@ def test_tau_net_statistics_leave_out_failed_and_at_bound_fits(tmp_path, make_ru
                                           "failed", "ok"])})
     np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, np.nan, np.nan, 3.0])
     assert reliable_tau_net(res.drop_vars("status")).identical(res.tau_net)     # nothing to go by
+    # with the fit's bound known: at the lower bound (far below one step) kept, at the upper left out
+    res = res.assign(tau_net=("unit", [1.0, 2.0, 99.5, 1e-4, np.nan, 100.0]),
+                     status=("unit", ["ok", "ok", "single_failed", "tau_at_bound", "failed", "tau_at_bound"]))
+    res.attrs["tau_max"] = 100.0
+    np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, 1e-4, np.nan, np.nan])
 
 
 @pytest.mark.parametrize("saved, N, Ns, expected", [
