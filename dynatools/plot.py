@@ -251,6 +251,10 @@ def _integer_N(*axes) -> None:
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:                      # one N only: an axis less than one N wide has no integer ticks
+            centre = round((lo + hi) / 2)
+            ax.set_xlim(centre - 1, centre + 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 

@@ -147,3 +147,16 @@ def test_figures_over_N_name_the_missing_variable():
         plot.timescales_vs_N(_summary("x").drop_vars("tau_net"))
     with pytest.raises(ValueError, match=r"N \[9\]"):
         plot.tau_net_distributions(_summary("x"), Ns=[9])
+
+
+def test_a_single_N_still_gets_integer_ticks():
+    import xarray as xr
+
+    ds = xr.Dataset({"relative_accuracy": (("N", "trial"), np.full((1, 4), 0.8))}, coords={"N": [7]})
+    fig = plot.retraining_curves(ds)
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    lo, hi = fig.axes[0].get_xlim()
+    shown = [t for t in ticks if lo <= t <= hi]
+    assert 7 in shown and all(float(t).is_integer() for t in shown)
+    plt.close(fig)
