@@ -26,10 +26,28 @@ __all__ = ["lyapunov_spectrum", "jacobian_from_step"]
 Step = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def _default_device(device: Any) -> torch.device:
+def _owner_parameter(step: Step) -> torch.Tensor | None:
+    """The first parameter of the module ``step`` is a bound method of (e.g. ``model.step``)."""
+    owner = getattr(step, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        return next(owner.parameters(), None)
+    return None
+
+
+def _default_device(device: Any, step: Step) -> torch.device:
     if device is None:
+        p = _owner_parameter(step)
+        if p is not None:
+            return p.device                          # where the model lives
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def _default_dtype(dtype: torch.dtype | None, step: Step) -> torch.dtype:
+    if dtype is None:
+        p = _owner_parameter(step)
+        return p.dtype if p is not None and p.is_floating_point() else torch.float64
+    return dtype
 
 
 def jacobian_from_step(step: Step) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
@@ -66,7 +84,7 @@ def lyapunov_spectrum(
     reortho_every: int = 1,
     jacobian: Callable | str | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     seed: int | None = 0,
     progress: bool = False,
 ) -> xr.Dataset:
@@ -97,12 +115,17 @@ def lyapunov_spectrum(
         ``jacobian(h, u) -> (trajectory, unit, unit)``. Default: the model's analytic ``jacobian``
         when ``step`` is a bound method of an object that has one, else ``torch.func.jacrev``.
     device : str or torch.device, optional
-        Default: CUDA when available, else CPU.
-    dtype : torch.dtype, default=torch.float64
+        Default: where the model's parameters are when ``step`` is a bound method of a
+        ``torch.nn.Module`` (``model.step``), else CUDA when available, else CPU.
+    dtype : torch.dtype, optional
         Precision of the state and tangent vectors; the log-diagonals are always accumulated in
-        float64. float32 on a GPU is faster and accurate to about 1e-5 per step.
+        float64. Default: the model's parameter dtype for ``model.step`` (call ``model.double()``
+        for float64 dynamics), else float64. float32 is faster and accurate to about 1e-5 per
+        step; with it, exponents below about ``log(1e-38) / reortho_every`` underflow (a
+        RuntimeWarning says so).
     seed : int or None, default=0
-        Seeds the random orthonormal initial tangent vectors.
+        Seeds the random orthonormal initial tangent vectors; None draws a fresh seed (recorded in
+        the attribute ``seed``).
     progress : bool, default=False
         Show a progress bar.
 
@@ -113,8 +136,10 @@ def lyapunov_spectrum(
         step; ``lyapunov_std`` (spread over trajectories); ``per_trajectory``
         (``trajectory, exponent``); ``running`` (``time, exponent``): the running estimate after
         each re-orthonormalisation, averaged over trajectories (the convergence curves of
-        Fig. 2B). Attributes record the parameters. Diverged trajectories (non-finite states)
-        report ``inf`` and raise a RuntimeWarning.
+        Fig. 2B). Attributes record the parameters. Diverged trajectories (non-finite states or
+        tangent vectors) report ``inf`` in ``per_trajectory`` and raise a RuntimeWarning;
+        ``lyapunov``, ``lyapunov_std`` and ``running`` are over the other trajectories (``inf``
+        if all diverged), and the attribute ``diverged`` counts them.
 
     Examples
     --------
@@ -127,7 +152,14 @@ def lyapunov_spectrum(
     >>> bool(abs(float(res.lyapunov[0]) - np.log(2)) < 0.01)
     True
     """
-    dev = _default_device(device)
+    dev = _default_device(device, step)
+    dtype = _default_dtype(dtype, step)
+    owner = getattr(step, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        broken = [name for name, p in owner.named_parameters() if not torch.isfinite(p).all()]
+        if broken:
+            raise ValueError(f"the model's parameters {broken} contain NaN or inf; its training diverged "
+                             f"or the checkpoint is damaged. Load an earlier checkpoint.")
     h = torch.as_tensor(np.asarray(h0) if not isinstance(h0, torch.Tensor) else h0)
     if h.ndim == 1:
         h = h[None]
@@ -169,13 +201,15 @@ def lyapunov_spectrum(
     else:
         raise ValueError(f"jacobian={jacobian!r}: pass a callable, 'autograd' or None.")
 
-    gen = torch.Generator(device="cpu")
-    if seed is not None:
-        gen.manual_seed(seed)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
     Q = torch.linalg.qr(torch.randn(n_traj, n, k, generator=gen, dtype=torch.float64))[0]
     Q = Q.to(device=dev, dtype=dtype)
     log_sum = torch.zeros(n_traj, k, dtype=torch.float64, device=dev)
     diverged = torch.zeros(n_traj, dtype=torch.bool, device=dev)
+    underflowed = torch.zeros(n_traj, dtype=torch.bool, device=dev)
+    lazy = dev.type != "cpu"          # on a GPU: no data-dependent branch, so no sync every step
     running: list[torch.Tensor] = []
     running_time: list[int] = []
     averaged = 0
@@ -196,7 +230,7 @@ def lyapunov_spectrum(
             Q = torch.bmm(J.to(dtype), Q)
             h = h_next
             bad = ~torch.isfinite(h).all(1)          # the state is cheap to check every step
-            if bad.any():
+            if lazy or bad.any():
                 diverged |= bad
                 h = torch.where(bad[:, None], torch.zeros_like(h), h)
                 Q = torch.where(bad[:, None, None], torch.eye(n, k, dtype=dtype, device=dev), Q)
@@ -204,33 +238,51 @@ def lyapunov_spectrum(
                 Q, R = torch.linalg.qr(Q)
                 d = torch.diagonal(R, dim1=-2, dim2=-1)
                 bad = torch.isnan(d).any(1) | torch.isposinf(d.abs()).any(1)  # tangent vectors overflowed
-                if bad.any():
+                if lazy or bad.any():
                     diverged |= bad
                     Q = torch.where(bad[:, None, None], torch.eye(n, k, dtype=dtype, device=dev), Q)
                     d = torch.where(bad[:, None], torch.ones_like(d), d)
+                underflowed |= (d == 0).any(1) & ~diverged  # a direction shrank to exactly zero
                 sign = torch.where(d < 0, -1.0, 1.0).to(dtype)
                 Q = Q * sign[:, None, :]                    # diag(R) > 0 convention
                 if t + 1 > warmup:
                     log_sum += torch.log(d.abs().to(torch.float64))
                     averaged = t + 1 - warmup
-                    running.append((log_sum / averaged).mean(0).cpu())
+                    live = ~diverged
+                    running.append(torch.where(live[:, None], log_sum / averaged, 0.0).sum(0)
+                                   / live.sum().clamp(min=1))
                     running_time.append(t + 1)
             bar.update(1)
         bar.close()
     per_traj = (log_sum / max(averaged, 1)).cpu().numpy()
-    if diverged.any():
-        idx = torch.nonzero(diverged).flatten().tolist()
+    gone = diverged.cpu().numpy()
+    if gone.any():
+        idx = np.flatnonzero(gone).tolist()
         warnings.warn(f"trajectories {idx} diverged (non-finite state or tangent vectors); their "
-                      f"exponents are reported as inf.", RuntimeWarning, stacklevel=2)
-        per_traj[diverged.cpu().numpy()] = np.inf
-    order = np.argsort(-np.nan_to_num(per_traj.mean(0), nan=-np.inf, posinf=np.inf))
-    per_traj = per_traj[:, order]
-    run = torch.stack(running).numpy()[:, order] if running else np.empty((0, k))
+                      f"exponents are reported as inf and the means are over the other "
+                      f"{int((~gone).sum())}.", RuntimeWarning, stacklevel=2)
+        per_traj[gone] = np.inf
+    if underflowed.any():
+        idx = torch.nonzero(underflowed).flatten().tolist()
+        floor = np.log(torch.finfo(dtype).tiny) / reortho_every
+        warnings.warn(f"tangent vectors of trajectories {idx} shrank to exactly zero, so some exponents read "
+                      f"-inf. Either the map is singular along some direction (a Jacobian with zero rows, e.g. "
+                      f"silent ReLU units: the exponent is truly -inf), or a direction shrank below the "
+                      f"{str(dtype).replace('torch.', '')} range between two QR steps (exponents below about "
+                      f"{floor:.3g} per step at reortho_every={reortho_every}): then lower reortho_every or use "
+                      f"float64.", RuntimeWarning, stacklevel=2)
+    live = per_traj[~gone]
+    mean = live.mean(0) if live.size else np.full(k, np.inf)
+    order = np.argsort(-np.nan_to_num(mean, nan=-np.inf, posinf=np.inf))
+    per_traj, mean = per_traj[:, order], mean[order]
+    run = torch.stack(running).cpu().numpy()[:, order] if running else np.empty((0, k))
+    if not live.size:
+        run[:] = np.inf
     ok = np.isfinite(per_traj).all(1)
     finite_std = per_traj[ok].std(0) if ok.any() else np.full(k, np.nan)
     ds = xr.Dataset(
         {
-            "lyapunov": ("exponent", per_traj.mean(0)),
+            "lyapunov": ("exponent", mean),
             "lyapunov_std": ("exponent", finite_std),
             "per_trajectory": (("trajectory", "exponent"), per_traj),
             "running": (("time", "exponent"), run),
@@ -240,7 +292,7 @@ def lyapunov_spectrum(
         attrs={"units": "natural log per step", "steps": total, "warmup": warmup,
                "reortho_every": reortho_every, "k": k, "jacobian": source,
                "dtype": str(dtype).replace("torch.", ""), "method": "QR (Benettin)",
-               "diverged": int(diverged.sum())},
+               "diverged": int(diverged.sum()), "underflowed": int(underflowed.sum()), "seed": int(seed)},
     )
     ds["lyapunov"].attrs["units"] = "1/step (natural log)"
     return ds

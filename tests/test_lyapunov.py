@@ -143,3 +143,48 @@ def test_overflowing_tangent_vectors_warn_and_report_inf():
         res = lyapunov_spectrum(lambda h, u: h, np.ones((1, 2)), steps=40, reortho_every=40,
                                 jacobian=lambda h, u: A.expand(h.shape[0], 2, 2), **CPU)
     assert np.isinf(res.lyapunov.values).all()
+
+
+def test_a_float32_model_works_with_the_defaults():
+    import trainers
+
+    net = trainers.LeakyRNN(6, generator=torch.Generator().manual_seed(0))           # float32, CPU
+    h0 = net.initial_state(2, generator=torch.Generator().manual_seed(1))
+    u = torch.rand(2, 80, 1, generator=torch.Generator().manual_seed(2))
+    res = lyapunov_spectrum(net.step, h0, u, warmup=20)
+    assert res.attrs["dtype"] == "float32" and np.isfinite(res.lyapunov).all()
+    ref = lyapunov_spectrum(net.double().step, h0.double(), u.double(), warmup=20)
+    np.testing.assert_allclose(res.lyapunov, ref.lyapunov, atol=1e-4)
+
+
+def test_nan_weights_are_named():
+    import trainers
+
+    net = trainers.LeakyRNN(4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.W_rec[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="W_rec"):
+        lyapunov_spectrum(net.step, net.initial_state(1), torch.zeros(1, 10, 1))
+
+
+def test_underflow_is_reported():
+    # diag(e^-0.5, e^-9) in float32 with a QR every 12 steps: e^-108 is below float32's range
+    A = torch.diag(torch.tensor([np.exp(-0.5), np.exp(-9.0)], dtype=torch.float32))
+    with pytest.warns(RuntimeWarning, match="shrank to exactly zero"):
+        res = lyapunov_spectrum(lambda h, u: h, np.ones((1, 2)), steps=60, warmup=12, reortho_every=12,
+                                dtype=torch.float32, jacobian=lambda h, u: A.expand(h.shape[0], 2, 2), device="cpu")
+    assert res.attrs["underflowed"] == 1 and res.lyapunov.values[0] == pytest.approx(-0.5, abs=1e-5)
+    ok = lyapunov_spectrum(lambda h, u: h, np.ones((1, 2)), steps=60, warmup=12, reortho_every=4,
+                           dtype=torch.float32, jacobian=lambda h, u: A.expand(h.shape[0], 2, 2), device="cpu")
+    np.testing.assert_allclose(ok.lyapunov, [-0.5, -9.0], atol=1e-4)
+
+
+def test_means_leave_out_diverged_trajectories_and_unseeded_runs_differ():
+    h0 = np.array([[1.0], [1.0], [2.0]])  # x -> x^2: 1 stays (exponent ln 2), 2 escapes
+    with pytest.warns(RuntimeWarning, match="means are over the other 2"):
+        res = lyapunov_spectrum(lambda h, u: h * h, h0, steps=50, device="cpu")
+    assert res.lyapunov.values[0] == pytest.approx(np.log(2)) and res.attrs["diverged"] == 1
+    np.testing.assert_allclose(res.running.values[-1], np.log(2))
+    a = lyapunov_spectrum(lambda h, u: 0.5 * h, np.ones((1, 3)), steps=3, seed=None, device="cpu")
+    b = lyapunov_spectrum(lambda h, u: 0.5 * h, np.ones((1, 3)), steps=3, seed=None, device="cpu")
+    assert a.attrs["seed"] != b.attrs["seed"]
