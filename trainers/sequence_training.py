@@ -9,6 +9,8 @@ number of iterations when it is never reached.
 
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import os
@@ -340,11 +342,13 @@ def sequence_loss_closure(model: torch.nn.Module, task: Any, *, batch: int = 100
     """The training loss (cross-entropy or RMS, last state) on one fixed test batch as a function
     of the parameters, for :func:`dynatools.hessian_eigenvalues`: returns ``(loss_fn, params)``.
 
-    Twice differentiable: the model is switched to ``fused = False``. Fading-memory paper
-    Sec. 4.1 (Fig. 2C): Hessians on a fixed set of 1000 test samples.
+    Twice differentiable: a copy of the model runs with ``fused = False`` (``model`` is not
+    changed); ``params`` holds the trainable parameters only. Fading-memory paper Sec. 4.1
+    (Fig. 2C): Hessians on a fixed set of 1000 test samples.
     """
     from torch.func import functional_call
 
+    model = copy.deepcopy(model)                 # the caller's model keeps its fast fused path
     if hasattr(model, "fused"):
         model.fused = False
     dev = next(model.parameters()).device
@@ -352,7 +356,7 @@ def sequence_loss_closure(model: torch.nn.Module, task: Any, *, batch: int = 100
     b = held_out_batch(task, batch, seed=seed).to(dev)
     u = b.inputs.to(dtype)
     targets = b.targets.to(dtype) if task.kind == "regression" else b.targets
-    params = {k: v.detach() for k, v in model.named_parameters()}
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
 
     def loss_fn(p: dict[str, torch.Tensor]) -> torch.Tensor:
         H = functional_call(model, p, (u,))[:, -1]

@@ -14,6 +14,8 @@ Run directory layout::
 
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import os
@@ -463,11 +465,14 @@ def loss_closure(model: torch.nn.Module, task, Ns: Sequence[int], *, batch: int 
     :func:`dynatools.hessian_eigenvalues`: returns ``(loss_fn, params)``.
 
     ``loss_fn(params)`` is the sum over heads ``0..len(Ns)-1`` of the cross-entropy on the last
-    step, computed with ``torch.func.functional_call`` (twice differentiable: a LeakyRNN is
-    switched to ``fused = False``).
+    step, computed with ``torch.func.functional_call`` on a copy of the model (twice
+    differentiable: the copy of a LeakyRNN runs with ``fused = False``; ``model`` is not changed).
+    ``params`` holds the trainable parameters only (``requires_grad``; e.g. no ``tau`` when
+    ``train_tau=False``).
     """
     from torch.func import functional_call
 
+    model = copy.deepcopy(model)                 # the caller's model keeps its fast fused path
     if hasattr(model, "fused"):
         model.fused = False
     dev = next(model.parameters()).device
@@ -477,7 +482,7 @@ def loss_closure(model: torch.nn.Module, task, Ns: Sequence[int], *, batch: int 
     u = b.inputs.to(dtype)
     h0 = model.initial_state(batch, generator=gen)
     n_heads = len(Ns)
-    params = {k: v.detach() for k, v in model.named_parameters()}
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
 
     def loss_fn(p: dict[str, torch.Tensor]) -> torch.Tensor:
         H = functional_call(model, p, (u, h0))[:, -1]

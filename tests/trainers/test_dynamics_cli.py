@@ -55,6 +55,14 @@ def test_loss_closure_equals_the_training_loss():
     logits = model.readout(H[:, -1], heads=2)
     expected = torch.nn.functional.cross_entropy(logits.transpose(1, 2), b.labels, reduction="none").mean(0).sum()
     torch.testing.assert_close(loss_fn(params), expected)
+    assert model.fused                                   # the caller's model keeps its fused path
+
+
+def test_loss_closure_leaves_frozen_parameters_out():
+    model = trainers.LeakyRNN(5, n_heads=1, train_tau=False, generator=torch.Generator().manual_seed(0)).double()
+    loss_fn, params = loss_closure(model, trainers.Parity(), [2], batch=4, seed=0)
+    assert "tau" not in params and "W_rec" in params
+    assert torch.isfinite(loss_fn(params))
 
 
 def test_missing_source_is_a_one_line_error(tmp_path, capsys):
@@ -109,4 +117,4 @@ def test_sequence_loss_closure_equals_the_training_loss():
                     else torch.sqrt(torch.mean((out[:, 0] - b.targets.double()) ** 2)))
         loss_fn, params = sequence_loss_closure(net, task, batch=10, seed=3)
         torch.testing.assert_close(loss_fn(params), expected)
-        assert net.fused is False
+        assert net.fused is True                 # the caller's model is not changed
