@@ -74,7 +74,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not a trainers checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, "
             f"expected {FORMAT!r}). For the authors' published networks use trainers.import_reference()."
         )
-    payload["meta"] = json.loads(payload["meta"])
+    try:
+        payload["meta"] = json.loads(payload["meta"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint's metadata is damaged ({exc}).") from exc
     return payload
 
 

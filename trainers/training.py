@@ -312,10 +312,22 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
         path.unlink()
     payload = read_checkpoint(latest)
     meta = payload["meta"]
+    if meta.get("kind") == "sequence":
+        raise ValueError(f"{run_dir} is a train-sequence run; continue it with "
+                         f"trainers.sequence_training.resume_sequence({str(run_dir)!r}) "
+                         f"(the command `trainers resume` picks the right one).")
+    if "config" not in meta or "rng" not in payload:
+        raise CheckpointError(f"{latest} is not the latest checkpoint of a `trainers train` run (it has no "
+                              f"{'config' if 'config' not in meta else 'random-stream state'}); it cannot be "
+                              f"resumed.")
     cfg = TrainConfig.from_dict(meta["config"])
     cfg_file = run_dir / "config.json"
     if cfg_file.is_file():
-        on_disk = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+        try:
+            on_disk = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{cfg_file} is damaged ({exc}); delete it: resume takes the "
+                                  f"configuration from {latest}.") from exc
         arch = ("model", "units", "n_heads", "task", "curriculum", "nonlinearity", "activation")
         diff = [k for k in arch if getattr(on_disk, k) != getattr(cfg, k)]
         if diff:
@@ -403,10 +415,13 @@ def _loop(run: Run, optimizer, streams: _Streams, device, *, start_epoch: int, w
                 losses[i] = loss.detach()
             train_seconds = time.perf_counter() - t0
             loss_mean = float(losses.mean())
-            if not math.isfinite(loss_mean):
+            broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+            if not math.isfinite(loss_mean) or broken:   # the last update can break the weights alone
+                what = f"the loss became {loss_mean}" if not math.isfinite(loss_mean) else \
+                    f"the parameters {broken} became NaN or inf"
                 raise FloatingPointError(
-                    f"the loss became {loss_mean} in epoch {epoch + 1}; lower lr (now {cfg.lr}) or "
-                    f"clip (now {cfg.clip}). The last good state is in the latest checkpoint.")
+                    f"{what} in epoch {epoch + 1}; lower lr (now {cfg.lr}) or clip (now {cfg.clip}). "
+                    f"The last good state is in the latest checkpoint (not overwritten).")
             acc = evaluate(model, task, Ns, batches=cfg.eval_batches, batch=cfg.batch,
                            generator=generator, device=device, length_generator=streams.lengths)
             wall += time.perf_counter() - t0

@@ -307,3 +307,28 @@ def test_resume_keeps_other_temporary_files(tmp_path):
     recording_in_progress.write_text("someone else's write")
     trainers.resume(tmp_path / "r", max_epochs=2, progress=False)
     assert recording_in_progress.exists()
+
+
+def test_weights_broken_without_a_broken_loss_stop_training_before_the_checkpoint(tmp_path):
+    init = trainers.LeakyRNN(16, n_heads=4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        init.heads.weight[3] = float("nan")         # a head the first curriculum step does not use
+    with pytest.raises(FloatingPointError, match=r"parameters \['heads.weight'\] became NaN"):
+        trainers.train({**TINY, "max_epochs": 2}, tmp_path / "r", init=init, progress=False)
+    assert not (tmp_path / "r" / "checkpoints" / "latest.pt").exists()   # no broken state was saved
+
+
+def test_resume_names_what_is_wrong_with_the_run(tmp_path):
+    from trainers.sequence_training import make_sequence_task, train_sequence
+    from trainers.models import WCRNN, critical
+
+    task = make_sequence_task("adding", length=6)
+    net = WCRNN(4, critical(4), gamma=0.05, input_dim=task.input_dim, n_outputs=task.n_outputs,
+                generator=torch.Generator().manual_seed(0))
+    train_sequence(net, task, epochs=1, steps_per_epoch=2, batch=4, test_size=8, out=tmp_path / "seq", progress=False)
+    with pytest.raises(ValueError, match="resume_sequence"):
+        trainers.resume(tmp_path / "seq", progress=False)
+    trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
+    (tmp_path / "r" / "config.json").write_text("{truncated")
+    with pytest.raises(CheckpointError, match="config.json is damaged"):
+        trainers.resume(tmp_path / "r", max_epochs=2, progress=False)

@@ -114,3 +114,14 @@ def test_bad_arguments(kwargs, match):
 def test_rotational_needs_even_units():
     with pytest.raises(ValueError, match="even"):
         rotational(5, 0.1)
+
+
+@pytest.mark.parametrize("h0, match", [
+    (torch.zeros(2, 5), "expected \\(3, 4\\)"),                     # wrong state size
+    (torch.zeros(2, 4), "expected \\(3, 4\\)"),                     # wrong batch
+    (torch.zeros(3, 4, dtype=torch.float64), "float64"),            # would be cast silently
+])
+def test_a_wrong_initial_state_is_named(h0, match):
+    net = WCRNN(4, critical(4), gamma=0.05, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=match):
+        net(torch.zeros(3, 7, 1), h0)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from dynatools._validation import check_choice, check_positive_int
-from trainers.models._common import RecurrentModel, linear_bound, refuse_double_backward, uniform_
+from trainers.models._common import (RecurrentModel, check_state, linear_bound, refuse_double_backward,
+                                     uniform_)
 
 KINDS = ("linear", "A", "B")
 
@@ -161,6 +162,8 @@ class WCRNN(RecurrentModel):
         if u.ndim != 3 or u.shape[-1] != self.input_dim:
             raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
         h = self.initial_state(u.shape[0]) if h0 is None else h0
+        if h0 is not None:
+            check_state(h0, u, self.n_units)
         if self.fused and self.kind == "linear":
             c = torch.nn.functional.linear(u.transpose(0, 1), self.W_in, self.b)   # (time, batch, unit)
             return _LinearRecurrence.apply(c, h, self.W, self.R, self.gamma).transpose(0, 1)
