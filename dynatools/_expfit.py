@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynatools._lsq import least_squares_batched
+from dynatools._lsq import BatchedFit, least_squares_batched
 
 #: Status codes -> names stored in the result's ``status`` variable.
 STATUS = (
@@ -175,12 +175,48 @@ def double_starts(t: np.ndarray, y: np.ndarray, single_x: np.ndarray, bounds, re
     return starts
 
 
-def fit_single(t, y, bounds, x0):
+def curve_fit_rows(residual, t, y, x0, lo, hi) -> BatchedFit:
+    """Fit every row with ``scipy.optimize.least_squares(method="trf")`` and its default
+    tolerances: exactly what ``scipy.optimize.curve_fit`` does with bounds, as in the authors'
+    code. One unit at a time (slow); used by ``reference=True``, where fidelity to their fits
+    matters more than speed. A fit that raises or does not converge counts as failed."""
+    import warnings
+
+    from scipy.optimize import least_squares
+
+    B, p = x0.shape
+    x = np.full((B, p), np.nan)
+    cost = np.full(B, np.nan)
+    ok = np.zeros(B, dtype=bool)
+    n_iter = np.zeros(B, dtype=np.int64)
+    fun = residual(t, y)
+    for i in range(B):
+        idx = np.array([i])
+
+        def r(v, idx=idx):
+            return fun(v[None], idx)[0][0]
+
+        def jac(v, idx=idx):
+            return fun(v[None], idx)[1][0]
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = least_squares(r, np.clip(x0[i], lo, hi), jac=jac, bounds=(lo, hi), method="trf")
+        except (ValueError, RuntimeError):
+            continue
+        x[i], cost[i], ok[i], n_iter[i] = res.x, res.cost, res.success, res.nfev
+    return BatchedFit(x=x, cost=cost, converged=ok, n_iter=n_iter)
+
+
+def fit_single(t, y, bounds, x0, reference: bool = False):
     lo, hi = bounds
+    if reference:
+        return curve_fit_rows(_single_residual, t, y, x0, lo[:2], hi[:2])
     return least_squares_batched(_single_residual(t, y), x0, lo[:2], hi[:2])
 
 
-def fit_double(t, y, bounds, starts):
+def fit_double(t, y, bounds, starts, reference: bool = False):
     """Fit the double model from each start; keep, per unit, the converged result of lowest cost.
 
     Returns ``(x, cost, ok)``; ``ok`` is False where no start converged.
@@ -189,7 +225,8 @@ def fit_double(t, y, bounds, starts):
     best_x = np.full(starts[0].shape, np.nan)
     best_cost = np.full(len(y), np.inf)
     for x0 in starts:
-        res = least_squares_batched(_double_residual(t, y), x0, lo, hi)
+        res = (curve_fit_rows(_double_residual, t, y, x0, lo, hi) if reference
+               else least_squares_batched(_double_residual(t, y), x0, lo, hi))
         cost = np.where(res.converged & np.isfinite(res.cost), res.cost, np.inf)
         better = cost < best_cost
         best_x[better] = res.x[better]
@@ -238,9 +275,9 @@ def fit_and_select(
         lo = np.array([0.0, tiny, tiny, 0.0])
         hi = np.array([1.0, tau_max, tau_max, 1.0])
         bounds = (lo, hi)
-        s = fit_single(t, yg, bounds, single_starts(t, yg, bounds, reference))
+        s = fit_single(t, yg, bounds, single_starts(t, yg, bounds, reference), reference)
         s_ok = s.converged & np.isfinite(s.cost)
-        dx, d_cost, d_ok = fit_double(t, yg, bounds, double_starts(t, yg, s.x, bounds, reference))
+        dx, d_cost, d_ok = fit_double(t, yg, bounds, double_starts(t, yg, s.x, bounds, reference), reference)
         # order the components: fast first
         swap = dx[:, 1] > dx[:, 2]
         dx[swap] = dx[swap][:, [0, 2, 1, 3]]

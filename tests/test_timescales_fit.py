@@ -28,6 +28,12 @@ def test_exact_single_exponential_is_recovered(tau, reference):
         # exact data can fit both models with RSS = 0, an AIC tie (see the test below)
         y = y + np.random.default_rng(0).normal(0, 1e-9, LAG.size) * (LAG > 0)
     res = dt.fit_timescales(_acf(y), reference=reference)
+    if reference:
+        # SciPy's default tolerances (ftol = 1e-8) stop the single fit at an RSS of about 1e-10,
+        # above this 1e-9 noise, so AIC picks the double model here, as the authors' curve_fit
+        # does; the single fit still recovers tau
+        np.testing.assert_allclose(res.tau_single.values, tau, rtol=1e-4)
+        return
     assert str(res.selected_model.values[0]) == "single"
     np.testing.assert_allclose(res.tau_net.values, tau, rtol=1e-6)
     np.testing.assert_allclose(res.r2.values, 1.0, atol=1e-10)
@@ -156,9 +162,10 @@ def _curve_fit_best(fun, y, starts, lo, hi):
 def test_batched_solver_agrees_with_curve_fit(reference):
     """Same model, bounds and start(s) as curve_fit: parameters agree to 1e-4 (relative).
 
-    In reference mode the double fit starts on a saddle (tau_1 = tau_2, c = 0.5) where the path
-    out depends on the solver, so some units end in different local minima: there we require
-    agreement on >= 90% of units (measured: 192/200). From the default starts, all units agree.
+    Reference mode runs SciPy's own solver per unit, so every double fit must reach curve_fit's
+    residual; the parameters agree to 1e-4 on >= 98% of units (measured 198/200: the other two sit
+    in flat valleys where 1e-8 tolerances leave 1e-4 of slack). From the default starts (our
+    batched solver), all units agree to 1e-4.
     """
     y = _random_units()
     res = dt.fit_timescales(_acf(y), reference=reference)
@@ -167,7 +174,7 @@ def test_batched_solver_agrees_with_curve_fit(reference):
     s0 = _expfit.single_starts(LAG, y, (lo, hi), reference)
     single_x = np.c_[res.amplitude_single.values, res.tau_single.values]
     d_starts = _expfit.double_starts(LAG, y, single_x, (lo, hi), reference)
-    rel_single, rel_double = [], []
+    rel_single, rel_double, rss_ratio = [], [], []
     for i in range(len(y)):
         p1 = _curve_fit_best(_single, y[i], [s0[i]], lo[:2], hi[:2])
         rel_single.append(np.max(np.abs(p1 - single_x[i]) / np.abs(p1)))
@@ -176,10 +183,12 @@ def test_batched_solver_agrees_with_curve_fit(reference):
             p2 = np.array([p2[0], p2[2], p2[1], 1 - p2[3]])
         ours = np.array([res.amplitude_double[i], res.tau_fast[i], res.tau_slow[i], res.weight_fast[i]])
         rel_double.append(np.max(np.abs(p2 - ours) / np.abs(p2)))
+        rss_ratio.append(float(res.rss_double[i]) / np.sum((_double(LAG, *p2) - y[i]) ** 2))
     rel_single, rel_double = np.array(rel_single), np.array(rel_double)
     assert rel_single.max() < 1e-4
+    assert np.max(rss_ratio) < 1 + 1e-4                 # never stuck above curve_fit's minimum
     if reference:
-        assert np.mean(rel_double < 1e-4) >= 0.90
+        assert np.mean(rel_double < 1e-4) >= 0.98
     else:
         assert rel_double.max() < 1e-4
 
