@@ -116,3 +116,12 @@ def check_core_dims(da: xr.DataArray, required: Sequence[str]) -> None:
             f"Pass the names your data uses (e.g. dim='t'), or rename with "
             f"da.rename({{'your_name': '{missing[0]}'}})."
         )
+
+
+def spacing_tolerance(values: Any) -> float:
+    """Absolute tolerance for the steps of a sampled coordinate: the rounding of its dtype at its
+    largest value (float32 times such as ``arange(T) * 0.001`` are not exactly even)."""
+    arr = np.asarray(values)
+    if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
+        return 0.0
+    return float(8 * np.finfo(arr.dtype).eps * np.max(np.abs(arr)))

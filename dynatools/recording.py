@@ -297,8 +297,10 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
         raise RecordingError(f"attribute 'dt' must be a positive number; found {dt!r}.")
     dt_attr = ds.attrs.get("dt")
     if time.size > 1 and isinstance(dt_attr, (int, float, np.number)) and not isinstance(dt_attr, bool):
+        from dynatools._validation import spacing_tolerance
+
         steps = np.diff(np.asarray(time.values, dtype=np.float64))
-        if not np.allclose(steps, float(dt_attr), rtol=1e-6, atol=0):
+        if not np.allclose(steps, float(dt_attr), rtol=1e-6, atol=spacing_tolerance(time.values)):
             raise RecordingError(
                 f"attribute 'dt' = {dt_attr} but the 'time' coordinate advances by "
                 f"{steps[0]:g} per sample; make them agree (time = arange(T) * dt)."
@@ -316,6 +318,19 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
                 + " or ".join(_describe_dims(d) for d in alternatives)
                 + "."
             )
+    for name in ("time", "unit"):
+        if ds.sizes[name] == 0:
+            raise RecordingError(f"dim {name!r} has length 0; a recording needs at least one {name} step "
+                                 f"or unit.")
+    ids = np.asarray(ds["unit"].values)
+    if np.unique(ids).size != ids.size:
+        values, counts = np.unique(ids, return_counts=True)
+        raise RecordingError(f"coordinate 'unit' repeats ids {values[counts > 1][:5].tolist()}; unit ids must "
+                             f"be unique (ds.assign_coords(unit=np.arange(ds.sizes['unit']))).")
+    if "unit_pre" in ds.dims and ds.sizes["unit_pre"] != ds.sizes["unit"]:
+        raise RecordingError(f"dim 'unit_pre' has {ds.sizes['unit_pre']} entries but 'unit' has "
+                             f"{ds.sizes['unit']}: recurrent weights (unit, unit_pre) connect the recorded "
+                             f"units to each other, so W_rec must be square.")
     return ds
 
 
@@ -395,9 +410,18 @@ def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     raw = out.pop(_JSON_LIST_ATTR, None)
     if raw is None:
         return out
-    for key in json.loads(raw):
+    try:
+        keys = json.loads(raw)
+    except ValueError as exc:
+        raise RecordingError(f"attribute {_JSON_LIST_ATTR!r} is not valid JSON ({exc}); the file's "
+                             f"attributes are damaged.") from exc
+    for key in keys:
         if key in out:
-            out[key] = json.loads(out[key])
+            try:
+                out[key] = json.loads(out[key])
+            except (TypeError, ValueError) as exc:
+                raise RecordingError(f"attribute {key!r} should hold JSON but does not ({exc}): "
+                                     f"{str(out[key])[:80]!r}. Fix or delete the attribute.") from exc
     return out
 
 
@@ -459,7 +483,8 @@ def open_recording(path: str | os.PathLike, *, chunks: Mapping[str, int] | str |
         A netCDF4 file.
     chunks : mapping or "auto", optional
         Open lazily as dask arrays with these chunks (e.g. ``{"unit": 100}``); needs dask. Chunk
-        over ``unit`` or ``trial``, never over ``time``, for the timescale analysis.
+        over ``unit`` or ``trial``, never over ``time``, for the timescale analysis: with a
+        mapping, ``time`` is one chunk unless you name it.
 
     Returns
     -------
@@ -485,6 +510,10 @@ def open_recording(path: str | os.PathLike, *, chunks: Mapping[str, int] | str |
         raise FileNotFoundError(f"no such recording: {str(path)!r}.")
     if path.is_dir():
         raise RecordingError(f"{str(path)!r} is a folder; expected a netCDF4 file (*.nc).")
+    if isinstance(chunks, Mapping):
+        # one chunk along time unless asked otherwise: files written in time blocks (the
+        # RecordingWriter's) would otherwise be split along time, which the timescales refuse
+        chunks = {"time": -1, **chunks}
     try:
         ds = xr.open_dataset(path, engine="netcdf4", chunks=chunks, decode_times=False)
     except (OSError, ValueError, RuntimeError) as exc:

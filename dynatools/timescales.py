@@ -32,6 +32,7 @@ from dynatools._validation import (
     check_core_dims,
     check_positive_int,
     is_dask,
+    spacing_tolerance,
 )
 
 __all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS", "RELIABLE"]
@@ -66,10 +67,11 @@ def _lag_spacing(da: xr.DataArray, dim: str) -> tuple[float, str | None]:
     units = da[dim].attrs.get("units")
     if da.sizes[dim] < 2:
         return 1.0, units
-    coord = np.asarray(da[dim].values, dtype=np.float64)
+    raw = np.asarray(da[dim].values)
+    coord = raw.astype(np.float64)
     diffs = np.diff(coord)
-    step = float(diffs[0])
-    if step <= 0 or not np.allclose(diffs, step, rtol=1e-6, atol=0):
+    step = float((coord[-1] - coord[0]) / (coord.size - 1))   # robust to float32 rounding
+    if step <= 0 or not np.allclose(diffs, step, rtol=1e-6, atol=spacing_tolerance(raw)):
         raise ValueError(
             f"coordinate {dim!r} is not evenly spaced and increasing (first steps: "
             f"{diffs[:3].tolist()}); autocorrelations need uniformly sampled data. Resample it, "

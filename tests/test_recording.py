@@ -91,6 +91,9 @@ def test_from_array_rejects_bad_data(activity, expectation):
         (lambda ds: ds.assign_coords(tau=(("unit", "unit_pre"), np.zeros((4, 4)))), "coordinate 'tau'"),
         (lambda ds: ds.assign(bias=("trial", np.zeros(2))), "variable 'bias' has dims \\('trial'\\)"),
         (lambda ds: ds.assign_attrs(dt=0), "'dt' must be a positive"),
+        (lambda ds: ds.assign_coords(unit=[0, 1, 1, 2]), "repeats ids \\[1\\]"),
+        (lambda ds: ds.assign(W_rec=(("unit", "unit_pre"), np.zeros((4, 5)))), "W_rec must be square"),
+        (lambda ds: ds.isel(time=slice(0, 0)), "'time' has length 0"),
     ],
 )
 def test_validate_names_variable_expected_and_found(mutate, match):
@@ -218,3 +221,13 @@ def test_save_does_not_mutate_variable_or_coordinate_attrs(tmp_path):
     rec["activity"].attrs["flag"] = True
     dt.save_recording(rec, tmp_path / "rec.nc")
     assert rec["tau"].attrs == {"meta": {"a": 1}} and rec["activity"].attrs == {"flag": True}
+
+
+def test_a_damaged_json_attribute_is_named(tmp_path):
+    path = dt.save_recording(_rec(config={"lr": 0.05}), tmp_path / "rec.nc")
+    import netCDF4
+
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.setncattr("config", "{not json")
+    with pytest.raises(RecordingError, match="attribute 'config' should hold JSON"):
+        dt.open_recording(path)

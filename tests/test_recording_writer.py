@@ -52,3 +52,16 @@ def test_error_inside_the_with_block_leaves_no_file(tmp_path):
         with _writer(tmp_path / "s.nc") as w:
             w.write("output", 0, np.zeros((2, 1, 1)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_written_file_opens_in_one_time_chunk(tmp_path):
+    pytest.importorskip("dask")
+    T = 10_000                                       # more than one of the writer's time blocks
+    x = np.random.default_rng(0).standard_normal((2, T, 4)).astype("float32")
+    with dt.RecordingWriter(tmp_path / "long.nc", n_trials=2, n_time=T, n_units=4, model="demo") as w:
+        w.write("activity", 0, x)
+    rec = dt.open_recording(tmp_path / "long.nc", chunks={"trial": 1})
+    assert rec.activity.chunks[1] == (T,)            # time not split: the timescales accept it
+    lazy = dt.timescales(rec)
+    direct = dt.timescales(dt.from_array(x))
+    np.testing.assert_allclose(lazy.tau_net, direct.tau_net, rtol=1e-6)

@@ -153,3 +153,17 @@ def test_fft_threads_follow_dynatools_num_threads(monkeypatch):
     assert n_workers() == 1
     monkeypatch.setenv("DYNATOOLS_NUM_THREADS", "nonsense")
     assert n_workers() >= 1
+
+
+def test_float32_time_coordinates_are_evenly_spaced_enough():
+    # arange(T) * 0.001 in float32 has steps that differ by about 1e-7: still a uniform sampling
+    t = (np.arange(20000) * 0.001).astype("float32")
+    assert not np.allclose(np.diff(t.astype(np.float64)), 0.001, rtol=1e-6, atol=0)
+    rec = dt.from_array(np.random.default_rng(0).standard_normal((2, 20000, 2)), dt=0.001)
+    rec = rec.assign_coords(time=("time", t, rec.time.attrs))
+    dt.validate(rec)
+    acf = dt.autocorrelation(rec, max_lag=5)
+    np.testing.assert_allclose(np.diff(acf.lag.values), 0.001, rtol=1e-6)
+    uneven = rec.assign_coords(time=("time", np.r_[t[:-1], t[-1] + 0.01].astype("float32"), rec.time.attrs))
+    with pytest.raises(ValueError, match="not evenly spaced"):
+        dt.autocorrelation(uneven.activity, max_lag=5)
