@@ -49,11 +49,32 @@ class _Flat:
         self.sizes = [t.numel() for t in tensors]
         self.dtype, self.device = tensors[0].dtype, tensors[0].device
         self.x0 = torch.cat([t.detach().reshape(-1).to(self.dtype) for t in tensors])
+        bad = [str(name) for name, t in zip(names, tensors) if not torch.isfinite(t).all()]
+        if bad:
+            raise ValueError(f"params {bad} contain NaN or inf; the network's training diverged or the "
+                             f"checkpoint is damaged. Load an earlier checkpoint.")
         self.n = self.x0.numel()
         self.n_hvp = 0
         from torch.func import grad
 
         self._grad = grad(self._f)
+        loss = self._call(self._f, self.x0).detach()
+        if not torch.isfinite(loss):
+            raise ValueError(f"loss_fn(params) is {float(loss)} at params; the Hessian of a non-finite loss "
+                             f"is meaningless. Check the batch and the parameters.")
+
+    @staticmethod
+    def _call(fn: Callable, *args: Any) -> Any:
+        """Run ``fn``; a custom autograd Function (a fused recurrence) gets a clear message."""
+        try:
+            return fn(*args)
+        except RuntimeError as exc:
+            if "setup_context" in str(exc) or "functorch" in str(exc):
+                raise RuntimeError(
+                    "loss_fn runs a custom autograd Function that torch.func cannot differentiate "
+                    "twice, such as the fused recurrence of a trainers model: set model.fused = False "
+                    "(trainers.training.loss_closure does this on a copy).") from exc
+            raise
 
     def _unflatten(self, x: torch.Tensor):
         parts = [p.reshape(s) for p, s in zip(torch.split(x, self.sizes), self.shapes)]
@@ -73,7 +94,7 @@ class _Flat:
         from torch.func import jvp
 
         self.n_hvp += 1
-        return jvp(self._grad, (self.x0,), (v.to(self.dtype),))[1]
+        return self._call(lambda: jvp(self._grad, (self.x0,), (v.to(self.dtype),))[1])
 
     def hvp_numpy(self, v: np.ndarray) -> np.ndarray:
         out = self.hvp(torch.as_tensor(np.ascontiguousarray(v).reshape(-1), device=self.device))
@@ -82,7 +103,7 @@ class _Flat:
     def dense(self) -> np.ndarray:
         from torch.func import hessian
 
-        H = hessian(self._f)(self.x0)
+        H = self._call(hessian(self._f), self.x0)
         return H.detach().to(torch.float64).cpu().numpy()
 
 

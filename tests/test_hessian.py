@@ -113,3 +113,24 @@ def test_hutchinson_interval_covers_the_exact_trace():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_bad_parameters_and_losses_are_named():
+    w = torch.tensor([1.0, float("nan")], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"params \['w'\] contain NaN"):
+        hessian_eigenvalues(lambda p: (p["w"] ** 2).sum(), {"w": w}, k=1)
+    with pytest.raises(ValueError, match="loss_fn\\(params\\) is inf"):
+        hessian_eigenvalues(lambda p: (p["w"] ** 2).sum() / 0.0, {"w": torch.ones(2, dtype=torch.float64)}, k=1)
+
+
+def test_a_fused_trainers_model_gets_the_fix_in_the_message():
+    import trainers
+    from torch.func import functional_call
+
+    net = trainers.LeakyRNN(4, n_heads=1, generator=torch.Generator().manual_seed(0)).double()
+    u = torch.rand(2, 5, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    with pytest.raises(RuntimeError, match="fused = False"):
+        hessian_eigenvalues(lambda p: functional_call(net, p, (u,)).sum(), params, k=2)
+    net.fused = False
+    assert hessian_eigenvalues(lambda p: functional_call(net, p, (u,)).sum(), params, k=2).sizes["eigenvalue"] == 2
