@@ -62,6 +62,11 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
     step = getattr(model, "step", model)
     if not callable(step):
         raise TypeError("model must have a step(h, u) method or be a step callable.")
+    if isinstance(model, torch.nn.Module):
+        broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if broken:
+            raise ValueError(f"the model's parameters {broken} contain NaN or inf; its training diverged or "
+                             f"the checkpoint is damaged. Load an earlier checkpoint.")
     if isinstance(inputs, (int, np.integer)):
         n_steps, u_all = int(inputs), None
         if n_steps < 1:
@@ -91,6 +96,9 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
         value = out.sum() if loss is None else loss(out, targets)
         if value.numel() != 1:
             raise ValueError("loss must return a scalar.")
+        if not torch.isfinite(value):
+            raise ValueError(f"the loss is {float(value.detach())}: the network's states diverged over the {n_steps} "
+                             f"steps (or h0 / the inputs hold NaN); its gradients would be meaningless.")
         grads = torch.autograd.grad(value.reshape(()), states, allow_unused=True)
     l2, linf = [], []
     for g in grads:

@@ -60,3 +60,15 @@ def test_trainers_model_with_readout():
 def test_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         gradient_norms(*args, **kwargs)
+
+
+def test_nan_weights_and_a_diverging_map_are_named():
+    import trainers
+
+    net = trainers.LeakyRNN(4, n_heads=1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.b_in[0] = float("nan")
+    with pytest.raises(ValueError, match=r"parameters \['b_in'\]"):
+        gradient_norms(net, torch.zeros(1, 3, 1))
+    with pytest.raises(ValueError, match="diverged over the 2000 steps"):
+        gradient_norms(lambda h, u: 10.0 * h, 2000, h0=torch.ones(1, 2, dtype=torch.float64))
