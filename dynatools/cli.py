@@ -38,6 +38,9 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
     from dynatools.recording import open_recording, write_netcdf_atomic
     from dynatools.timescales import timescales
 
+    if args.max_lag is not None and args.max_lag < args.fit_lag:
+        raise ValueError(f"--max-lag {args.max_lag} is below --fit-lag {args.fit_lag}: the fits need the "
+                         f"autocorrelation up to lag {args.fit_lag}; raise --max-lag or lower --fit-lag.")
     ds = open_recording(args.file)
     res = timescales(
         ds, max_lag=args.max_lag, fit_lag=args.fit_lag, criterion=args.criterion,

@@ -26,6 +26,12 @@ def test_timescales_writes_a_labeled_result(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_timescales_names_the_cli_flags_in_its_errors(tmp_path, capsys):
+    assert main(["timescales", str(dt.demo_path()), "-o", str(tmp_path / "r.nc"), "--max-lag", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-lag 10 is below --fit-lag 30" in err and not (tmp_path / "r.nc").exists()
+
+
 def test_demo_writes_a_png(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     png = tmp_path / "demo_timescales.png"
