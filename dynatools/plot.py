@@ -356,7 +356,7 @@ def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, 
 
 def weight_balance_vs_N(summaries):
     """Mean total incoming positive and negative weight per unit against N (Fig. 6a), ± std over
-    units, one colour per run (solid: positive, dashed: negative).
+    units, one colour per run (solid line and filled markers: positive; dashed and open: negative).
 
     Returns
     -------
@@ -371,8 +371,9 @@ def weight_balance_vs_N(summaries):
         N = ds["N"].values
         for var, style, name in (("positive_sum", "-", "positive"), ("negative_sum", "--", "negative")):
             m, s = _mean_std_over_units(ds[var])
-            ax.errorbar(N, m, yerr=s, fmt=run_style["marker"] + style, ms=3, capsize=2, color=run_style["color"],
-                        label=f"{label}: {name}")
+            ax.errorbar(N, m, yerr=s, fmt=run_style["marker"] + style, ms=4, capsize=2, color=run_style["color"],
+                        label=f"{label}: {name}",        # open markers for the negative sums
+                        mfc=run_style["color"] if name == "positive" else "white")
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("N")
     ax.set_ylabel("summed incoming weight per unit")
