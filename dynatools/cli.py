@@ -144,9 +144,13 @@ def _cmd_lyapunov(args: argparse.Namespace) -> int:
     model, meta, Ns, ckpt = _load_trained(args.source, args.N, args.dtype)
     task = _task_of(meta)
     gen = torch.Generator().manual_seed(args.seed)
-    u, source = _driving_inputs(task, meta, args.trajectories, args.steps, gen, next(model.parameters()).dtype)
+    steps = args.steps
+    if steps is None:                            # a sequence task: its whole length
+        steps = task.length if meta.get("kind") == "sequence" else 10_000
+    warmup = min(500, steps // 5) if args.warmup is None else args.warmup
+    u, source = _driving_inputs(task, meta, args.trajectories, steps, gen, next(model.parameters()).dtype)
     h0 = model.initial_state(args.trajectories, generator=gen)
-    res = lyapunov_spectrum(model.step, h0, u, k=args.k, warmup=args.warmup,
+    res = lyapunov_spectrum(model.step, h0, u, k=args.k, warmup=warmup,
                             reortho_every=args.reortho_every, device=args.device,
                             dtype=next(model.parameters()).dtype, seed=args.seed, progress=not args.quiet)
     res.attrs.update(source=str(ckpt), input=source, seed=args.seed)
@@ -283,10 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bits (a train-sequence WCRNN run: by held-out sequences of its task); "
                                    "writes the labeled result (exponents, running estimates) to netCDF.")
     _add_source_args(p)
-    p.add_argument("--steps", type=int, default=10_000, help="time steps (default 10000)")
+    p.add_argument("--steps", type=int,
+                   help="time steps (default 10000; a train-sequence run: the length of its sequences)")
     p.add_argument("--trajectories", type=int, default=4, help="input sequences (default 4)")
     p.add_argument("--k", type=int, help="number of exponents (default all)")
-    p.add_argument("--warmup", type=int, default=500, help="steps before averaging (default 500)")
+    p.add_argument("--warmup", type=int,
+                   help="steps before averaging (default 500, at most a fifth of --steps)")
     p.add_argument("--reortho-every", type=int, default=1, help="steps between QRs (default 1)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None)

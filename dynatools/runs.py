@@ -255,7 +255,7 @@ def reliable_tau_net(result: xr.Dataset) -> xr.DataArray:
     Left out: fits that failed (``failed``, ``single_failed``, ``constant``, ``tie``) and fits that
     ran into the *upper* bound ``tau_max`` (the timescale is longer than the fit window can say;
     a failed fit there, at about 100 steps, would dominate a mean). Kept: every status of
-    :data:`dynatools.timescales.RELIABLE`, and ``tau_at_bound`` at the *lower* bound, a timescale
+    ``RELIABLE`` (``from dynatools.timescales import RELIABLE``), and ``tau_at_bound`` at the *lower* bound, a timescale
     much shorter than one lag step, whose near-zero value is the right order of magnitude
     (in small networks that is often most units). A summary of :func:`analyze_run` carries the
     decision as ``tau_net_reliable``; without ``status``, ``tau_net`` is returned unchanged.

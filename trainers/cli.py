@@ -74,8 +74,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _summary(run) -> None:
     last = run.history[-1] if run.history else None
     acc = f", last mean accuracy {last['mean_accuracy']:.1f}%" if last else ""
-    print(f"{run.run_dir}: stopped ({run.stop_reason}) after {len(run.history)} epoch(s); "
-          f"largest solved N = {run.max_solved_N}{acc}")
+    solved = f"largest solved N = {run.max_solved_N}" if run.max_solved_N is not None else "no N solved yet"
+    print(f"{run.run_dir}: stopped ({run.stop_reason}) after {len(run.history)} epoch(s); {solved}{acc}")
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

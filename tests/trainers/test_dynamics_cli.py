@@ -101,6 +101,10 @@ def test_dynamics_commands_on_a_train_sequence_run(sequence_run, tmp_path, capsy
                                direct.hessian_eigenvalue.values, rtol=1e-6)
     assert main(["lyapunov", str(sequence_run), "--steps", "16", "-o", str(tmp_path / "x.nc")]) == 2
     assert "exceeds" in capsys.readouterr().err
+    # the defaults work on a short sequence task: all 15 steps, a warm-up of 15 // 5 = 3
+    assert main(["lyapunov", str(sequence_run), "-o", str(tmp_path / "d.nc"), "-q"]) == 0
+    d = xr.open_dataset(tmp_path / "d.nc")
+    assert (d.attrs["steps"], d.attrs["warmup"]) == (15, 3)
 
 
 def test_sequence_loss_closure_equals_the_training_loss():
