@@ -225,9 +225,9 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
             "mean_incoming", "balance", "dimensionality", "dimensionality_std", "participation_ratio",
             "accuracy", "epoch"]
     parts = [ds[[v for v in keep if v in ds]].expand_dims(N=[int(ds.attrs["N"])]) for ds in per_N]
+    summary = xr.concat(parts, dim="N", coords="minimal", compat="override", join="outer")
     # drop the encodings read from the per-N files: the first file's fixed string width would
     # truncate longer ``status`` values of the others on writing
-    summary = xr.concat(parts, dim="N", coords="minimal", compat="override", join="outer")
     for variable in summary.variables.values():
         variable.encoding = {}
     summary["tau_net_reliable"].attrs["description"] = "tau_net counted in the tau_net statistics"
