@@ -125,3 +125,18 @@ def spacing_tolerance(values: Any) -> float:
     if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
         return 0.0
     return float(8 * np.finfo(arr.dtype).eps * np.max(np.abs(arr)))
+
+
+def nonfinite_names(named: Iterable[tuple[Any, Any]]) -> list[str]:
+    """Names of the tensors in ``(name, tensor)`` pairs that hold NaN or inf."""
+    import torch
+
+    return [str(name) for name, t in named if not bool(torch.isfinite(t).all())]
+
+
+def check_finite_parameters(named: Iterable[tuple[Any, Any]], what: str = "the model's parameters") -> None:
+    """Raise a ValueError naming the parameters that hold NaN or inf."""
+    broken = nonfinite_names(named)
+    if broken:
+        raise ValueError(f"{what} {broken} contain NaN or inf; the network's training diverged or the "
+                         f"checkpoint is damaged. Load an earlier checkpoint.")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dynatools._validation import check_finite_parameters
+
 __all__ = ["gradient_norms"]
 
 
@@ -63,10 +65,7 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
     if not callable(step):
         raise TypeError("model must have a step(h, u) method or be a step callable.")
     if isinstance(model, torch.nn.Module):
-        broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-        if broken:
-            raise ValueError(f"the model's parameters {broken} contain NaN or inf; its training diverged or "
-                             f"the checkpoint is damaged. Load an earlier checkpoint.")
+        check_finite_parameters(model.named_parameters())
     if isinstance(inputs, (int, np.integer)):
         n_steps, u_all = int(inputs), None
         if n_steps < 1:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_choice, check_positive_int
+from dynatools._validation import check_choice, check_finite_parameters, check_positive_int
 
 __all__ = ["hessian_eigenvalues", "hessian_density", "hessian_trace"]
 
@@ -49,10 +49,7 @@ class _Flat:
         self.sizes = [t.numel() for t in tensors]
         self.dtype, self.device = tensors[0].dtype, tensors[0].device
         self.x0 = torch.cat([t.detach().reshape(-1).to(self.dtype) for t in tensors])
-        bad = [str(name) for name, t in zip(names, tensors) if not torch.isfinite(t).all()]
-        if bad:
-            raise ValueError(f"params {bad} contain NaN or inf; the network's training diverged or the "
-                             f"checkpoint is damaged. Load an earlier checkpoint.")
+        check_finite_parameters(zip(names, tensors), what="params")
         self.n = self.x0.numel()
         self.n_hvp = 0
         from torch.func import grad

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_positive_int
+from dynatools._validation import check_finite_parameters, check_positive_int
 
 __all__ = ["lyapunov_spectrum", "jacobian_from_step"]
 
@@ -156,10 +156,7 @@ def lyapunov_spectrum(
     dtype = _default_dtype(dtype, step)
     owner = getattr(step, "__self__", None)
     if isinstance(owner, torch.nn.Module):
-        broken = [name for name, p in owner.named_parameters() if not torch.isfinite(p).all()]
-        if broken:
-            raise ValueError(f"the model's parameters {broken} contain NaN or inf; its training diverged "
-                             f"or the checkpoint is damaged. Load an earlier checkpoint.")
+        check_finite_parameters(owner.named_parameters())
     h = torch.as_tensor(np.asarray(h0) if not isinstance(h0, torch.Tensor) else h0)
     if h.ndim == 1:
         h = h[None]

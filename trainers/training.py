@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynatools._validation import nonfinite_names
 from trainers.checkpoint import (
     CheckpointError,
     atomic_write_text,
@@ -415,7 +416,7 @@ def _loop(run: Run, optimizer, streams: _Streams, device, *, start_epoch: int, w
                 losses[i] = loss.detach()
             train_seconds = time.perf_counter() - t0
             loss_mean = float(losses.mean())
-            broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+            broken = nonfinite_names(model.named_parameters())
             if not math.isfinite(loss_mean) or broken:   # the last update can break the weights alone
                 what = f"the loss became {loss_mean}" if not math.isfinite(loss_mean) else \
                     f"the parameters {broken} became NaN or inf"
