@@ -1,13 +1,14 @@
-"""trainers: train the reference networks of the timescale paper and export labeled recordings.
+"""trainers: train the reference networks of the papers and export labeled recordings.
 
+Registries (each name -> class that builds itself from its configuration section)
+    MODELS (leaky, gru, lstm, wcrnn), TASKS (parity, dms, adding, digits, pdigits, smnist, psmnist,
+    scifar10), CURRICULA (none, single-head, multi-head, sliding, all-heads, fixed)
 Models (:mod:`trainers.models`)
-    LeakyRNN, GRU, LSTM, MODELS; WCRNN and its residual builders (fading-memory paper)
+    LeakyRNN, GRU, LSTM; WCRNN and its residual builders (fading-memory paper)
 Tasks (:mod:`trainers.tasks`)
-    Parity, DMS, TASKS
-Curricula (:mod:`trainers.curricula`)
-    CURRICULA
-Training
-    TrainConfig, train, resume, evaluate, Run, load_model
+    Parity, DMS, AddingProblem, Digits, ...
+The engine
+    TrainConfig, train, resume, evaluate, Run, RunDir, load_model
 Recordings and reference networks
     record, import_reference
 Robustness experiments (timescale paper Sec. 4.1, 4.3, App. F)
@@ -21,21 +22,22 @@ from __future__ import annotations
 from trainers.checkpoint import CheckpointError, load_model
 from trainers.config import TrainConfig
 from trainers.curricula import CURRICULA
+from trainers.engine import Run, evaluate, resume, train
 from trainers.evaluation import accuracy_scorer, continuous_accuracy
 from trainers.models import GRU, LSTM, MODELS, WCRNN, LeakyRNN
 from trainers.record import record
 from trainers.reference import import_reference
 from trainers.retrain import refit_readout, retrain, retrain_sweep
-from trainers.tasks import DMS, TASKS, Parity
-from trainers.training import Run, evaluate, resume, train
+from trainers.rundir import RunDir
+from trainers.tasks import DMS, TASKS, AddingProblem, Digits, Parity
 
 __all__ = [
-    # models
-    "LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN",
-    # tasks and curricula
-    "Parity", "DMS", "TASKS", "CURRICULA",
-    # training
-    "TrainConfig", "train", "resume", "evaluate", "Run", "load_model", "CheckpointError",
+    # registries and models
+    "MODELS", "TASKS", "CURRICULA", "LeakyRNN", "GRU", "LSTM", "WCRNN",
+    # tasks
+    "Parity", "DMS", "AddingProblem", "Digits",
+    # the engine and run directories
+    "TrainConfig", "train", "resume", "evaluate", "Run", "RunDir", "load_model", "CheckpointError",
     # recordings
     "record", "import_reference",
     # robustness experiments

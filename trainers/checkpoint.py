@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from dynatools._atomic import write_atomic
-from trainers.models import MODELS
+from dynatools.utils import write_atomic
 
 FORMAT = "trainers.checkpoint/1"
 
@@ -82,21 +81,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
-    """Instantiate the architecture described by ``model.config()`` (weights uninitialised)."""
-    cfg = dict(model_config)
-    kind = cfg.pop("model")
-    if kind == "wcrnn":
-        from trainers.models.wcrnn import WCRNN
+    """Instantiate the architecture described by ``model.config()`` (weights uninitialised), via
+    the model registry (:data:`trainers.models.MODELS`)."""
+    from trainers.models import MODELS
 
-        n = cfg.pop("n_units")
-        return WCRNN(n, torch.zeros(n, n), **cfg)  # R and gamma are buffers, replaced on load
-    if kind not in MODELS:
-        raise CheckpointError(f"unknown model kind {kind!r}; known: {sorted(MODELS)}.")
-    cls = MODELS[kind]
-    n_units = cfg.pop("n_units")
-    if kind == "leaky":
-        cfg["tau"] = 1.0  # replaced by the stored tau
-    return cls(n_units, **cfg)
+    cfg = dict(model_config)
+    name = cfg.get("model")
+    if name not in MODELS:
+        raise CheckpointError(f"unknown model {name!r} in the checkpoint; known: {sorted(MODELS)}.")
+    return MODELS[name].from_config(cfg)
 
 
 def load_model(path: str | os.PathLike, *, model: torch.nn.Module | None = None,
@@ -106,7 +99,8 @@ def load_model(path: str | os.PathLike, *, model: torch.nn.Module | None = None,
     Parameters
     ----------
     path : path-like
-        A checkpoint written by :func:`trainers.train` (``RUN_DIR/checkpoints/*.pt``).
+        A checkpoint written by :func:`trainers.train` (``RUN_DIR/checkpoints/*.pt``; a run
+        directory's checkpoints are easier to reach through :class:`trainers.RunDir`).
     model : torch.nn.Module, optional
         Load into this model instead of building one; its architecture must match the
         checkpoint's, otherwise a :class:`CheckpointError` names the differences.

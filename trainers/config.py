@@ -1,184 +1,219 @@
-"""Training configuration: one plain dataclass, serialisable to JSON and readable from TOML."""
+"""Training configuration: one plain dataclass with nested sections, serialisable to JSON and
+readable from TOML.
+
+The engine's own fields (task, model, curriculum, sizes, optimiser, limits, device, seed) are
+attributes; everything a model, task or curriculum declares lives in its own section
+(``model_options``, ``task_options``, ``curriculum_options``), as that class's
+:class:`~trainers.registry.Option` list says. :meth:`TrainConfig.resolved` fills every default in
+this order: given value > the model's ``defaults`` > the task's > the curriculum's > the engine's.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
-import math
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from dynatools._validation import check_choice
+from trainers.registry import Option
 
-OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("sgd", "adam")
+SECTIONS = {"model_options": "model", "task_options": "task", "curriculum_options": "curriculum"}
+
+#: The engine's fields, with their help (the ``trainers train`` flags) and the default used when
+#: neither the model, the task nor the curriculum carries one.
+ENGINE_OPTIONS = (
+    Option("task", "parity", "the task (see 'trainers list'); default parity", str),
+    Option("model", None, "the model (default: the task's: leaky for parity/dms, wcrnn for sequence tasks)",
+           str, nullable=True),
+    Option("curriculum", None, "the curriculum (default: the task's: multi-head for parity/dms, fixed "
+           "for sequence tasks)", str, nullable=True),
+    Option("units", 500, "recurrent units (default: the task's or model's; 500 parity/dms, 100 wcrnn)",
+           int, minimum=1),
+    Option("batch", 256, "sequences per batch (default 256 parity/dms, 128 sequence tasks)", int, minimum=1),
+    Option("steps_per_epoch", 600, "optimizer steps per epoch (default 600; adding 100; images: one "
+           "pass over the training set)", int, minimum=1),
+    Option("eval_batches", 50, "fresh batches for the accuracy after each epoch (default 50)", int, minimum=1),
+    Option("max_epochs", 1000, "stop after this many epochs (default 1000; sequence tasks 10)", int, minimum=1),
+    Option("time_budget", None, "stop after this many seconds of training (checked after each epoch)",
+           float, nullable=True, minimum=1e-300),
+    Option("n_heads", None, "readout heads of the model (default: what the curriculum needs)", int,
+           nullable=True, minimum=1),
+    Option("optimizer", "sgd", "sgd or adam (default: the model's; sgd leaky/wcrnn, adam gru/lstm)", str,
+           OPTIMIZERS),
+    Option("lr", 0.05, "learning rate (default: the model's for its optimizer; 0.05 sgd / 1e-3 adam, "
+           "wcrnn 0.01)", float, minimum=1e-300),
+    Option("momentum", 0.1, "SGD momentum (default: the model's; 0.1 leaky, 0.9 wcrnn)", float, minimum=0.0),
+    Option("nesterov", True, "Nesterov momentum for SGD (default: the model's; on for leaky, off for wcrnn)",
+           bool),
+    Option("clip", 0.0, "gradient-norm clip (default: the model's; 2.0 leaky/gru/lstm, none wcrnn); 0 "
+           "disables", float, minimum=0.0),
+    Option("lr_milestones", [], "optimizer steps after which lr is multiplied by --lr-factor", list, minimum=1),
+    Option("lr_factor", 0.3, "learning-rate factor at each milestone (default 0.3)", float, minimum=1e-300),
+    Option("device", "auto", "auto, cpu or cuda (default auto: CUDA when available)", str, DEVICES),
+    Option("seed", None, "random seed (default: a random one, saved in the run)", int, nullable=True,
+           minimum=0),
+)
+_ENGINE = {o.name: o for o in ENGINE_OPTIONS}
+#: learning rate of an optimizer chosen explicitly against the model's default optimizer
+_LR_OF = {"sgd": 0.05, "adam": 1e-3}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (the command line's ``train`` flags mirror it).
+    """Everything that defines a training run (the ``trainers train`` flags mirror it).
 
-    Defaults are the timescale paper's and its authors' code's (Sec. 3.2; App. C for GRU/LSTM):
-    500 units, batch 256, 600 steps per epoch, accuracy on 50 fresh batches per epoch, SGD with
-    Nesterov momentum (lr 0.05, momentum 0.1) and gradient-norm clipping at 2.0 for the leaky
-    RNN, Adam (lr 1e-3) and {-1, +1} inputs for GRU and LSTM, at most 1000 epochs.
+    The engine's fields are the attributes below; ``None`` means "the default of the model, task
+    or curriculum" and is filled by :meth:`resolved`. Options that a model, task or curriculum
+    declares go in its section. :meth:`from_dict` (and TOML files, and the command line) also
+    accept them as top-level keys and put each into the section of the class that declares it.
+
+    Defaults are the papers': the timescale paper for parity/DMS (Sec. 3.2; App. C for GRU/LSTM:
+    500 units, batch 256, 600 steps per epoch, accuracy on 50 fresh batches, SGD with Nesterov
+    momentum 0.1, lr 0.05 and clipping at 2.0 for the leaky RNN, Adam lr 1e-3 and {-1, +1} inputs
+    for GRU/LSTM, the multi-head curriculum, at most 1000 epochs); the fading-memory paper for the
+    sequence tasks (Sec. 4: WCRNN of 100 units, SGD with momentum 0.9, batch 128, 10 epochs).
 
     Parameters
     ----------
-    task : {"parity", "dms"}
-    model : {"leaky", "gru", "lstm"}
-    curriculum : {"none", "single-head", "multi-head", "sliding", "all-heads"}
-    units : int, default=500
-    batch : int, default=256
-    steps_per_epoch : int, default=600
-    eval_batches : int, default=50
-        Fresh batches on which accuracy is measured after every epoch.
-    max_epochs : int, default=1000
+    task : str, default="parity"
+        A name of :data:`trainers.tasks.TASKS`.
+    model, curriculum : str, optional
+        Names of :data:`trainers.models.MODELS` and :data:`trainers.curricula.CURRICULA`.
+    units, batch, steps_per_epoch, eval_batches, max_epochs : int, optional
     time_budget : float, optional
         Wall-clock limit in seconds, checked after every epoch.
-    n_start, n_max : int, default=2, 101
-        First N and the target N that ends the run (``none`` trains ``n_max`` directly).
-    heads_per_step : int, default=1
-        New heads per multi-head step (m).
-    window, shift : int, default=10, 5
-        Sliding curriculum: number of heads H and shift w (App. B).
     n_heads : int, optional
-        Readout heads of the model; default what the curriculum needs.
-    k : int, default=1
-        Input time-rescaling (App. E).
-    encoding : {"01", "pm1"}, optional
-        Input encoding; default "01" for the leaky RNN and "pm1" for GRU/LSTM (App. C).
+        Readout heads; default what the curriculum needs.
     optimizer : {"sgd", "adam"}, optional
-        Default "sgd" (Nesterov) for the leaky RNN, "adam" for GRU/LSTM.
-    lr : float, optional
-        Default 0.05 for SGD, 1e-3 for Adam.
-    momentum : float, default=0.1
-    clip : float or None, default=2.0
-        Gradient-norm clipping (L2 over all parameters); None disables it.
-    train_tau : bool, default=True
-        False gives the fixed-tau runs of Fig. 4a (set ``tau`` to the fixed value).
-    tau : float, optional
-        Initial (or fixed) tau of every unit; default 1 + U(0, 1) per unit.
-    nonlinearity : {"outside", "inside"}, default="outside"
-    activation : {"leaky_relu", "relu", "tanh"}, default="leaky_relu"
-    negative_slope : float, default=0.1
-    device : {"auto", "cpu", "cuda"}, default="auto"
-        "auto" picks CUDA when available.
+    lr, momentum, lr_factor : float, optional
+    nesterov : bool, optional
+    clip : float, optional
+        Gradient-norm clipping (L2 over all parameters); 0 disables it.
+    lr_milestones : list of int, optional
+        Optimizer steps after which the learning rate is multiplied by ``lr_factor``.
+    device : {"auto", "cpu", "cuda"}, optional
     seed : int, optional
         Seeds the initialisation and every batch; default a random seed, stored in the run.
+    model_options, task_options, curriculum_options : dict
+        The sections (e.g. ``{"tau": 2.0}``, ``{"k": 2}``, ``{"n_max": 30}``).
+
+    Examples
+    --------
+    >>> from trainers import TrainConfig
+    >>> cfg = TrainConfig.from_dict({"model": "gru", "n_max": 20, "seed": 0}).resolved()
+    >>> cfg.optimizer, cfg.lr, cfg.task_options["encoding"], cfg.curriculum_options["n_max"]
+    ('adam', 0.001, 'pm1', 20)
     """
 
     task: str = "parity"
-    model: str = "leaky"
-    curriculum: str = "multi-head"
-    units: int = 500
-    batch: int = 256
-    steps_per_epoch: int = 600
-    eval_batches: int = 50
-    max_epochs: int = 1000
+    model: str | None = None
+    curriculum: str | None = None
+    units: int | None = None
+    batch: int | None = None
+    steps_per_epoch: int | None = None
+    eval_batches: int | None = None
+    max_epochs: int | None = None
     time_budget: float | None = None
-    n_start: int = 2
-    n_max: int = 101
-    heads_per_step: int = 1
-    window: int = 10
-    shift: int = 5
     n_heads: int | None = None
-    k: int = 1
-    encoding: str | None = None
     optimizer: str | None = None
     lr: float | None = None
-    momentum: float = 0.1
-    clip: float | None = 2.0
-    train_tau: bool = True
-    tau: float | None = None
-    nonlinearity: str = "outside"
-    activation: str = "leaky_relu"
-    negative_slope: float = 0.1
-    device: str = "auto"
+    momentum: float | None = None
+    nesterov: bool | None = None
+    clip: float | None = None
+    lr_milestones: list[int] | None = None
+    lr_factor: float | None = None
+    device: str | None = None
     seed: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    curriculum_options: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------
-    def resolved(self) -> "TrainConfig":
-        """Check every field and fill the model-dependent defaults (encoding, optimizer, lr,
-        n_heads, seed). Raises ValueError naming the field, the value and the valid choices."""
+    def classes(self) -> tuple[type, type, type]:
+        """The registered (task, model, curriculum) classes this configuration names."""
         from trainers.curricula import CURRICULA
         from trainers.models import MODELS
         from trainers.tasks import TASKS
 
-        check_choice("task", self.task, TASKS)
-        check_choice("model", self.model, MODELS)
-        check_choice("curriculum", self.curriculum, CURRICULA)
-        check_choice("device", self.device, DEVICES)
-        for name in ("units", "batch", "steps_per_epoch", "eval_batches", "max_epochs",
-                     "heads_per_step", "window", "shift", "k"):
-            _positive_int(name, getattr(self, name))
-        for name in ("n_start", "n_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an integer N >= 2 (N = 1 needs no memory); "
-                                 f"found {value!r}.")
-        if self.time_budget is not None and (isinstance(self.time_budget, bool) or not (
-                isinstance(self.time_budget, (int, float)) and self.time_budget > 0)):
-            raise ValueError(f"time_budget must be a positive number of seconds or None; "
-                             f"found {self.time_budget!r}.")
-        curriculum = self.make_curriculum()  # checks n_max >= n_start, window/shift
-        gated = self.model in ("gru", "lstm")
-        updates: dict[str, Any] = {}
-        if self.encoding is None:
-            updates["encoding"] = "pm1" if gated else "01"
-        else:
-            check_choice("encoding", self.encoding, ("01", "pm1"))
-        optimizer = self.optimizer or ("adam" if gated else "sgd")
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        updates["optimizer"] = optimizer
-        lr = self.lr if self.lr is not None else (1e-3 if optimizer == "adam" else 0.05)
-        _positive_float("lr", lr)
-        updates["lr"] = float(lr)
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must lie in [0, 1); found {self.momentum!r}.")
-        if self.clip is not None:
-            _positive_float("clip", self.clip)
-        needed = curriculum.n_heads()
-        if self.n_heads is None:
-            updates["n_heads"] = needed
-        else:
-            _positive_int("n_heads", self.n_heads)
-            if self.n_heads < needed:
-                raise ValueError(f"n_heads={self.n_heads} is too few: the {self.curriculum} "
-                                 f"curriculum from N={self.n_start} to N={self.n_max} needs {needed}.")
-        if self.tau is not None:
-            _positive_float("tau", self.tau)
-        check_choice("nonlinearity", self.nonlinearity, ("outside", "inside"))
-        check_choice("activation", self.activation, ("leaky_relu", "relu", "tanh"))
-        if not 0 <= self.negative_slope < 1:
-            raise ValueError(f"negative_slope must lie in [0, 1); found {self.negative_slope!r}.")
-        if self.seed is None:
-            updates["seed"] = secrets.randbelow(2**31)
-        elif isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer; found {self.seed!r}.")
-        return dataclasses.replace(self, **updates)
+        task = TASKS[self.task]
+        model = MODELS[self.model or task.defaults.get("model", "leaky")]
+        curriculum = CURRICULA[self.curriculum or task.defaults.get("curriculum", "multi-head")]
+        return task, model, curriculum
 
-    def make_curriculum(self):
-        """The :mod:`trainers.curricula` object this configuration names."""
+    def resolved(self) -> "TrainConfig":
+        """Check every field and section and fill every default (see the module docstring);
+        draw the seed if none is given. Raises ValueError naming the field, the value and the
+        valid choices. A resolved configuration resolves to itself."""
         from trainers.curricula import CURRICULA
-
-        cls = CURRICULA[check_choice("curriculum", self.curriculum, CURRICULA)]
-        kw: dict[str, Any] = {"n_start": self.n_start, "n_max": self.n_max}
-        if self.curriculum == "multi-head":
-            kw["heads_per_step"] = self.heads_per_step
-        if self.curriculum == "sliding":
-            kw.update(window=self.window, shift=self.shift)
-        return cls(**kw)
-
-    def make_task(self):
-        """The :mod:`trainers.tasks` object this configuration names."""
+        from trainers.models import MODELS
         from trainers.tasks import TASKS
 
-        return TASKS[self.task](k=self.k, encoding=self.encoding or "01")
+        task_cls, model_cls, cur_cls = self.classes()
+        defaults = {**cur_cls.defaults, **task_cls.defaults, **model_cls.defaults}
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS}
+        out: dict[str, Any] = {"task": self.task, "model": model_cls.name, "curriculum": cur_cls.name}
+        for name, opt in _ENGINE.items():
+            if name in out:
+                continue
+            value = given[name]
+            if value is None and name not in ("time_budget", "n_heads", "seed"):
+                value = defaults.get(name, opt.default)
+                if name == "lr" and given["optimizer"] not in (None, defaults.get("optimizer")):
+                    value = _LR_OF[given["optimizer"]]   # the chosen optimizer's, not the model's
+            out[name] = opt.check(copy.deepcopy(value))
+        if out["momentum"] >= 1:
+            raise ValueError(f"momentum must lie in [0, 1); found {out['momentum']!r}.")
+        out["lr_milestones"] = sorted(out["lr_milestones"])
+        if not task_cls.uses_N and cur_cls.uses_N:
+            raise ValueError(f"curriculum {cur_cls.name!r} schedules task sizes N, but task {self.task!r} "
+                             f"has none; use curriculum='fixed' (--curriculum fixed) or leave it unset.")
+        if task_cls.uses_N and not cur_cls.uses_N:
+            raise ValueError(f"task {self.task!r} is trained with a curriculum over N (e.g. 'multi-head', "
+                             f"'none'); curriculum {cur_cls.name!r} is for tasks without N.")
+        out["task_options"] = TASKS.resolve_options(self.task, self.task_options, defaults)
+        out["model_options"] = MODELS.resolve_options(model_cls.name, self.model_options, defaults)
+        out["curriculum_options"] = CURRICULA.resolve_options(cur_cls.name, self.curriculum_options, defaults)
+        needed = cur_cls.from_config(out["curriculum_options"]).n_heads()  # checks n_max >= n_start, ...
+        if out["n_heads"] is None:
+            out["n_heads"] = needed
+        elif out["n_heads"] < needed:
+            raise ValueError(f"n_heads={out['n_heads']} is too few: the {cur_cls.name} curriculum "
+                             f"{_span(out['curriculum_options'])}needs {needed}.")
+        if out["seed"] is None:
+            out["seed"] = secrets.randbelow(2**31)
+        return TrainConfig(**out)
+
+    def make_curriculum(self):
+        """The :mod:`trainers.curricula` object this (resolved) configuration names."""
+        from trainers.curricula import CURRICULA
+        from trainers.registry import build
+
+        return build(CURRICULA, self.classes()[2].name, self.curriculum_options)
+
+    def make_task(self):
+        """The :mod:`trainers.tasks` object this (resolved) configuration names."""
+        from trainers.registry import build
+        from trainers.tasks import TASKS
+
+        return build(TASKS, self.task, self.task_options)
+
+    def make_model(self, task=None, generator=None):
+        """A freshly initialised network of this (resolved) configuration; its input size and
+        classes from ``task`` (default :meth:`make_task`), its heads from ``n_heads``."""
+        from trainers.models import MODELS
+        from trainers.registry import build
+
+        task = self.make_task() if task is None else task
+        sizes = {"n_units": self.units, "input_dim": task.input_dim, "n_heads": self.n_heads,
+                 "n_classes": task.n_classes}
+        return build(MODELS, self.classes()[1].name, {**sizes, **self.model_options}, generator=generator)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,17 +223,50 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Build from a mapping; keys may use dashes or underscores. Unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
+        """Build from a mapping; keys may use dashes or underscores.
+
+        Options of the model, task or curriculum may be given at the top level (``n_max``,
+        ``tau``, ``k``): each goes into the section of the class that declares it. A key no class
+        of this run declares is an error that names who does. Configurations written by trainers
+        0.1 (one flat dict) load too; options for classes the run does not use are dropped.
+        """
+        from trainers.curricula import CURRICULA
+        from trainers.models import MODELS
+        from trainers.tasks import TASKS
+
         clean = {str(k).replace("-", "_"): v for k, v in data.items()}
-        unknown = sorted(set(clean) - names)
-        if unknown:
-            raise ValueError(f"unknown configuration keys {unknown}; valid keys: {sorted(names)}.")
-        return cls(**clean)
+        legacy = not any(k in clean for k in SECTIONS) and {"negative_slope", "heads_per_step"} <= set(clean)
+        if legacy and clean.get("clip") is None:
+            clean["clip"] = 0.0                   # 0.1: None disabled clipping
+        top = {k: clean.pop(k) for k in list(clean) if k in _ENGINE}
+        sections = {s: dict(clean.pop(s) or {}) for s in SECTIONS if s in clean}
+        probe = cls(**{k: v for k, v in top.items() if k in ("task", "model", "curriculum")})
+        task_cls, model_cls, cur_cls = probe.classes()
+        owners = {"task_options": (TASKS, task_cls), "model_options": (MODELS, model_cls),
+                  "curriculum_options": (CURRICULA, cur_cls)}
+        for key, value in clean.items():
+            mine = [s for s, (_, c) in owners.items() if any(o.name == key for o in c.options)]
+            if len(mine) > 1:
+                raise ValueError(f"option {key!r} is declared by both {mine}; give it inside one "
+                                 f"section, e.g. {{'{mine[0]}': {{'{key}': ...}}}}.")
+            if mine:
+                sections.setdefault(mine[0], {})[key] = value
+                continue
+            if legacy:
+                continue
+            elsewhere = [f"{reg.kind} {n!r}" for reg, _ in owners.values() for n in reg.owners(key)]
+            if elsewhere:
+                raise ValueError(f"{key!r} is an option of {', '.join(elsewhere)}, not of this run's "
+                                 f"task {task_cls.name!r}, model {model_cls.name!r} and curriculum "
+                                 f"{cur_cls.name!r}; drop it or choose that {elsewhere[0].split()[0]}.")
+            valid = sorted(set(_ENGINE) | set(SECTIONS) | {o.name for _, c in owners.values() for o in c.options})
+            raise ValueError(f"unknown configuration key {key!r}; valid keys: {valid}.")
+        return cls(**top, **sections)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "TrainConfig":
-        """Read a TOML file of ``key = value`` lines (top level or a ``[train]`` table)."""
+        """Read a TOML file of ``key = value`` lines (top level or a ``[train]`` table), with the
+        sections as tables (``[model_options]``) or their options at the top level."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"configuration file {str(path)!r} does not exist.")
@@ -215,11 +283,10 @@ class TrainConfig:
         return cls.from_dict(data)
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; found {value!r}.")
+def _span(options: Mapping[str, Any]) -> str:
+    if "n_start" in options:
+        return f"from N={options['n_start']} to N={options['n_max']} "
+    return ""
 
 
-def _positive_float(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number; found {value!r}.")
+__all__ = ["TrainConfig", "ENGINE_OPTIONS", "DEVICES", "OPTIMIZERS", "SECTIONS"]

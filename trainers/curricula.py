@@ -8,7 +8,9 @@ are trained together (the loss is the sum of their cross-entropies). After each 
 curriculum advances when the mean accuracy over the active heads exceeds 98% **and** the newest
 head (``Ns[-1]``) exceeds 98% -- the authors' rule.
 
-``CURRICULA`` maps names to classes; adding one is one class plus one line.
+``CURRICULA`` is the registry of the names used in configurations (``--curriculum``); adding a
+curriculum is one class plus one ``CURRICULA.register`` line. ``fixed`` is the schedule of tasks
+without a size N (the sequence tasks): one stage, trained for ``max_epochs``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from dynatools._validation import check_positive_int
+from dynatools.utils import check_positive_int
+from trainers.registry import Option, Registry
 
 #: The authors' accuracy threshold (per cent) for "solved".
 THRESHOLD = 98.0
@@ -39,6 +42,18 @@ class Curriculum:
     n_start: int = 2
     n_max: int = 101
     name = ""
+    options = (
+        Option("n_start", 2, "first N", int),
+        Option("n_max", 101, "target N that ends the run; 'none' trains it directly", int),
+    )
+    defaults = {}  # type: ignore[var-annotated]
+    #: the curriculum schedules task sizes N (tasks without N take ``fixed``)
+    uses_N = True
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Curriculum":
+        """Build from a resolved ``curriculum_options`` section."""
+        return cls(**{k: v for k, v in config.items() if k != "curriculum"})
 
     def __post_init__(self) -> None:
         if int(self.n_start) < 2:
@@ -107,6 +122,7 @@ class MultiHead(Curriculum):
 
     heads_per_step: int = 1
     name = "multi-head"
+    options = Curriculum.options + (Option("heads_per_step", 1, "multi-head: new heads per curriculum step", int),)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -134,6 +150,8 @@ class Sliding(Curriculum):
     window: int = 10
     shift: int = 5
     name = "sliding"
+    options = Curriculum.options + (Option("window", 10, "sliding: number of heads H", int),
+                                    Option("shift", 5, "sliding: shift w of the window", int))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,8 +195,46 @@ class AllHeads(Curriculum):
         return int(self.n_max) - int(self.n_start) + 1
 
 
+class Fixed:
+    """One stage for tasks without a size N (the sequence tasks of the fading-memory paper): a
+    single head, trained until ``max_epochs`` (or the time budget); nothing is "solved"."""
+
+    name = "fixed"
+    options: tuple = ()
+    defaults = {}  # type: ignore[var-annotated]
+    uses_N = False
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Fixed":
+        return cls()
+
+    def initial(self) -> list[int]:
+        return []
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        return list(Ns)
+
+    def n_heads(self) -> int:
+        return 1
+
+    def solved(self, accuracy: Sequence[float]) -> bool:
+        return False
+
+    def finished(self, Ns: Sequence[int]) -> bool:
+        return False
+
+    def config(self) -> dict:
+        return {"curriculum": self.name}
+
+
 #: name -> curriculum class (``--curriculum`` on the command line).
-CURRICULA = {c.name: c for c in (NoCurriculum, SingleHead, MultiHead, Sliding, AllHeads)}
+CURRICULA = Registry("curriculum")
+CURRICULA.register(NoCurriculum)
+CURRICULA.register(SingleHead)
+CURRICULA.register(MultiHead)
+CURRICULA.register(Sliding)
+CURRICULA.register(AllHeads)
+CURRICULA.register(Fixed)
 
 __all__ = ["THRESHOLD", "Curriculum", "NoCurriculum", "SingleHead", "MultiHead", "Sliding",
-           "AllHeads", "CURRICULA"]
+           "AllHeads", "Fixed", "CURRICULA"]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from dynatools._validation import check_positive_int
+from dynatools.utils import check_positive_int
 
 
 def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,

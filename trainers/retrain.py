@@ -17,29 +17,32 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_positive_int
+from dynatools.utils import check_positive_int
 from trainers.config import TrainConfig
 from trainers.evaluation import continuous_accuracy
 
 
 def _task_fields(task: Any) -> dict[str, Any]:
-    """TrainConfig fields of a task given by name or as a BinaryTask (its k and encoding kept)."""
+    """Configuration of a task given by name or as a task object (its options kept)."""
     from trainers.tasks import TASKS
 
     if isinstance(task, str):
-        return {"task": task}
-    name = next((k for k, cls in TASKS.items() if type(task) is cls), None)
-    if name is None:
-        raise TypeError(f"task must be one of {sorted(TASKS)} or an instance of their classes; found {task!r}.")
-    return {"task": name, "k": task.k, "encoding": task.encoding}
+        return {"task": TASKS[task].name}
+    if not hasattr(task, "config") or task.config().get("task") not in TASKS:
+        raise TypeError(f"task must be one of {sorted(TASKS)} or a task built from them; found {task!r}.")
+    options = task.config()
+    return {"task": options.pop("task"), "task_options": options}
 
 
 def _base_config(model: torch.nn.Module, task: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The model's architecture options (those its class declares) and the task's, plus ``overrides``."""
+    from trainers.models import MODELS
+
     cfg = model.config()
-    base: dict[str, Any] = {"model": cfg["model"], "units": cfg["n_units"], **_task_fields(task)}
-    if cfg["model"] == "leaky":
-        base.update(nonlinearity=cfg["nonlinearity"], activation=cfg["activation"],
-                    negative_slope=cfg["negative_slope"], train_tau=cfg["train_tau"])
+    declared = MODELS.options(cfg["model"])
+    options = {k: v for k, v in cfg.items() if k in declared}
+    base: dict[str, Any] = {"model": cfg["model"], "units": cfg["n_units"], "model_options": options,
+                            **_task_fields(task)}
     base.update(overrides)
     return base
 
@@ -83,12 +86,12 @@ def retrain(model: torch.nn.Module, new_N: int, *, epochs: int = 20, task: Any =
     >>> run.model.heads.n_heads
     1
     """
-    from trainers.training import train
+    from trainers.engine import train
 
     epochs = check_positive_int("epochs", epochs)
     cfg = TrainConfig.from_dict(_base_config(model, task, {
-        "curriculum": "none", "n_start": new_N, "n_max": new_N, "n_heads": 1, "max_epochs": epochs,
-        "seed": seed, **config}))
+        "curriculum": "none", "curriculum_options": {"n_start": new_N, "n_max": new_N}, "n_heads": 1,
+        "max_epochs": epochs, "seed": seed, **config}))
     return train(cfg, run_dir, init=model, init_readout=False, progress=progress)
 
 

@@ -13,7 +13,8 @@ def _make_run(root, Ns=(2, 3, 4), units=10, constant_readout=False, model="leaky
     """A run directory with one solved checkpoint per N (random networks; the analysis does not
     care whether they were trained). ``constant_readout``: every head always answers 0, so the
     network is exactly at chance level on balanced labels."""
-    cfg = trainers.TrainConfig(model=model, units=units, n_max=max(Ns), seed=0, device="cpu").resolved()
+    cfg = trainers.TrainConfig.from_dict({"model": model, "units": units, "n_max": max(Ns), "seed": 0,
+                                          "device": "cpu"}).resolved()
     (root / "checkpoints").mkdir(parents=True)
     for i, N in enumerate(Ns):
         net = trainers.MODELS[model](units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))

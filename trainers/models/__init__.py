@@ -1,7 +1,7 @@
-"""Models of the timescale paper, all following the step/initial_state/forward/readout protocol.
+"""Models, all following the network protocol (:class:`trainers.protocols.Network`).
 
-``MODELS`` maps the names used in configurations and on the command line to the classes; adding a
-model is one file plus one line here.
+``MODELS`` is the registry of the names used in configurations and on the command line (``--model``);
+adding a model is one file plus one ``MODELS.register`` line here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ from trainers.models.wcrnn import (
            orthonormal,
            rotational,
 )
+from trainers.registry import Registry
 
-#: name -> model class of the timescale paper's curricula (``--model`` on the command line).
-MODELS = {"leaky": LeakyRNN, "gru": GRU, "lstm": LSTM}
+#: name -> model class (``--model`` on the command line).
+MODELS = Registry("model")
+MODELS.register(LeakyRNN)
+MODELS.register(GRU)
+MODELS.register(LSTM)
+MODELS.register(WCRNN)
 
 __all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "critical", "rotational", "heterogeneous",
            "orthonormal", "elman"]

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from dynatools._validation import check_positive_int
+from dynatools.utils import check_positive_int
 
 #: Activations a model may use, with the derivative written in terms of the activation's output
 #: (what the fused backward pass of :class:`~trainers.models.LeakyRNN` needs).
@@ -88,9 +88,10 @@ class MultiHeadReadout(nn.Module):
 
 
 def check_sizes(n_units: int, input_dim: int, n_heads: int, n_classes: int) -> tuple[int, int]:
-    """Check a model's sizes (positive; at least two classes); return ``(n_units, input_dim)``."""
+    """Check a model's sizes (positive integers; one class is a regression output); return
+    ``(n_units, input_dim)``."""
     check_positive_int("n_heads", n_heads)
-    check_positive_int("n_classes", n_classes, minimum=2)
+    check_positive_int("n_classes", n_classes)
     return check_positive_int("n_units", n_units), check_positive_int("input_dim", input_dim)
 
 
@@ -111,11 +112,32 @@ def count_trainable(module: nn.Module) -> int:
 
 
 class RecurrentModel(nn.Module):
-    """What every trainers model shares: ``state_size`` (``n_units`` unless overridden) and
-    ``n_trainable``; subclasses add ``step``, ``jacobian``, ``initial_state``, ``forward``,
-    ``readout`` and ``config`` (the protocol of DESIGN.md)."""
+    """What every trainers model shares: ``state_size`` (``n_units`` unless overridden),
+    ``n_trainable``, ``n_heads`` and construction from configuration; subclasses add ``step``,
+    ``jacobian``, ``initial_state``, ``forward``, ``readout`` and ``config`` (the protocol of
+    :mod:`trainers.protocols`).
+
+    A registered model declares ``name`` (its registry name, also ``config()["model"]``),
+    ``options`` (its section of the training configuration, :class:`trainers.registry.Option`)
+    and ``defaults`` (training defaults it carries: optimizer, lr, input encoding, ...).
+    """
 
     n_units: int
+    name: str = ""
+    options: tuple = ()
+    defaults: dict = {}
+
+    @classmethod
+    def from_config(cls, config: dict, *, generator: torch.Generator | None = None) -> "RecurrentModel":
+        """Build from ``config()`` or from a resolved ``model_options`` section plus the sizes
+        (``n_units``, ``input_dim``, ``n_heads``, ``n_classes``) the engine adds."""
+        config = {k: v for k, v in config.items() if k != "model"}
+        return cls(**config, generator=generator)
+
+    @property
+    def n_heads(self) -> int:
+        """Number of readout heads."""
+        return self.heads.n_heads
 
     @property
     def state_size(self) -> int:

@@ -25,8 +25,9 @@ from trainers.models._common import (
 
 
 class _GatedRNN(RecurrentModel):
-    kind = ""
     n_gates = 0
+    #: Timescale paper App. C: Adam (lr 1e-3) and zero-mean {-1, +1} inputs for GRU and LSTM.
+    defaults = {"optimizer": "adam", "lr": 1e-3, "clip": 2.0, "encoding": "pm1"}
 
     def __init__(self, n_units: int, *, input_dim: int = 1, n_heads: int = 1, n_classes: int = 2,
                  generator: torch.Generator | None = None) -> None:
@@ -43,7 +44,7 @@ class _GatedRNN(RecurrentModel):
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serialisable) that rebuild this architecture."""
-        return {"model": self.kind, "n_units": self.n_units, "input_dim": self.input_dim,
+        return {"model": self.name, "n_units": self.n_units, "input_dim": self.input_dim,
                 "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1]}
 
     def unit_axes(self) -> dict[str, tuple[Any, ...]]:
@@ -122,7 +123,7 @@ class GRU(_GatedRNN):
     torch.Size([3, 5, 6])
     """
 
-    kind = "gru"
+    name = "gru"
     n_gates = 3
 
     def jacobian(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
@@ -166,7 +167,7 @@ class LSTM(_GatedRNN):
     torch.Size([3, 5, 12])
     """
 
-    kind = "lstm"
+    name = "lstm"
     n_gates = 4
 
     @property

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynatools._validation import check_choice
+from dynatools.utils import check_choice
+from trainers.registry import Option
 from trainers.models._common import (
     ACTIVATIONS,
     MultiHeadReadout,
@@ -79,7 +80,19 @@ class LeakyRNN(RecurrentModel):
     150
     """
 
-    kind = "leaky"
+    name = "leaky"
+    options = (
+        Option("tau", None, "initial (or fixed) tau of every unit (default 1 + U(0,1) per unit)", float,
+               nullable=True, minimum=1e-12),
+        Option("train_tau", True, "train the timescales tau (default); --no-train-tau keeps them fixed", bool),
+        Option("nonlinearity", "outside", "outside (Eq. 1) or inside (Eq. 5)", str, NONLINEARITY_PLACEMENTS),
+        Option("activation", "leaky_relu", "leaky_relu, relu or tanh", str, ACTIVATIONS),
+        Option("negative_slope", 0.1, "leaky-ReLU slope (the paper's 0.1; the authors' code used 0.01)",
+               float, minimum=0.0),
+    )
+    #: Timescale paper Sec. 3.2 and the authors' code: SGD with Nesterov momentum, clipping at 2.
+    defaults = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.1, "nesterov": True, "clip": 2.0,
+                "encoding": "01"}
 
     def __init__(
         self,
@@ -136,7 +149,7 @@ class LeakyRNN(RecurrentModel):
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serialisable) that rebuild this architecture."""
         return {
-            "model": self.kind, "n_units": self.n_units, "input_dim": self.input_dim,
+            "model": self.name, "n_units": self.n_units, "input_dim": self.input_dim,
             "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1],
             "train_tau": self.tau.requires_grad, "nonlinearity": self.nonlinearity,
             "activation": self.activation, "negative_slope": self.negative_slope,

@@ -1,23 +1,38 @@
 """Tasks: N-parity and N-DMS of the timescale paper (Sec. 3.1); the adding problem, sequential
 images (MNIST, CIFAR-10 from local files) and the shipped 8x8 digits of the fading-memory paper.
 
-``TASKS`` maps the names used in configurations and on the command line to the classes.
+``TASKS`` is the registry of the names used in configurations and on the command line (``--task``);
+adding a task is one file plus one ``TASKS.register`` line here. What the engine needs of a task is
+written down in :class:`trainers.protocols.Task`.
 """
 
 from __future__ import annotations
 
+from trainers.registry import Registry
 from trainers.tasks.binary import DMS, BinaryTask, Parity, TaskBatch
 from trainers.tasks.sequence import (
     AddingProblem,
+    Digits,
     ImageSequences,
+    PermutedDigits,
+    PermutedMNIST,
     SequenceBatch,
-    cifar10_gray,
-    digits,
-    mnist,
+    SequenceTask,
+    SequentialCIFAR10,
+    SequentialMNIST,
 )
 
 #: name -> task class (``--task`` on the command line).
-TASKS = {"parity": Parity, "dms": DMS}
+TASKS = Registry("task")
+TASKS.register(Parity)
+TASKS.register(DMS)
+TASKS.register(AddingProblem)
+TASKS.register(Digits)
+TASKS.register(PermutedDigits)
+TASKS.register(SequentialMNIST)
+TASKS.register(PermutedMNIST)
+TASKS.register(SequentialCIFAR10)
 
-__all__ = ["BinaryTask", "Parity", "DMS", "TaskBatch", "TASKS", "AddingProblem", "ImageSequences",
-           "SequenceBatch", "digits", "mnist", "cifar10_gray"]
+__all__ = ["BinaryTask", "Parity", "DMS", "TaskBatch", "TASKS", "SequenceTask", "AddingProblem",
+           "ImageSequences", "SequenceBatch", "Digits", "PermutedDigits", "SequentialMNIST",
+           "PermutedMNIST", "SequentialCIFAR10"]

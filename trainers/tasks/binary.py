@@ -6,12 +6,15 @@ one length per batch, bits as a ``(batch, length)`` tensor, labels for every req
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
-from dynatools._validation import check_choice, check_positive_int
+from dynatools.utils import check_choice, check_positive_int
+from trainers.registry import Option
 
 ENCODINGS = ("01", "pm1")
 
@@ -67,6 +70,23 @@ class BinaryTask:
     name = ""
     #: probability of a 1: None draws p ~ U(0, 1) per sequence.
     p_one: float | None = 0.5
+    options = (
+        Option("k", 1, "input time-rescaling: each bit held k steps (App. E)", int, minimum=1),
+        Option("encoding", "01", "input values: 01 or pm1 (default: the model's; 01 leaky, pm1 gru/lstm)",
+               str, ENCODINGS),
+    )
+    #: Timescale paper Sec. 3.2 and the authors' code: 500 units, batches of 256, 600 steps per
+    #: epoch, accuracy on 50 fresh batches, the multi-head curriculum, at most 1000 epochs.
+    defaults = {"model": "leaky", "curriculum": "multi-head", "units": 500, "batch": 256,
+                "steps_per_epoch": 600, "eval_batches": 50, "max_epochs": 1000}
+    #: the task's answers depend on a task size N (curricula over N apply)
+    uses_N = True
+    input_dim = 1
+    n_classes = 2
+    metric = "accuracy"
+    #: accuracy (per cent) that counts as having learnt something (none for the binary tasks:
+    #: the curricula decide when a head is solved)
+    minimal_performance: float | None = None
 
     def __init__(self, *, k: int = 1, encoding: str = "01") -> None:
         self.k = check_positive_int("k", k)
@@ -75,8 +95,48 @@ class BinaryTask:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(k={self.k}, encoding={self.encoding!r})"
 
+    @classmethod
+    def from_config(cls, config: dict) -> "BinaryTask":
+        """Build from a resolved ``task_options`` section (``k``, ``encoding``)."""
+        return cls(**{k: v for k, v in config.items() if k != "task"})
+
     def config(self) -> dict:
         return {"task": self.name, "k": self.k, "encoding": self.encoding}
+
+    # ------------------------------------------------------------------ engine protocol
+    def train_batches(self, Ns: Sequence[int], *, batch: int, steps: int, generator: torch.Generator,
+                      length_generator: torch.Generator, device: torch.device) -> Iterator[TaskBatch]:
+        """One epoch: ``steps`` fresh batches labelled for every N in ``Ns``."""
+        for _ in range(steps):
+            yield self.sample(Ns, batch, generator=generator, device=device, length_generator=length_generator)
+
+    def loss(self, logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
+        """Cross-entropy on the last step, averaged over sequences and summed over the active
+        heads (timescale paper Sec. 3.2); ``logits`` is ``(batch, head, class)``."""
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.labels,
+                                                 reduction="none").mean(0).sum()
+
+    def evaluate(self, model: torch.nn.Module, Ns: Sequence[int], *, batch: int = 256, batches: int = 50,
+                 generator: torch.Generator | None = None, length_generator: torch.Generator | None = None,
+                 device: torch.device | None = None) -> np.ndarray:
+        """Accuracy (per cent) of heads ``0..len(Ns)-1`` on ``batches`` fresh batches, head ``i``
+        answering ``Ns[i]``: readout on the last step, class = argmax (the authors' 50 x 256)."""
+        batches = check_positive_int("batches", batches)
+        batch = check_positive_int("batch", batch)
+        dev = next(model.parameters()).device if device is None else torch.device(device)
+        correct = torch.zeros(len(Ns), device=dev)
+        with torch.no_grad():
+            for _ in range(batches):
+                b = self.sample(Ns, batch, generator=generator, device=dev, length_generator=length_generator)
+                H = model(b.inputs, model.initial_state(batch, generator=generator))
+                pred = model.readout(H[:, -1], heads=len(Ns)).argmax(-1)
+                correct += (pred == b.labels).sum(0)
+        return (100.0 * correct / (batches * batch)).cpu().numpy()
+
+    def fixed_batch(self, Ns: Sequence[int], size: int, *, generator: torch.Generator,
+                    device: torch.device) -> TaskBatch:
+        """One batch drawn from ``generator`` (the loss closure's fixed batch)."""
+        return self.sample(Ns, size, generator=generator, device=device)
 
     @staticmethod
     def length_range(n_max: int) -> tuple[int, int]:

@@ -7,14 +7,27 @@ Nothing is downloaded at run time: MNIST and CIFAR-10 are read from files the us
 from __future__ import annotations
 
 import gzip
+import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dynatools._validation import check_positive_int
+from dynatools.utils import check_positive_int
+from trainers.registry import Option
+
+#: Minimal performance of the fading-memory paper (Sec. 4): accuracy (%) for classification, RMS
+#: for regression.
+MINIMAL_PERFORMANCE = {"classification": 50.0, "regression": 0.05}
+
+#: Fading-memory paper Sec. 4: batch 128, 100 units (the model's default), readout on the last
+#: state; an epoch is a pass over the training images (the adding problem: 100 iterations).
+SEQUENCE_DEFAULTS = {"model": "wcrnn", "curriculum": "fixed", "batch": 128, "steps_per_epoch": 100,
+                     "eval_batches": 1, "max_epochs": 10}
 
 
 @dataclass(frozen=True)
@@ -30,7 +43,54 @@ class SequenceBatch:
         return SequenceBatch(self.inputs.to(device), self.targets.to(device))
 
 
-class AddingProblem:
+class SequenceTask:
+    """What the sequence tasks share for the training engine: one readout head on the last
+    state, cross-entropy (classification) or RMS (regression) loss, and the test metric
+    (accuracy in per cent, or RMS) with the paper's minimal performance."""
+
+    kind = "classification"
+    uses_N = False
+    defaults = SEQUENCE_DEFAULTS
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.kind == "classification" else "rms"
+
+    @property
+    def n_classes(self) -> int:
+        return self.n_outputs
+
+    @property
+    def minimal_performance(self) -> float:
+        return MINIMAL_PERFORMANCE[self.kind]
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SequenceTask":
+        """Build from a resolved ``task_options`` section."""
+        return cls(**{k: v for k, v in config.items() if k != "task"})
+
+    def config(self) -> dict[str, Any]:
+        return {"task": self.name, **self._options}
+
+    def loss(self, logits: torch.Tensor, batch: "SequenceBatch") -> torch.Tensor:
+        """Cross-entropy or RMS of head 0 on the last state (``logits`` ``(batch, head, class)``)."""
+        out = logits[:, 0]
+        if self.kind == "classification":
+            return torch.nn.functional.cross_entropy(out, batch.targets)
+        return torch.sqrt(torch.mean((out[:, 0] - batch.targets.to(out.dtype)) ** 2))
+
+    def fixed_batch(self, Ns: Sequence[int] | None, size: int, *, generator: torch.Generator,
+                    device: torch.device) -> "SequenceBatch":
+        """``size`` held-out sequences chosen by ``generator``'s seed (:meth:`held_out`)."""
+        return self.held_out(size, seed=int(generator.initial_seed())).to(device)
+
+    def _run(self, model: torch.nn.Module, b: "SequenceBatch") -> torch.Tensor:
+        dtype = next(model.parameters()).dtype
+        H = model(b.inputs.to(dtype), model.initial_state(b.inputs.shape[0]))
+        return model.readout(H[:, -1], heads=1)
+
+
+class AddingProblem(SequenceTask):
     """The adding problem of length D (Hochreiter & Schmidhuber 1997; fading-memory paper Sec. 4).
 
     Two input channels: values ~ U(0, 1), and a cue that is 1 at one random step of the first half
@@ -50,9 +110,16 @@ class AddingProblem:
     kind = "regression"
     input_dim = 2
     n_outputs = 1
+    options = (
+        Option("length", 100, "adding problem: sequence length D", int, minimum=2),
+        Option("test_size", 1000, "adding problem: size of the fixed test set", int, minimum=1),
+    )
 
-    def __init__(self, length: int = 100) -> None:
+    def __init__(self, length: int = 100, *, test_size: int = 1000) -> None:
         self.length = check_positive_int("length", length, minimum=2)
+        self.test_size = check_positive_int("test_size", test_size)
+        self._options = {"length": self.length, "test_size": self.test_size}
+        self._test: dict[str, SequenceBatch] = {}
 
     def sample(self, batch: int, *, generator: torch.Generator | None = None,
                device: torch.device | str | None = None, split: str = "train") -> SequenceBatch:
@@ -70,8 +137,30 @@ class AddingProblem:
         target = values[rows, first] + values[rows, second]
         return SequenceBatch(torch.stack([values, cue], -1), target)
 
+    def held_out(self, size: int, *, seed: int = 0) -> SequenceBatch:
+        """``size`` fresh sequences drawn from ``seed`` (the task is infinite)."""
+        return self.sample(check_positive_int("size", size), generator=torch.Generator().manual_seed(seed))
 
-class ImageSequences:
+    def train_batches(self, Ns: Any, *, batch: int, steps: int, generator: torch.Generator,
+                      length_generator: torch.Generator, device: torch.device) -> Iterator[SequenceBatch]:
+        """One epoch: ``steps`` fresh batches drawn on the CPU stream, moved to ``device``."""
+        for _ in range(steps):
+            yield self.sample(batch, generator=length_generator).to(device)
+
+    def evaluate(self, model: torch.nn.Module, Ns: Any = None, *, device: torch.device | None = None,
+                 **_: Any) -> np.ndarray:
+        """RMS error on the fixed test set of ``test_size`` sequences (seed 1), as ``(1,)``."""
+        dev = next(model.parameters()).device if device is None else torch.device(device)
+        if str(dev) not in self._test:
+            self._test[str(dev)] = self.held_out(self.test_size, seed=1).to(dev)
+        test = self._test[str(dev)]
+        model.eval()
+        with torch.no_grad():
+            out = self._run(model, test)[:, 0, 0]
+            return np.array([float(torch.sqrt(torch.mean((out - test.targets.to(out.dtype)) ** 2)))])
+
+
+class ImageSequences(SequenceTask):
     """Images read pixel by pixel (sMNIST-style), optionally with a fixed random permutation.
 
     Parameters
@@ -87,9 +176,11 @@ class ImageSequences:
 
     kind = "classification"
     input_dim = 1
+    name = "images"
+    options: tuple = ()
 
     def __init__(self, x_train, y_train, x_test, y_test, *, permute: bool = False, seed: int = 0,
-                 name: str = "images") -> None:
+                 name: str | None = None) -> None:
         def prep(x):
             x = np.array(x, dtype=np.float32)           # a writable copy
             return x.reshape(x.shape[0], -1)
@@ -103,7 +194,9 @@ class ImageSequences:
         self.length = self.x["train"].shape[1]
         self.n_outputs = int(max(self.y["train"].max(), self.y["test"].max())) + 1
         self.permutation = np.random.default_rng(seed).permutation(self.length) if permute else None
-        self.name = ("p" if permute else "") + name
+        if name is not None:
+            self.name = name
+        self._options: dict[str, Any] = {}
 
     def size(self, split: str) -> int:
         return self.x[split].shape[0]
@@ -120,15 +213,40 @@ class ImageSequences:
                 x = x[:, torch.as_tensor(self.permutation)]
             yield SequenceBatch(x.unsqueeze(-1).to(device or "cpu"), self.y[split][idx].to(device or "cpu"))
 
+    def held_out(self, size: int, *, seed: int = 0) -> SequenceBatch:
+        """A seeded random subset of ``size`` test images (all of them if fewer)."""
+        size = check_positive_int("size", size)
+        n = self.size("test")
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(size, n)]
+        x = self.x["test"][idx]
+        if self.permutation is not None:
+            x = x[:, torch.as_tensor(self.permutation)]
+        return SequenceBatch(x.unsqueeze(-1), self.y["test"][idx])
+
+    def train_batches(self, Ns: Any, *, batch: int, steps: int, generator: torch.Generator,
+                      length_generator: torch.Generator, device: torch.device) -> Iterator[SequenceBatch]:
+        """One epoch: a pass over the training images, shuffled by the CPU stream (``steps`` is
+        not used)."""
+        return self.batches("train", batch, generator=length_generator, device=device)
+
+    def evaluate(self, model: torch.nn.Module, Ns: Any = None, *, device: torch.device | None = None,
+                 **_: Any) -> np.ndarray:
+        """Accuracy (per cent) on the whole test split, as ``(1,)``."""
+        dev = next(model.parameters()).device if device is None else torch.device(device)
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for b in self.batches("test", 1024, device=dev, shuffle=False):
+                correct += int((self._run(model, b)[:, 0].argmax(-1) == b.targets).sum())
+        return np.array([100.0 * correct / self.size("test")])
+
 
 def _datasets_dir() -> Path:
     env = os.environ.get("DYNATOOLS_DATASETS")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
 
 
-def digits(*, permute: bool = False, seed: int = 0, test_fraction: float = 0.25) -> ImageSequences:
-    """The shipped 8x8 digits (1797 images, ``datasets/digits_8x8.npz``) as 64-step sequences,
-    split into train/test with a fixed seed; no download needed (used by tests and the demo)."""
+def _digits_arrays(test_fraction: float = 0.25) -> tuple[np.ndarray, ...]:
     path = _datasets_dir() / "digits_8x8.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; run from a source checkout or set DYNATOOLS_DATASETS "
@@ -138,7 +256,42 @@ def digits(*, permute: bool = False, seed: int = 0, test_fraction: float = 0.25)
     order = np.random.default_rng(12345).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
     te, tr = order[:n_test], order[n_test:]
-    return ImageSequences(x[tr], y[tr], x[te], y[te], permute=permute, seed=seed, name="digits")
+    return x[tr], y[tr], x[te], y[te]
+
+
+PERMUTATION_SEED = Option("permutation_seed", 0, "permuted tasks: seed of the fixed pixel permutation", int)
+DATA = Option("data", None, "smnist, psmnist: MNIST folder or npz; scifar10: CIFAR-10 npz (nothing is "
+              "downloaded)", str, nullable=True)
+
+
+class Digits(ImageSequences):
+    """The shipped 8x8 digits (1797 images, ``datasets/digits_8x8.npz``) as 64-step sequences,
+    split into train/test with a fixed seed; no download needed (used by tests and the demo).
+
+    Examples
+    --------
+    >>> from trainers.tasks import Digits
+    >>> task = Digits()
+    >>> task.length, task.n_outputs, task.size("test")
+    (64, 10, 449)
+    """
+
+    name = "digits"
+    options = ()
+
+    def __init__(self) -> None:
+        super().__init__(*_digits_arrays())
+
+
+class PermutedDigits(ImageSequences):
+    """The shipped 8x8 digits with one fixed random permutation of the pixel order."""
+
+    name = "pdigits"
+    options = (PERMUTATION_SEED,)
+
+    def __init__(self, *, permutation_seed: int = 0) -> None:
+        super().__init__(*_digits_arrays(), permute=True, seed=permutation_seed)
+        self._options = {"permutation_seed": int(permutation_seed)}
 
 
 _MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
@@ -154,13 +307,14 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def mnist(path: str | os.PathLike, *, permute: bool = False, seed: int = 0) -> ImageSequences:
-    """Sequential (``permute=False``) or permuted sequential MNIST from local files.
+def _needs_data(name: str, data: Any, what: str) -> Path:
+    if data is None:
+        raise ValueError(f"task {name!r} reads local files: pass data= (the CLI's --data) with the path "
+                         f"to the {what}; nothing is downloaded.")
+    return Path(data)
 
-    ``path`` is a folder with the four IDX files (``train-images-idx3-ubyte`` etc., optionally
-    ``.gz``) or an ``.npz`` with ``x_train, y_train, x_test, y_test``. Nothing is downloaded.
-    """
-    path = Path(path)
+
+def _mnist_arrays(path: Path) -> tuple[np.ndarray, ...]:
     how = ("download the four files from http://yann.lecun.com/exdb/mnist/ (or a mirror) into one "
            "folder, or save an npz with x_train, y_train, x_test, y_test, and pass its path")
     if path.suffix == ".npz" and path.is_file():
@@ -175,14 +329,51 @@ def mnist(path: str | os.PathLike, *, permute: bool = False, seed: int = 0) -> I
             arrays[key] = _read_idx(found[0])
     else:
         raise FileNotFoundError(f"no MNIST data at {str(path)!r}; {how}.")
-    return ImageSequences(arrays["x_train"] / 255.0, arrays["y_train"], arrays["x_test"] / 255.0,
-                          arrays["y_test"], permute=permute, seed=seed, name="smnist")
+    return arrays["x_train"] / 255.0, arrays["y_train"], arrays["x_test"] / 255.0, arrays["y_test"]
 
 
-def cifar10_gray(path: str | os.PathLike) -> ImageSequences:
+class SequentialMNIST(ImageSequences):
+    """Sequential MNIST (784 steps) from local files.
+
+    ``data`` is a folder with the four IDX files (``train-images-idx3-ubyte`` etc., optionally
+    ``.gz``) or an ``.npz`` with ``x_train, y_train, x_test, y_test``. Nothing is downloaded.
+    """
+
+    name = "smnist"
+    options = (DATA,)
+
+    def __init__(self, data: str | os.PathLike | None = None) -> None:
+        path = _needs_data(self.name, data, "MNIST folder or npz")
+        super().__init__(*_mnist_arrays(path))
+        self._options = {"data": str(path)}
+
+
+class PermutedMNIST(ImageSequences):
+    """Permuted sequential MNIST: :class:`SequentialMNIST` with one fixed pixel permutation."""
+
+    name = "psmnist"
+    options = (DATA, PERMUTATION_SEED)
+
+    def __init__(self, data: str | os.PathLike | None = None, *, permutation_seed: int = 0) -> None:
+        path = _needs_data(self.name, data, "MNIST folder or npz")
+        super().__init__(*_mnist_arrays(path), permute=True, seed=permutation_seed)
+        self._options = {"data": str(path), "permutation_seed": int(permutation_seed)}
+
+
+class SequentialCIFAR10(ImageSequences):
     """Grayscale sequential CIFAR-10 (1024 steps) from a local ``.npz`` with ``x_train`` (n, 32, 32,
     3) uint8, ``y_train``, ``x_test``, ``y_test``. Gray = 0.299 R + 0.587 G + 0.114 B."""
-    path = Path(path)
+
+    name = "scifar10"
+    options = (DATA,)
+
+    def __init__(self, data: str | os.PathLike | None = None) -> None:
+        path = _needs_data(self.name, data, "CIFAR-10 npz")
+        super().__init__(*_cifar_arrays(path))
+        self._options = {"data": str(path)}
+
+
+def _cifar_arrays(path: Path) -> tuple[np.ndarray, ...]:
     if not (path.suffix == ".npz" and path.is_file()):
         raise FileNotFoundError(f"no CIFAR-10 npz at {str(path)!r}; convert the python batches from "
                                 f"https://www.cs.toronto.edu/~kriz/cifar.html into an npz with x_train "
@@ -190,5 +381,4 @@ def cifar10_gray(path: str | os.PathLike) -> ImageSequences:
     with np.load(path) as d:
         gray = {k: (d[k].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
                 for k in ("x_train", "x_test")}
-        return ImageSequences(gray["x_train"], d["y_train"].reshape(-1), gray["x_test"],
-                              d["y_test"].reshape(-1), name="scifar10")
+        return gray["x_train"], d["y_train"].reshape(-1), gray["x_test"], d["y_test"].reshape(-1)
