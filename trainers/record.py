@@ -1,15 +1,23 @@
 """Record a trained network's activity as a labeled dynatools recording (schema 1).
 
-Timescale paper, Sec. 2: the network is driven by uncorrelated Bernoulli(0.5) bits, one per step
-(held for k steps with input rescaling, App. E), for T = 1e5 steps in each of 10 trials; the
-activity of every unit goes into ``activity`` (trial, time, unit) for the autocorrelation analysis.
+Timescale paper, Sec. 2: the network is driven by uncorrelated binary inputs "sampled at each time
+step from a Bernoulli distribution", one bit per step (held for k steps with input rescaling,
+App. E), for T = 1e5 steps in each of 10 trials; the activity of every unit goes into ``activity``
+(trial, time, unit) for the autocorrelation analysis. The paper does not state the Bernoulli
+probability. The authors' code draws it per trial, p ~ U(0, 1), once for each input sequence:
+``generate_binary_sequence`` in ``analysis/timescales/timescales_utils.py`` of
+github.com/LevinaLab/rnn_timescale_public, which ``comp_acs`` uses to simulate the networks whose
+timescales it fits (their training generator, ``src/tasks/tasks.py``, does the same for parity and
+uses p = 0.5 for DMS). ``record(p="uniform")`` reproduces that protocol. It matters: on the authors'
+cumulative N = 2..11 parity network (10 trials) the median tau_net over units is 0.28-0.30 steps at
+p = 0.5 and 0.5-1.2 steps with p drawn per trial, depending on the p's drawn.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +32,8 @@ from trainers.tasks.binary import BinaryTask, check_Ns
 
 def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Sequence[int] | None = None,
            steps: int = 100_000, trials: int = 10, burn_in: int = 500, out: str | os.PathLike | None = None,
-           chunk: int = 2000, outputs: bool = True, p: float = 0.5, seed: int | None = None,
+           chunk: int = 2000, outputs: bool = True,
+           p: float | Sequence[float] | np.ndarray | Literal["uniform"] = 0.5, seed: int | None = None,
            device: str | torch.device | None = None, attrs: dict[str, Any] | None = None,
            progress: bool = False) -> xr.Dataset:
     """Simulate ``model`` on random bits and return (or write) a labeled recording.
@@ -53,10 +62,24 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     outputs : bool, default=True
         With ``Ns``: store ``output`` (predicted class of each head at every step) and
         ``target`` (the task's label at every step), both int8 (trial, time, head).
-    p : float, default=0.5
-        Probability of a 1 in the input bits (the paper's recordings use 0.5).
+    p : float, array_like of float, or "uniform", default=0.5
+        Probability of a 1 in the input bits (i.i.d. Bernoulli(p) within a trial):
+
+        - a float in [0, 1]: the same p for every trial;
+        - one value in [0, 1] per trial, shape ``(trials,)``;
+        - ``"uniform"``: p ~ U(0, 1) drawn independently for each trial from the seeded
+          generator. This is the authors' protocol for their timescale analysis (see the module
+          docstring); it gives much longer tau_net than p = 0.5.
+
+        Stored as the attribute ``input_p`` (the float, ``"uniform"``, or ``"per-trial"`` for an
+        array) and, always, as the coordinate ``input_p`` on ``trial`` (the p of each trial).
     seed : int, optional
-        Seeds the bits and the initial state; stored in the attrs. Default: a random seed.
+        Seeds p (with ``"uniform"``), the bits and the initial state; stored in the attrs.
+        Default: a random seed. One ``torch.Generator`` seeded with ``seed`` draws, in this
+        order: with ``p="uniform"``, ``torch.rand(trials)`` for p; the bits,
+        ``torch.rand(trials, n_bits) < p`` with ``n_bits = ceil((burn_in + steps) / k)``; then
+        the initial state, ``model.initial_state(trials, generator=...)``. A float or per-trial p
+        draws nothing, so it changes only the comparison, not the random numbers.
     device : optional
         Default: the model's device.
     attrs : dict, optional
@@ -78,6 +101,12 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     >>> rec = trainers.record(net, "parity", Ns=[2, 3], steps=50, trials=2, burn_in=10, seed=0)
     >>> rec.activity.shape, rec.output.dims
     ((2, 50, 6), ('trial', 'time', 'head'))
+
+    The authors' input protocol, p ~ U(0, 1) per trial:
+
+    >>> rec = trainers.record(net, steps=50, trials=3, burn_in=10, p="uniform", seed=0)
+    >>> rec.attrs["input_p"], rec.input_p.dims
+    ('uniform', ('trial',))
     """
     steps = check_positive_int("steps", steps)
     trials = check_positive_int("trials", trials)
@@ -87,12 +116,13 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
         if task not in TASKS:
             raise ValueError(f"task={task!r} is not a valid option; choose one of {sorted(TASKS)}.")
         task = TASKS[task]()
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1]; found {p}.")
+    p_attr, p_trials = _check_p(p, trials)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     Ns = check_Ns(Ns) if Ns is not None else None
-    n_heads = model.heads.n_heads if hasattr(model, "heads") else None
+    n_heads = getattr(model, "n_heads", None)
+    if n_heads is None and hasattr(model, "heads"):
+        n_heads = getattr(model.heads, "n_heads", None)
     if Ns is not None and n_heads is not None and len(Ns) > n_heads:
         raise ValueError(f"{len(Ns)} Ns but the model has only {n_heads} readout heads.")
     if Ns is not None and outputs and burn_in < max(Ns) * task.k:      # labels need N bits of history
@@ -101,13 +131,22 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     dev = next(model.parameters()).device if device is None else torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(seed)
     k = task.k
+    if p_trials is None:                                    # "uniform": the first draw (see seed)
+        p_draw = torch.rand(trials, generator=gen, device=dev)
+        p_trials = p_draw.cpu().numpy().astype(np.float64)
+        p_bits: float | torch.Tensor = p_draw[:, None]
+    elif isinstance(p_attr, float):
+        p_bits = p_attr
+    else:
+        p_bits = torch.as_tensor(p_trials, dtype=torch.float32, device=dev)[:, None]
 
     n_units = int(getattr(model, "n_units"))
     input_dim = int(getattr(model, "input_dim", 1))
     static = _static_fields(model, Ns)
+    static.setdefault("coords", {})["input_p"] = ("trial", p_trials)
     meta = {
-        "model": getattr(model, "kind", type(model).__name__),
-        "task": task.name, "k": k, "input_p": p, "seed": seed, "burn_in": burn_in,
+        "model": getattr(model, "name", None) or type(model).__name__,    # the registry name
+        "task": task.name, "k": k, "input_p": p_attr, "seed": seed, "burn_in": burn_in,
         "N": list(Ns) if Ns is not None else None,
         "model_config": model.config() if hasattr(model, "config") else None,
         "software": f"dynatools {dynatools.__version__} (trainers)",
@@ -128,7 +167,7 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     else:
         sink = _MemorySink(trials, steps, n_units, input_dim, len(Ns) if head_outputs else 0)
     try:
-        _simulate(model, task, Ns if head_outputs else None, steps, trials, burn_in, chunk, p,
+        _simulate(model, task, Ns if head_outputs else None, steps, trials, burn_in, chunk, p_bits,
                   gen, dev, sink, progress)
     except BaseException:
         if out is not None:
@@ -138,6 +177,39 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
         sink.close()
         return dynatools.open_recording(out)
     return from_array(sink.activity, **sink.variables(), **static, **meta)
+
+
+_P_OPTIONS = ("uniform",)
+
+
+def _check_p(p: Any, trials: int) -> tuple[float | str, np.ndarray | None]:
+    """Check ``record``'s ``p``; return the ``input_p`` attribute and the per-trial values
+    (``None`` for "uniform": they are drawn later, from the record's generator)."""
+    expected = 'a probability in [0, 1], one per trial (shape (trials,)), or "uniform"'
+    if isinstance(p, str):
+        if p not in _P_OPTIONS:
+            raise ValueError(f"p={p!r} is not a valid option; expected {expected} "
+                             f"(string options: {', '.join(map(repr, _P_OPTIONS))}).")
+        return p, None
+    if p is None or isinstance(p, (bool, np.bool_)):
+        raise TypeError(f"p must be {expected}; found {p!r}.")
+    try:
+        values = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"p must be {expected}; found {type(p).__name__} {p!r}.") from None
+    if values.ndim == 0:
+        value = float(values)
+        if not 0.0 <= value <= 1.0:                                        # also catches NaN
+            raise ValueError(f"p must be a probability in [0, 1]; found {value}.")
+        return value, np.full(trials, value)
+    if values.shape != (trials,):
+        raise ValueError(f"p has shape {values.shape}; expected ({trials},), one probability per "
+                         f"trial (trials={trials}), a single float, or \"uniform\".")
+    bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
+    if bad.size:
+        raise ValueError(f"p must hold probabilities in [0, 1]; found {values[bad[0]]} for trial "
+                         f"{bad[0]} ({bad.size} of {trials} trials out of range or NaN).")
+    return "per-trial", values.copy()
 
 
 def _static_fields(model: torch.nn.Module, Ns: Sequence[int] | None) -> dict[str, Any]:
@@ -176,7 +248,7 @@ def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink,
     k = task.k
     total = burn_in + steps
     n_bits = -(-total // k)
-    bits = (torch.rand(trials, n_bits, generator=gen, device=dev) < p).float()
+    bits = (torch.rand(trials, n_bits, generator=gen, device=dev) < p).float()   # p: float or (trial, 1)
     inputs = task.encode(bits)[:, :total]                                  # (trial, time, 1)
     with torch.no_grad():
         h = model.initial_state(trials, generator=gen)
