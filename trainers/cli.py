@@ -136,8 +136,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
     Ns = ck.Ns
     attrs = {"curriculum": cfg.curriculum, "config": cfg.to_dict(), "accuracy": ck.accuracy,
              "train_seed": cfg.seed, "checkpoint": str(path), "epoch": ck.epoch}
+    try:
+        p = args.p if args.p == "uniform" else float(args.p)
+    except ValueError:
+        raise ValueError(f"--p must be a probability in [0, 1] or 'uniform'; found {args.p!r}.") from None
     rec = record(model, cfg.make_task(), Ns=Ns, steps=args.steps, trials=args.trials,
-                 burn_in=args.burn_in, out=args.output, seed=args.seed, attrs=attrs,
+                 burn_in=args.burn_in, out=args.output, p=p, seed=args.seed, attrs=attrs,
                  progress=not args.quiet)
     if not args.quiet:
         print(f"wrote {args.output}: activity {dict(rec.activity.sizes)} from {path.name} (Ns {Ns[0]}..{Ns[-1]})")
@@ -202,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100_000, help="time steps per trial (default 1e5)")
     p.add_argument("--trials", type=int, default=10, help="trials (default 10)")
     p.add_argument("--burn-in", type=int, default=500, help="discarded initial steps (default 500)")
+    p.add_argument("--p", default="0.5", metavar="P",
+                   help="probability of a 1 in the input bits: a number for every trial (default 0.5), or "
+                        "'uniform' for p ~ U(0,1) drawn per trial (the authors' timescale protocol)")
     p.add_argument("--seed", type=int, help="seed of the input bits (default random)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("-o", "--output", required=True, help="output netCDF file")

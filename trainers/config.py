@@ -42,20 +42,21 @@ ENGINE_OPTIONS = (
     Option("eval_batches", 50, "fresh batches for the accuracy after each epoch (default 50)", int, minimum=1),
     Option("max_epochs", 1000, "stop after this many epochs (default 1000; sequence tasks 10)", int, minimum=1),
     Option("time_budget", None, "stop after this many seconds of training (checked after each epoch)",
-           float, nullable=True, minimum=1e-300),
+           float, nullable=True, positive=True),
     Option("n_heads", None, "readout heads of the model (default: what the curriculum needs)", int,
            nullable=True, minimum=1),
     Option("optimizer", "sgd", "sgd or adam (default: the model's; sgd leaky/wcrnn, adam gru/lstm)", str,
            OPTIMIZERS),
     Option("lr", 0.05, "learning rate (default: the model's for its optimizer; 0.05 sgd / 1e-3 adam, "
-           "wcrnn 0.01)", float, minimum=1e-300),
-    Option("momentum", 0.1, "SGD momentum (default: the model's; 0.1 leaky, 0.9 wcrnn)", float, minimum=0.0),
+           "wcrnn 0.01)", float, positive=True),
+    Option("momentum", 0.1, "SGD momentum (default: the model's; 0.1 leaky, 0.9 wcrnn)", float, minimum=0.0,
+           below=1.0),
     Option("nesterov", True, "Nesterov momentum for SGD (default: the model's; on for leaky, off for wcrnn)",
            bool),
     Option("clip", 0.0, "gradient-norm clip (default: the model's; 2.0 leaky/gru/lstm, none wcrnn); 0 "
            "disables", float, minimum=0.0),
     Option("lr_milestones", [], "optimizer steps after which lr is multiplied by --lr-factor", list, minimum=1),
-    Option("lr_factor", 0.3, "learning-rate factor at each milestone (default 0.3)", float, minimum=1e-300),
+    Option("lr_factor", 0.3, "learning-rate factor at each milestone (default 0.3)", float, positive=True),
     Option("device", "auto", "auto, cpu or cuda (default auto: CUDA when available)", str, DEVICES),
     Option("seed", None, "random seed (default: a random one, saved in the run)", int, nullable=True,
            minimum=0),
@@ -168,8 +169,6 @@ class TrainConfig:
                 if name == "lr" and given["optimizer"] not in (None, defaults.get("optimizer")):
                     value = _LR_OF[given["optimizer"]]   # the chosen optimizer's, not the model's
             out[name] = opt.check(copy.deepcopy(value))
-        if out["momentum"] >= 1:
-            raise ValueError(f"momentum must lie in [0, 1); found {out['momentum']!r}.")
         out["lr_milestones"] = sorted(out["lr_milestones"])
         if not task_cls.uses_N and cur_cls.uses_N:
             raise ValueError(f"curriculum {cur_cls.name!r} schedules task sizes N, but task {self.task!r} "

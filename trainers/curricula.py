@@ -43,7 +43,7 @@ class Curriculum:
     n_max: int = 101
     name = ""
     options = (
-        Option("n_start", 2, "first N", int),
+        Option("n_start", 2, "first N", int, minimum=2),
         Option("n_max", 101, "target N that ends the run; 'none' trains it directly", int),
     )
     defaults = {}  # type: ignore[var-annotated]

@@ -230,6 +230,9 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
     and ``time_budget`` (seconds of training in total) may be raised to extend a run.
     """
     rd = RunDir(run_dir)
+    if not rd.latest_path.is_file():
+        raise FileNotFoundError(f"no run to resume in {str(rd.path)!r}: {rd.latest_path} is missing. Start "
+                                f"one with `trainers train --out {rd.path}`.")
     rd.remove_stale()
     latest = rd.checkpoint()
     payload, meta = latest.payload, latest.meta

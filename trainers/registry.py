@@ -60,7 +60,12 @@ class Option:
     nullable : bool, default=False
         ``None`` is a valid value (e.g. "draw at random").
     minimum : float, optional
-        Smallest valid value for numbers.
+        Smallest valid value for numbers (an integer option with minimum 1 is "a positive
+        integer").
+    positive : bool, default=False
+        Numbers must be > 0.
+    below : float, optional
+        Numbers must be smaller than this (e.g. a momentum below 1).
     """
 
     name: str
@@ -70,6 +75,8 @@ class Option:
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
     minimum: float | None = None
+    positive: bool = False
+    below: float | None = None
 
     def check(self, value: Any, owner: str = "") -> Any:
         """The value, checked and converted; a ValueError names the option and the fix."""
@@ -101,8 +108,16 @@ class Option:
                 raise ValueError(f"{where}{self.name} must be a string; found {value!r}.")
         if self.choices is not None:
             check_choice(self.name, value, self.choices)
+        if self.positive and not value > 0:
+            raise ValueError(f"{where}{self.name} must be a positive number; found {value!r}.")
+        if self.minimum is not None and self.below is not None and not self.minimum <= value < self.below:
+            raise ValueError(f"{where}{self.name} must lie in [{self.minimum:g}, {self.below:g}); found {value!r}.")
         if self.minimum is not None and value < self.minimum:
-            raise ValueError(f"{where}{self.name} must be >= {self.minimum:g}; found {value!r}.")
+            what = {(int, 1): "a positive integer", (int, 0): "a non-negative integer"}.get(
+                (self.type, self.minimum), f">= {self.minimum:g}")
+            raise ValueError(f"{where}{self.name} must be {what}; found {value!r}.")
+        if self.below is not None and not value < self.below:
+            raise ValueError(f"{where}{self.name} must be below {self.below:g}; found {value!r}.")
         return value
 
 

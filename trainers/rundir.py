@@ -275,7 +275,11 @@ class RunDir:
         """Refuse a ``config.json`` that describes another network than the checkpoints."""
         if not self.config_path.is_file():
             return
-        on_disk = self.config
+        try:
+            on_disk = TrainConfig.from_dict(json.loads(self.config_path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{self.config_path} is damaged ({exc}); delete it: the configuration "
+                                  f"is also in {self.latest_path}.") from exc
         arch = ("task", "model", "units", "n_heads", "curriculum", "model_options")
         diff = [k for k in arch if getattr(on_disk, k) != getattr(cfg, k)]
         if diff:

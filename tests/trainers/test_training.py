@@ -139,11 +139,11 @@ def test_resume_can_extend_a_run(tmp_path):
         ({"curriculum": "zigzag"}, "curriculum="),
         ({"task": "xor"}, "task="),
         ({"model": "transformer"}, "model="),
-        ({"n_start": 1}, "n_start must be an integer N >= 2"),
+        ({"n_start": 1}, "n_start must be >= 2"),
         ({"units": 0}, "units must be a positive integer"),
         ({"batch": -3}, "batch must be a positive integer"),
         ({"lr": -1.0}, "lr must be a positive number"),
-        ({"n_max": 1}, "n_max must be"),
+        ({"n_max": 1}, "n_max=1 is below n_start"),
     ],
 )
 def test_bad_configuration_fails_before_training(tmp_path, change, match):
@@ -226,7 +226,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 @pytest.mark.parametrize("model", ["gru", "lstm"])
 def test_gated_models_train_with_adam_and_pm1_inputs(model):
     run = trainers.train({**TINY, "model": model, "max_epochs": 1}, progress=False)
-    assert run.config.optimizer == "adam" and run.config.encoding == "pm1"
+    assert run.config.optimizer == "adam" and run.config.task_options["encoding"] == "pm1"
     assert np.isfinite(run.losses[0]) and "tau_mean" not in run.history[0]
 
 
@@ -318,17 +318,88 @@ def test_weights_broken_without_a_broken_loss_stop_training_before_the_checkpoin
     assert not (tmp_path / "r" / "checkpoints" / "latest.pt").exists()   # no broken state was saved
 
 
-def test_resume_names_what_is_wrong_with_the_run(tmp_path):
-    from trainers.sequence_training import make_sequence_task, train_sequence
-    from trainers.models import WCRNN, critical
+def _legacy_sequence_run(root):
+    """A run directory as trainers 0.1's ``train-sequence`` wrote it: WCRNN config with ``kind`` and
+    ``n_outputs``, a single readout ``W_out``/``b_out``, meta kind "sequence"."""
+    from trainers.checkpoint import FORMAT, atomic_write_bytes
 
-    task = make_sequence_task("adding", length=6)
-    net = WCRNN(4, critical(4), gamma=0.05, input_dim=task.input_dim, n_outputs=task.n_outputs,
-                generator=torch.Generator().manual_seed(0))
-    train_sequence(net, task, epochs=1, steps_per_epoch=2, batch=4, test_size=8, out=tmp_path / "seq", progress=False)
-    with pytest.raises(ValueError, match="resume_sequence"):
+    gen = torch.Generator().manual_seed(0)
+    state = {"R": torch.eye(4), "gamma": torch.full((4,), 0.05), "W": torch.randn(4, 4, generator=gen),
+             "W_in": torch.randn(4, 2, generator=gen), "b": torch.randn(4, generator=gen),
+             "W_out": torch.randn(1, 4, generator=gen), "b_out": torch.randn(1, generator=gen)}
+    meta = {"model_config": {"model": "wcrnn", "n_units": 4, "kind": "linear", "input_dim": 2, "n_outputs": 1},
+            "kind": "sequence", "task": {"name": "adding", "length": 6, "data": None, "seed": 0},
+            "settings": {"epochs": 1, "batch": 4, "lr": 0.01, "momentum": 0.9, "optimizer": "sgd", "clip": None,
+                         "lr_milestones": [], "lr_factor": 0.3, "steps_per_epoch": 2, "test_size": 8, "seed": 0},
+            "history": [{"test_metric": 0.7, "train_loss": 0.8, "iteration": 2}], "epoch": 1}
+    (root / "checkpoints").mkdir(parents=True)
+    payload = {"format": FORMAT, "state_dict": state, "meta": json.dumps(meta)}
+    atomic_write_bytes(root / "checkpoints" / "latest.pt", lambda fh: torch.save(payload, fh))
+    return state
+
+
+def test_a_trainers_0_1_sequence_run_loads_and_names_why_it_cannot_resume(tmp_path):
+    state = _legacy_sequence_run(tmp_path / "seq")
+    with pytest.raises(ValueError, match="train-sequence.*cannot continue.*RunDir"):
         trainers.resume(tmp_path / "seq", progress=False)
+    model, task, head = trainers.RunDir(tmp_path / "seq").load()
+    assert (task.name, task.length, head, model.form) == ("adding", 6, 0, "linear")
+    h = torch.randn(3, 4)
+    expected = h @ state["W_out"].T + state["b_out"]           # the 0.1 readout, by hand
+    torch.testing.assert_close(model.readout(h)[:, 0], expected)
+    ds = trainers.RunDir(tmp_path / "seq").metrics()
+    assert ds.attrs["metric"] == "rms" and float(ds.rms[0]) == 0.7
+
+
+def test_resume_names_what_is_wrong_with_the_run(tmp_path):
     trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
     (tmp_path / "r" / "config.json").write_text("{truncated")
     with pytest.raises(CheckpointError, match="config.json is damaged"):
         trainers.resume(tmp_path / "r", max_epochs=2, progress=False)
+
+
+SEQ = {"units": 6, "batch": 8, "steps_per_epoch": 3, "max_epochs": 3, "device": "cpu", "seed": 2}
+
+
+@pytest.mark.parametrize("task, extra", [("adding", {"length": 12, "test_size": 16}),
+                                         ("pdigits", {"model": "leaky", "lr_milestones": [20]}),
+                                         ("digits", {"optimizer": "adam"})])
+def test_sequence_task_runs_resume_exactly(tmp_path, task, extra):
+    """The same engine runs the fading-memory tasks: an interrupted run continued with resume
+    equals an uninterrupted one (weights, losses, test metric)."""
+    cfg = {**SEQ, "task": task, **extra}
+    straight = trainers.train(cfg, progress=False)
+    trainers.train({**cfg, "max_epochs": 1}, tmp_path / "r", progress=False)
+    resumed = trainers.resume(tmp_path / "r", max_epochs=3, progress=False)
+    assert resumed.losses == straight.losses
+    metric = straight.history[0]["metric"]
+    assert [h[metric] for h in resumed.history] == [h[metric] for h in straight.history]
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+    ds = trainers.RunDir(tmp_path / "r").metrics()
+    assert ds.attrs["metric"] == metric and ds.sizes["epoch"] == 3 and "iterations_to_mp" in ds.attrs
+    assert ds.iteration.values[-1] == straight.history[-1]["iteration"]
+
+
+def test_lr_milestones_lower_the_learning_rate_at_the_given_iterations():
+    run = trainers.train({**SEQ, "task": "adding", "length": 8, "max_epochs": 2, "lr_milestones": [4],
+                          "lr_factor": 0.5, "optimizer": "adam"}, progress=False)
+    assert [h["iteration"] for h in run.history] == [3, 6]
+    # the learning rate is set before each step from the iterations done: 0.001 until 4 are done
+    import trainers.engine as engine
+
+    opt = engine.make_optimizer(run.config, run.model)
+    assert opt.param_groups[0]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("model", ["leaky", "gru", "lstm", "wcrnn"])
+@pytest.mark.parametrize("task", ["parity", "adding"])
+def test_every_registered_model_trains_on_every_task_kind(model, task):
+    cfg = {**SEQ, "model": model, "task": task, "max_epochs": 1}
+    if task == "parity":
+        cfg.update(n_max=3, eval_batches=1)
+    else:
+        cfg.update(length=8, test_size=8)
+    run = trainers.train(cfg, progress=False)
+    assert np.isfinite(run.losses[0]) and run.model.name == model
+    assert run.model.readout(torch.zeros(2, run.model.n_units)).shape[-1] == (2 if task == "parity" else 1)

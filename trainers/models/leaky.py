@@ -83,12 +83,12 @@ class LeakyRNN(RecurrentModel):
     name = "leaky"
     options = (
         Option("tau", None, "initial (or fixed) tau of every unit (default 1 + U(0,1) per unit)", float,
-               nullable=True, minimum=1e-12),
+               nullable=True, positive=True),
         Option("train_tau", True, "train the timescales tau (default); --no-train-tau keeps them fixed", bool),
         Option("nonlinearity", "outside", "outside (Eq. 1) or inside (Eq. 5)", str, NONLINEARITY_PLACEMENTS),
         Option("activation", "leaky_relu", "leaky_relu, relu or tanh", str, ACTIVATIONS),
         Option("negative_slope", 0.1, "leaky-ReLU slope (the paper's 0.1; the authors' code used 0.01)",
-               float, minimum=0.0),
+               float, minimum=0.0, below=1.0),
     )
     #: Timescale paper Sec. 3.2 and the authors' code: SGD with Nesterov momentum, clipping at 2.
     defaults = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.1, "nesterov": True, "clip": 2.0,
