@@ -1,11 +1,11 @@
-"""Benchmark: ``dynatools.runs.analyze_run`` over a curriculum run's checkpoints, serial against
+"""Benchmark: ``trainers.analyze.analyze_run`` over a curriculum run's checkpoints, serial against
 dask with 2 worker processes (goal: >= 1.7x).
 
 The run: ``--checkpoints`` (default 10) solved-N checkpoints N = 2, 3, ... of a ``--units``-unit
 (default 500, the paper's size) leaky RNN, written by ``trainers.checkpoint.save_checkpoint`` exactly as
 ``trainers train`` writes them (random weights with timescales spread from 1 to 3: the analysis
-does the same work whatever the weights). Each checkpoint is recorded (``trainers.record``,
-``--steps`` steps x ``--trials`` trials) and analysed (autocorrelations and timescale fits of
+does the same work whatever the weights). Each checkpoint is recorded (``trainers.record`` with
+p ~ U(0, 1) per trial, ``--steps`` steps x ``--trials`` trials) and analysed (autocorrelations and timescale fits of
 every unit, PCA dimensionality, weight balance).
 
 - serial: ``analyze_run(run, parallel="serial", refresh=True)``: one checkpoint after another in
@@ -34,20 +34,22 @@ import torch
 import xarray as xr
 
 import trainers
-from dynatools.runs import analyze_run
+from trainers.analyze import analyze_run
 from trainers.checkpoint import save_checkpoint
+from trainers.rundir import RunDir
 
 
 def make_run(root: Path, n_checkpoints: int, units: int) -> Path:
     cfg = trainers.TrainConfig(units=units, n_max=n_checkpoints + 1, seed=0, device="cpu").resolved()
-    (root / "checkpoints").mkdir(parents=True)
+    rd = RunDir(root)
+    rd.checkpoints_dir.mkdir(parents=True)
     for i in range(n_checkpoints):
         N = 2 + i
         net = trainers.LeakyRNN(units, n_heads=cfg.n_heads, generator=torch.Generator().manual_seed(i))
         with torch.no_grad():
             net.tau.copy_(torch.linspace(1.0, 3.0, units))
         Ns = list(range(2, N + 1))
-        save_checkpoint(root / "checkpoints" / f"N{N:03d}.pt", net,
+        save_checkpoint(rd.checkpoint_path(N), net,
                         {"kind": "solved", "config": cfg.to_dict(), "epoch": i + 1, "Ns": Ns,
                          "accuracy": {str(n): 99.0 for n in Ns}})
     return root

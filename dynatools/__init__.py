@@ -7,6 +7,8 @@ Timescales
 Dimensionality and connectivity
     pca_dimensionality, participation_ratio, weight_balance, weight_change, weight_conservation,
     weight_spectrum
+Summaries of one recording (the per-network quantities of the timescale paper's Figs. 4-6)
+    analyze_recording, reliable_tau_net
 Model-based dynamics (import torch on first use)
     lyapunov_spectrum, hessian_eigenvalues, hessian_density, hessian_trace, gradient_norms
 Robustness (import torch on first use)
@@ -40,6 +42,7 @@ from dynatools.connectivity import (  # noqa: E402
     weight_conservation,
     weight_spectrum,
 )
+from dynatools.summary import analyze_recording, reliable_tau_net  # noqa: E402
 
 
 _LAZY = {
@@ -108,6 +111,9 @@ __all__ = [
     "weight_change",
     "weight_conservation",
     "weight_spectrum",
+    # summaries of one recording
+    "analyze_recording",
+    "reliable_tau_net",
     # model-based dynamics (lazy: import torch when used)
     "lyapunov_spectrum",
     "hessian_eigenvalues",

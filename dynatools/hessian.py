@@ -70,7 +70,7 @@ class _Flat:
                 raise RuntimeError(
                     "loss_fn runs a custom autograd Function that torch.func cannot differentiate "
                     "twice, such as the fused recurrence of a trainers model: set model.fused = False "
-                    "(trainers.training.loss_closure does this on a copy).") from exc
+                    "(trainers.engine.loss_closure does this on a copy).") from exc
             raise
 
     def _unflatten(self, x: torch.Tensor):

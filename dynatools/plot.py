@@ -273,12 +273,12 @@ def _mean_std_over_units(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 def timescales_vs_N(summaries, *, log: bool = False):
     """Trained τ and network τ_net (mean ± std over units) against N, one line per run
     (timescale paper Figs. 4b and 5c-d). τ_net counts only reliable fits
-    (:func:`dynatools.runs.reliable_tau_net`).
+    (:func:`dynatools.summary.reliable_tau_net`).
 
     Parameters
     ----------
     summaries : Dataset, sequence of Datasets or {label: Dataset}
-        Outputs of :func:`dynatools.runs.analyze_run`.
+        Outputs of :func:`trainers.analyze.analyze_run`.
     log : bool, default=False
         Logarithmic y axes.
 
@@ -289,10 +289,10 @@ def timescales_vs_N(summaries, *, log: bool = False):
     plt = _plt()
     runs = _as_runs(summaries, "run summaries")
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharex=True)
-    from dynatools.runs import reliable_tau_net
+    from dynatools.summary import reliable_tau_net
 
     for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
-        _need(ds, ["tau", "tau_net"], label, "dynatools.runs.analyze_run")
+        _need(ds, ["tau", "tau_net"], label, "trainers.analyze.analyze_run")
         N = ds["N"].values
         for ax, values in zip(axes, (ds["tau"], reliable_tau_net(ds))):
             m, s = _mean_std_over_units(values)
@@ -314,12 +314,12 @@ def timescales_vs_N(summaries, *, log: bool = False):
 
 def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, *, bins: int = 30):
     """Distributions of τ_net across units for several N of one run (Fig. 5b); reliable fits
-    only (:func:`dynatools.runs.reliable_tau_net`), the number left out is in the legend.
+    only (:func:`dynatools.summary.reliable_tau_net`), the number left out is in the legend.
 
     Parameters
     ----------
     summary : xarray.Dataset
-        Output of :func:`dynatools.runs.analyze_run`.
+        Output of :func:`trainers.analyze.analyze_run`.
     Ns : sequence of int, optional
         Default: up to four N spread over the run.
 
@@ -328,7 +328,7 @@ def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, 
     matplotlib.figure.Figure
     """
     plt = _plt()
-    _need(summary, ["tau_net"], "summary", "dynatools.runs.analyze_run")
+    _need(summary, ["tau_net"], "summary", "trainers.analyze.analyze_run")
     allN = list(summary["N"].values)
     if Ns is None:
         Ns = [allN[i] for i in sorted(set(np.linspace(0, len(allN) - 1, min(4, len(allN))).round().astype(int)))]
@@ -336,7 +336,7 @@ def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, 
     if missing:
         raise ValueError(f"N {missing} not in the summary (has {allN}).")
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    from dynatools.runs import reliable_tau_net
+    from dynatools.summary import reliable_tau_net
 
     values = reliable_tau_net(summary).sel(N=list(Ns)).values
     dropped = (np.isfinite(summary["tau_net"].sel(N=list(Ns)).values) & ~np.isfinite(values)).sum(-1)
@@ -367,7 +367,7 @@ def weight_balance_vs_N(summaries):
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for run_style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["positive_sum", "negative_sum"], label,
-              "dynatools.runs.analyze_run on recordings with W_rec")
+              "trainers.analyze.analyze_run on recordings with W_rec")
         N = ds["N"].values
         for var, style, name in (("positive_sum", "-", "positive"), ("negative_sum", "--", "negative")):
             m, s = _mean_std_over_units(ds[var])
@@ -395,7 +395,7 @@ def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         color = style["color"]
-        _need(ds, ["dimensionality"], label, "dynatools.runs.analyze_run")
+        _need(ds, ["dimensionality"], label, "trainers.analyze.analyze_run")
         N = ds["N"].values.astype(float)
         d = ds["dimensionality"].values
         err = ds["dimensionality_std"].values if "dimensionality_std" in ds else None

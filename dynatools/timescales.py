@@ -43,7 +43,7 @@ STATUS = _expfit.STATUS
 #: its slowest timescale is inside the bounds (``"double_*"``: the single model was kept for the
 #: reason named). Not listed: ``constant``, ``failed``, ``tie`` (NaN), ``single_failed`` (the
 #: single fit failed, so AIC had nothing to compare) and ``tau_at_bound``, which
-#: :func:`dynatools.runs.reliable_tau_net` keeps at the lower bound only.
+#: :func:`dynatools.summary.reliable_tau_net` keeps at the lower bound only.
 RELIABLE = ("ok", "double_negligible_weight", "double_at_bound", "double_duplicate", "double_within_noise",
             "double_failed")
 #: Default upper bound of every timescale, in steps of the lag coordinate (the authors' bound).

@@ -1,10 +1,12 @@
-"""Command line: info, timescales, demo, and errors reported without a traceback."""
+"""Command line: info, timescales, demo, and errors reported without a traceback; the commands
+on run directories are trainers'."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
 
 import dynatools as dt
 from dynatools.cli import main
@@ -62,6 +64,16 @@ def test_dynatools_never_imports_trainers():
     code = "import sys, dynatools, dynatools.cli, dynatools.plot; print('trainers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"]
+
+
+@pytest.mark.parametrize("command", ["report", "lyapunov", "hessian", "analyze"])
+def test_run_directory_commands_belong_to_trainers(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "runs/x", "-o", "out"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "trainers analyze | report | lyapunov | hessian" in " ".join(capsys.readouterr().out.split())
 
 
 def test_output_to_a_directory_is_a_one_line_error(tmp_path, capsys):

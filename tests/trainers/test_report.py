@@ -1,4 +1,4 @@
-"""dynatools report on a tiny CPU run: every figure written as valid PNG and SVG, index.html links
+"""trainers report on a tiny CPU run: every figure written as valid PNG and SVG, index.html links
 them all; a run at chance gets a note instead of robustness figures."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 import pytest
 
 import trainers
-from dynatools.cli import main
+from trainers.cli import main
 
 pytest.importorskip("matplotlib")
 
@@ -16,12 +16,22 @@ SMALL = ["--steps", "1500", "--trials", "2", "--repeats", "2", "--accuracy-steps
          "--accuracy-trials", "3", "--ablate", "3", "--serial", "-q"]
 
 
+def _ck(run, N):
+    """The checkpoint file of a run saved when N was solved."""
+    return trainers.RunDir(run).checkpoint_path(N)
+
+
+def _an(run, name):
+    """A file of a run's analysis folder."""
+    return trainers.RunDir(run).analysis_dir / name
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("runs") / "multi-head"
     trainers.train(dict(units=24, batch=32, steps_per_epoch=40, eval_batches=4, max_epochs=40, n_max=5,
                         device="cpu", seed=0), d, progress=False)
-    assert (d / "checkpoints" / "N003.pt").is_file()     # solves N = 2 and 3 on CPU in seconds
+    assert _ck(d, 3).is_file()     # solves N = 2 and 3 on CPU in seconds
     return d
 
 
@@ -43,16 +53,17 @@ def test_report_writes_every_figure_and_an_index_that_links_them(tiny_run, tmp_p
     assert linked == {p.name for p in pngs}
     assert "robustness skipped" in page                       # the random network is at chance
     assert "multi-head" in page and "random" in page
+    assert "p ~ U(0, 1) drawn per trial" in page              # the recording protocol is stated
 
 
 def test_report_reuses_the_cache_and_refuses_an_empty_run(tiny_run, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", *SMALL]) == 0
-    cache = tiny_run / "analysis" / "N002.nc"
+    cache = _an(tiny_run, "N002.nc")
     stamp = cache.stat().st_mtime_ns
     assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", *SMALL]) == 0
     assert cache.stat().st_mtime_ns == stamp
-    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    trainers.RunDir(tmp_path / "empty").checkpoints_dir.mkdir(parents=True)
     assert main(["report", str(tmp_path / "empty"), "-o", str(out), *SMALL]) == 2
     assert "has not solved any N" in capsys.readouterr().err
 
@@ -73,7 +84,7 @@ def test_report_with_retraining(tiny_run, tmp_path):
     assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", "--retrain", "4", "5",
                  "--retrain-epochs", "1", *SMALL]) == 0
     assert (out / "retraining.png").read_bytes()[:4] == b"\x89PNG"
-    res = xr.load_dataset(tiny_run / "analysis" / "retrain_N003.nc")
+    res = xr.load_dataset(_an(tiny_run, "retrain_N003.nc"))
     assert list(res.N.values) == [4, 5] and list(res.epochs_trained.values) == [1, 1]
     assert 'src="retraining.png"' in (out / "index.html").read_text()
 
@@ -85,7 +96,7 @@ def test_a_second_report_into_the_same_folder_removes_what_it_no_longer_makes(ti
     page = (out / "index.html").read_text()
     assert "12 units ablated from each end" in page           # at most half of the 24 units
     assert (out / "ablation.png").is_file()
-    cache = tiny_run / "analysis" / "N002.nc"
+    cache = _an(tiny_run, "N002.nc")
     stamp = cache.stat().st_mtime_ns
     assert main([*args, "--no-robustness", "--refresh"]) == 0
     assert cache.stat().st_mtime_ns != stamp                  # --refresh recomputes
@@ -96,7 +107,7 @@ def test_a_second_report_into_the_same_folder_removes_what_it_no_longer_makes(ti
 
 def test_report_checks_everything_before_any_work(tiny_run, tmp_path, make_run, capsys):
     out = tmp_path / "never"
-    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    trainers.RunDir(tmp_path / "empty").checkpoints_dir.mkdir(parents=True)
     assert main(["report", str(tiny_run), str(tmp_path / "empty"), "-o", str(out), *SMALL]) == 2
     assert "has not solved any N" in capsys.readouterr().err and not out.exists()
     assert main(["report", str(tiny_run), "-o", str(out), *SMALL, "--retrain", "1"]) == 2
@@ -111,4 +122,26 @@ def test_retraining_is_skipped_for_a_network_at_chance(tiny_run, tmp_path, make_
     assert main(["report", str(at_chance), "-o", str(out), "--no-robustness", "--retrain", "4",
                  "--retrain-epochs", "1", *SMALL]) == 0
     assert "re-training skipped" in (out / "index.html").read_text()
-    assert not (at_chance / "analysis" / "retrain_N003.nc").exists() and not (out / "retraining.png").exists()
+    assert not _an(at_chance, "retrain_N003.nc").exists() and not (out / "retraining.png").exists()
+
+
+def test_make_report_records_as_the_authors_and_reads_each_checkpoint_once(tmp_path, make_run, monkeypatch):
+    import xarray as xr
+
+    import trainers.rundir as rundir
+    from trainers.analyze import INPUT_P, analyze_run
+    from trainers.report import make_report
+
+    run = make_run(tmp_path / "run", Ns=(2, 3), units=8)
+    reads = []
+    real = rundir.read_checkpoint
+    monkeypatch.setattr(rundir, "read_checkpoint", lambda path: reads.append(path.name) or real(path))
+    index = make_report([run], tmp_path / "r", steps=600, trials=2, burn_in=50, fit_lag=10, repeats=2,
+                        n_ablate=3, accuracy={"steps": 100, "trials": 2}, parallel="serial", progress=False)
+    assert index.name == "index.html" and index.is_file()
+    assert sorted(reads) == [_ck(run, 2).name, _ck(run, 3).name]    # analysis and robustness share one read
+    summary = xr.load_dataset(_an(run, "summary.nc"))
+    assert summary.attrs["input_p"] == INPUT_P
+    direct = analyze_run(run, steps=600, trials=2, burn_in=50, fit_lag=10, parallel="serial", progress=False,
+                         refresh=True)
+    xr.testing.assert_allclose(summary, direct)

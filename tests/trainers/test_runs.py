@@ -1,28 +1,49 @@
-"""analyze_run over the solved-N checkpoints of a run: caching, serial = dask, errors."""
+"""trainers.analyze.analyze_run over the solved-N checkpoints of a run: caching, serial = dask,
+the recording protocol, errors; and the ``trainers analyze`` command."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
 import dynatools as dt
-from dynatools.timescales import RELIABLE
 import trainers
-from dynatools._cache import file_stamp as dt_file_stamp
-from dynatools.runs import analyze_recording, analyze_run, load_checkpoint_analysis
+from dynatools.summary import analyze_recording
+from dynatools.timescales import RELIABLE
+from dynatools.utils import file_stamp
+from trainers.analyze import INPUT_P, analyze_run, load_checkpoint_analysis
+from trainers.cli import main
 
 PARAMS = dict(steps=600, trials=2, burn_in=50, fit_lag=10, progress=False)
+
+
+def _ck(run, N):
+    """The checkpoint file of a run saved when N was solved."""
+    return trainers.RunDir(run).checkpoint_path(N)
+
+
+def _an(run, name):
+    """A file of a run's analysis folder."""
+    return trainers.RunDir(run).analysis_dir / name
+
 
 
 def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp_path, make_run):
     run = make_run(tmp_path / "run")
     summary = analyze_run(run, parallel="serial", **PARAMS)
     assert list(summary.N.values) == [2, 3, 4] and summary.sizes["unit"] == 10
-    # the N=3 entry equals recording that checkpoint by hand and analysing the recording
-    net = trainers.load_model(run / "checkpoints" / "N003.pt")
-    rec = trainers.record(net, trainers.Parity(), Ns=[2, 3], steps=600, trials=2, burn_in=50, seed=0, outputs=False)
+    # the N=3 entry equals recording that checkpoint by hand (p ~ U(0, 1) per trial, the authors'
+    # protocol) and analysing the recording
+    net = trainers.load_model(_ck(run, 3))
+    rec = trainers.record(net, trainers.Parity(), Ns=[2, 3], steps=600, trials=2, burn_in=50, seed=0,
+                          outputs=False, p="uniform")
     direct = analyze_recording(rec, fit_lag=10)
+    assert summary.attrs["input_p"] == INPUT_P == "uniform (per-trial U(0,1), the authors' protocol)"
+    assert xr.load_dataset(_an(run, "N003.nc")).attrs["input_p"] == INPUT_P
     np.testing.assert_allclose(summary.tau_net.sel(N=3), direct.tau_net, rtol=1e-10)
     np.testing.assert_allclose(summary.tau.sel(N=3), np.linspace(1.0, 3.0, 10), rtol=1e-6)
     assert float(summary.dimensionality.sel(N=3)) == float(direct.dimensionality)
@@ -35,7 +56,7 @@ def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp
     assert float(summary.tau_net_median.sel(N=2)) == pytest.approx(float(np.nanmedian(reliable)))
     assert int(summary.tau_net_excluded.sel(N=2)) == int(np.isfinite(summary.tau_net.sel(N=2)).sum()
                                                          - np.isfinite(reliable).sum())
-    on_disk = xr.load_dataset(run / "analysis" / "summary.nc")
+    on_disk = xr.load_dataset(_an(run, "summary.nc"))
     xr.testing.assert_allclose(on_disk, summary)
     assert "autocorrelation" in load_checkpoint_analysis(run, 4)
 
@@ -43,7 +64,7 @@ def test_analyze_run_collects_every_checkpoint_and_matches_a_direct_analysis(tmp
 def test_cache_is_reused_and_invalidated(tmp_path, make_run):
     run = make_run(tmp_path / "run", Ns=(2, 3))
     analyze_run(run, parallel="serial", **PARAMS)
-    cache = run / "analysis" / "N002.nc"
+    cache = _an(run, "N002.nc")
     stamp = cache.stat().st_mtime_ns
     analyze_run(run, parallel="serial", **PARAMS)
     assert cache.stat().st_mtime_ns == stamp                      # reused
@@ -51,7 +72,7 @@ def test_cache_is_reused_and_invalidated(tmp_path, make_run):
     assert cache.stat().st_mtime_ns != stamp                      # other parameters: recomputed
     stamp = cache.stat().st_mtime_ns
     other = make_run(tmp_path / "other", Ns=(3, 2), units=10)    # its N002 has other weights
-    (run / "checkpoints" / "N002.pt").write_bytes((other / "checkpoints" / "N002.pt").read_bytes())
+    _ck(run, 2).write_bytes(_ck(other, 2).read_bytes())
     before = xr.load_dataset(cache).tau_net.values
     analyze_run(run, parallel="serial", **{**PARAMS, "trials": 3})
     assert cache.stat().st_mtime_ns != stamp
@@ -69,11 +90,20 @@ def test_dask_equals_serial(tmp_path, make_run):
 def test_run_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a trainers run directory"):
         analyze_run(tmp_path)
-    (tmp_path / "checkpoints").mkdir()
+    trainers.RunDir(tmp_path).checkpoints_dir.mkdir()
     with pytest.raises(FileNotFoundError, match="has not solved any N"):
         analyze_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="analyze_run"):
         load_checkpoint_analysis(tmp_path, 5)
+    with pytest.raises(ValueError, match="parallel"):
+        analyze_run(tmp_path, parallel="threads")
+
+
+def test_a_sequence_task_run_is_refused_with_what_it_has(tmp_path):
+    trainers.train({"task": "adding", "length": 15, "units": 6, "steps_per_epoch": 2, "max_epochs": 1,
+                    "test_size": 20, "device": "cpu", "seed": 0}, tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="adding run: it has no per-N networks.*metrics"):
+        analyze_run(tmp_path / "r")
 
 
 @pytest.mark.slow
@@ -101,31 +131,16 @@ def test_an_existing_dask_client_is_used(tmp_path, make_run, monkeypatch):
     (10, 2, 16, 1, (2, 1)),          # the user's OMP_NUM_THREADS=1 is kept
 ])
 def test_local_pool_shares_the_cores(n_tasks, workers, cores, limit, expected):
-    from dynatools.runs import _local_pool
+    from trainers.analyze import _local_pool
 
     assert _local_pool(n_tasks, workers, cores, limit) == expected
 
 
 def test_local_pool_rejects_zero_workers():
-    from dynatools.runs import _local_pool
+    from trainers.analyze import _local_pool
 
     with pytest.raises(ValueError, match="workers"):
         _local_pool(3, 0, 2)
-
-
-def test_tau_net_statistics_leave_out_failed_and_at_bound_fits(tmp_path, make_run):
-    from dynatools.runs import reliable_tau_net
-
-    res = xr.Dataset({"tau_net": ("unit", [1.0, 2.0, 99.5, 1e-4, np.nan, 3.0]),
-                      "status": ("unit", ["ok", "double_within_noise", "single_failed", "tau_at_bound",
-                                          "failed", "ok"])})
-    np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, np.nan, np.nan, 3.0])
-    assert reliable_tau_net(res.drop_vars("status")).identical(res.tau_net)     # nothing to go by
-    # with the fit's bound known: at the lower bound (far below one step) kept, at the upper left out
-    res = res.assign(tau_net=("unit", [1.0, 2.0, 99.5, 1e-4, np.nan, 100.0]),
-                     status=("unit", ["ok", "ok", "single_failed", "tau_at_bound", "failed", "tau_at_bound"]))
-    res.attrs["tau_max"] = 100.0
-    np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, 1e-4, np.nan, np.nan])
 
 
 @pytest.mark.parametrize("saved, N, Ns, expected", [
@@ -135,22 +150,58 @@ def test_tau_net_statistics_leave_out_failed_and_at_bound_fits(tmp_path, make_ru
     (None, 3, [3], np.nan),
 ])
 def test_checkpoint_accuracy_formats(saved, N, Ns, expected):
-    from dynatools.runs import _checkpoint_accuracy
+    from trainers.analyze import _checkpoint_accuracy
+    from trainers.rundir import Checkpoint
 
-    np.testing.assert_equal(_checkpoint_accuracy(saved, N, Ns), expected)
+    ck = Checkpoint(Path("checkpoint.pt"), {"meta": {"kind": "solved", "Ns": Ns, "accuracy": saved}})
+    np.testing.assert_equal(_checkpoint_accuracy(ck, N), expected)
 
 
 def test_a_cache_rewritten_with_other_parameters_is_not_mixed_into_the_summary(tmp_path, make_run, monkeypatch):
-    import dynatools.runs as runs
+    import trainers.analyze as analyze
 
     run = make_run(tmp_path / "run", Ns=(2, 3))
     analyze_run(run, parallel="serial", **PARAMS)
     expected = analyze_run(run, parallel="serial", **PARAMS)
     analyze_run(run, parallel="serial", **{**PARAMS, "trials": 3})            # now N002/N003 hold trials=3
     # another process wins the race: the caches look valid when checked, then hold other parameters
-    monkeypatch.setattr(runs, "is_valid", lambda path, key: True)
+    monkeypatch.setattr(analyze, "is_cached", lambda path, key: True)
     again = analyze_run(run, parallel="serial", **PARAMS)
     xr.testing.assert_allclose(again.drop_attrs(), expected.drop_attrs())
-    assert xr.load_dataset(run / "analysis" / "N002.nc").attrs["cache_key"] == runs._key(
-        dt_file_stamp(run / "checkpoints" / "N002.pt"), {**{k: v for k, v in PARAMS.items() if k != "progress"},
+    assert xr.load_dataset(_an(run, "N002.nc")).attrs["cache_key"] == analyze._key(
+        file_stamp(_ck(run, 2)), {**{k: v for k, v in PARAMS.items() if k != "progress"},
                                                          "threshold": 0.9, "seed": 0})
+
+
+def test_each_checkpoint_file_is_read_once(tmp_path, make_run, monkeypatch):
+    import trainers.rundir as rundir
+
+    run = make_run(tmp_path / "run", Ns=(2, 3))
+    reads = []
+    real = rundir.read_checkpoint
+    monkeypatch.setattr(rundir, "read_checkpoint", lambda path: reads.append(Path(path).name) or real(path))
+    analyze_run(run, parallel="serial", **PARAMS)
+    assert sorted(reads) == [_ck(run, 2).name, _ck(run, 3).name]
+    reads.clear()
+    analyze_run(run, parallel="serial", **PARAMS)                # cached: no checkpoint is read
+    assert reads == []
+
+
+def test_analyze_command_writes_the_summary_and_prints_it(tmp_path, make_run, capsys):
+    run = make_run(tmp_path / "run", Ns=(2, 3))
+    assert main(["analyze", str(run), "--steps", "600", "--trials", "2", "--burn-in", "50", "--fit-lag", "10",
+                 "--serial"]) == 0
+    out = capsys.readouterr().out
+    assert "summary.nc: 2 solved N (2..3)" in out and "uniform (per-trial U(0,1)" in out
+    on_disk = xr.load_dataset(_an(run, "summary.nc"))
+    expected = analyze_run(run, parallel="serial", **PARAMS)       # the same parameters: from the cache
+    xr.testing.assert_allclose(on_disk, expected)
+    assert main(["analyze", str(run), "--steps", "600", "--trials", "2", "--burn-in", "50", "--fit-lag", "10",
+                 "--threshold", "0.5", "--seed", "1", "--refresh", "--serial", "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    again = xr.load_dataset(_an(run, "summary.nc"))
+    assert json.loads(again.attrs["params"])["threshold"] == 0.5 and json.loads(again.attrs["params"])["seed"] == 1
+    assert main(["analyze", str(tmp_path / "nothing")]) == 2
+    assert "trainers analyze: error:" in capsys.readouterr().err
+    assert main(["analyze", str(run), "--workers", "0", "-q"]) == 2
+    assert "workers" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""Summaries of one recording: timescales, trained tau, dimensionality and weight balance in one
+Dataset, and the units whose tau_net enters statistics over units.
+
+These are the per-network quantities of the timescale paper's Figs. 4b, 5, 6 (trained tau,
+tau_net, PCA dimensionality, summed incoming weights). They take a recording (or a result
+Dataset) and nothing else; analysing every checkpoint of a training run is
+``trainers.analyze.analyze_run``, built on :func:`analyze_recording`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+
+def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int = 30,
+                      max_lag: int | None = None) -> xr.Dataset:
+    """Timescales, dimensionality and weight balance of one recording.
+
+    Parameters
+    ----------
+    rec : xarray.Dataset
+        A recording (schema v1). ``tau`` (unit coordinate) and ``W_rec`` are used when present.
+    threshold : float, default=0.9
+        PCA dimensionality threshold (timescale paper Fig. 6b).
+    fit_lag, max_lag : int
+        Passed to :func:`dynatools.timescales`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The :func:`dynatools.timescales` result (``tau_net``, fits and ``autocorrelation`` over
+        ``unit`` and ``lag``), plus ``tau`` (trained timescale per unit, NaN if unknown), the
+        :func:`dynatools.weight_balance` variables per unit (``positive_sum``, ``negative_sum``,
+        ``mean_incoming``, ``balance``; if ``W_rec`` is present), and the scalars
+        ``dimensionality`` (mean over trials), ``dimensionality_std``, ``participation_ratio``.
+        Attrs: those of the timescales result, plus ``dimensionality_threshold``.
+
+    Examples
+    --------
+    >>> import dynatools as dt
+    >>> res = dt.analyze_recording(dt.open_recording(dt.demo_path()))
+    >>> int(res.dimensionality) > 0, "tau_net" in res
+    (True, True)
+    """
+    from dynatools.connectivity import weight_balance
+    from dynatools.dimensionality import pca_dimensionality
+    from dynatools.timescales import timescales
+
+    res = timescales(rec, fit_lag=fit_lag, max_lag=max_lag)
+    tau = rec["tau"].values if "tau" in rec.coords else np.full(rec.sizes["unit"], np.nan)
+    res = res.drop_vars("tau", errors="ignore")          # the recording's coordinate -> a variable
+    res["tau"] = ("unit", np.asarray(tau, dtype=float))
+    dim = pca_dimensionality(rec, threshold)
+    res["dimensionality"] = float(dim.dimensionality.mean())
+    res["dimensionality_std"] = float(dim.dimensionality.std())
+    res["participation_ratio"] = float(dim.participation_ratio.mean())
+    if "W_rec" in rec.data_vars:
+        wb = weight_balance(rec)
+        for name in ("positive_sum", "negative_sum", "mean_incoming", "balance"):
+            res[name] = ("unit", wb[name].values)
+    res.attrs["dimensionality_threshold"] = float(threshold)
+    return res
+
+
+def reliable_tau_net(result: xr.Dataset) -> xr.DataArray:
+    """``tau_net`` where the fit says something, NaN elsewhere, for statistics over units.
+
+    Left out: fits that failed (``failed``, ``single_failed``, ``constant``, ``tie``) and fits that
+    ran into the *upper* bound ``tau_max`` (the timescale is longer than the fit window can say;
+    a failed fit there, at about 100 steps, would dominate a mean). Kept: every status of
+    ``RELIABLE`` (``from dynatools.timescales import RELIABLE``), and ``tau_at_bound`` at the
+    *lower* bound, a timescale much shorter than one lag step, whose near-zero value is the right
+    order of magnitude (in small networks that is often most units). A run summary
+    (``trainers.analyze.analyze_run``) carries the decision as ``tau_net_reliable``, which is
+    used when present; without ``status``, ``tau_net`` is returned unchanged.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        A :func:`dynatools.timescales` or :func:`analyze_recording` result (``tau_net``, and
+        ``status`` with attr ``tau_max`` where known), or a run summary with ``tau_net_reliable``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``tau_net`` with the same dims, NaN where the fit is left out.
+
+    Examples
+    --------
+    >>> import dynatools as dt
+    >>> res = dt.timescales(dt.open_recording(dt.demo_path()))
+    >>> bool(dt.reliable_tau_net(res).notnull().sum() <= res.tau_net.notnull().sum())
+    True
+    """
+    from dynatools.timescales import RELIABLE
+
+    tau_net = result["tau_net"]
+    if "tau_net_reliable" in result:
+        return tau_net.where(result["tau_net_reliable"].astype(bool))
+    if "status" not in result:
+        return tau_net
+    keep = result["status"].isin(list(RELIABLE))
+    tau_max = result.attrs.get("tau_max")
+    if tau_max is not None:
+        keep = keep | ((result["status"] == "tau_at_bound") & (tau_net < 0.5 * float(tau_max)))
+    return tau_net.where(keep)
+
+
+__all__ = ["analyze_recording", "reliable_tau_net"]

@@ -1,0 +1,47 @@
+"""dynatools.summary: one recording's timescales, dimensionality and weight balance; the units
+whose tau_net enters statistics over units."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+import dynatools as dt
+from dynatools.summary import analyze_recording, reliable_tau_net
+
+
+def test_analyze_recording_equals_its_parts():
+    rng = np.random.default_rng(0)
+    x = np.zeros((2, 400, 4))
+    for t in range(1, 400):                                  # AR(1) units with known decay
+        x[:, t] = 0.8 * x[:, t - 1] + rng.standard_normal((2, 4))
+    W = rng.standard_normal((4, 4))
+    rec = dt.from_array(x, W_rec=W, tau=np.array([1.0, 2.0, 3.0, 4.0]))
+    res = analyze_recording(rec, threshold=0.8, fit_lag=10)
+    direct = dt.timescales(rec, fit_lag=10)
+    np.testing.assert_allclose(res.tau_net, direct.tau_net)
+    np.testing.assert_allclose(res.tau, [1.0, 2.0, 3.0, 4.0])
+    dim = dt.pca_dimensionality(rec, 0.8)
+    assert float(res.dimensionality) == float(dim.dimensionality.mean())
+    assert float(res.participation_ratio) == float(dim.participation_ratio.mean())
+    np.testing.assert_allclose(res.balance, dt.weight_balance(rec).balance)
+    assert res.attrs["dimensionality_threshold"] == 0.8
+    # without tau and W_rec: tau is NaN, no weight balance
+    bare = analyze_recording(dt.from_array(x), fit_lag=10)
+    assert np.isnan(bare.tau).all() and "balance" not in bare
+
+
+def test_tau_net_statistics_leave_out_failed_and_at_bound_fits():
+    res = xr.Dataset({"tau_net": ("unit", [1.0, 2.0, 99.5, 1e-4, np.nan, 3.0]),
+                      "status": ("unit", ["ok", "double_within_noise", "single_failed", "tau_at_bound",
+                                          "failed", "ok"])})
+    np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, np.nan, np.nan, 3.0])
+    assert reliable_tau_net(res.drop_vars("status")).identical(res.tau_net)     # nothing to go by
+    # with the fit's bound known: at the lower bound (far below one step) kept, at the upper left out
+    res = res.assign(tau_net=("unit", [1.0, 2.0, 99.5, 1e-4, np.nan, 100.0]),
+                     status=("unit", ["ok", "ok", "single_failed", "tau_at_bound", "failed", "tau_at_bound"]))
+    res.attrs["tau_max"] = 100.0
+    np.testing.assert_array_equal(reliable_tau_net(res), [1.0, 2.0, np.nan, 1e-4, np.nan, np.nan])
+    # a run summary's decision is used as it is
+    decided = res.assign(tau_net_reliable=("unit", [True, False, False, True, False, True]))
+    np.testing.assert_array_equal(reliable_tau_net(decided), [1.0, np.nan, np.nan, 1e-4, np.nan, 100.0])
