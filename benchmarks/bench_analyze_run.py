@@ -40,7 +40,8 @@ from trainers.rundir import RunDir
 
 
 def make_run(root: Path, n_checkpoints: int, units: int) -> Path:
-    cfg = trainers.TrainConfig(units=units, n_max=n_checkpoints + 1, seed=0, device="cpu").resolved()
+    cfg = trainers.TrainConfig.from_dict({"units": units, "n_max": n_checkpoints + 1, "seed": 0,
+                                         "device": "cpu"}).resolved()
     rd = RunDir(root)
     rd.checkpoints_dir.mkdir(parents=True)
     for i in range(n_checkpoints):
