@@ -50,10 +50,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     registries = _registries()
     engine = p.add_argument_group("training", "the engine's settings (default: the task's and model's)")
     for opt in ENGINE_OPTIONS:
-        kw = _flag_kwargs(opt)
-        if opt.name in registries:
-            kw["choices"] = list(registries[opt.name])
-        engine.add_argument("--" + opt.name.replace("_", "-"), dest=opt.name, help=opt.help, **kw)
+        names = f" (one of: {', '.join(registries[opt.name])})" if opt.name in registries else ""
+        engine.add_argument("--" + opt.name.replace("_", "-"), dest=opt.name, help=opt.help + names,
+                            **_flag_kwargs(opt))
     group = p.add_argument_group("options of models, tasks and curricula",
                                  "each applies to the classes named in brackets")
     for name, (opt, owners) in sorted(_declared_options().items()):

@@ -56,7 +56,7 @@ ENGINE_OPTIONS = (
     Option("clip", 0.0, "gradient-norm clip (default: the model's; 2.0 leaky/gru/lstm, none wcrnn); 0 "
            "disables", float, minimum=0.0),
     Option("lr_milestones", [], "optimizer steps after which lr is multiplied by --lr-factor", list, minimum=1),
-    Option("lr_factor", 0.3, "learning-rate factor at each milestone (default 0.3)", float, positive=True),
+    Option("lr_factor", 0.3, "learning-rate factor at each milestone (default 0.3)", float, minimum=0.0),
     Option("device", "auto", "auto, cpu or cuda (default auto: CUDA when available)", str, DEVICES),
     Option("seed", None, "random seed (default: a random one, saved in the run)", int, nullable=True,
            minimum=0),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.curricula import (CURRICULA, THRESHOLD, AllHeads, MultiHead, NoCurriculum,
+from trainers.curricula import (CURRICULA, THRESHOLD, AllHeads, Fixed, MultiHead, NoCurriculum,
                                 SingleHead, Sliding)
 
 P = 99.5   # a passing head
@@ -41,9 +41,17 @@ def r(a, b):
 
 # ----------------------------------------------------------------------------------------------
 def test_registry():
-    assert CURRICULA == {"none": NoCurriculum, "single-head": SingleHead, "multi-head": MultiHead,
-                         "sliding": Sliding, "all-heads": AllHeads}
+    assert dict(CURRICULA) == {"none": NoCurriculum, "single-head": SingleHead, "multi-head": MultiHead,
+                               "sliding": Sliding, "all-heads": AllHeads, "fixed": Fixed}
     assert THRESHOLD == 98.0
+    with pytest.raises(ValueError, match=r"curriculum='zigzag' is not a valid option; choose one of 'none'"):
+        CURRICULA["zigzag"]
+
+
+def test_fixed_has_one_stage_that_is_never_solved():
+    cur = Fixed.from_config({})
+    assert cur.initial() == [] and cur.next([]) == [] and cur.n_heads() == 1
+    assert not cur.solved([100.0]) and not cur.finished([])
 
 
 def test_multi_head_one_per_step():
@@ -166,7 +174,7 @@ RULE = [
 ]
 
 
-@pytest.mark.parametrize("name", sorted(CURRICULA))
+@pytest.mark.parametrize("name", sorted(n for n in CURRICULA if CURRICULA[n].uses_N))
 @pytest.mark.parametrize("acc, expected", RULE)
 def test_solved_rule(name, acc, expected):
     cur = CURRICULA[name](n_start=2, n_max=20)

@@ -22,6 +22,13 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _build(name: str, n_units: int, n_heads: int = 1, seed: int = 0) -> torch.nn.Module:
+    """A registered model with its default options, as the engine builds it."""
+    options = MODELS.resolve_options(name, {})
+    return MODELS[name].from_config({**options, "n_units": n_units, "input_dim": 1, "n_heads": n_heads,
+                                     "n_classes": 2}, generator=_gen(seed))
+
+
 @pytest.mark.parametrize("placement", ["outside", "inside"])
 @pytest.mark.parametrize("activation", ["leaky_relu", "relu", "tanh"])
 def test_step_matches_the_paper_equations_in_numpy(placement, activation):
@@ -176,7 +183,13 @@ def test_fused_leaky_refuses_double_backward_with_a_message():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_protocol(name):
-    model = MODELS[name](8, n_heads=3, generator=_gen(27))
+    """Every registered model follows the written protocol (trainers.protocols.Network)."""
+    from trainers.checkpoint import build_model
+    from trainers.protocols import OPTIONAL_NETWORK_METHODS, Network
+
+    model = _build(name, 8, n_heads=3, seed=27)
+    assert isinstance(model, Network) and model.name == name and model.n_heads == 3
+    assert model.n_units == 8 and model.input_dim == 1
     h0 = model.initial_state(4)
     assert h0.shape == (4, model.state_size)
     u = torch.rand(4, 5, 1, generator=_gen(28))
@@ -185,8 +198,45 @@ def test_protocol(name):
     torch.testing.assert_close(model.step(h0, u[:, 0]), H[:, 0])
     assert model.step(h0, None).shape == h0.shape          # autonomous map
     assert model.readout(H).shape == (4, 5, 3, 2)
-    assert model.n_trainable == sum(p.numel() for p in model.parameters())
+    assert model.readout(H[:, -1], heads=2).shape == (4, 2, 2)
+    assert model.n_trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert model.config()["model"] == name
+    rebuilt = build_model(model.config())                 # the architecture rebuilds from config()
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt(u, h0), H)
+    if hasattr(model, "jacobian"):                         # the analytic Jacobian is d step / d h
+        h = H[:, -1].detach().double()
+        net = model.double()
+        auto = torch.func.vmap(torch.func.jacrev(lambda x, v: net.step(x[None], v[None])[0]))(h, u[:, -1].double())
+        torch.testing.assert_close(net.jacobian(h, u[:, -1].double()), auto)
+    assert set(OPTIONAL_NETWORK_METHODS) >= {m for m in OPTIONAL_NETWORK_METHODS if hasattr(model, m)}
+
+
+@pytest.mark.parametrize("name", ["parity", "dms", "adding", "digits", "pdigits"])
+def test_task_protocol(name):
+    """Every registered task that needs no local files follows trainers.protocols.Task."""
+    from trainers.protocols import Task
+    from trainers.tasks import TASKS
+
+    task = TASKS[name].from_config(TASKS.resolve_options(name, {"length": 12} if name == "adding" else {}))
+    assert isinstance(task, Task) and task.config()["task"] == name
+    model = _build("leaky", 6, n_heads=2, seed=1)
+    if task.input_dim != 1 or task.n_classes != 2:
+        model = MODELS["leaky"].from_config({**MODELS.resolve_options("leaky", {}), "n_units": 6,
+                                             "input_dim": task.input_dim, "n_heads": 1,
+                                             "n_classes": task.n_classes}, generator=_gen(1))
+    Ns = [2, 3] if task.uses_N else []
+    heads = len(Ns) or 1
+    b = next(iter(task.train_batches(Ns, batch=4, steps=1, generator=_gen(2), length_generator=_gen(3),
+                                     device=torch.device("cpu"))))
+    assert b.inputs.ndim == 3 and b.inputs.shape[0] == 4 and b.inputs.shape[-1] == task.input_dim
+    loss = task.loss(model.readout(model(b.inputs)[:, -1], heads=heads), b)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    values = task.evaluate(model, Ns, batch=4, batches=1, generator=_gen(4), length_generator=_gen(5))
+    assert values.shape == (heads,) and np.isfinite(values).all()
+    fixed = task.fixed_batch(Ns, 3, generator=_gen(6), device=torch.device("cpu"))
+    again = task.fixed_batch(Ns, 3, generator=_gen(6), device=torch.device("cpu"))
+    assert torch.equal(fixed.inputs, again.inputs)
 
 
 @pytest.mark.parametrize(
@@ -236,7 +286,7 @@ def test_fused_inside_derivative_is_exact_for_values_lost_to_rounding(activation
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("fused", [True, False])
 def test_bad_initial_state_is_a_clear_error(name, fused):
-    model = MODELS[name](4, generator=_gen(30))
+    model = _build(name, 4, seed=30)
     if name == "leaky":
         model.fused = fused
     u = torch.zeros(3, 5, 1)

@@ -20,7 +20,7 @@ def test_retrain_starts_from_the_network_with_one_fresh_head(n_heads):
     net = trainers.LeakyRNN(10, n_heads=n_heads, h0_scale=0.3, generator=torch.Generator().manual_seed(0))
     run = retrain(net, 6, epochs=1, lr=1e-12, **TINY)
     new = run.model
-    assert new.heads.n_heads == 1 and run.config.curriculum == "none" and run.config.n_max == 6
+    assert new.heads.n_heads == 1 and run.config.curriculum == "none" and run.config.curriculum_options["n_max"] == 6
     for name in ("W_rec", "W_in", "b_rec", "b_in", "tau"):
         torch.testing.assert_close(getattr(new, name).detach().cpu(), getattr(net, name).detach(), rtol=0, atol=1e-9)
     assert new.h0_scale == 0.3
@@ -33,7 +33,7 @@ def test_retrain_starts_from_the_network_with_one_fresh_head(n_heads):
 def test_retrain_keeps_the_task_rescaling_and_encoding():
     net = trainers.LeakyRNN(10, n_heads=2, generator=torch.Generator().manual_seed(0))
     run = retrain(net, 3, epochs=1, task=trainers.DMS(k=2, encoding="pm1"), **TINY)
-    assert (run.config.task, run.config.k, run.config.encoding) == ("dms", 2, "pm1")
+    assert (run.config.task, run.config.task_options) == ("dms", {"k": 2, "encoding": "pm1"})
 
 
 def test_init_of_another_shape_is_refused():

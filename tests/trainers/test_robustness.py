@@ -63,7 +63,7 @@ def _without_units(net, keep):
     sd = {}
     for name, value in net.state_dict().items():
         if isinstance(net, WCRNN):
-            axes = {"R": (0, 1), "W": (0, 1), "W_in": (0,), "b": (0,), "W_out": (1,), "gamma": (0,)}.get(name, ())
+            axes = {"R": (0, 1), "W": (0, 1), "W_in": (0,), "b": (0,), "heads.weight": (2,), "gamma": (0,)}.get(name, ())
             for ax in axes:
                 value = value.index_select(ax, keep_t)
         elif isinstance(net, trainers.LeakyRNN):
@@ -82,7 +82,7 @@ def _without_units(net, keep):
                 value = value.index_select(2, keep_t)
         sd[name] = value
     if isinstance(net, WCRNN):
-        ref = WCRNN(k, sd["R"], gamma=sd["gamma"].numpy(), n_outputs=2)
+        ref = WCRNN(k, sd["R"], gamma=sd["gamma"].numpy(), n_classes=2)
     elif isinstance(net, trainers.LeakyRNN):
         ref = trainers.LeakyRNN(k, n_heads=2)
     else:
@@ -92,7 +92,7 @@ def _without_units(net, keep):
     return ref
 
 
-@pytest.mark.parametrize("make", [_leaky, lambda: WCRNN(6, rotational(6, 0.4), gamma=0.3, n_outputs=2,
+@pytest.mark.parametrize("make", [_leaky, lambda: WCRNN(6, rotational(6, 0.4), gamma=0.3, n_classes=2,
                                                         generator=torch.Generator().manual_seed(2)).double(),
                                   _gated(trainers.GRU), _gated(trainers.LSTM)],
                          ids=["leaky", "wcrnn", "gru", "lstm"])

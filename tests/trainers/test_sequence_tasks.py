@@ -1,5 +1,5 @@
 """Sequence tasks of the fading-memory paper: adding problem, image sequences (digits shipped,
-MNIST/CIFAR from local files), and the sequence training loop."""
+MNIST/CIFAR from local files), and training them with the engine."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.tasks import AddingProblem, ImageSequences, cifar10_gray, digits, mnist
+import trainers
+from trainers.tasks import (AddingProblem, Digits, ImageSequences, PermutedDigits, SequentialCIFAR10,
+                            SequentialMNIST)
+
+SEQ = {"device": "cpu", "seed": 0}
 
 
 def test_adding_problem_targets_and_cues():
@@ -22,7 +26,7 @@ def test_adding_problem_targets_and_cues():
 
 
 def test_digits_are_shipped_and_split_reproducibly():
-    a, b = digits(), digits()
+    a, b = Digits(), Digits()
     assert a.size("train") + a.size("test") == 1797 and a.length == 64 and a.n_outputs == 10
     assert torch.equal(a.x["test"], b.x["test"])
     assert float(a.x["train"].max()) == 1.0
@@ -31,7 +35,7 @@ def test_digits_are_shipped_and_split_reproducibly():
 
 
 def test_permuted_sequences_use_one_fixed_permutation():
-    plain, perm = digits(), digits(permute=True, seed=3)
+    plain, perm = Digits(), PermutedDigits(permutation_seed=3)
     x = next(plain.batches("test", 8, shuffle=False)).inputs[..., 0]
     xp = next(perm.batches("test", 8, shuffle=False)).inputs[..., 0]
     np.testing.assert_array_equal(xp.numpy(), x.numpy()[:, perm.permutation])
@@ -53,28 +57,30 @@ def test_mnist_from_idx_files_and_npz(tmp_path, gz):
              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
     for key, stem in names.items():
         _write_idx(tmp_path / (stem + (".gz" if gz else "")), arrays[key], gz)
-    task = mnist(tmp_path)
+    task = SequentialMNIST(tmp_path)
     assert task.length == 784 and task.size("train") == 5
     np.testing.assert_allclose(task.x["test"].numpy(), arrays["x_test"].reshape(3, -1) / 255.0, rtol=1e-6)
     np.savez(tmp_path / "m.npz", **arrays)
-    assert torch.equal(mnist(tmp_path / "m.npz").y["train"], torch.as_tensor(arrays["y_train"]))
+    assert torch.equal(SequentialMNIST(tmp_path / "m.npz").y["train"], torch.as_tensor(arrays["y_train"]))
 
 
 def test_missing_data_gives_instructions(tmp_path):
     with pytest.raises(FileNotFoundError, match="no MNIST data.*download"):
-        mnist(tmp_path / "nowhere")
+        SequentialMNIST(tmp_path / "nowhere")
     (tmp_path / "partial").mkdir()
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
-        mnist(tmp_path / "partial")
+        SequentialMNIST(tmp_path / "partial")
     with pytest.raises(FileNotFoundError, match="CIFAR-10"):
-        cifar10_gray(tmp_path / "c.npz")
+        SequentialCIFAR10(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="pass data="):
+        trainers.TrainConfig.from_dict({"task": "psmnist"}).make_task()
 
 
 def test_cifar_gray_conversion(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
     np.savez(tmp_path / "c.npz", x_train=x, y_train=np.arange(4), x_test=x[:2], y_test=np.arange(2))
-    task = cifar10_gray(tmp_path / "c.npz")
+    task = SequentialCIFAR10(tmp_path / "c.npz")
     expected = (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]) / 255.0
     np.testing.assert_allclose(task.x["train"].numpy(), expected.reshape(4, -1), rtol=1e-5)
     assert task.length == 1024
@@ -86,106 +92,42 @@ def test_mismatched_images_and_labels():
 
 
 def test_wcrnn_learns_the_shipped_digits_above_chance():
-    from trainers.models import WCRNN, critical
-    from trainers.sequence_training import train_sequence
-
-    net = WCRNN(32, critical(32, 1.0), gamma=0.1, n_outputs=10, generator=torch.Generator().manual_seed(0))
-    res = train_sequence(net, digits(), epochs=6, lr=0.05, progress=False)
+    run = trainers.train({**SEQ, "task": "digits", "units": 32, "gamma": 0.1, "lr": 0.05, "max_epochs": 6},
+                         progress=False)
+    res = run.metrics()
     assert res.attrs["best"] > 30.0          # chance is 10%
-    assert res.attrs["metric"] == "accuracy %" and res.sizes["epoch"] == 6
+    assert res.attrs["metric"] == "accuracy" and res.sizes["epoch"] == 6
     assert res.iteration.values[-1] == 6 * 11  # 1348 training images / 128 per batch
 
 
 def test_adding_problem_training_reports_rms_and_iterations():
-    from trainers.models import WCRNN, critical
-    from trainers.sequence_training import train_sequence
-
-    net = WCRNN(8, critical(8, 1.0), gamma=0.01, input_dim=2, n_outputs=1, generator=torch.Generator().manual_seed(0))
-    res = train_sequence(net, AddingProblem(20), epochs=2, steps_per_epoch=5, progress=False)
+    run = trainers.train({**SEQ, "task": "adding", "length": 20, "units": 8, "max_epochs": 2,
+                          "steps_per_epoch": 5}, progress=False)
+    res = run.metrics()
     # predicting the mean gives RMS sqrt(2/12) ~ 0.41; an untrained network is near or above it
     assert 0.2 < res.attrs["best"] < 2.0 and not res.attrs["reached_mp"]
     assert res.attrs["iterations_to_mp"] == 10
 
 
-def _tiny_wcrnn(task, seed=0):
-    from trainers.models import WCRNN, critical
-
-    return WCRNN(8, critical(8, 1.0), gamma=0.05, input_dim=task.input_dim, n_outputs=task.n_outputs,
-                 generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.mark.parametrize("name, optimizer", [("adding", "sgd"), ("pdigits", "adam")])
-def test_interrupted_sequence_run_resumes_exactly(tmp_path, name, optimizer):
-    import xarray as xr
-
-    from trainers.sequence_training import make_sequence_task, resume_sequence, train_sequence
-
-    kw = dict(steps_per_epoch=3, test_size=50, lr=0.05, optimizer=optimizer, lr_milestones=(4,), progress=False)
-    task = make_sequence_task(name, length=12)
-    straight = train_sequence(_tiny_wcrnn(task), task, epochs=3, **kw)
-    train_sequence(_tiny_wcrnn(task), make_sequence_task(name, length=12), epochs=1, out=tmp_path, **kw)
-    resumed = resume_sequence(tmp_path, epochs=3, progress=False)
-    np.testing.assert_array_equal(resumed.test_metric.values, straight.test_metric.values)
-    np.testing.assert_array_equal(resumed.iteration.values, straight.iteration.values)
-    on_disk = xr.load_dataset(tmp_path / "result.nc")
-    np.testing.assert_array_equal(on_disk.test_metric.values, straight.test_metric.values)
-    assert on_disk.attrs["optimizer"] == optimizer
-    with pytest.raises(FileExistsError, match="resume_sequence"):
-        train_sequence(_tiny_wcrnn(task), task, epochs=1, out=tmp_path, **kw)
-
-
 def test_lr_milestones_multiply_the_learning_rate():
-    from trainers.sequence_training import train_sequence
-
-    task = AddingProblem(10)
-    one = _tiny_wcrnn(task)
-    train_sequence(one, task, epochs=1, steps_per_epoch=1, lr=0.1, momentum=0.0, progress=False)
-    frozen = _tiny_wcrnn(task)              # lr x 0 from iteration 1 on: the second step changes nothing
-    train_sequence(frozen, task, epochs=2, steps_per_epoch=1, lr=0.1, momentum=0.0, lr_milestones=(1,),
-                   lr_factor=0.0, progress=False)
+    base = {**SEQ, "task": "adding", "length": 10, "units": 8, "steps_per_epoch": 1, "lr": 0.1,
+            "momentum": 0.0, "test_size": 4}
+    one = trainers.train({**base, "max_epochs": 1}, progress=False).model
+    # lr x 0 from iteration 1 on: the second step changes nothing
+    frozen = trainers.train({**base, "max_epochs": 2, "lr_milestones": [1], "lr_factor": 0.0},
+                            progress=False).model
     for a, b in zip(one.parameters(), frozen.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    moving = _tiny_wcrnn(task)
-    train_sequence(moving, task, epochs=2, steps_per_epoch=1, lr=0.1, momentum=0.0, progress=False)
+    moving = trainers.train({**base, "max_epochs": 2}, progress=False).model
     assert not torch.equal(moving.W_in, one.W_in)
 
 
-def test_sequence_run_errors(tmp_path):
-    from trainers.sequence_training import make_sequence_task, resume_sequence, train_sequence
-
-    task = AddingProblem(10)  # not from make_sequence_task: cannot be rebuilt on resume
-    with pytest.raises(ValueError, match="make_sequence_task"):
-        train_sequence(_tiny_wcrnn(task), task, out=tmp_path, progress=False)
-    with pytest.raises(FileNotFoundError, match="not a train_sequence run"):
-        resume_sequence(tmp_path / "nothing")
-    with pytest.raises(ValueError, match="pass data="):
-        make_sequence_task("psmnist")
-    with pytest.raises(ValueError, match="optimizer"):
-        train_sequence(_tiny_wcrnn(task), task, optimizer="rmsprop", progress=False)
-
-
-def test_train_sequence_cli_and_resume(tmp_path, capsys):
-    import xarray as xr
-
-    from trainers.cli import main
-
-    out = tmp_path / "run"
-    assert main(["train-sequence", "--task", "adding", "--length", "10", "--units", "6",
-                 "--residual", "rotational", "--phi", "0.3", "--r", "0.99", "--epochs", "1",
-                 "--steps-per-epoch", "2", "--out", str(out), "-q"]) == 0
-    assert "1 epoch(s) of adding" in capsys.readouterr().out
-    assert main(["resume", str(out), "--max-epochs", "2", "-q"]) == 0
-    res = xr.load_dataset(out / "result.nc")
-    assert res.sizes["epoch"] == 2 and res.attrs["metric"] == "rms"
-    from trainers.checkpoint import load_model
-
-    net = load_model(out / "checkpoints" / "latest.pt")
-    np.testing.assert_allclose(torch.linalg.eigvals(net.R.double()).abs().numpy(), 0.99, atol=1e-6)
-    assert main(["train-sequence", "--task", "scifar10", "--out", str(tmp_path / "c"), "-q"]) == 2
-    assert "CIFAR-10" in capsys.readouterr().err
-    for command in (["record", str(out), "-o", str(tmp_path / "r.nc")], ["evaluate", str(out)]):
-        assert main(command) == 2
-        assert "train-sequence run" in capsys.readouterr().err
+def test_residual_options_build_the_residual():
+    run = trainers.train({**SEQ, "task": "adding", "length": 10, "units": 6, "residual": "rotational",
+                          "phi": 0.3, "r": 0.99, "max_epochs": 1, "steps_per_epoch": 1, "test_size": 4},
+                         progress=False)
+    np.testing.assert_allclose(torch.linalg.eigvals(run.model.R.double()).abs().numpy(), 0.99, atol=1e-6)
+    np.testing.assert_allclose(torch.linalg.eigvals(run.model.R.double()).angle().abs().numpy(), 0.3, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -193,13 +135,9 @@ def test_train_sequence_cli_and_resume(tmp_path, capsys):
 def test_critical_wcrnn_learns_the_adding_problem_of_length_100():
     """Fading-memory paper Sec. 4.1 / Table 1: a critical WCRNN (R = I, gamma = 0.01, 100 units,
     SGD with momentum 0.9, batch 128) reaches the minimal performance RMS 0.05 on ADD100.
-    Measured: 0.0486 after 22,000 iterations (the paper: 9298 iterations to MP); about 16 minutes
-    on the 2-core CPU machine, hence opt-in (DYNATOOLS_LONG_TESTS=1)."""
-    from trainers.models import WCRNN, critical
-    from trainers.sequence_training import train_sequence
-
-    net = WCRNN(100, critical(100, 1.0), gamma=0.01, input_dim=2, n_outputs=1,
-                generator=torch.Generator().manual_seed(0))
-    res = train_sequence(net, AddingProblem(100), epochs=50, steps_per_epoch=500, lr=0.05,
-                         lr_milestones=(15_000, 20_000), seed=0, progress=False)
+    Measured (trainers 0.1): 0.0486 after 22,000 iterations (the paper: 9298 iterations to MP);
+    about 16 minutes on the 2-core CPU machine, hence opt-in (DYNATOOLS_LONG_TESTS=1)."""
+    run = trainers.train({**SEQ, "task": "adding", "length": 100, "max_epochs": 50, "steps_per_epoch": 500,
+                          "lr": 0.05, "lr_milestones": [15_000, 20_000]}, progress=False)
+    res = run.metrics()
     assert res.attrs["reached_mp"] and res.attrs["best"] < 0.05

@@ -272,7 +272,8 @@ def test_bad_input_raises(cls, call, match):
 
 
 def test_tasks_registry():
-    assert TASKS == {"parity": Parity, "dms": DMS}
+    assert TASKS["parity"] is Parity and TASKS["dms"] is DMS
+    assert list(TASKS) == ["parity", "dms", "adding", "digits", "pdigits", "smnist", "psmnist", "scifar10"]
     assert Parity.name == "parity" and DMS.name == "dms"
     assert Parity().config() == {"task": "parity", "k": 1, "encoding": "01"}
     assert DMS(k=3, encoding="pm1").config() == {"task": "dms", "k": 3, "encoding": "pm1"}

@@ -48,24 +48,28 @@ def test_fixed_tau_and_clip_zero_flags(tmp_path):
     assert main(["train", "--out", str(tmp_path / "r"), *FLAGS, "--no-train-tau", "--tau", "1",
                  "--clip", "0"]) == 0
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert saved["train_tau"] is False and saved["tau"] == 1.0 and saved["clip"] is None
+    assert saved["model_options"]["train_tau"] is False and saved["model_options"]["tau"] == 1.0
+    assert saved["clip"] == 0
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["train", "--curriculum", "zigzag"], "curriculum='zigzag' is not a valid option"),
-        (["train", "--n-start", "1"], "n_start must be an integer N >= 2"),
+        (["train", "--n-start", "1"], "n_start must be >= 2"),
+        (["train", "--task", "adding", "--tau", "2"], "'tau' is an option of model 'leaky'"),
         (["train", "--units", "0"], "units must be a positive integer"),
         (["resume", "{tmp}/missing"], "no run to resume"),
-        (["record", "{tmp}/missing", "-o", "{tmp}/x.nc"], "not a run directory"),
-        (["evaluate", "{tmp}/missing"], "not a run directory"),
+        (["record", "{tmp}/missing", "-o", "{tmp}/x.nc"], "not a trainers run directory"),
+        (["evaluate", "{tmp}/missing"], "not a trainers run directory"),
     ],
 )
 def test_errors_are_one_line_messages(tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path) for a in argv]
     if argv[0] == "train":
-        argv = ["train", "--out", str(tmp_path / "r"), *FLAGS, *argv[1:]]  # later flags win
+        i = FLAGS.index("--n-max")
+        flags = FLAGS[:i] + FLAGS[i + 2:] if "--task" in argv else FLAGS   # no N in other tasks
+        argv = ["train", "--out", str(tmp_path / "r"), *flags, *argv[1:]]  # later flags win
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -83,3 +87,43 @@ def test_console_script_help_lists_the_issue_flags():
     for flag in ("--task", "--model", "--curriculum", "--units", "--batch", "--steps-per-epoch",
                  "--max-epochs", "--n-start", "--n-max", "--device", "--seed", "--out", "--config"):
         assert flag in out
+
+
+def test_train_a_sequence_task_and_resume_it(tmp_path, capsys):
+    """The adding problem through the same verb (train-sequence is gone): the WCRNN and the
+    fading-memory paper's settings are the task's defaults; the model's options are flags."""
+    run = tmp_path / "adding"
+    assert main(["train", "--task", "adding", "--length", "10", "--units", "6", "--steps-per-epoch", "2",
+                 "--max-epochs", "1", "--residual", "rotational", "--form", "B", "--gamma", "0.05",
+                 "--device", "cpu", "--seed", "0", "--out", str(run), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "1 epoch(s) of adding" in out and "minimal performance (0.05) not reached" in out
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"] == "wcrnn" and saved["curriculum"] == "fixed" and saved["momentum"] == 0.9
+    assert saved["model_options"]["residual"] == "rotational" and saved["model_options"]["form"] == "B"
+    assert main(["resume", str(run), "--max-epochs", "2", "-q"]) == 0
+    assert "2 epoch(s) of adding" in capsys.readouterr().out
+    assert main(["record", str(run), "-o", str(tmp_path / "x.nc")]) == 2
+    assert "for parity/DMS runs" in capsys.readouterr().err
+
+
+def test_list_shows_every_registered_class_and_its_options(capsys):
+    import trainers
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for registry in (trainers.MODELS, trainers.TASKS, trainers.CURRICULA):
+        for name in registry:
+            assert f"  {name} " in out
+    assert "negative_slope" in out and "heads_per_step" in out
+
+
+def test_record_with_per_trial_probabilities(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), *FLAGS]) == 0
+    out = tmp_path / "rec.nc"
+    assert main(["record", str(tmp_path / "r"), "--steps", "50", "--trials", "3", "--burn-in", "5",
+                 "--p", "uniform", "--seed", "0", "-o", str(out), "-q"]) == 0
+    rec = dt.open_recording(out)
+    assert rec.attrs["input_p"] == "uniform" and len(set(rec.input_p.values.tolist())) == 3
+    assert main(["record", str(tmp_path / "r"), "--p", "half", "-o", str(out)]) == 2
+    assert "--p must be a probability in [0, 1] or 'uniform'" in capsys.readouterr().err

@@ -23,7 +23,7 @@ def test_weakly_coupled_critical_network_has_exponents_log_r(r):
 @pytest.mark.parametrize("kind", ["linear", "A", "B"])
 def test_analytic_jacobian_equals_autograd(kind):
     R = orthonormal(6, seed=0) @ heterogeneous(6, 0.95, 0.05, generator=torch.Generator().manual_seed(1))
-    net = WCRNN(6, R, gamma=np.linspace(0.01, 0.05, 6), kind=kind, generator=torch.Generator().manual_seed(2)).double()
+    net = WCRNN(6, R, gamma=np.linspace(0.01, 0.05, 6), form=kind, generator=torch.Generator().manual_seed(2)).double()
     h = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     for u in (torch.rand(3, 1, dtype=torch.float64), None):
         torch.testing.assert_close(net.jacobian(h, u), jacobian_from_step(net.step)(h, u), rtol=1e-6, atol=1e-6)
@@ -31,7 +31,7 @@ def test_analytic_jacobian_equals_autograd(kind):
 
 @pytest.mark.parametrize("kind", ["linear", "A", "B"])
 def test_equations_and_forward(kind):
-    net = WCRNN(4, rotational(4, 0.3), gamma=0.1, kind=kind, generator=torch.Generator().manual_seed(4)).double()
+    net = WCRNN(4, rotational(4, 0.3), gamma=0.1, form=kind, generator=torch.Generator().manual_seed(4)).double()
     h = torch.randn(2, 4, dtype=torch.float64)
     u = torch.rand(2, 1, dtype=torch.float64)
     R, W, Win, b, g = (x.detach().numpy() for x in (net.R, net.W, net.W_in, net.b, net.gamma))
@@ -74,7 +74,7 @@ def test_fused_recurrence_equals_step_by_step_autograd():
 
 
 def test_fused_model_matches_unfused_and_refuses_double_backward():
-    nets = [WCRNN(5, critical(5, 1.0), gamma=0.05, input_dim=2, n_outputs=1, fused=f,
+    nets = [WCRNN(5, critical(5, 1.0), gamma=0.05, input_dim=2, n_classes=1, fused=f,
                   generator=torch.Generator().manual_seed(6)).double() for f in (True, False)]
     u = torch.rand(4, 12, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     grads = [torch.autograd.grad(net.readout(net(u)[:, -1]).square().sum(), list(net.parameters()))
@@ -103,7 +103,7 @@ def test_residual_builders():
     [
         (dict(n_units=3, residual=np.eye(4)), "residual has shape"),
         (dict(n_units=3, residual=np.eye(3), gamma=[0.1, 0.2]), "gamma"),
-        (dict(n_units=3, residual=np.eye(3), kind="C"), "kind="),
+        (dict(n_units=3, residual=np.eye(3), form="C"), "form="),
     ],
 )
 def test_bad_arguments(kwargs, match):
