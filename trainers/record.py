@@ -24,16 +24,17 @@ import torch
 import xarray as xr
 
 import dynatools
-from dynatools._validation import check_positive_int
 from dynatools.recording import RecordingWriter, from_array
+from dynatools.utils import check_positive_int
+from trainers.registry import build
 from trainers.tasks import TASKS
-from trainers.tasks.binary import BinaryTask, check_Ns
+from trainers.tasks.binary import check_Ns
 
 
-def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Sequence[int] | None = None,
+def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | None = None,
            steps: int = 100_000, trials: int = 10, burn_in: int = 500, out: str | os.PathLike | None = None,
            chunk: int = 2000, outputs: bool = True,
-           p: float | Sequence[float] | np.ndarray | Literal["uniform"] = 0.5, seed: int | None = None,
+           p: float | Sequence[float] | np.ndarray | Literal["uniform"] | None = None, seed: int | None = None,
            device: str | torch.device | None = None, attrs: dict[str, Any] | None = None,
            progress: bool = False) -> xr.Dataset:
     """Simulate ``model`` on random bits and return (or write) a labeled recording.
@@ -43,8 +44,10 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     model : torch.nn.Module
         A trainers model (``LeakyRNN``, ``GRU``, ``LSTM``) or any module with the protocol's
         ``forward``, ``initial_state`` and ``readout``.
-    task : BinaryTask or {"parity", "dms"}, default="parity"
-        Defines the input encoding and rescaling k, and the labels in ``target``.
+    task : task object or name of :data:`trainers.TASKS`, default="parity"
+        Its ``recording_stream`` drives the network: for parity/DMS random bits with the task's
+        encoding and rescaling k (and the labels in ``target``); for the sequence tasks their
+        input sequences one after another.
     Ns : sequence of int, optional
         Task sizes answered by heads ``0..len(Ns)-1`` (``output``, ``target``, ``W_out``).
         Default: no outputs, and ``W_out`` of every head.
@@ -62,8 +65,9 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     outputs : bool, default=True
         With ``Ns``: store ``output`` (predicted class of each head at every step) and
         ``target`` (the task's label at every step), both int8 (trial, time, head).
-    p : float, array_like of float, or "uniform", default=0.5
-        Probability of a 1 in the input bits (i.i.d. Bernoulli(p) within a trial):
+    p : float, array_like of float, or "uniform", optional
+        Tasks with random-bit inputs (parity, DMS): probability of a 1 in the input bits (i.i.d.
+        Bernoulli(p) within a trial); default 0.5. Other tasks take no p.
 
         - a float in [0, 1]: the same p for every trial;
         - one value in [0, 1] per trial, shape ``(trials,)``;
@@ -113,10 +117,16 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
     burn_in = check_positive_int("burn_in", burn_in, minimum=0)
     chunk = check_positive_int("chunk", chunk)
     if isinstance(task, str):
-        if task not in TASKS:
-            raise ValueError(f"task={task!r} is not a valid option; choose one of {sorted(TASKS)}.")
-        task = TASKS[task]()
-    p_attr, p_trials = _check_p(p, trials)
+        task = build(TASKS, task, TASKS.resolve_options(task, {}))
+    if not hasattr(task, "recording_stream"):
+        raise TypeError(f"task {getattr(task, 'name', task)!r} has no recording_stream(trials, steps, *, p, "
+                        f"generator, device): record needs it to drive the network (trainers.protocols.Task).")
+    bits = bool(getattr(task, "bit_inputs", False))
+    if p is not None and not bits:
+        raise ValueError(f"p sets the probability of a 1 in random-bit inputs; task {task.name!r} has none: "
+                         f"leave p unset.")
+    p_attr, p_trials = _check_p(0.5 if p is None else p, trials) if bits else (None, None)
+    k = int(getattr(task, "k", 1))
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     Ns = check_Ns(Ns) if Ns is not None else None
@@ -125,25 +135,28 @@ def record(model: torch.nn.Module, task: BinaryTask | str = "parity", *, Ns: Seq
         n_heads = getattr(model.heads, "n_heads", None)
     if Ns is not None and n_heads is not None and len(Ns) > n_heads:
         raise ValueError(f"{len(Ns)} Ns but the model has only {n_heads} readout heads.")
-    if Ns is not None and outputs and burn_in < max(Ns) * task.k:      # labels need N bits of history
-        raise ValueError(f"burn_in={burn_in} is shorter than max(Ns) * k = {max(Ns) * task.k} "
+    if Ns is not None and outputs and burn_in < max(Ns) * k:      # labels need N bits of history
+        raise ValueError(f"burn_in={burn_in} is shorter than max(Ns) * k = {max(Ns) * k} "
                          f"steps: the first labels would be undefined; raise burn_in.")
+    if Ns is not None and not getattr(task, "uses_N", True):
+        raise ValueError(f"Ns labels heads by task size N; task {task.name!r} has none: leave Ns unset.")
     dev = next(model.parameters()).device if device is None else torch.device(device)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    k = task.k
-    if p_trials is None:                                    # "uniform": the first draw (see seed)
+    p_bits: float | torch.Tensor | None = None
+    if bits and p_trials is None:                           # "uniform": the first draw (see seed)
         p_draw = torch.rand(trials, generator=gen, device=dev)
         p_trials = p_draw.cpu().numpy().astype(np.float64)
-        p_bits: float | torch.Tensor = p_draw[:, None]
-    elif isinstance(p_attr, float):
+        p_bits = p_draw[:, None]
+    elif bits and isinstance(p_attr, float):
         p_bits = p_attr
-    else:
+    elif bits:
         p_bits = torch.as_tensor(p_trials, dtype=torch.float32, device=dev)[:, None]
 
     n_units = int(getattr(model, "n_units"))
     input_dim = int(getattr(model, "input_dim", 1))
     static = _static_fields(model, Ns)
-    static.setdefault("coords", {})["input_p"] = ("trial", p_trials)
+    if bits:
+        static.setdefault("coords", {})["input_p"] = ("trial", p_trials)
     meta = {
         "model": getattr(model, "name", None) or type(model).__name__,    # the registry name
         "task": task.name, "k": k, "input_p": p_attr, "seed": seed, "burn_in": burn_in,
@@ -245,11 +258,9 @@ class _MemorySink:
 def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink, progress):
     from tqdm.auto import tqdm
 
-    k = task.k
     total = burn_in + steps
-    n_bits = -(-total // k)
-    bits = (torch.rand(trials, n_bits, generator=gen, device=dev) < p).float()   # p: float or (trial, 1)
-    inputs = task.encode(bits)[:, :total]                                  # (trial, time, 1)
+    inputs, labels = task.recording_stream(trials, total, p=p, generator=gen, device=dev)
+    inputs = inputs.to(next(model.parameters()).dtype)
     with torch.no_grad():
         h = model.initial_state(trials, generator=gen)
         t = 0
@@ -267,8 +278,7 @@ def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink,
                 if Ns is not None:
                     pred = model.readout(hidden, heads=len(Ns)).argmax(-1)
                     sink.write("output", lo - burn_in, pred.to(torch.int8).cpu().numpy())
-                    idx = torch.arange(lo, stop, device=dev) // k          # bit seen at each step
-                    target = task.labels_at(bits, Ns, idx).to(torch.int8)
+                    target = labels(Ns, torch.arange(lo, stop, device=dev)).to(torch.int8)
                     sink.write("target", lo - burn_in, target.cpu().numpy())
             bar.update(stop - t)
             t = stop

@@ -217,7 +217,6 @@ def test_input_p_round_trips_through_a_file(tmp_path, p):
         ([0.2, float("nan"), 0.3], pytest.raises(ValueError, match=r"found nan for trial 1")),
         ([0.2, 0.3, 1.2], pytest.raises(ValueError, match=r"found 1.2 for trial 2 \(1 of 3")),
         (True, pytest.raises(TypeError, match=r"p must be a probability.*found True")),
-        (None, pytest.raises(TypeError, match=r"found None")),
         ({"p": 0.5}, pytest.raises(TypeError, match=r"found dict")),
     ],
 )
@@ -251,3 +250,22 @@ def test_the_authors_protocol_lengthens_tau_net_of_their_network():
     half = np.nanmedian(dt.timescales(trainers.record(net, "parity", p=0.5, **kw)).tau_net)
     assert 0.2 < half < 0.4, half
     assert uniform > 1.5 * half, (uniform, half)
+
+
+def test_a_sequence_task_drives_the_recording_with_its_sequences():
+    """Tasks without random bits: the inputs are the task's sequences one after another."""
+    from trainers.tasks import AddingProblem
+
+    net = trainers.WCRNN(5, np.eye(5), gamma=0.05, input_dim=2, n_classes=1,
+                         generator=torch.Generator().manual_seed(0))
+    rec = trainers.record(net, AddingProblem(length=10), steps=35, trials=2, burn_in=5, seed=1)
+    dt.validate(rec)
+    cue = rec.input.values[..., 1]
+    full = np.concatenate([np.zeros((2, 5)), cue], axis=1)[:, :40]     # the burn-in was 5 steps
+    assert rec.attrs["model"] == "wcrnn" and rec.attrs["task"] == "adding" and "input_p" not in rec.coords
+    np.testing.assert_array_equal(cue[:, 5:35].reshape(2, 3, 10).sum(-1), 2.0)   # 2 cues per sequence
+    assert full.shape == (2, 40)
+    with pytest.raises(ValueError, match="task 'adding' has none: leave p unset"):
+        trainers.record(net, AddingProblem(length=10), steps=10, trials=1, p=0.3)
+    with pytest.raises(ValueError, match="leave Ns unset"):
+        trainers.record(net, AddingProblem(length=10), steps=10, trials=1, Ns=[2])

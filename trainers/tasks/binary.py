@@ -81,6 +81,8 @@ class BinaryTask:
                 "steps_per_epoch": 600, "eval_batches": 50, "max_epochs": 1000}
     #: the task's answers depend on a task size N (curricula over N apply)
     uses_N = True
+    #: recordings drive the network with random bits whose probability of a 1 is ``p``
+    bit_inputs = True
     input_dim = 1
     n_classes = 2
     metric = "accuracy"
@@ -132,6 +134,15 @@ class BinaryTask:
                 pred = model.readout(H[:, -1], heads=len(Ns)).argmax(-1)
                 correct += (pred == b.labels).sum(0)
         return (100.0 * correct / (batches * batch)).cpu().numpy()
+
+    def recording_stream(self, trials: int, steps: int, *, p: float | torch.Tensor = 0.5,
+                         generator: torch.Generator | None = None, device: torch.device | None = None):
+        """The input of a recording: ``(inputs, labels)``, inputs ``(trials, steps, 1)`` from
+        Bernoulli(p) bits (``p`` a float or ``(trials, 1)``), each held k steps and encoded;
+        ``labels(Ns, t)`` gives the label of every N after the bit seen at steps ``t``."""
+        n_bits = -(-steps // self.k)
+        bits = (torch.rand(trials, n_bits, generator=generator, device=device) < p).float()
+        return self.encode(bits)[:, :steps], lambda Ns, t: self.labels_at(bits, Ns, t // self.k)
 
     def fixed_batch(self, Ns: Sequence[int], size: int, *, generator: torch.Generator,
                     device: torch.device) -> TaskBatch:

@@ -84,6 +84,15 @@ class SequenceTask:
         """``size`` held-out sequences chosen by ``generator``'s seed (:meth:`held_out`)."""
         return self.held_out(size, seed=int(generator.initial_seed())).to(device)
 
+    def recording_stream(self, trials: int, steps: int, *, p: Any = None,
+                         generator: torch.Generator | None = None, device: torch.device | None = None):
+        """The input of a recording: the task's sequences one after another, ``(trials, steps,
+        input_dim)``, drawn from ``generator``; no labels (``(inputs, None)``)."""
+        n = -(-steps // self.length)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=getattr(generator, "device", "cpu")))
+        x = self.held_out(trials * n, seed=seed, replace=True).inputs
+        return x.reshape(trials, n * self.length, self.input_dim)[:, :steps].to(device), None
+
     def _run(self, model: torch.nn.Module, b: "SequenceBatch") -> torch.Tensor:
         dtype = next(model.parameters()).dtype
         H = model(b.inputs.to(dtype), model.initial_state(b.inputs.shape[0]))
@@ -137,7 +146,7 @@ class AddingProblem(SequenceTask):
         target = values[rows, first] + values[rows, second]
         return SequenceBatch(torch.stack([values, cue], -1), target)
 
-    def held_out(self, size: int, *, seed: int = 0) -> SequenceBatch:
+    def held_out(self, size: int, *, seed: int = 0, replace: bool = False) -> SequenceBatch:
         """``size`` fresh sequences drawn from ``seed`` (the task is infinite)."""
         return self.sample(check_positive_int("size", size), generator=torch.Generator().manual_seed(seed))
 
@@ -213,11 +222,13 @@ class ImageSequences(SequenceTask):
                 x = x[:, torch.as_tensor(self.permutation)]
             yield SequenceBatch(x.unsqueeze(-1).to(device or "cpu"), self.y[split][idx].to(device or "cpu"))
 
-    def held_out(self, size: int, *, seed: int = 0) -> SequenceBatch:
-        """A seeded random subset of ``size`` test images (all of them if fewer)."""
+    def held_out(self, size: int, *, seed: int = 0, replace: bool = False) -> SequenceBatch:
+        """A seeded random subset of ``size`` test images (all of them if fewer; ``replace``:
+        exactly ``size``, drawn with replacement)."""
         size = check_positive_int("size", size)
         n = self.size("test")
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(size, n)]
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randint(0, n, (size,), generator=gen) if replace else torch.randperm(n, generator=gen)[: min(size, n)]
         x = self.x["test"][idx]
         if self.permutation is not None:
             x = x[:, torch.as_tensor(self.permutation)]
