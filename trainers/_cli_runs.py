@@ -82,19 +82,14 @@ def _load(source: Path, N: int | None, dtype: str) -> tuple[Any, Any, list[int] 
     return ck.model().to(getattr(torch, dtype)), task, Ns, ck
 
 
-def _driving_inputs(task, uses_N: bool, trajectories: int, steps: int, gen, dtype, seed: int):
-    """Inputs for the Lyapunov command: Bernoulli(0.5) bits encoded as in training, or held-out
-    sequences of a sequence task (``steps`` at most their length)."""
-    import torch
-
-    if not uses_N:
-        if steps > task.length:
-            raise ValueError(f"--steps {steps} exceeds the {task.name} sequences' length {task.length}; "
-                             f"use --steps {task.length} or fewer.")
-        u = task.held_out(trajectories, seed=seed).inputs[:, :steps]
-        return u.to(dtype), "test sequences of the training task"
-    bits = (torch.rand(trajectories, -(-steps // task.k), generator=gen) < 0.5).float()
-    return task.encode(bits)[:, :steps].to(dtype), "Bernoulli(0.5) bits, encoded as in training"
+def _driving_inputs(task, trajectories: int, steps: int, gen, dtype):
+    """Inputs for the Lyapunov command: the task's recording stream (``task.recording_stream``):
+    Bernoulli(0.5) bits encoded as in training for parity/DMS, the task's sequences one after
+    another for the others."""
+    bits = bool(getattr(task, "bit_inputs", False))
+    u, _ = task.recording_stream(trajectories, steps, p=0.5 if bits else None, generator=gen)
+    what = "Bernoulli(0.5) bits, encoded as in training" if bits else f"{task.name} sequences one after another"
+    return u.to(dtype), what
 
 
 def _cmd_lyapunov(args: argparse.Namespace) -> int:
@@ -107,12 +102,12 @@ def _cmd_lyapunov(args: argparse.Namespace) -> int:
     trajectories = check_positive_int("--trajectories", args.trajectories)
     gen = torch.Generator().manual_seed(args.seed)
     steps = args.steps
-    if steps is None:                            # a sequence task: its whole length
-        steps = task.length if Ns is None else 10_000
+    if steps is None:                            # a sequence task: the length of one sequence
+        steps = getattr(task, "length", 10_000) if Ns is None else 10_000
     steps = check_positive_int("--steps", steps)
     warmup = min(500, steps // 5) if args.warmup is None else args.warmup
     dtype = next(model.parameters()).dtype
-    u, source = _driving_inputs(task, Ns is not None, trajectories, steps, gen, dtype, args.seed)
+    u, source = _driving_inputs(task, trajectories, steps, gen, dtype)
     h0 = model.initial_state(trajectories, generator=gen)
     res = lyapunov_spectrum(model.step, h0, u, k=args.k, warmup=warmup, reortho_every=args.reortho_every,
                             device=args.device, dtype=dtype, seed=args.seed, progress=not args.quiet)

@@ -114,17 +114,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _load(run_dir: Path, N: int | None, device: str | None):
-    """The network of a parity/DMS run's checkpoint, its configuration, the heads' Ns and the path."""
+    """The network of a run's checkpoint, its configuration, the checkpoint and its path."""
     from trainers.engine import resolve_device
     from trainers.rundir import RunDir
 
-    rd = RunDir(run_dir)
-    ck = rd.checkpoint(N)
-    cfg = ck.config
-    if not cfg.classes()[0].uses_N:
-        raise ValueError(f"{run_dir} is a {cfg.task} run: 'record' and 'evaluate' are for parity/DMS runs "
-                         f"(its test metric per epoch: trainers.RunDir({str(run_dir)!r}).metrics()).")
-    return ck.model(resolve_device(device)), cfg, ck, ck.path
+    ck = RunDir(run_dir).checkpoint(N)
+    return ck.model(resolve_device(device)), ck.config, ck, ck.path
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -132,18 +127,19 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     model, cfg, ck, path = _load(run_dir, args.N, args.device)
-    Ns = ck.Ns
+    Ns = ck.Ns or None
     attrs = {"curriculum": cfg.curriculum, "config": cfg.to_dict(), "accuracy": ck.accuracy,
              "train_seed": cfg.seed, "checkpoint": str(path), "epoch": ck.epoch}
     try:
-        p = args.p if args.p == "uniform" else float(args.p)
+        p = None if args.p is None else args.p if args.p == "uniform" else float(args.p)
     except ValueError:
         raise ValueError(f"--p must be a probability in [0, 1] or 'uniform'; found {args.p!r}.") from None
     rec = record(model, cfg.make_task(), Ns=Ns, steps=args.steps, trials=args.trials,
                  burn_in=args.burn_in, out=args.output, p=p, seed=args.seed, attrs=attrs,
                  progress=not args.quiet)
     if not args.quiet:
-        print(f"wrote {args.output}: activity {dict(rec.activity.sizes)} from {path.name} (Ns {Ns[0]}..{Ns[-1]})")
+        heads = f" (Ns {Ns[0]}..{Ns[-1]})" if Ns else ""
+        print(f"wrote {args.output}: activity {dict(rec.activity.sizes)} from {path.name}{heads}")
     return 0
 
 
@@ -154,16 +150,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model, cfg, ck, path = _load(Path(args.run_dir), args.N, args.device)
     Ns = ck.Ns
+    task = cfg.make_task()
     dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(args.seed)
-    acc = evaluate(model, cfg.make_task(), Ns, batches=args.batches, batch=args.batch, generator=gen)
-    result = {str(n): round(float(a), 3) for n, a in zip(Ns, acc)}
+    values = evaluate(model, task, Ns, batches=args.batches, batch=args.batch, generator=gen)
+    labels = [str(n) for n in Ns] if Ns else ["test"]
+    result = {lb: round(float(a), 4) for lb, a in zip(labels, values)}
     if args.json:
-        print(json.dumps({"checkpoint": str(path), "accuracy": result}))
+        print(json.dumps({"checkpoint": str(path), task.metric: result}))
     else:
-        print(f"{path} ({cfg.task}, {cfg.curriculum}), accuracy in %:")
-        for n, a in result.items():
-            print(f"  N={n:>3}: {a:7.3f}")
+        print(f"{path} ({cfg.task}, {cfg.curriculum}), {task.metric}{' in %' if task.metric == 'accuracy' else ''}:")
+        for lb, a in result.items():
+            print(f"  {'N=' + lb if Ns else lb:>6}: {a:9.4f}")
     return 0
 
 
@@ -205,16 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100_000, help="time steps per trial (default 1e5)")
     p.add_argument("--trials", type=int, default=10, help="trials (default 10)")
     p.add_argument("--burn-in", type=int, default=500, help="discarded initial steps (default 500)")
-    p.add_argument("--p", default="0.5", metavar="P",
-                   help="probability of a 1 in the input bits: a number for every trial (default 0.5), or "
-                        "'uniform' for p ~ U(0,1) drawn per trial (the authors' timescale protocol)")
+    p.add_argument("--p", metavar="P",
+                   help="parity/DMS: probability of a 1 in the input bits: a number for every trial (default "
+                        "0.5), or 'uniform' for p ~ U(0,1) drawn per trial (the authors' timescale protocol)")
     p.add_argument("--seed", type=int, help="seed of the input bits (default random)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("-o", "--output", required=True, help="output netCDF file")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_record)
 
-    p = sub.add_parser("evaluate", help="accuracy of a run's network on fresh batches")
+    p = sub.add_parser("evaluate", help="the test metric of a run's network (parity/DMS: accuracy on fresh batches)")
     p.add_argument("run_dir")
     p.add_argument("--N", type=int, help="network saved when N was solved (default: latest)")
     p.add_argument("--batches", type=int, default=50)

@@ -123,14 +123,14 @@ def test_dynamics_commands_on_a_sequence_task_run(sequence_run, tmp_path, capsys
                  "-o", str(tmp_path / "ly.nc"), "-q"]) == 0
     ly = xr.open_dataset(tmp_path / "ly.nc")
     np.testing.assert_allclose(ly.lyapunov.values, np.log(0.97), atol=0.02)
-    assert ly.attrs["input"] == "test sequences of the training task"
+    assert ly.attrs["input"] == "adding sequences one after another"
     model, task, _ = trainers.RunDir(sequence_run).load()
     model = model.double()
-    # the command equals the Python API on the task's held-out sequences
+    # the command equals the Python API on the task's recording stream
     from dynatools.lyapunov import lyapunov_spectrum
 
     gen = torch.Generator().manual_seed(0)
-    u = task.held_out(3, seed=0).inputs[:, :15].double()
+    u = task.recording_stream(3, 15, generator=gen)[0].double()
     h0 = model.initial_state(3, generator=gen)
     direct = lyapunov_spectrum(model.step, h0, u, warmup=2, dtype=torch.float64, seed=0)
     np.testing.assert_allclose(ly.lyapunov.values, direct.lyapunov.values, rtol=1e-10)
@@ -141,8 +141,8 @@ def test_dynamics_commands_on_a_sequence_task_run(sequence_run, tmp_path, capsys
     direct = hessian_eigenvalues(loss_fn, params, k=3, method="dense")
     np.testing.assert_allclose(xr.open_dataset(tmp_path / "h.nc").hessian_eigenvalue.values,
                                direct.hessian_eigenvalue.values, rtol=1e-6)
-    assert main(["lyapunov", str(sequence_run), "--steps", "16", "-o", str(tmp_path / "x.nc")]) == 2
-    assert "exceeds" in capsys.readouterr().err
+    assert main(["lyapunov", str(sequence_run), "--steps", "0", "-o", str(tmp_path / "x.nc")]) == 2
+    assert "--steps must be" in capsys.readouterr().err
     assert main(["lyapunov", str(sequence_run), "--N", "3", "-o", str(tmp_path / "x.nc")]) == 2
     assert "drop --N" in capsys.readouterr().err
     # the defaults work on a short sequence task: all 15 steps, a warm-up of 15 // 5 = 3

@@ -103,8 +103,13 @@ def test_train_a_sequence_task_and_resume_it(tmp_path, capsys):
     assert saved["model_options"]["residual"] == "rotational" and saved["model_options"]["form"] == "B"
     assert main(["resume", str(run), "--max-epochs", "2", "-q"]) == 0
     assert "2 epoch(s) of adding" in capsys.readouterr().out
-    assert main(["record", str(run), "-o", str(tmp_path / "x.nc")]) == 2
-    assert "for parity/DMS runs" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["rms"]) == {"test"}
+    assert main(["record", str(run), "--steps", "30", "--trials", "2", "--burn-in", "0",
+                 "-o", str(tmp_path / "x.nc"), "-q"]) == 0
+    assert dt.open_recording(tmp_path / "x.nc").activity.shape == (2, 30, 6)
+    assert main(["record", str(run), "--p", "0.3", "-o", str(tmp_path / "y.nc")]) == 2
+    assert "leave p unset" in capsys.readouterr().err
 
 
 def test_list_shows_every_registered_class_and_its_options(capsys):
