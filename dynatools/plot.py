@@ -362,9 +362,7 @@ def weight_balance_vs_N(summaries):
     -------
     matplotlib.figure.Figure
     """
-    plt = _plt()
-    runs = _as_runs(summaries, "run summaries")
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    runs, fig, ax = _runs_and_axes(summaries, "run summaries")
     for run_style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["positive_sum", "negative_sum"], label,
               "trainers.analyze.analyze_run on recordings with W_rec")
@@ -390,9 +388,7 @@ def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
     -------
     matplotlib.figure.Figure
     """
-    plt = _plt()
-    runs = _as_runs(summaries, "run summaries")
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    runs, fig, ax = _runs_and_axes(summaries, "run summaries")
     for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         color = style["color"]
         _need(ds, ["dimensionality"], label, "trainers.analyze.analyze_run")
@@ -477,41 +473,41 @@ def perturbation_curves(results, *, title: str | None = None):
     -------
     matplotlib.figure.Figure
     """
-    plt = _plt()
     runs = _as_runs(results, "perturbation results")
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    _relative_accuracy_curves(ax, runs, "epsilon", "dynatools.robustness.perturb",
-                              lambda ra: (ra.mean("trial").mean("repeat"), ra.mean("trial").std("repeat")))
     target = next((ds.attrs["target"] for ds in runs.values() if "target" in ds.attrs), None)
+    fig, ax = _relative_accuracy_figure(runs, "epsilon", "dynatools.robustness.perturb",
+                                        lambda ra: (ra.mean("trial").mean("repeat"), ra.mean("trial").std("repeat")),
+                                        "perturbation strength ε")
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("perturbation strength ε")
-    ax.set_ylabel("relative accuracy")
     ax.set_title(title or f"perturbation of {target}", fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def retraining_curves(results):
-    """Relative accuracy after re-training on a new N without curriculum, against N (Fig. 8c).
-
-    Parameters
-    ----------
-    results : Dataset, sequence or {label: Dataset}
-        Outputs of :func:`trainers.retrain.retrain_sweep`.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    plt = _plt()
-    runs = _as_runs(results, "re-training results")
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    _relative_accuracy_curves(ax, runs, "N", "trainers.retrain.retrain_sweep",
-                              lambda ra: (ra.mean("trial"), ra.std("trial")))
-    ax.set_xlabel("new N (re-trained without curriculum)")
-    ax.set_ylabel("relative accuracy")
-    ax.legend(frameon=False, fontsize=8)
+    """Relative accuracy after re-training on a new N without curriculum, against N (Fig. 8c),
+    mean ± std over trials, for the outputs of :func:`trainers.retrain.retrain_sweep` (a Dataset,
+    a sequence of them or ``{label: Dataset}``, one line each); returns the Figure."""
+    fig, ax = _relative_accuracy_figure(_as_runs(results, "re-training results"), "N",
+                                        "trainers.retrain.retrain_sweep", lambda ra: (ra.mean("trial"), ra.std("trial")),
+                                        "new N (re-trained without curriculum)")
     _integer_N(ax)
     fig.tight_layout()
     return fig
+
+
+def _runs_and_axes(results, what: str):
+    """``(runs, fig, ax)``: the results by label (:func:`_as_runs`) and one 5 x 3.6 in axes."""
+    runs = _as_runs(results, what)
+    fig, ax = _plt().subplots(figsize=(5, 3.6))
+    return runs, fig, ax
+
+
+def _relative_accuracy_figure(runs: dict[str, xr.Dataset], x: str, producer: str, stats, xlabel: str):
+    """A figure of :func:`_relative_accuracy_curves` with its axis labels and legend."""
+    fig, ax = _plt().subplots(figsize=(5, 3.6))
+    _relative_accuracy_curves(ax, runs, x, producer, stats)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("relative accuracy")
+    ax.legend(frameon=False, fontsize=8)
+    return fig, ax

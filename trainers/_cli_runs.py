@@ -157,10 +157,16 @@ def _add_recording_args(p: argparse.ArgumentParser) -> None:
                         "core on machines with more than 2 cores, else one after another")
 
 
-def _add_source_args(p: argparse.ArgumentParser) -> None:
+def _source_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str,
+                   seed_help: str) -> argparse.ArgumentParser:
+    """A subcommand on one network: SOURCE, -o, --N, --seed, -q."""
+    p = sub.add_parser(name, help=help, description=description)
     p.add_argument("source", type=Path, help="run directory (latest network, or --N) or checkpoint file")
     p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
     p.add_argument("--N", type=int, help="the network saved when N was solved")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -199,12 +205,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("lyapunov", help="Lyapunov spectrum of a trained network (run directory or checkpoint)",
-                       description="QR Lyapunov spectrum of a trained network driven by Bernoulli(0.5) bits "
-                                   "encoded as in training (a sequence-task run, e.g. the adding problem: by "
-                                   "held-out sequences of its task); writes the labeled result (exponents, "
-                                   "running estimates) to netCDF.")
-    _add_source_args(p)
+    p = _source_parser(sub, "lyapunov", "Lyapunov spectrum of a trained network (run directory or checkpoint)",
+                       "QR Lyapunov spectrum of a trained network driven by its task's recording stream "
+                       "(parity/DMS: Bernoulli(0.5) bits encoded as in training; a sequence task, e.g. the "
+                       "adding problem: its sequences one after another); writes the labeled result "
+                       "(exponents, running estimates) to netCDF.",
+                       "inputs, initial states and tangent vectors (default 0)")
     p.add_argument("--steps", type=int,
                    help="time steps (default 10000; a sequence-task run: the length of its sequences)")
     p.add_argument("--trajectories", type=int, default=4, help="input sequences (default 4)")
@@ -213,22 +219,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reortho-every", type=int, default=1, help="steps between QRs (default 1)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None)
-    p.add_argument("--seed", type=int, default=0, help="inputs, initial states and tangent vectors (default 0)")
-    p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_lyapunov)
 
-    p = sub.add_parser("hessian", help="extreme eigenvalues (and density) of a trained network's loss Hessian",
-                       description="Lanczos eigenvalues of the Hessian of the training loss "
-                                   "(trainers.engine.loss_closure: the sum of the active heads' cross-entropies; "
-                                   "for a sequence-task run, its cross-entropy or RMS loss on held-out "
-                                   "sequences) on one fixed batch.")
-    _add_source_args(p)
+    p = _source_parser(sub, "hessian", "extreme eigenvalues (and density) of a trained network's loss Hessian",
+                       "Lanczos eigenvalues of the Hessian of the training loss (trainers.engine.loss_closure: "
+                       "the sum of the active heads' cross-entropies; for a sequence-task run, its "
+                       "cross-entropy or RMS loss on held-out sequences) on one fixed batch.",
+                       "the fixed batch (default 0)")
     p.add_argument("--k", type=int, default=20, help="number of eigenvalues (default 20)")
     p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA")
     p.add_argument("--batch", type=int, default=256, help="sequences in the fixed batch (default 256; the "
                    "fading-memory paper used 1000 test samples)")
     p.add_argument("--density", action="store_true",
                    help="also the spectral density (stochastic Lanczos quadrature, 5 probes x 40 steps)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_hessian)

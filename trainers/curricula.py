@@ -62,8 +62,8 @@ class Curriculum:
             raise ValueError(f"n_max={self.n_max} is below n_start={self.n_start}; give n_max >= n_start.")
 
     def initial(self) -> list[int]:
-        """Active Ns at the start of training."""
-        raise NotImplementedError
+        """Active Ns at the start of training (one head for ``n_start`` unless overridden)."""
+        return [int(self.n_start)]
 
     def next(self, Ns: Sequence[int]) -> list[int]:
         """Active Ns after the current ones are solved (never beyond ``n_max``)."""
@@ -108,9 +108,6 @@ class SingleHead(Curriculum):
 
     name = "single-head"
 
-    def initial(self) -> list[int]:
-        return [int(self.n_start)]
-
     def next(self, Ns: Sequence[int]) -> list[int]:
         return [min(Ns[-1] + 1, int(self.n_max))]
 
@@ -127,9 +124,6 @@ class MultiHead(Curriculum):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int("heads_per_step", self.heads_per_step)
-
-    def initial(self) -> list[int]:
-        return [int(self.n_start)]
 
     def next(self, Ns: Sequence[int]) -> list[int]:
         new = [n for n in range(Ns[-1] + 1, Ns[-1] + 1 + self.heads_per_step) if n <= self.n_max]

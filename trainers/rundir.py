@@ -138,6 +138,11 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        #: the layout (the only place it is spelled out)
+        self.config_path = self.path / CONFIG
+        self.metrics_path = self.path / METRICS
+        self.checkpoints_dir = self.path / CHECKPOINTS
+        self.latest_path = self.checkpoints_dir / LATEST
         self._checkpoints: dict[int | None, Checkpoint] = {}
 
     def __repr__(self) -> str:
@@ -147,22 +152,6 @@ class RunDir:
         return str(self.path)
 
     # ------------------------------------------------------------------ layout
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
-    def latest_path(self) -> Path:
-        return self.checkpoints_dir / LATEST
-
     @property
     def analysis_dir(self) -> Path:
         """Where analyses of this run's checkpoints are cached (created on first use)."""

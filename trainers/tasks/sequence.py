@@ -275,7 +275,26 @@ DATA = Option("data", None, "smnist, psmnist: MNIST folder or npz; scifar10: CIF
               "downloaded)", str, nullable=True)
 
 
-class Digits(ImageSequences):
+class _RegisteredImages(ImageSequences):
+    """A registered image task: its arrays come from ``load(path)`` (``data`` names the local
+    file; shipped data when ``what`` is empty) and ``permuted`` applies one fixed permutation."""
+
+    permuted = False
+    what = ""                                # what ``data`` must point to ("" = shipped data)
+
+    @staticmethod
+    def load(path: Path | None) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def __init__(self, data: str | os.PathLike | None = None, *, permutation_seed: int = 0) -> None:
+        path = _needs_data(self.name, data, self.what) if self.what else None
+        super().__init__(*self.load(path), permute=self.permuted, seed=permutation_seed)
+        self._options = {} if path is None else {"data": str(path)}
+        if self.permuted:
+            self._options["permutation_seed"] = int(permutation_seed)
+
+
+class Digits(_RegisteredImages):
     """The shipped 8x8 digits (1797 images, ``datasets/digits_8x8.npz``) as 64-step sequences,
     split into train/test with a fixed seed; no download needed (used by tests and the demo).
 
@@ -289,20 +308,15 @@ class Digits(ImageSequences):
 
     name = "digits"
     options = ()
-
-    def __init__(self) -> None:
-        super().__init__(*_digits_arrays())
+    load = staticmethod(lambda path: _digits_arrays())
 
 
-class PermutedDigits(ImageSequences):
+class PermutedDigits(Digits):
     """The shipped 8x8 digits with one fixed random permutation of the pixel order."""
 
     name = "pdigits"
     options = (PERMUTATION_SEED,)
-
-    def __init__(self, *, permutation_seed: int = 0) -> None:
-        super().__init__(*_digits_arrays(), permute=True, seed=permutation_seed)
-        self._options = {"permutation_seed": int(permutation_seed)}
+    permuted = True
 
 
 _MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
@@ -343,7 +357,7 @@ def _mnist_arrays(path: Path) -> tuple[np.ndarray, ...]:
     return arrays["x_train"] / 255.0, arrays["y_train"], arrays["x_test"] / 255.0, arrays["y_test"]
 
 
-class SequentialMNIST(ImageSequences):
+class SequentialMNIST(_RegisteredImages):
     """Sequential MNIST (784 steps) from local files.
 
     ``data`` is a folder with the four IDX files (``train-images-idx3-ubyte`` etc., optionally
@@ -352,36 +366,26 @@ class SequentialMNIST(ImageSequences):
 
     name = "smnist"
     options = (DATA,)
-
-    def __init__(self, data: str | os.PathLike | None = None) -> None:
-        path = _needs_data(self.name, data, "MNIST folder or npz")
-        super().__init__(*_mnist_arrays(path))
-        self._options = {"data": str(path)}
+    what = "MNIST folder or npz"
+    load = staticmethod(lambda path: _mnist_arrays(path))
 
 
-class PermutedMNIST(ImageSequences):
+class PermutedMNIST(SequentialMNIST):
     """Permuted sequential MNIST: :class:`SequentialMNIST` with one fixed pixel permutation."""
 
     name = "psmnist"
     options = (DATA, PERMUTATION_SEED)
-
-    def __init__(self, data: str | os.PathLike | None = None, *, permutation_seed: int = 0) -> None:
-        path = _needs_data(self.name, data, "MNIST folder or npz")
-        super().__init__(*_mnist_arrays(path), permute=True, seed=permutation_seed)
-        self._options = {"data": str(path), "permutation_seed": int(permutation_seed)}
+    permuted = True
 
 
-class SequentialCIFAR10(ImageSequences):
+class SequentialCIFAR10(_RegisteredImages):
     """Grayscale sequential CIFAR-10 (1024 steps) from a local ``.npz`` with ``x_train`` (n, 32, 32,
     3) uint8, ``y_train``, ``x_test``, ``y_test``. Gray = 0.299 R + 0.587 G + 0.114 B."""
 
     name = "scifar10"
     options = (DATA,)
-
-    def __init__(self, data: str | os.PathLike | None = None) -> None:
-        path = _needs_data(self.name, data, "CIFAR-10 npz")
-        super().__init__(*_cifar_arrays(path))
-        self._options = {"data": str(path)}
+    what = "CIFAR-10 npz"
+    load = staticmethod(lambda path: _cifar_arrays(path))
 
 
 def _cifar_arrays(path: Path) -> tuple[np.ndarray, ...]:
