@@ -6,7 +6,7 @@ loss (``trainers.LeakyRNN(units, n_heads=N_max - 1, fused=False)`` in float64, d
 units) at its initial weights, with respect to all of its trainable parameters (a dict of named
 parameters, ~12k for 100 units). The loss is the summed (over heads) batch-mean cross-entropy of
 the last-step readout on ONE fixed N-parity batch (N = 2..N_max) drawn by
-``trainers.Parity().sample`` with a seeded generator, as in ``trainers.training._loop``.
+``trainers.Parity().sample`` with a seeded generator, as in ``trainers.engine._loop``.
 
 - ours: ``dynatools.hessian.hessian_eigenvalues(loss, params, k=k, which="LM", tol=tol)``
   (implicitly restarted Lanczos, scipy ``eigsh``); its HVPs are ``attrs["n_hvp"]``.

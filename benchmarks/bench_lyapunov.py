@@ -40,7 +40,7 @@ import torch
 
 import trainers
 from dynatools.lyapunov import lyapunov_spectrum
-from trainers.training import resolve_device
+from trainers.engine import resolve_device
 
 SLOPE = 0.01
 DTYPES = {"float64": torch.float64, "float32": torch.float32}

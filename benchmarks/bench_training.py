@@ -8,7 +8,7 @@ readout of the last step for the active heads -> summed cross-entropy -> backwar
 
 - ours: ``trainers.Parity().sample`` on the device, ``trainers.LeakyRNN(units,
   n_heads=N_max - 1, negative_slope=0.01)`` (fused recurrence), ``model.readout(H[:, -1],
-  heads=len(Ns))``: the per-step lines of ``trainers.training._loop``, copied below.
+  heads=len(Ns))``: the per-step lines of ``trainers.engine._loop``, copied below.
 - baseline: the same model written as a user would, following the authors' code
   (LevinaLab/rnn_timescale_public, ``src/tasks/tasks.py`` and ``src/models/RNN_Stack.py``):
   per-sequence task generation in a Python loop (own p and bits per sequence, one Python call
@@ -48,21 +48,21 @@ import torch.nn.functional as F
 from torch import nn
 
 import trainers
-from trainers.training import resolve_device
+from trainers.engine import resolve_device
 
 LR, MOMENTUM, CLIP, SLOPE = 0.05, 0.1, 2.0, 0.01
 
 
 # ----------------------------------------------------------------------------------- ours
 def ours_loss(model, inputs, labels, h0, n_heads):
-    """Forward pass and loss exactly as in ``trainers.training._loop``."""
+    """Forward pass and loss exactly as in ``trainers.engine._loop``."""
     H = model(inputs, h0)
     logits = model.readout(H[:, -1], heads=n_heads)          # (batch, head, class)
     return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(0).sum()
 
 
 def ours_step(model, optimizer, task, Ns, batch, length, generator, device):
-    """One optimizer step: the lines of ``trainers.training._loop`` (length given explicitly)."""
+    """One optimizer step: the lines of ``trainers.engine._loop`` (length given explicitly)."""
     b = task.sample(Ns, batch, generator=generator, device=device, length=length)
     h0 = model.initial_state(batch, generator=generator)
     loss = ours_loss(model, b.inputs, b.labels, h0, len(Ns))
