@@ -23,7 +23,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                           refresh=args.refresh, progress=not args.quiet)
     if not args.quiet:
         Ns = summary["N"].values
-        print(f"wrote {RunDir(args.run_dir).analysis_dir / SUMMARY}: {len(Ns)} solved N ({Ns.min()}..{Ns.max()}); "
+        print(f"wrote {RunDir(args.run_dir).analysis_path(SUMMARY)}: {len(Ns)} solved N ({Ns.min()}..{Ns.max()}); "
               f"recordings with input p {summary.attrs['input_p']}")
         print(f"  {'N':>4} {'tau mean':>9} {'tau_net median':>15} {'excluded':>9} {'PCs (90%)':>10} {'accuracy %':>11}")
         for N in Ns:

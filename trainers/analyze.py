@@ -5,7 +5,7 @@ Each network is recorded with :func:`trainers.record` on input bits whose probab
 per trial from U(0, 1) (``p="uniform"``, the authors' timescale protocol; see
 :mod:`trainers.record`), then analysed with :func:`dynatools.analyze_recording`. Every path and
 checkpoint read goes through :class:`trainers.RunDir`. Each checkpoint's result is cached in the
-run's analysis folder (``RunDir.analysis_dir``) as ``N{N:03d}.nc`` and reused only while the
+run's analysis folder (``RunDir.analysis_path("", N)``) and reused only while the
 checkpoint file, the analysis parameters and :data:`ANALYSIS_METHOD` are unchanged. With dask
 installed, the checkpoints are processed in parallel on a pool of local worker processes (or on a
 running dask.distributed client).
@@ -24,7 +24,7 @@ from dynatools.summary import analyze_recording, reliable_tau_net
 from dynatools.utils import cache_key, check_choice, check_positive_int, file_stamp, is_cached, write_netcdf_atomic
 from trainers.rundir import Checkpoint, RunDir
 
-SUMMARY = "summary.nc"
+SUMMARY = "summary"   #: RunDir.analysis_path(SUMMARY): the result over N
 #: Part of every cache key; raise it when the same checkpoint and parameters give other results
 #: (2: weight balance reads W_rec by its dim names; status kept; checked loads. 3: recorded with
 #: p ~ U(0, 1) per trial, the authors' protocol, instead of p = 0.5).
@@ -36,11 +36,6 @@ INPUT_P = "uniform (per-trial U(0,1), the authors' protocol)"
 
 def _key(stamp: Any, params: dict[str, Any]) -> str:
     return cache_key(checkpoint=stamp, method=ANALYSIS_METHOD, **params)
-
-
-def _cache_name(N: int) -> str:
-    """File name of one checkpoint's analysis in the run's analysis folder."""
-    return f"N{int(N):03d}.nc"
 
 
 class _Run:
@@ -206,10 +201,9 @@ def _analyze(run: _Run, params: dict[str, Any], parallel: str, workers: int | No
     from tqdm.auto import tqdm
 
     Ns = run.solved()
-    out_dir = run.dir.analysis_dir
     todo = []
     for N in Ns:
-        cache = out_dir / _cache_name(N)
+        cache = run.dir.analysis_path("", N)
         if refresh or not is_cached(cache, _key(run.stamp(N), params)):
             todo.append((N, str(cache)))
     use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
@@ -244,7 +238,7 @@ def _analyze(run: _Run, params: dict[str, Any], parallel: str, workers: int | No
                      "params": json.dumps(params, sort_keys=True), "input_p": INPUT_P,
                      "tau_net_statistics": "over the units with tau_net_reliable "
                                            "(dynatools.reliable_tau_net)"}
-    write_netcdf_atomic(summary, out_dir / SUMMARY)
+    write_netcdf_atomic(summary, run.dir.analysis_path(SUMMARY))
     return summary
 
 
@@ -252,7 +246,7 @@ def _load_checked(run: _Run, N: int, params: dict[str, Any]) -> xr.Dataset:
     """The cached analysis of one checkpoint, checked to be for these parameters and these
     weights: another process may have rewritten the file with other parameters meanwhile; then it
     is computed again here."""
-    cache = run.dir.analysis_dir / _cache_name(N)
+    cache = run.dir.analysis_path("", N)
     for _ in range(2):
         key = _key(run.stamp(N), params)
         ds = xr.load_dataset(cache) if cache.is_file() else None
@@ -276,7 +270,7 @@ def load_checkpoint_analysis(run_dir: str | os.PathLike, N: int) -> xr.Dataset:
     """
     rd = RunDir(os.fspath(run_dir))
     rd.solved()                                        # a clear error for a directory that is not a run
-    path = rd.analysis_dir / _cache_name(N)
+    path = rd.analysis_path("", N)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run analyze_run({str(run_dir)!r}) "
                                 f"('trainers analyze {run_dir}') first.")

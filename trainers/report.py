@@ -89,18 +89,17 @@ def _robustness(run: _Run, N: int, *, repeats: int, accuracy: dict[str, Any], n_
         out["skipped"] = _too_close_to_chance(base, N)
         return out
     key = {"checkpoint": stamp, "N": N, "repeats": repeats, "method": METHOD, **accuracy}
-    d = run.dir.analysis_dir
     # at most half the units from each end, so that the longest- and shortest-tau sets never overlap
     n = max(1, min(n_ablate, int(model.n_units) // 2))
     if n < n_ablate:
         out["note"] = (f"{n} units ablated from each end of the τ range (half of the network's "
                        f"{int(model.n_units)} units), not {n_ablate}, so that the two sets do not overlap.")
     for which in ("longest", "shortest"):
-        out[f"ablation_{which}"] = _cached(d / f"ablation_{which}_N{N:03d}.nc", cache_key(**key, n=n, which=which),
+        out[f"ablation_{which}"] = _cached(run.dir.analysis_path(f"ablation_{which}", N), cache_key(**key, n=n, which=which),
                                            lambda w=which: ablation_by_tau(model, score, n=n, which=w, progress=progress),
                                            refresh)
     for target, eps in (("W_rec", EPS_W), ("tau", EPS_TAU)):
-        out[f"perturb_{target}"] = _cached(d / f"perturb_{target}_N{N:03d}.nc", cache_key(**key, target=target, eps=eps),
+        out[f"perturb_{target}"] = _cached(run.dir.analysis_path(f"perturb_{target}", N), cache_key(**key, target=target, eps=eps),
                                            lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats,
                                                                            progress=progress), refresh)
     return out
@@ -115,7 +114,7 @@ def _retrain(run: _Run, N: int, new_Ns: Sequence[int], epochs: int, accuracy: di
     key = cache_key(checkpoint=stamp, new_Ns=list(new_Ns), epochs=epochs, method=METHOD, **accuracy)
     training = {k: getattr(cfg, k) for k in ("batch", "steps_per_epoch", "eval_batches", "optimizer", "lr",
                                             "momentum", "clip", "device")}
-    return _cached(run.dir.analysis_dir / f"retrain_N{N:03d}.nc", key,
+    return _cached(run.dir.analysis_path("retrain", N), key,
                    lambda: retrain_sweep(model, list(new_Ns), base_N=N, base_head=head, epochs=epochs, task=task,
                                          accuracy=accuracy, progress=progress, **training), refresh)
 

@@ -159,6 +159,12 @@ class RunDir:
         d.mkdir(exist_ok=True)
         return d
 
+    def analysis_path(self, name: str, N: int | None = None) -> Path:
+        """A result file in :attr:`analysis_dir`: ``{name}_N011.nc`` for one solved N (``N011.nc``
+        when ``name`` is empty), ``{name}.nc`` for the whole run."""
+        stem = name if N is None else "_".join(filter(None, (name, f"N{int(N):03d}")))
+        return self.analysis_dir / f"{stem}.nc"
+
     def checkpoint_path(self, N: int | None = None) -> Path:
         """``checkpoints/latest.pt`` (N=None) or the file kept when N was solved."""
         return self.latest_path if N is None else self.checkpoints_dir / solved_name(N)
