@@ -19,6 +19,10 @@ __all__ = [
     "as_activity",
     "check_core_dims",
     "is_dask",
+    "resolve_seed",
+    "resolve_device",
+    "same_device",
+    "module_parameter",
 ]
 
 
@@ -113,7 +117,7 @@ def check_core_dims(da: xr.DataArray, required: Sequence[str]) -> None:
     if missing:
         raise ValueError(
             f"Dimension(s) {missing} not found in the data's dimensions {tuple(map(str, da.dims))}. "
-            f"Pass the names your data uses (e.g. dim='t'), or rename with "
+            f"Pass the names your data uses (e.g. time_dim='t'), or rename with "
             f"da.rename({{'your_name': '{missing[0]}'}})."
         )
 
@@ -140,3 +144,70 @@ def check_finite_parameters(named: Iterable[tuple[Any, Any]], what: str = "the m
     if broken:
         raise ValueError(f"{what} {broken} contain NaN or inf; the network's training diverged or the "
                          f"checkpoint is damaged. Load an earlier checkpoint.")
+
+
+def resolve_seed(seed: Any, name: str = "seed") -> int:
+    """The seed to use: ``seed`` itself (an int >= 0), or a fresh one drawn from the operating
+    system's entropy when ``seed`` is None. Results store the returned value in ``attrs["seed"]``,
+    so passing it back reproduces them (it fits a netCDF int64 attribute)."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= 0 or None (draw a fresh seed); found {seed!r}. To reproduce "
+                        f"an earlier result pass its attrs['seed'].")
+    if seed < 0 or seed >= 2**63:
+        raise ValueError(f"{name} must be an int in [0, 2**63) or None; found {seed}.")
+    return int(seed)
+
+
+def module_parameter(obj: Any):
+    """The first parameter of ``obj`` if it is a ``torch.nn.Module``, or of the module a bound
+    method such as ``model.step`` belongs to; else None."""
+    import torch
+
+    for owner in (obj, getattr(obj, "__self__", None)):
+        if isinstance(owner, torch.nn.Module):
+            p = next(owner.parameters(), None)
+            if p is not None:
+                return p
+    return None
+
+
+def resolve_device(device: Any, model: Any = None, like: Any = None):
+    """The device of a torch analysis: ``device`` if given; else where ``model``'s parameters
+    are (``model`` a Module or a bound method of one such as ``model.step``); else, for a bare
+    step function, where the state tensor ``like`` (the caller's ``h0``) is, so that a function
+    closing over tensors runs where they are; else CUDA when available, else CPU.
+
+    An explicit ``device`` that differs from the model's is refused: the analysis would move its
+    data but not the model's parameters."""
+    import torch
+
+    p = module_parameter(model) if model is not None else None
+    if device is None:
+        if p is not None:
+            return p.device
+        if isinstance(like, torch.Tensor):
+            return like.device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device; pass e.g. 'cpu', 'cuda', 'cuda:1' or None "
+                         f"(the model's device, else CUDA when available, else CPU).") from exc
+    if p is not None and not same_device(p.device, dev):
+        raise ValueError(f"device={str(dev)!r} but the model's parameters are on {str(p.device)!r}; move the "
+                         f"model first (model.to({str(dev)!r})) or pass device=None to use the model's device.")
+    return dev
+
+
+def same_device(a, b) -> bool:
+    """``cuda`` and ``cuda:0`` (the current device) are the same place."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        import torch
+
+        current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else 0
+        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    return a.index == b.index

@@ -64,6 +64,11 @@ def _rows_are_units(W: xr.DataArray, name: str) -> xr.DataArray:
     (transposed if stored the other way round); other dimension names are refused."""
     if set(W.dims) == {"unit", "unit_pre"}:
         return W.transpose("unit", "unit_pre")
+    if W.ndim > 2 and {"unit", "unit_pre"} <= set(W.dims):
+        extra = [str(d) for d in W.dims if d not in ("unit", "unit_pre")]
+        raise ValueError(f"{name} has dims {tuple(map(str, W.dims))}: the weight functions take one network's "
+                         f"(unit, unit_pre) matrix, without batch dims. Select one, e.g. "
+                         f"{name}.isel({extra[0]}=0), and loop over {extra} (docs/api.md).")
     if W.ndim == 2 and ("unit" in W.dims or "unit_pre" in W.dims):
         raise ValueError(f"{name} has dims {W.dims}; expected ('unit', 'unit_pre') (rows: the receiving "
                          f"unit, columns: the sending unit), as in the recording schema. Rename the dims.")

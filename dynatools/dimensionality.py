@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
+from dynatools._batch import over_batch
 from dynatools._validation import as_activity, check_choice, check_core_dims, check_positive_int
 
 #: What :func:`pca_dimensionality` reports.
@@ -27,7 +29,8 @@ REPORTS = ("n_components", "n_components_minus_one")
 
 
 def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int,
-             shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+             shift: np.ndarray | None = None, tick: Callable[[], Any] | None = None,
+             ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Sum and sum of outer products over ``time_dim`` of ``x - shift`` ((time, unit) DataArray),
     read by chunks. ``shift`` (default: the first chunk's mean) keeps the sums well conditioned
     when the mean is large compared with the fluctuations."""
@@ -45,6 +48,8 @@ def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int,
         block = block - shift                   # never in place: .values may be the caller's array
         s1 += block.sum(0)
         s2 += block.T @ block
+        if tick is not None:
+            tick()
     return s1, s2, T, shift
 
 
@@ -66,16 +71,14 @@ def _participation_ratio(cov: np.ndarray) -> float:
     return float(np.trace(cov) ** 2 / np.sum(cov * cov))
 
 
-def _prepare(activity: Any, dims: dict[str, str], per: str = "trial") -> xr.DataArray:
-    """Activity as a (trial, time, unit) DataArray (a missing trial dim is added); warns when
+def _prepare(activity: Any, dims: dict[str, str], per: str = "trial") -> tuple[xr.DataArray, list[str]]:
+    """Activity as a DataArray with a trial dim (a missing one is added) and the names of its
+    batch dims (any dim besides trial, time and unit, e.g. an ensemble's ``member``); warns when
     there are fewer samples per covariance than units (a transposed array looks like that)."""
     da = as_activity(activity)
     time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
     check_core_dims(da, [time_dim, unit_dim])
-    extra = [d for d in da.dims if d not in (time_dim, unit_dim, trial_dim)]
-    if extra:
-        raise ValueError(f"activity has dimensions {extra} besides ({trial_dim!r}, {time_dim!r}, {unit_dim!r}); "
-                         f"select or stack them first, e.g. activity.isel({extra[0]}=0).")
+    batch = [str(d) for d in da.dims if d not in (time_dim, unit_dim, trial_dim)]
     if trial_dim not in da.dims:
         da = da.expand_dims(trial_dim)
     if da.sizes[time_dim] < 2:
@@ -85,23 +88,35 @@ def _prepare(activity: Any, dims: dict[str, str], per: str = "trial") -> xr.Data
         warnings.warn(f"{samples} samples per covariance for {da.sizes[unit_dim]} units: the covariance has "
                       f"rank < {samples}, so at most {samples - 1} components carry variance. Record longer "
                       f"(or, if the array is (unit, time), pass dims in the right order).", stacklevel=3)
-    return da
+    return da, batch
 
 
-def _covariances(da: xr.DataArray, per: str, dims: dict[str, str], chunk: int):
-    """Yield (trial index or None, covariance) per trial (``per="trial"``) or once (``"pooled"``)."""
+def _covariances(da: xr.DataArray, per: str, dims: dict[str, str], chunk: int,
+                 tick: Callable[[], Any] | None = None):
+    """Yield (trial index or None, covariance, scale) per trial (``per="trial"``) or once (``"pooled"``)."""
     time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
     trials = [da.isel({trial_dim: i}) for i in range(da.sizes[trial_dim])]
     if per == "trial":
         for i, x in enumerate(trials):
-            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk)
+            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk, tick=tick)
             yield i, _covariance(s1, s2, T), float(np.abs(shift + s1 / T).max())
     else:
         tot1, tot2, total, shift = 0.0, 0.0, 0, None
         for x in trials:
-            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk, shift)
+            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk, shift, tick=tick)
             tot1, tot2, total = tot1 + s1, tot2 + s2, total + T
         yield None, _covariance(tot1, tot2, total), float(np.abs(shift + tot1 / total).max())
+
+
+def _progress_bar(progress: bool, da: xr.DataArray, dims: dict[str, str], chunk: int, desc: str):
+    """A tqdm bar over the time chunks read (all trials and batch entries), or None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    n_chunks = -(-da.sizes[dims["time"]] // chunk)
+    others = int(np.prod([n for d, n in da.sizes.items() if d not in (dims["time"], dims["unit"])]))
+    return tqdm(total=n_chunks * others, desc=desc, unit="chunk")
 
 
 def _trial_coords(da: xr.DataArray, per: str, trial_dim: str) -> dict[str, Any]:
@@ -118,7 +133,7 @@ def _check_variance(cov: np.ndarray, scale: float, where: str) -> None:
 def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["trial", "pooled"] = "trial",
                        report: Literal["n_components", "n_components_minus_one"] = "n_components",
                        time_dim: str = "time", unit_dim: str = "unit", trial_dim: str = "trial",
-                       chunk: int = 20_000) -> xr.Dataset:
+                       chunk: int = 20_000, progress: bool = False) -> xr.Dataset:
     """Number of principal components needed to explain ``threshold`` of the variance.
 
     Timescale paper, Sec. 4.2 and Fig. 6b (dimensionality of the activity vs N).
@@ -127,7 +142,9 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
     ----------
     activity : Dataset, DataArray or array
         A recording (its ``activity``) or activity with dims ``(trial, time, unit)``; ``trial`` may
-        be absent. Lazily loaded and dask-backed data are read chunk by chunk.
+        be absent. Any other dim (e.g. ``member`` of an ensemble) is a batch dim: each of its
+        entries is analysed on its own and the dim is kept, leading, in the result. Lazily
+        loaded and dask-backed data are read chunk by chunk.
     threshold : float, default=0.9
         Fraction of the total variance to explain, in (0, 1].
     per : {"trial", "pooled"}, default="trial"
@@ -140,13 +157,15 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
         Dimension names.
     chunk : int, default=20000
         Time steps read at once.
+    progress : bool, default=False
+        Show a progress bar over the chunks read.
 
     Returns
     -------
     xarray.Dataset
         ``dimensionality`` (int; dim ``trial`` when ``per="trial"``), ``participation_ratio``
-        and ``explained_variance_ratio`` (dims ``[trial,] component``, sorted, summing to 1);
-        attrs ``threshold``, ``per``, ``report``.
+        and ``explained_variance_ratio`` (dims ``[trial,] component``, sorted, summing to 1),
+        each with the batch dims first; attrs ``threshold``, ``per``, ``report``.
 
     Examples
     --------
@@ -163,28 +182,39 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
     check_choice("report", report, REPORTS)
     chunk = check_positive_int("chunk", chunk)
     dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
-    da = _prepare(activity, dims, per)
-    counts, prs, ratios = [], [], []
-    for label, cov, scale in _covariances(da, per, dims, chunk):
-        _check_variance(cov, scale, "" if label is None else f"in {trial_dim} {label}")
-        lam = np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
-        counts.append(_count(lam, float(threshold)) - (report == "n_components_minus_one"))
-        prs.append(_participation_ratio(cov))
-        ratios.append(lam / lam.sum())
-    lead = [trial_dim] if per == "trial" else []
-    pick = (lambda v: np.asarray(v)) if per == "trial" else (lambda v: np.asarray(v)[0])
-    return xr.Dataset(
-        {"dimensionality": (lead, pick(counts)),
-         "participation_ratio": (lead, pick(prs)),
-         "explained_variance_ratio": (lead + ["component"], pick(ratios))},
-        coords={"component": np.arange(1, len(ratios[0]) + 1), **_trial_coords(da, per, trial_dim)},
-        attrs={"threshold": float(threshold), "per": per, "report": report,
-               "method": "eigenvalues of the float64 covariance over time (Fig. 6b of the timescale paper)"},
-    )
+    da, batch = _prepare(activity, dims, per)
+    bar = _progress_bar(progress, da, dims, chunk, "pca_dimensionality")
+
+    def one(x: xr.DataArray, where: str) -> xr.Dataset:
+        counts, prs, ratios = [], [], []
+        for label, cov, scale in _covariances(x, per, dims, chunk, bar.update if bar else None):
+            _check_variance(cov, scale, f"in {where}{trial_dim} {label}" if label is not None
+                            else (f"in {where[:-2]}" if where else ""))
+            lam = np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
+            counts.append(_count(lam, float(threshold)) - (report == "n_components_minus_one"))
+            prs.append(_participation_ratio(cov))
+            ratios.append(lam / lam.sum())
+        lead = [trial_dim] if per == "trial" else []
+        pick = (lambda v: np.asarray(v)) if per == "trial" else (lambda v: np.asarray(v)[0])
+        return xr.Dataset(
+            {"dimensionality": (lead, pick(counts)),
+             "participation_ratio": (lead, pick(prs)),
+             "explained_variance_ratio": (lead + ["component"], pick(ratios))},
+            coords={"component": np.arange(1, len(ratios[0]) + 1), **_trial_coords(x, per, trial_dim)},
+            attrs={"threshold": float(threshold), "per": per, "report": report,
+                   "method": "eigenvalues of the float64 covariance over time (Fig. 6b of the timescale paper)"},
+        )
+
+    try:
+        return over_batch(da, batch, one)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def participation_ratio(activity: Any, *, per: Literal["trial", "pooled"] = "trial", time_dim: str = "time",
-                        unit_dim: str = "unit", trial_dim: str = "trial", chunk: int = 20_000) -> xr.DataArray:
+                        unit_dim: str = "unit", trial_dim: str = "trial", chunk: int = 20_000,
+                        progress: bool = False) -> xr.DataArray:
     """Participation ratio ``(sum_i lambda_i)^2 / sum_i lambda_i^2`` of the covariance eigenvalues.
 
     Equals d for activity spread evenly over d dimensions and 1 for one dimension; computed as
@@ -192,13 +222,13 @@ def participation_ratio(activity: Any, *, per: Literal["trial", "pooled"] = "tri
 
     Parameters
     ----------
-    activity, per, time_dim, unit_dim, trial_dim, chunk
-        As in :func:`pca_dimensionality`.
+    activity, per, time_dim, unit_dim, trial_dim, chunk, progress
+        As in :func:`pca_dimensionality` (other dims are batch dims, kept).
 
     Returns
     -------
     xarray.DataArray
-        ``participation_ratio``, dim ``trial`` when ``per="trial"``.
+        ``participation_ratio``, dim ``trial`` when ``per="trial"``, batch dims first.
 
     Examples
     --------
@@ -211,15 +241,25 @@ def participation_ratio(activity: Any, *, per: Literal["trial", "pooled"] = "tri
     check_choice("per", per, ("trial", "pooled"))
     chunk = check_positive_int("chunk", chunk)
     dims = {"time": time_dim, "unit": unit_dim, "trial": trial_dim}
-    da = _prepare(activity, dims, per)
-    values = []
-    for label, cov, scale in _covariances(da, per, dims, chunk):
-        _check_variance(cov, scale, "" if label is None else f"in {trial_dim} {label}")
-        values.append(_participation_ratio(cov))
-    if per == "trial":
-        return xr.DataArray(np.asarray(values), dims=[trial_dim], name="participation_ratio",
-                            coords=_trial_coords(da, per, trial_dim))
-    return xr.DataArray(values[0], name="participation_ratio")
+    da, batch = _prepare(activity, dims, per)
+    bar = _progress_bar(progress, da, dims, chunk, "participation_ratio")
+
+    def one(x: xr.DataArray, where: str) -> xr.DataArray:
+        values = []
+        for label, cov, scale in _covariances(x, per, dims, chunk, bar.update if bar else None):
+            _check_variance(cov, scale, f"in {where}{trial_dim} {label}" if label is not None
+                            else (f"in {where[:-2]}" if where else ""))
+            values.append(_participation_ratio(cov))
+        if per == "trial":
+            return xr.DataArray(np.asarray(values), dims=[trial_dim], name="participation_ratio",
+                                coords=_trial_coords(x, per, trial_dim))
+        return xr.DataArray(values[0], name="participation_ratio")
+
+    try:
+        return over_batch(da, batch, one)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 __all__ = ["pca_dimensionality", "participation_ratio", "REPORTS"]

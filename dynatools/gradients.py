@@ -15,14 +15,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_finite_parameters
+from dynatools._validation import check_finite_parameters, resolve_device
 
 __all__ = ["gradient_norms"]
 
 
 def gradient_norms(model: Any, inputs: Any, targets: Any = None,
                    loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None, *,
-                   h0: torch.Tensor | None = None) -> xr.DataArray:
+                   h0: Any = None, device: Any = None) -> xr.DataArray:
     """L2 and L-infinity norms of the loss gradient with respect to every state ``h_t``.
 
     The network is unrolled with ``step``: ``h_{t+1} = step(h_t, u_t)`` for t = 0..D-1, the
@@ -42,8 +42,13 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
     loss : callable, optional
         ``loss(outputs, targets) -> scalar``; default the sum of the outputs (so that dL/dh_D is
         all ones: the pure propagation of the Jacobian products).
-    h0 : tensor, optional
+    h0 : tensor or array, optional
         ``(batch, state)``; default ``model.initial_state(batch)``.
+    device : str or torch.device, optional
+        Where the network is unrolled. Default: the model's device (its parameters', also for a
+        bound ``model.step``); else where ``h0`` is when it is a torch tensor; else CUDA when
+        available, else CPU. ``h0`` and the inputs are moved there; a device other than the
+        model's is refused (move the model first).
 
     Returns
     -------
@@ -80,8 +85,10 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
         if not hasattr(model, "initial_state") or u_all is None:
             raise ValueError("pass h0= (batch, state): this model has no initial_state or the batch size is unknown.")
         h0 = model.initial_state(u_all.shape[0])
+    dev = resolve_device(device, model if isinstance(model, torch.nn.Module) else step, like=h0)
+    h0 = (h0 if isinstance(h0, torch.Tensor) else torch.as_tensor(np.asarray(h0))).to(dev)
     if u_all is not None:
-        u_all = u_all.to(device=h0.device, dtype=h0.dtype)
+        u_all = u_all.to(device=dev, dtype=h0.dtype)
     h = h0.detach().clone().requires_grad_(True)
     states = [h]
     with torch.enable_grad():

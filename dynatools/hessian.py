@@ -19,7 +19,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_choice, check_finite_parameters, check_positive_int
+from dynatools._validation import (
+    check_choice,
+    check_finite_parameters,
+    check_positive_int,
+    resolve_device,
+    resolve_seed,
+)
 
 __all__ = ["hessian_eigenvalues", "hessian_density", "hessian_trace"]
 
@@ -30,7 +36,7 @@ class _Flat:
     """A loss of (a tensor | tuple/list of tensors | dict of tensors) seen as a function of one
     flat float64 vector, with counted Hessian-vector products."""
 
-    def __init__(self, loss_fn: Callable, params: Any) -> None:
+    def __init__(self, loss_fn: Callable, params: Any, device: Any = None) -> None:
         if isinstance(params, torch.nn.Module):
             raise TypeError("params is a Module; pass a dict such as dict(model.named_parameters()) "
                             "and a loss_fn(params) that calls torch.func.functional_call(model, params, ...).")
@@ -47,11 +53,13 @@ class _Flat:
         self.loss_fn, self.kind, self.names = loss_fn, kind, names
         self.shapes = [t.shape for t in tensors]
         self.sizes = [t.numel() for t in tensors]
-        self.dtype, self.device = tensors[0].dtype, tensors[0].device
-        self.x0 = torch.cat([t.detach().reshape(-1).to(self.dtype) for t in tensors])
+        self.dtype = tensors[0].dtype
+        self.device = tensors[0].device if device is None else resolve_device(device)   # default: the model's
+        self.x0 = torch.cat([t.detach().reshape(-1).to(device=self.device, dtype=self.dtype) for t in tensors])
         check_finite_parameters(zip(names, tensors), what="params")
         self.n = self.x0.numel()
         self.n_hvp = 0
+        self.tick: Callable[[], Any] | None = None        # progress: called once per HVP
         from torch.func import grad
 
         self._grad = grad(self._f)
@@ -91,6 +99,8 @@ class _Flat:
         from torch.func import jvp
 
         self.n_hvp += 1
+        if self.tick is not None:
+            self.tick()
         return self._call(lambda: jvp(self._grad, (self.x0,), (v.to(self.dtype),))[1])
 
     def hvp_numpy(self, v: np.ndarray) -> np.ndarray:
@@ -104,9 +114,18 @@ class _Flat:
         return H.detach().to(torch.float64).cpu().numpy()
 
 
+def _bar(progress: bool, iterable: Any, desc: str, unit: str):
+    """A tqdm bar (over ``iterable``, or counting updates when it is None), disabled unless
+    ``progress``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit, disable=not progress)
+
+
 def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: str = "LA",
                         method: str = "lanczos", tol: float = 0.0, maxiter: int | None = None,
-                        return_eigenvectors: bool = False, seed: int | None = 0) -> xr.Dataset:
+                        return_eigenvectors: bool = False, seed: int | None = None, device: Any = None,
+                        progress: bool = False) -> xr.Dataset:
     """The k extreme eigenvalues of the Hessian of ``loss_fn`` at ``params``.
 
     Parameters
@@ -131,15 +150,22 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
         Lanczos restarts limit (scipy's default when None).
     return_eigenvectors : bool, default=False
         Also return the eigenvectors as ``eigenvector`` (``eigenvalue``, ``param``).
-    seed : int or None, default=0
-        Seeds Lanczos' start vector.
+    seed : int or None, default=None
+        Seeds Lanczos' start vector; None draws a fresh seed. The seed used is stored in the
+        attribute ``seed`` (pass it back to reproduce the result exactly).
+    device : str or torch.device, optional
+        Where the Hessian-vector products run. Default: the device of ``params`` (the model's).
+        Another device moves ``params`` there; ``loss_fn`` must then accept them there (its data
+        on that device too).
+    progress : bool, default=False
+        Show a progress bar counting Hessian-vector products (Lanczos' total is not known ahead).
 
     Returns
     -------
     xarray.Dataset
         ``hessian_eigenvalue`` over dim ``eigenvalue`` (rank 0 = the most extreme in ``which``'s
         sense: descending for LA/LM, ascending for SA) and attrs ``n_params``, ``n_hvp`` (number of
-        Hessian-vector products used), ``method``, ``which``.
+        Hessian-vector products used), ``method``, ``which``, ``tol``, ``seed``.
 
     Examples
     --------
@@ -155,7 +181,8 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
     check_choice("which", which, WHICH)
     check_choice("method", method, ("lanczos", "dense"))
     k = check_positive_int("k", k)
-    flat = _Flat(loss_fn, params)
+    seed = resolve_seed(seed)
+    flat = _Flat(loss_fn, params, device)
     n = flat.n
     if k > n:
         raise ValueError(f"k={k} exceeds the number of parameters {n}.")
@@ -173,14 +200,19 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
 
         op = LinearOperator((n, n), matvec=flat.hvp_numpy, dtype=np.float64)
         rng = np.random.default_rng(seed)
-        vals, V = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=rng.standard_normal(n))
+        bar = _bar(progress, None, "hessian_eigenvalues", "hvp")
+        flat.tick = bar.update
+        try:
+            vals, V = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=rng.standard_normal(n))
+        finally:
+            bar.close()
         order = {"LA": np.argsort(-vals), "SA": np.argsort(vals), "LM": np.argsort(-np.abs(vals))}[which]
         vals, vecs = vals[order], V[:, order].T
         used = "lanczos"
     ds = xr.Dataset({"hessian_eigenvalue": ("eigenvalue", vals)},
                     coords={"eigenvalue": np.arange(k)},
                     attrs={"n_params": n, "n_hvp": flat.n_hvp, "method": used, "which": which,
-                           "tol": tol})
+                           "tol": tol, "seed": seed})
     if return_eigenvectors:
         ds["eigenvector"] = (("eigenvalue", "param"), vecs)
     return ds
@@ -211,7 +243,7 @@ def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, m: int)
 
 def hessian_density(loss_fn: Callable, params: Any, *, n_probes: int = 10, lanczos_steps: int = 80,
                     grid: np.ndarray | int = 400, sigma: float | None = None,
-                    seed: int | None = 0) -> xr.Dataset:
+                    seed: int | None = None, device: Any = None, progress: bool = False) -> xr.Dataset:
     """Spectral density of the Hessian by stochastic Lanczos quadrature (Ghorbani et al. 2019).
 
     For each of ``n_probes`` random unit vectors, ``lanczos_steps`` Lanczos steps give Ritz values
@@ -228,13 +260,20 @@ def hessian_density(loss_fn: Callable, params: Any, *, n_probes: int = 10, lancz
         Eigenvalue grid, or its number of points spanning the nodes with a 5-sigma margin.
     sigma : float, optional
         Gaussian smoothing width; default 1% of the spectral range.
-    seed : int or None, default=0
+    seed : int or None, default=None
+        Seeds the probe vectors; None draws a fresh seed, stored in the attribute ``seed``.
+    device : str or torch.device, optional
+        Where the Hessian-vector products run. Default: the device of ``params`` (the model's).
+        Another device moves ``params`` there; ``loss_fn`` must then accept them there (its data
+        on that device too).
+    progress : bool, default=False
+        Show a progress bar over the probes.
 
     Returns
     -------
     xarray.Dataset
         ``density`` over ``lambda`` (integrates to 1), and the quadrature itself: ``ritz_value``
-        (nodes) and ``weight`` over ``(probe, node)``.
+        (nodes) and ``weight`` over ``(probe, node)``; attrs include ``seed``.
 
     Examples
     --------
@@ -247,12 +286,13 @@ def hessian_density(loss_fn: Callable, params: Any, *, n_probes: int = 10, lancz
     """
     n_probes = check_positive_int("n_probes", n_probes)
     m = check_positive_int("lanczos_steps", lanczos_steps)
-    flat = _Flat(loss_fn, params)
+    seed = resolve_seed(seed)
+    flat = _Flat(loss_fn, params, device)
     rng = np.random.default_rng(seed)
     m = min(m, flat.n)
     nodes = np.full((n_probes, m), np.nan)
     weights = np.zeros((n_probes, m))
-    for p in range(n_probes):
+    for p in _bar(progress, range(n_probes), "hessian_density", "probe"):
         v0 = rng.choice([-1.0, 1.0], size=flat.n)
         alpha, beta = _lanczos(flat.hvp_numpy, v0, m)
         T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
@@ -276,21 +316,39 @@ def hessian_density(loss_fn: Callable, params: Any, *, n_probes: int = 10, lancz
          "weight": (("probe", "node"), weights)},
         coords={"lambda": grid, "probe": np.arange(n_probes), "node": np.arange(m)},
         attrs={"method": "stochastic Lanczos quadrature", "sigma": sigma, "lanczos_steps": m,
-               "n_probes": n_probes, "n_hvp": flat.n_hvp, "n_params": flat.n},
+               "n_probes": n_probes, "n_hvp": flat.n_hvp, "n_params": flat.n, "seed": seed},
     )
     ds["density"].attrs["description"] = "integrates to 1 over lambda"
     return ds
 
 
 def hessian_trace(loss_fn: Callable, params: Any, *, n_samples: int = 100, confidence: float = 0.95,
-                  seed: int | None = 0) -> xr.Dataset:
+                  seed: int | None = None, device: Any = None, progress: bool = False) -> xr.Dataset:
     """Trace of the Hessian by Hutchinson's estimator ``E[v^T H v]`` with Rademacher ``v``, and a
     Student-t confidence interval over the samples.
+
+    Parameters
+    ----------
+    loss_fn, params
+        As for :func:`hessian_eigenvalues`.
+    n_samples : int, default=100
+        Rademacher vectors (at least 2).
+    confidence : float, default=0.95
+        Level of the Student-t interval.
+    seed : int or None, default=None
+        Seeds the Rademacher vectors; None draws a fresh seed, stored in the attribute ``seed``.
+    device : str or torch.device, optional
+        Where the Hessian-vector products run. Default: the device of ``params`` (the model's).
+        Another device moves ``params`` there; ``loss_fn`` must then accept them there (its data
+        on that device too).
+    progress : bool, default=False
+        Show a progress bar over the samples.
 
     Returns
     -------
     xarray.Dataset
-        ``trace`` (the mean), ``ci_low``, ``ci_high`` and the individual ``sample`` values.
+        ``trace`` (the mean), ``ci_low``, ``ci_high`` and the individual ``samples`` (dim
+        ``sample``); attrs ``method``, ``confidence``, ``n_hvp``, ``n_params``, ``seed``.
 
     Examples
     --------
@@ -306,10 +364,11 @@ def hessian_trace(loss_fn: Callable, params: Any, *, n_samples: int = 100, confi
     n_samples = check_positive_int("n_samples", n_samples, minimum=2)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1); found {confidence}.")
-    flat = _Flat(loss_fn, params)
+    seed = resolve_seed(seed)
+    flat = _Flat(loss_fn, params, device)
     rng = np.random.default_rng(seed)
     samples = np.empty(n_samples)
-    for i in range(n_samples):
+    for i in _bar(progress, range(n_samples), "hessian_trace", "sample"):
         v = rng.choice([-1.0, 1.0], size=flat.n)
         samples[i] = v @ flat.hvp_numpy(v)
     mean = samples.mean()
@@ -317,5 +376,5 @@ def hessian_trace(loss_fn: Callable, params: Any, *, n_samples: int = 100, confi
     return xr.Dataset(
         {"trace": mean, "ci_low": mean - half, "ci_high": mean + half, "samples": ("sample", samples)},
         attrs={"method": "Hutchinson (Rademacher)", "confidence": confidence, "n_hvp": flat.n_hvp,
-               "n_params": flat.n},
+               "n_params": flat.n, "seed": seed},
     )

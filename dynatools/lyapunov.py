@@ -19,33 +19,22 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_finite_parameters, check_positive_int
+from dynatools._validation import (
+    check_finite_parameters,
+    check_positive_int,
+    module_parameter,
+    resolve_device,
+    resolve_seed,
+)
 
 __all__ = ["lyapunov_spectrum", "jacobian_from_step"]
 
 Step = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def _owner_parameter(step: Step) -> torch.Tensor | None:
-    """The first parameter of the module ``step`` is a bound method of (e.g. ``model.step``)."""
-    owner = getattr(step, "__self__", None)
-    if isinstance(owner, torch.nn.Module):
-        return next(owner.parameters(), None)
-    return None
-
-
-def _default_device(device: Any, step: Step) -> torch.device:
-    if device is None:
-        p = _owner_parameter(step)
-        if p is not None:
-            return p.device                          # where the model lives
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _default_dtype(dtype: torch.dtype | None, step: Step) -> torch.dtype:
     if dtype is None:
-        p = _owner_parameter(step)
+        p = module_parameter(step)
         return p.dtype if p is not None and p.is_floating_point() else torch.float64
     return dtype
 
@@ -85,7 +74,7 @@ def lyapunov_spectrum(
     jacobian: Callable | str | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-    seed: int | None = 0,
+    seed: int | None = None,
     progress: bool = False,
 ) -> xr.Dataset:
     r"""Lyapunov exponents of the map ``h_{t+1} = step(h_t, u_t)`` along one or more trajectories.
@@ -116,16 +105,18 @@ def lyapunov_spectrum(
         when ``step`` is a bound method of an object that has one, else ``torch.func.jacrev``.
     device : str or torch.device, optional
         Default: where the model's parameters are when ``step`` is a bound method of a
-        ``torch.nn.Module`` (``model.step``), else CUDA when available, else CPU.
+        ``torch.nn.Module`` (``model.step``); else where ``h0`` is when it is a torch tensor; else
+        CUDA when available, else CPU. A device other than the model's is refused (move the model
+        first).
     dtype : torch.dtype, optional
         Precision of the state and tangent vectors; the log-diagonals are always accumulated in
         float64. Default: the model's parameter dtype for ``model.step`` (call ``model.double()``
         for float64 dynamics), else float64. float32 is faster and accurate to about 1e-5 per
         step; with it, exponents below about ``log(1e-38) / reortho_every`` underflow (a
         RuntimeWarning says so).
-    seed : int or None, default=0
-        Seeds the random orthonormal initial tangent vectors; None draws a fresh seed (recorded in
-        the attribute ``seed``).
+    seed : int or None, default=None
+        Seeds the random orthonormal initial tangent vectors; None draws a fresh seed. The seed
+        used is stored in the attribute ``seed``: pass it back to reproduce the result exactly.
     progress : bool, default=False
         Show a progress bar.
 
@@ -152,7 +143,7 @@ def lyapunov_spectrum(
     >>> bool(abs(float(res.lyapunov[0]) - np.log(2)) < 0.01)
     True
     """
-    dev = _default_device(device, step)
+    dev = resolve_device(device, step, like=h0)
     dtype = _default_dtype(dtype, step)
     owner = getattr(step, "__self__", None)
     if isinstance(owner, torch.nn.Module):
@@ -198,8 +189,7 @@ def lyapunov_spectrum(
     else:
         raise ValueError(f"jacobian={jacobian!r}: pass a callable, 'autograd' or None.")
 
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    seed = resolve_seed(seed)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     Q = torch.linalg.qr(torch.randn(n_traj, n, k, generator=gen, dtype=torch.float64))[0]
     Q = Q.to(device=dev, dtype=dtype)

@@ -26,7 +26,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynatools._validation import check_choice, check_positive_int
+from dynatools._validation import (
+    check_choice,
+    check_positive_int,
+    module_parameter,
+    resolve_device,
+    resolve_seed,
+    same_device,
+)
 
 Score = Callable[[torch.nn.Module], Any]
 
@@ -173,7 +180,7 @@ def ablate(model: torch.nn.Module, units: int | Sequence[int]) -> AblatedModel:
 
 def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
                     which: Literal["longest", "shortest"] = "longest",
-                    tau: Any = None, progress: bool = True) -> xr.Dataset:
+                    tau: Any = None, device: Any = None, progress: bool = False) -> xr.Dataset:
     """Relative accuracy after removing each of the ``n`` units with the longest (or shortest)
     trained timescale tau, one unit at a time (timescale paper, Sec. 4.3 and Fig. 7).
 
@@ -191,7 +198,13 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
         Timescales to rank by, for models without ``effective_tau()``. By default the effective
         tau (``clamp(tau, 1)``) ranks the units and ties, such as every unit whose raw tau is
         below 1, are broken by the raw trained tau (attr ``ties``).
-    progress : bool, default=True
+    device : str or torch.device, optional
+        Where the model is evaluated. Default: the model's device (no copy is moved). Another
+        device evaluates a copy of the model moved there (``score`` must then work with a model
+        on that device, as ``trainers.evaluation.accuracy_scorer`` does: it draws its inputs
+        where the model is).
+    progress : bool, default=False
+        Show a progress bar over the ablated units.
 
     Returns
     -------
@@ -207,7 +220,7 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
     >>> from trainers.evaluation import accuracy_scorer
     >>> net = trainers.LeakyRNN(8, generator=torch.Generator().manual_seed(0))
     >>> score = lambda m: [0.9, 0.8]        # a stand-in; use accuracy_scorer(task, N, head=...)
-    >>> ablation_by_tau(net, score, n=2, progress=False).relative_accuracy.shape
+    >>> ablation_by_tau(net, score, n=2).relative_accuracy.shape
     (2, 2)
     """
     from tqdm.auto import tqdm
@@ -230,6 +243,7 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
         raise ValueError("tau contains NaN or inf; pass finite timescales, one per unit.")
     if n > n_units:
         raise ValueError(f"n={n} exceeds the model's {n_units} units.")
+    model = _on_device(model, device)
     # Ties of the effective tau (raw values below 1 are all clamped to 1) are broken by the raw
     # trained value, so the "shortest" units do not depend on the unit numbering.
     sign = -1.0 if which == "longest" else 1.0
@@ -256,6 +270,17 @@ def ablation_by_tau(model: torch.nn.Module, score: Score, *, n: int = 20,
     )
 
 
+def _on_device(model: torch.nn.Module, device: Any) -> torch.nn.Module:
+    """``model`` itself (device None or its own), or an evaluation copy moved to ``device``."""
+    if device is None:
+        return model
+    dev = resolve_device(device)
+    p = module_parameter(model)
+    if p is not None and same_device(p.device, dev):
+        return model
+    return copy.deepcopy(model).to(dev).eval()
+
+
 def _parameter(model: torch.nn.Module, target: str) -> torch.nn.Parameter:
     params = dict(model.named_parameters())
     if target not in params:
@@ -265,8 +290,8 @@ def _parameter(model: torch.nn.Module, target: str) -> torch.nn.Parameter:
 
 
 def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Score, *,
-            target: str = "W_rec", repeats: int = 10, positive: bool | None = None, seed: int = 0,
-            progress: bool = True) -> xr.Dataset:
+            target: str = "W_rec", repeats: int = 10, positive: bool | None = None,
+            seed: int | None = None, device: Any = None, progress: bool = False) -> xr.Dataset:
     """Relative accuracy under random perturbations of one weight group (Eq. 4 of the timescale
     paper; Eq. 5 of the modular-growth paper), swept over ``epsilons``.
 
@@ -295,8 +320,16 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
     positive : bool, optional
         Default: True for ``"tau"`` (also ``"model.tau"`` of an :class:`AblatedModel`), False
         otherwise.
-    seed : int, default=0
-    progress : bool, default=True
+    seed : int or None, default=None
+        Seeds the directions ``xi``; None draws a fresh seed. The seed used is stored in the
+        attribute ``seed`` (pass it back to reproduce the result exactly).
+    device : str or torch.device, optional
+        Where the model is evaluated. Default: the model's device (no copy is moved). Another
+        device evaluates a copy of the model moved there (``score`` must then work with a model
+        on that device, as ``trainers.evaluation.accuracy_scorer`` does: it draws its inputs
+        where the model is).
+    progress : bool, default=False
+        Show a progress bar over the (repeat, epsilon) evaluations.
 
     Returns
     -------
@@ -310,7 +343,7 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
     >>> from dynatools.robustness import perturb
     >>> net = trainers.LeakyRNN(8, generator=torch.Generator().manual_seed(0))
     >>> score = lambda m: 0.9                # a stand-in; use accuracy_scorer(task, N, head=...)
-    >>> perturb(net, [0.0, 0.1], score, target="tau", repeats=2, progress=False).sizes["epsilon"]
+    >>> perturb(net, [0.0, 0.1], score, target="tau", repeats=2).sizes["epsilon"]
     2
     """
     from tqdm.auto import tqdm
@@ -319,6 +352,9 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
     if eps.ndim != 1 or np.any(eps < 0) or not np.all(np.isfinite(eps)):
         raise ValueError(f"epsilons must be finite numbers >= 0; found {epsilons!r}.")
     repeats = check_positive_int("repeats", repeats)
+    _parameter(model, target)
+    seed = resolve_seed(seed)
+    model = _on_device(model, device)
     original = _parameter(model, target).detach()
     positive = (target.rsplit(".", 1)[-1] == "tau") if positive is None else bool(positive)
     norm = torch.linalg.norm(original)
@@ -330,7 +366,7 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
     clone = copy.deepcopy(model).eval()
     param = _parameter(clone, target)
     for r in range(repeats):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + r)
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + r) % 2**64)
         xi = torch.randn(original.shape, generator=gen, dtype=torch.float64)
         direction = (xi / torch.linalg.norm(xi) * norm.double()).to(original)
         if positive:

@@ -14,17 +14,25 @@ import xarray as xr
 
 
 def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int = 30,
-                      max_lag: int | None = None) -> xr.Dataset:
+                      max_lag: int | None = None, time_dim: str = "time", trial_dim: str = "trial",
+                      unit_dim: str = "unit", progress: bool = False) -> xr.Dataset:
     """Timescales, dimensionality and weight balance of one recording.
 
     Parameters
     ----------
     rec : xarray.Dataset
         A recording (schema v1). ``tau`` (unit coordinate) and ``W_rec`` are used when present.
+        Dims besides trial, time and unit (e.g. ``member`` of an ensemble, also on ``tau`` and
+        ``W_rec``) are batch dims: each entry is analysed on its own and the dims are kept.
     threshold : float, default=0.9
         PCA dimensionality threshold (timescale paper Fig. 6b).
     fit_lag, max_lag : int
         Passed to :func:`dynatools.timescales`.
+    time_dim, trial_dim, unit_dim : str
+        Names of the activity's dims (the schema's by default). ``W_rec`` keeps the schema's
+        ``(unit, unit_pre)``.
+    progress : bool, default=False
+        Show progress bars (autocorrelations, covariances).
 
     Returns
     -------
@@ -32,9 +40,9 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
         The :func:`dynatools.timescales` result (``tau_net``, fits and ``autocorrelation`` over
         ``unit`` and ``lag``), plus ``tau`` (trained timescale per unit, NaN if unknown), the
         :func:`dynatools.weight_balance` variables per unit (``positive_sum``, ``negative_sum``,
-        ``mean_incoming``, ``balance``; if ``W_rec`` is present), and the scalars
-        ``dimensionality`` (mean over trials), ``dimensionality_std``, ``participation_ratio``.
-        Attrs: those of the timescales result, plus ``dimensionality_threshold``.
+        ``mean_incoming``, ``balance``; if ``W_rec`` is present), and ``dimensionality`` (mean
+        over trials), ``dimensionality_std``, ``participation_ratio`` (scalars, or over the batch
+        dims). Attrs: those of the timescales result, plus ``dimensionality_threshold``.
 
     Examples
     --------
@@ -43,22 +51,28 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
     >>> int(res.dimensionality) > 0, "tau_net" in res
     (True, True)
     """
+    from dynatools._batch import batch_dims, over_batch
     from dynatools.connectivity import weight_balance
     from dynatools.dimensionality import pca_dimensionality
     from dynatools.timescales import timescales
 
-    res = timescales(rec, fit_lag=fit_lag, max_lag=max_lag)
-    tau = rec["tau"].values if "tau" in rec.coords else np.full(rec.sizes["unit"], np.nan)
+    dims = dict(time_dim=time_dim, trial_dim=trial_dim, unit_dim=unit_dim)
+    res = timescales(rec, fit_lag=fit_lag, max_lag=max_lag, progress=progress, **dims)
     res = res.drop_vars("tau", errors="ignore")          # the recording's coordinate -> a variable
-    res["tau"] = ("unit", np.asarray(tau, dtype=float))
-    dim = pca_dimensionality(rec, threshold)
-    res["dimensionality"] = float(dim.dimensionality.mean())
-    res["dimensionality_std"] = float(dim.dimensionality.std())
-    res["participation_ratio"] = float(dim.participation_ratio.mean())
+    if "tau" in rec.coords:
+        res["tau"] = rec["tau"].variable.astype(float)
+    else:
+        res["tau"] = (unit_dim, np.full(rec.sizes[unit_dim], np.nan))
+    dim = pca_dimensionality(rec, threshold, progress=progress, **dims)
+    res["dimensionality"] = dim.dimensionality.mean(trial_dim).astype(float)
+    res["dimensionality_std"] = dim.dimensionality.std(trial_dim).astype(float)
+    res["participation_ratio"] = dim.participation_ratio.mean(trial_dim)
     if "W_rec" in rec.data_vars:
-        wb = weight_balance(rec)
-        for name in ("positive_sum", "negative_sum", "mean_incoming", "balance"):
-            res[name] = ("unit", wb[name].values)
+        names = ["positive_sum", "negative_sum", "mean_incoming", "balance"]
+        W = rec["W_rec"]
+        wb = over_batch(W, batch_dims(W, ("unit", "unit_pre")), lambda w, where: weight_balance(w)[names])
+        for name in names:
+            res[name] = wb[name].variable
     res.attrs["dimensionality_threshold"] = float(threshold)
     return res
 

@@ -84,7 +84,7 @@ def autocorrelation(
     activity: Any,
     *,
     max_lag: int,
-    dim: str = "time",
+    time_dim: str = "time",
     trial_dim: str = "trial",
     unit_dim: str = "unit",
     population: bool = False,
@@ -111,10 +111,10 @@ def autocorrelation(
     activity : xarray.Dataset, xarray.DataArray or ndarray
         A recording (its ``activity`` is used), or activity with dims ``(trial, time, unit)``; a
         plain array is taken to have those dims (2-D: ``(time, unit)``). Other dims are kept.
-        Dask-backed data must not be chunked along ``dim``.
+        Dask-backed data must not be chunked along ``time_dim``.
     max_lag : int
         Largest lag, in samples; must be < T.
-    dim, trial_dim, unit_dim : str
+    time_dim, trial_dim, unit_dim : str
         Names of the time, trial and unit dims. ``trial_dim`` may be absent (one trial).
     population : bool, default=False
         If True, the autocorrelation of the activity summed over ``unit_dim``.
@@ -130,15 +130,16 @@ def autocorrelation(
     Returns
     -------
     xarray.DataArray
-        Named ``"autocorrelation"``, with dim ``lag`` in place of ``dim`` and ``trial_dim``
-        (``(unit, lag)`` for a recording; ``(lag,)`` with ``population=True``). The ``lag``
+        Named ``"autocorrelation"``, with dim ``lag`` in place of ``time_dim`` and ``trial_dim``
+        (``(unit, lag)`` for a recording; ``(lag,)`` with ``population=True``); any other dim
+        (e.g. ``member`` of an ensemble) is kept as a batch dim, leading. The ``lag``
         coordinate is in the units of the time coordinate (``k * dt``). Attributes record the
         parameters.
 
     Raises
     ------
     ValueError
-        Missing dims, ``max_lag >= T``, NaN or inf in the data, chunks along ``dim``.
+        Missing dims, ``max_lag >= T``, NaN or inf in the data, chunks along ``time_dim``.
     TypeError
         Integer, boolean or complex data.
 
@@ -159,29 +160,29 @@ def autocorrelation(
     (('unit', 'lag'), 1.0)
     """
     da = as_activity(activity)
-    check_core_dims(da, [dim, unit_dim] if population else [dim])
+    check_core_dims(da, [time_dim, unit_dim] if population else [time_dim])
     max_lag = check_positive_int("max_lag", max_lag, minimum=0)
     if dtype is not None:
         check_choice("dtype", dtype, ("float32", "float64"))
-    n_time = da.sizes[dim]
+    n_time = da.sizes[time_dim]
     if n_time <= max_lag:
         raise ValueError(
-            f"max_lag={max_lag} needs more than {max_lag} samples along {dim!r}, but the data "
+            f"max_lag={max_lag} needs more than {max_lag} samples along {time_dim!r}, but the data "
             f"have {n_time}. Lower max_lag or record longer (for unbiased timescales, T should "
             f"be many times the longest timescale)."
         )
     if n_time < 2:
-        raise ValueError(f"the data have {n_time} sample along {dim!r}; need at least 2.")
+        raise ValueError(f"the data have {n_time} sample along {time_dim!r}; need at least 2.")
     dask_backed = is_dask(da)
     if dask_backed:
         chunks = dict(zip(da.dims, da.chunks))
-        if len(chunks[dim]) > 1:
+        if len(chunks[time_dim]) > 1:
             raise ValueError(
-                f"the data are chunked along {dim!r} ({len(chunks[dim])} chunks); an "
+                f"the data are chunked along {time_dim!r} ({len(chunks[time_dim])} chunks); an "
                 f"autocorrelation needs whole series. Rechunk over units or trials instead: "
-                f"da.chunk({{{dim!r}: -1, {unit_dim!r}: 100}})."
+                f"da.chunk({{{time_dim!r}: -1, {unit_dim!r}: 100}})."
             )
-    spacing, units = _lag_spacing(da, dim)
+    spacing, units = _lag_spacing(da, time_dim)
     work = np.dtype(dtype) if dtype is not None else (np.dtype(np.float32) if da.dtype == np.float32 else np.dtype(np.float64))
 
     if population:
@@ -192,7 +193,7 @@ def autocorrelation(
     if progress and not dask_backed:
         from tqdm.auto import tqdm
 
-        n_series = int(np.prod([s for d, s in da.sizes.items() if d != dim]))
+        n_series = int(np.prod([s for d, s in da.sizes.items() if d != time_dim]))
         bar = tqdm(total=n_series, desc="autocorrelation", unit="series")
 
     def kernel(x: np.ndarray) -> np.ndarray:
@@ -207,8 +208,8 @@ def autocorrelation(
     try:
         per_trial = xr.apply_ufunc(
             kernel,
-            da.drop_vars([c for c in da.coords if dim in da[c].dims]),
-            input_core_dims=[[dim]],
+            da.drop_vars([c for c in da.coords if time_dim in da[c].dims]),
+            input_core_dims=[[time_dim]],
             output_core_dims=[["lag"]],
             dask="parallelized",
             output_dtypes=[np.float64],
@@ -502,7 +503,7 @@ def timescales(
     criterion: Literal["aic", "bic"] = "aic",
     reference: bool = False,
     population: bool = False,
-    dim: str = "time",
+    time_dim: str = "time",
     trial_dim: str = "trial",
     unit_dim: str = "unit",
     progress: bool = False,
@@ -521,7 +522,7 @@ def timescales(
     max_lag : int, optional
         Lags to compute and store; default ``max(fit_lag, 200)`` capped at T - 1.
     fit_lag, criterion, reference : see :func:`fit_timescales`.
-    population, dim, trial_dim, unit_dim, progress : see :func:`autocorrelation`.
+    population, time_dim, trial_dim, unit_dim, progress : see :func:`autocorrelation`.
     **fit_kwargs
         More options of :func:`fit_timescales` (``tau_max``, ``min_weight``, ``min_ratio``,
         ``errors``).
@@ -539,18 +540,18 @@ def timescales(
     ['amplitude_double', 'amplitude_single', 'autocorrelation']
     """
     da = as_activity(recording)
-    if dim in da.dims and da.sizes[dim] <= fit_lag:
+    if time_dim in da.dims and da.sizes[time_dim] <= fit_lag:
         raise ValueError(
-            f"the recording has {da.sizes[dim]} samples along {dim!r}, but fit_lag={fit_lag} needs "
+            f"the recording has {da.sizes[time_dim]} samples along {time_dim!r}, but fit_lag={fit_lag} needs "
             f"at least {fit_lag + 1}. Lower fit_lag or record longer (for unbiased timescales, "
             f"many times the longest timescale)."
         )
-    if dim in da.dims and max_lag is None:
-        max_lag = min(max(fit_lag, 200), da.sizes[dim] - 1)
+    if time_dim in da.dims and max_lag is None:
+        max_lag = min(max(fit_lag, 200), da.sizes[time_dim] - 1)
     elif max_lag is None:
         max_lag = fit_lag
     ac = autocorrelation(
-        da, max_lag=max_lag, dim=dim, trial_dim=trial_dim, unit_dim=unit_dim,
+        da, max_lag=max_lag, time_dim=time_dim, trial_dim=trial_dim, unit_dim=unit_dim,
         population=population, progress=progress,
     )
     with warnings.catch_warnings():

@@ -94,3 +94,10 @@ def test_weight_spectrum_of_a_rotation_and_a_triangle():
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_a_stacked_ensemble_of_matrices_is_refused_with_the_fix():
+    W = xr.DataArray(np.ones((2, 3, 3)), dims=("member", "unit", "unit_pre"))
+    with pytest.raises(ValueError, match=r"without batch dims.*W_rec.isel\(member=0\)"):
+        weight_balance(W)
+    assert weight_balance(W.isel(member=0)).sizes["unit"] == 3

@@ -123,3 +123,23 @@ def test_fewer_samples_than_units_warns():
     assert int(res.dimensionality.max()) <= 29                           # rank <= T - 1 after centring
     with pytest.warns(UserWarning, match="60 samples"):
         participation_ratio(np.random.default_rng(1).standard_normal((2, 30, 80)), per="pooled")
+
+
+@pytest.mark.parametrize("per", ["trial", "pooled"])
+def test_an_ensembles_member_dim_is_a_batch_dim(per):
+    # member m has d = m + 1 isotropic dimensions: each member's count is its own
+    x = np.stack([_embedded(m + 1, n_units=6, T=400, trials=2, seed=m) for m in range(3)], axis=1)
+    da = xr.DataArray(x, dims=("trial", "member", "time", "unit"), coords={"member": ["a", "b", "c"]})
+    res, pr = pca_dimensionality(da, 0.99, per=per), participation_ratio(da, per=per)
+    assert res.dimensionality.dims[0] == "member" and pr.dims[0] == "member"
+    assert list(res.member.values) == ["a", "b", "c"]
+    for m in range(3):
+        assert res.isel(member=m, drop=True).identical(pca_dimensionality(da.isel(member=m), 0.99, per=per))
+        assert pr.isel(member=m, drop=True).identical(participation_ratio(da.isel(member=m), per=per))
+        lam = np.linalg.eigvalsh(np.cov(x[:, m].reshape(-1, 6).T) if per == "pooled" else np.cov(x[0, m].T))[::-1]
+        count = res.dimensionality.isel(member=m).values.flat[0]
+        assert count == np.searchsorted(np.cumsum(lam) / lam.sum(), 0.99 - 1e-12) + 1 == m + 1
+    bad = da.copy()
+    bad[1, 2] = 1.0                                        # member c, trial 1 is constant
+    with pytest.raises(ValueError, match="zero variance in member c, trial 1"):
+        pca_dimensionality(bad)

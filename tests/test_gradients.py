@@ -72,3 +72,19 @@ def test_nan_weights_and_a_diverging_map_are_named():
         gradient_norms(net, torch.zeros(1, 3, 1))
     with pytest.raises(ValueError, match="diverged over the 2000 steps"):
         gradient_norms(lambda h, u: 10.0 * h, 2000, h0=torch.ones(1, 2, dtype=torch.float64))
+
+
+def test_device_is_the_models_else_h0s_and_another_is_refused():
+    trainers = pytest.importorskip("trainers")
+    model = trainers.LeakyRNN(4, n_heads=1, generator=torch.Generator().manual_seed(0)).double()   # on the CPU
+    u = torch.rand(2, 3, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert gradient_norms(model, u).identical(gradient_norms(model, u, device="cpu"))    # no device=: the model's
+    with pytest.raises(ValueError, match="model's parameters are on 'cpu'"):
+        gradient_norms(model, u, device="meta")
+    with pytest.raises(ValueError, match="not a torch device"):
+        gradient_norms(model, u, device="gpu0")
+    W = 0.5 * torch.eye(2, dtype=torch.float64)                  # a step closing over a CPU tensor runs
+    g = gradient_norms(lambda h, x: h @ W, 2, h0=torch.ones(1, 2, dtype=torch.float64))  # where h0 is
+    np.testing.assert_allclose(g.sel(norm="linf"), [0.25, 0.5, 1.0])
+    g = gradient_norms(lambda h, x: 0.5 * h, 2, h0=np.ones((1, 2)))   # a plain array is taken as h0
+    np.testing.assert_allclose(g.sel(norm="linf"), [0.25, 0.5, 1.0])

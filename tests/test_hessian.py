@@ -134,3 +134,27 @@ def test_a_fused_trainers_model_gets_the_fix_in_the_message():
         hessian_eigenvalues(lambda p: functional_call(net, p, (u,)).sum(), params, k=2)
     net.fused = False
     assert hessian_eigenvalues(lambda p: functional_call(net, p, (u,)).sum(), params, k=2).sizes["eigenvalue"] == 2
+
+
+@pytest.mark.parametrize("call", [
+    lambda f, x, **kw: hessian_eigenvalues(f, x, k=2, **kw),
+    lambda f, x, **kw: hessian_density(f, x, n_probes=2, lanczos_steps=6, **kw),
+    lambda f, x, **kw: hessian_trace(f, x, n_samples=3, **kw),
+])
+def test_default_seed_is_drawn_stored_and_reproduces_the_result(call):
+    A, f, x0 = _quadratic(seed=6, n=12)
+    a, b = call(f, x0), call(f, x0)
+    assert a.attrs["seed"] != b.attrs["seed"]
+    assert call(f, x0, seed=a.attrs["seed"]).identical(a)
+
+
+def test_device_defaults_to_the_params_and_progress_counts_hvps(capsys):
+    A, f, x0 = _quadratic(seed=7, n=12)
+    res = hessian_eigenvalues(f, x0, k=2, seed=0)                   # no device=: where params are
+    assert res.identical(hessian_eigenvalues(f, x0, k=2, seed=0, device="cpu"))
+    with pytest.raises(ValueError, match="not a torch device"):
+        hessian_trace(f, x0, n_samples=3, device="gpu0")
+    hessian_trace(f, x0, n_samples=3, seed=0, progress=True)
+    assert "hessian_trace" in capsys.readouterr().err
+    hessian_eigenvalues(f, x0, k=2, seed=0)                          # the library is quiet by default
+    assert capsys.readouterr().err == ""

@@ -106,8 +106,8 @@ def test_model_step_uses_the_analytic_jacobian_and_agrees_with_autograd():
     model = trainers.LeakyRNN(12, generator=torch.Generator().manual_seed(2)).double()
     u = (torch.rand(2, 300, 1, generator=torch.Generator().manual_seed(3)) < 0.5).double()
     h0 = model.initial_state(2).double()
-    a = lyapunov_spectrum(model.step, h0, u, warmup=50, **CPU)
-    b = lyapunov_spectrum(model.step, h0, u, warmup=50, jacobian="autograd", **CPU)
+    a = lyapunov_spectrum(model.step, h0, u, warmup=50, **CPU)                 # a drawn seed ...
+    b = lyapunov_spectrum(model.step, h0, u, warmup=50, jacobian="autograd", seed=a.attrs["seed"], **CPU)
     assert a.attrs["jacobian"] == "analytic" and b.attrs["jacobian"] == "autograd"
     np.testing.assert_allclose(a.lyapunov, b.lyapunov, atol=1e-10)
 
@@ -130,6 +130,8 @@ def test_divergence_warns_and_reports_inf():
         (dict(step=lambda h, u: h, h0=np.ones((2, 3, 1)), steps=5), ValueError, "expected \\(trajectory, unit\\)"),
         (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, warmup=5), ValueError, "no step to average"),
         (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, jacobian="magic"), ValueError, "jacobian="),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, seed=-1), ValueError, "seed must be an int"),
+        (dict(step=lambda h, u: h, h0=np.ones((2, 3)), steps=5, seed=1.5), TypeError, "seed must be an int"),
     ],
 )
 def test_bad_input(kwargs, error, match):
@@ -153,7 +155,7 @@ def test_a_float32_model_works_with_the_defaults():
     u = torch.rand(2, 80, 1, generator=torch.Generator().manual_seed(2))
     res = lyapunov_spectrum(net.step, h0, u, warmup=20)
     assert res.attrs["dtype"] == "float32" and np.isfinite(res.lyapunov).all()
-    ref = lyapunov_spectrum(net.double().step, h0.double(), u.double(), warmup=20)
+    ref = lyapunov_spectrum(net.double().step, h0.double(), u.double(), warmup=20, seed=res.attrs["seed"])
     np.testing.assert_allclose(res.lyapunov, ref.lyapunov, atol=1e-4)
 
 
@@ -188,3 +190,24 @@ def test_means_leave_out_diverged_trajectories_and_unseeded_runs_differ():
     a = lyapunov_spectrum(lambda h, u: 0.5 * h, np.ones((1, 3)), steps=3, seed=None, device="cpu")
     b = lyapunov_spectrum(lambda h, u: 0.5 * h, np.ones((1, 3)), steps=3, seed=None, device="cpu")
     assert a.attrs["seed"] != b.attrs["seed"]
+
+
+def test_default_seed_is_drawn_stored_and_reproduces_the_result():
+    W = torch.tensor([[0.9, -1.3, 0.2], [1.1, 0.4, -0.7], [-0.3, 0.8, 1.2]], dtype=torch.float64)
+    step = lambda h, u: torch.tanh(h @ W.T)                              # noqa: E731
+    h0 = np.full((2, 3), 0.3)
+    a = lyapunov_spectrum(step, h0, steps=8, **CPU)
+    b = lyapunov_spectrum(step, h0, steps=8, **CPU)
+    assert a.attrs["seed"] != b.attrs["seed"]
+    assert not np.allclose(a.running.values[0], b.running.values[0])    # short runs: Q0 shows
+    assert lyapunov_spectrum(step, h0, steps=8, seed=a.attrs["seed"], **CPU).identical(a)
+
+
+def test_device_defaults_to_the_models_and_another_is_refused():
+    trainers = pytest.importorskip("trainers")
+    model = trainers.LeakyRNN(4, generator=torch.Generator().manual_seed(0)).double()     # on the CPU
+    u = torch.zeros(1, 5, 1, dtype=torch.float64)
+    res = lyapunov_spectrum(model.step, model.initial_state(1), u, seed=0)              # no device=
+    assert res.attrs["dtype"] == "float64" and np.isfinite(res.lyapunov).all()
+    with pytest.raises(ValueError, match="model's parameters are on 'cpu'"):
+        lyapunov_spectrum(model.step, model.initial_state(1), u, device="meta")

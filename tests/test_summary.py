@@ -45,3 +45,18 @@ def test_tau_net_statistics_leave_out_failed_and_at_bound_fits():
     # a run summary's decision is used as it is
     decided = res.assign(tau_net_reliable=("unit", [True, False, False, True, False, True]))
     np.testing.assert_array_equal(reliable_tau_net(decided), [1.0, np.nan, np.nan, 1e-4, np.nan, 100.0])
+
+
+def test_analyze_recording_keeps_an_ensembles_member_dim():
+    rng = np.random.default_rng(3)
+    members = []
+    for m, phi in enumerate((0.5, 0.9)):
+        x = np.zeros((2, 300, 4))
+        for t in range(1, 300):
+            x[:, t] = phi * x[:, t - 1] + rng.standard_normal((2, 4))
+        members.append(dt.from_array(x, W_rec=rng.standard_normal((4, 4)), tau=np.arange(1.0, 5.0) * (m + 1)))
+    ens = xr.concat(members, dim="member", coords="different", compat="equals", combine_attrs="override")
+    res = analyze_recording(ens, fit_lag=10)
+    assert res.tau_net.dims == ("member", "unit") and res.dimensionality.dims == ("member",)
+    for m in range(2):
+        xr.testing.assert_identical(res.isel(member=m, drop=True), analyze_recording(members[m], fit_lag=10))

@@ -167,3 +167,18 @@ def test_float32_time_coordinates_are_evenly_spaced_enough():
     uneven = rec.assign_coords(time=("time", np.r_[t[:-1], t[-1] + 0.01].astype("float32"), rec.time.attrs))
     with pytest.raises(ValueError, match="not evenly spaced"):
         dt.autocorrelation(uneven.activity, max_lag=5)
+
+
+@pytest.mark.parametrize("order", [("member", "trial", "t", "unit"), ("trial", "t", "member", "unit")])
+def test_an_ensembles_member_dim_is_a_batch_dim(rng, order):
+    x = rng.standard_normal((3, 2, 120, 4)).cumsum(axis=2)          # (member, trial, time, unit)
+    da = xr.DataArray(x, dims=("member", "trial", "t", "unit"), coords={"member": [7, 8, 9]}).transpose(*order)
+    ac = dt.autocorrelation(da, max_lag=12, time_dim="t", normalize=False)
+    assert ac.dims == ("member", "unit", "lag") and list(ac.member.values) == [7, 8, 9]
+    for m in range(3):                                               # each member: Eq. 3 by hand
+        np.testing.assert_allclose(ac.isel(member=m), direct_acf(x[m], 12), rtol=1e-10)
+    res = dt.timescales(da, fit_lag=10, max_lag=12, time_dim="t")
+    assert res.tau_net.dims == ("member", "unit")
+    for m in range(3):
+        alone = dt.timescales(da.isel(member=m), fit_lag=10, max_lag=12, time_dim="t")
+        assert res.isel(member=m).identical(alone)
