@@ -126,7 +126,7 @@ def _cmd_hessian(args: argparse.Namespace) -> int:
 
     model, task, Ns, ck = _load(args.source, args.N, "float64")
     loss_fn, params = loss_closure(model, task, Ns, batch=args.batch, seed=args.seed)
-    res = hessian_eigenvalues(loss_fn, params, k=args.k, which=args.which)
+    res = hessian_eigenvalues(loss_fn, params, k=args.k, which=args.which, seed=args.seed)
     if args.density:
         dens = hessian_density(loss_fn, params, n_probes=5, lanczos_steps=40, seed=args.seed)
         attrs = dict(res.attrs, density_n_hvp=dens.attrs["n_hvp"], density_sigma=dens.attrs["sigma"])

@@ -100,7 +100,7 @@ def _robustness(run: _Run, N: int, *, repeats: int, accuracy: dict[str, Any], n_
                                            refresh)
     for target, eps in (("W_rec", EPS_W), ("tau", EPS_TAU)):
         out[f"perturb_{target}"] = _cached(run.dir.analysis_path(f"perturb_{target}", N), cache_key(**key, target=target, eps=eps),
-                                           lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats,
+                                           lambda t=target, e=eps: perturb(model, e, score, target=t, repeats=repeats, seed=0,
                                                                            progress=progress), refresh)
     return out
 
