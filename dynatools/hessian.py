@@ -263,9 +263,7 @@ def hessian_density(loss_fn: Callable, params: Any, *, n_probes: int = 10, lancz
     seed : int or None, default=None
         Seeds the probe vectors; None draws a fresh seed, stored in the attribute ``seed``.
     device : str or torch.device, optional
-        Where the Hessian-vector products run. Default: the device of ``params`` (the model's).
-        Another device moves ``params`` there; ``loss_fn`` must then accept them there (its data
-        on that device too).
+        Where the Hessian-vector products run, as for :func:`hessian_eigenvalues`.
     progress : bool, default=False
         Show a progress bar over the probes.
 
@@ -335,14 +333,9 @@ def hessian_trace(loss_fn: Callable, params: Any, *, n_samples: int = 100, confi
         Rademacher vectors (at least 2).
     confidence : float, default=0.95
         Level of the Student-t interval.
-    seed : int or None, default=None
-        Seeds the Rademacher vectors; None draws a fresh seed, stored in the attribute ``seed``.
-    device : str or torch.device, optional
-        Where the Hessian-vector products run. Default: the device of ``params`` (the model's).
-        Another device moves ``params`` there; ``loss_fn`` must then accept them there (its data
-        on that device too).
-    progress : bool, default=False
-        Show a progress bar over the samples.
+    seed, device, progress
+        As for :func:`hessian_density` (``seed`` draws the Rademacher vectors; the progress bar
+        runs over the samples).
 
     Returns
     -------

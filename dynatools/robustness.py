@@ -324,10 +324,7 @@ def perturb(model: torch.nn.Module, epsilons: float | Sequence[float], score: Sc
         Seeds the directions ``xi``; None draws a fresh seed. The seed used is stored in the
         attribute ``seed`` (pass it back to reproduce the result exactly).
     device : str or torch.device, optional
-        Where the model is evaluated. Default: the model's device (no copy is moved). Another
-        device evaluates a copy of the model moved there (``score`` must then work with a model
-        on that device, as ``trainers.evaluation.accuracy_scorer`` does: it draws its inputs
-        where the model is).
+        Where the model is evaluated, as for :func:`ablation_by_tau`.
     progress : bool, default=False
         Show a progress bar over the (repeat, epsilon) evaluations.
 
