@@ -13,12 +13,15 @@ Recordings and reference networks
     record, import_reference
 Robustness experiments (timescale paper Sec. 4.1, 4.3, App. F)
     continuous_accuracy, accuracy_scorer, retrain, retrain_sweep, refit_readout
+Run analyses and the paper's figures
+    analyze_run, make_report
 
 It imports dynatools; dynatools never imports it.
 """
 
 from __future__ import annotations
 
+from trainers.analyze import analyze_run
 from trainers.checkpoint import CheckpointError, load_model
 from trainers.config import TrainConfig
 from trainers.curricula import CURRICULA
@@ -26,6 +29,7 @@ from trainers.engine import Run, evaluate, resume, train
 from trainers.evaluation import accuracy_scorer, continuous_accuracy
 from trainers.models import GRU, LSTM, MODELS, WCRNN, LeakyRNN
 from trainers.record import record
+from trainers.report import make_report
 from trainers.reference import import_reference
 from trainers.retrain import refit_readout, retrain, retrain_sweep
 from trainers.rundir import RunDir
@@ -42,4 +46,6 @@ __all__ = [
     "record", "import_reference",
     # robustness experiments
     "continuous_accuracy", "accuracy_scorer", "retrain", "retrain_sweep", "refit_readout",
+    # run analyses and figures
+    "analyze_run", "make_report",
 ]
