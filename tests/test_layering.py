@@ -236,3 +236,19 @@ def test_the_blocker_does_block():
     code = SCRIPT.split("import matplotlib", 1)[0] + "import trainers\n"
     proc = subprocess.run([sys.executable, "-c", code, "."], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "must never import trainers" in proc.stderr
+
+
+def test_trainers_uses_only_public_dynatools_modules():
+    """trainers imports dynatools only through public modules (dynatools.utils and the analyses),
+    never a private ``dynatools._*`` one."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "trainers"
+    private = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            private += [f"{path.name}: {n}" for n in names
+                        if n.startswith("dynatools.") and any(part.startswith("_") for part in n.split(".")[1:])]
+    assert not private, private

@@ -108,7 +108,12 @@ def _cmd_lyapunov(args: argparse.Namespace) -> int:
     warmup = min(500, steps // 5) if args.warmup is None else args.warmup
     dtype = next(model.parameters()).dtype
     u, source = _driving_inputs(task, trajectories, steps, gen, dtype)
-    h0 = model.initial_state(trajectories, generator=gen)
+    h0 = model.initial_state(trajectories, generator=gen)    # drawn on the CPU: the same on every device
+    if args.device is not None:
+        from trainers.engine import resolve_device
+
+        dev = resolve_device(args.device)
+        model, h0, u = model.to(dev), h0.to(dev), u.to(dev)
     res = lyapunov_spectrum(model.step, h0, u, k=args.k, warmup=warmup, reortho_every=args.reortho_every,
                             device=args.device, dtype=dtype, seed=args.seed, progress=not args.quiet)
     res.attrs.update(source=str(ck.path), input=source, seed=args.seed)

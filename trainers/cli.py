@@ -81,16 +81,18 @@ def _summary(run) -> None:
     last = run.history[-1] if run.history else None
     metric = last["metric"] if last else ""
     value = f", last mean {metric} {last[f'mean_{metric}']:.4g}" if last else ""
+    parts = []
     if run.config.classes()[0].uses_N:
-        solved = f"largest solved N = {run.max_solved_N}" if run.max_solved_N is not None else "no N solved yet"
-    else:
+        parts.append(f"largest solved N = {run.max_solved_N}" if run.max_solved_N is not None else "no N solved yet")
+    elif last:
         ds = run.metrics()
+        parts.append(f"best {metric} {ds.attrs['best']:.4g}")
         mp = ds.attrs.get("minimal_performance")
-        solved = (f"best {metric} {ds.attrs['best']:.4g}; minimal performance ({mp:g}) "
-                  f"{'reached' if ds.attrs['reached_mp'] else 'not reached'} in {ds.attrs['iterations_to_mp']} "
-                  f"iterations") if mp is not None and "best" in ds.attrs else ""
+        if mp is not None:
+            parts.append(f"minimal performance ({mp:g}) {'reached' if ds.attrs['reached_mp'] else 'not reached'} "
+                         f"in {ds.attrs['iterations_to_mp']} iterations")
     print(f"{run.run_dir}: stopped ({run.stop_reason}) after {len(run.history)} epoch(s) of "
-          f"{run.config.task}; {solved}{value}")
+          f"{run.config.task}; {'; '.join(parts)}{value}")
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -107,10 +109,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print({"task": "tasks:", "model": "models:", "curriculum": "curricula:"}[kind])
         for name in registry:
             cls = registry[name]
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            doc = _first_sentence(cls.__doc__ or "")
             opts = ", ".join(o.name for o in cls.options)
             print(f"  {name:<12} {doc}" + (f"\n  {'':<12} options: {opts}" if opts else ""))
     return 0
+
+
+def _first_sentence(doc: str) -> str:
+    """The docstring's first sentence, on one line (``trainers list``)."""
+    import re
+
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = re.search(r"(?<!Sec)(?<!Eq)(?<!App)(?<!Fig)(?<!i\.e)(?<!e\.g)\.\s+(?=[A-Z])", paragraph)
+    sentence = paragraph if end is None else paragraph[: end.start() + 1]
+    return sentence if len(sentence) <= 100 else sentence[:99] + "…"
 
 
 def _load(run_dir: Path, N: int | None, device: str | None):

@@ -1,6 +1,7 @@
 """The written protocols: what the engine, the recordings and every dynatools analysis need of a
 network and of a task. Classes follow them structurally (no inheritance needed); one test checks
-every registered model and task against them (``tests/trainers/test_protocols.py``).
+every registered model and task against them (``test_protocol`` and ``test_task_protocol`` in
+``tests/trainers/test_models.py``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class Task(Protocol):
     * ``evaluate(model, Ns, *, batch, batches, generator, length_generator, device)``: the metric
       per active head;
     * ``fixed_batch(Ns, size, *, generator, device)``: a reproducible batch (Hessians);
+    * ``recording_stream(trials, steps, *, p, generator, device) -> (inputs, labels)``: the long
+      input of a recording or a Lyapunov spectrum, ``(trials, steps, input_dim)``, and a function
+      ``labels(Ns, t)`` (None when the task has no per-step labels); ``p`` is the probability of
+      a 1 for tasks with random-bit inputs (``bit_inputs = True``), None otherwise;
     * ``config()``: ``{"task": name, **options}``.
     """
 
@@ -87,6 +92,9 @@ class Task(Protocol):
 
     def fixed_batch(self, Ns: Sequence[int] | None, size: int, *, generator: torch.Generator,
                     device: torch.device) -> Any: ...
+
+    def recording_stream(self, trials: int, steps: int, *, p: Any = None, generator: torch.Generator | None = None,
+                         device: torch.device | None = None) -> tuple[torch.Tensor, Any]: ...
 
     def config(self) -> dict[str, Any]: ...
 

@@ -37,6 +37,17 @@ def test_lyapunov_command(run_dir, tmp_path, capsys):
     assert xr.open_dataset(tmp_path / "ly2.nc").sizes["exponent"] == 3
 
 
+@pytest.mark.cuda
+def test_lyapunov_command_on_cuda_equals_the_cpu_result(run_dir, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    argv = ["lyapunov", str(run_dir), "--steps", "100", "--warmup", "10", "--trajectories", "2", "-q"]
+    assert main([*argv, "--device", "cuda", "-o", str(tmp_path / "gpu.nc")]) == 0
+    assert main([*argv, "--device", "cpu", "-o", str(tmp_path / "cpu.nc")]) == 0
+    np.testing.assert_allclose(xr.open_dataset(tmp_path / "gpu.nc").lyapunov.values,
+                               xr.open_dataset(tmp_path / "cpu.nc").lyapunov.values, rtol=1e-6, atol=1e-9)
+
+
 def test_lyapunov_command_equals_the_python_api(run_dir, tmp_path):
     from dynatools.lyapunov import lyapunov_spectrum
 

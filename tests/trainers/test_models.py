@@ -212,7 +212,13 @@ def test_protocol(name):
     assert set(OPTIONAL_NETWORK_METHODS) >= {m for m in OPTIONAL_NETWORK_METHODS if hasattr(model, m)}
 
 
-@pytest.mark.parametrize("name", ["parity", "dms", "adding", "digits", "pdigits"])
+def _tasks_without_files():
+    from trainers.tasks import TASKS
+
+    return [n for n in TASKS if "data" not in TASKS.options(n)]
+
+
+@pytest.mark.parametrize("name", _tasks_without_files())
 def test_task_protocol(name):
     """Every registered task that needs no local files follows trainers.protocols.Task."""
     from trainers.protocols import Task
@@ -237,6 +243,11 @@ def test_task_protocol(name):
     fixed = task.fixed_batch(Ns, 3, generator=_gen(6), device=torch.device("cpu"))
     again = task.fixed_batch(Ns, 3, generator=_gen(6), device=torch.device("cpu"))
     assert torch.equal(fixed.inputs, again.inputs)
+    p = 0.5 if getattr(task, "bit_inputs", False) else None
+    stream, labels = task.recording_stream(2, 30, p=p, generator=_gen(7))
+    assert stream.shape == (2, 30, task.input_dim)
+    if labels is not None:
+        assert labels(Ns, torch.arange(30)).shape == (2, 30, len(Ns))
 
 
 @pytest.mark.parametrize(
