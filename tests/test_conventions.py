@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import dynatools as dt
+from conftest import Tiny
 
 #: keyword -> its one default (docs/api.md)
 DIM_DEFAULTS = {"time_dim": "time", "trial_dim": "trial", "unit_dim": "unit", "lag_dim": "lag",
@@ -61,41 +62,6 @@ def test_every_public_signature_follows_the_convention(name):
         if key in params:
             assert params[key].default is default, f"{name}({key}=...) defaults to {params[key].default!r}"
             assert params[key].kind is inspect.Parameter.KEYWORD_ONLY
-
-
-class Tiny(torch.nn.Module):
-    """A 3-unit linear RNN with the model protocol of DESIGN.md."""
-
-    n_units = 3
-
-    def __init__(self):
-        super().__init__()
-        self.W_rec = torch.nn.Parameter(torch.tensor([[0.5, 0.2, 0.0], [-0.3, 0.4, 0.1], [0.2, 0.0, 0.6]],
-                                                     dtype=torch.float64))
-        self.tau = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
-
-    def unit_axes(self):
-        return {"W_rec": (0, 1), "tau": (0,)}
-
-    def effective_tau(self):
-        return self.tau.clamp(min=1.0)
-
-    def initial_state(self, batch, generator=None):
-        return torch.ones(batch, 3, dtype=torch.float64)
-
-    def step(self, h, u):
-        return h @ self.W_rec.T + u
-
-    def forward(self, u, h0=None):
-        h = self.initial_state(u.shape[0]) if h0 is None else h0
-        out = []
-        for t in range(u.shape[1]):
-            h = self.step(h, u[:, t])
-            out.append(h)
-        return torch.stack(out, 1)
-
-    def readout(self, h, heads=None):
-        return h.sum(-1, keepdim=True)
 
 
 def score(model):

@@ -110,38 +110,7 @@ A = torch.diag(torch.tensor([0.9, 0.5, 0.2], dtype=torch.float64))
 Q = torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))
 
 
-class Tiny(torch.nn.Module):
-    """A 3-unit linear RNN with the model protocol of DESIGN.md (no trainers)."""
-
-    n_units = 3
-
-    def __init__(self):
-        super().__init__()
-        self.W_rec = torch.nn.Parameter(0.5 * torch.eye(3, dtype=torch.float64))
-        self.tau = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
-
-    def unit_axes(self):
-        return {"W_rec": (0, 1), "tau": (0,)}
-
-    def effective_tau(self):
-        return self.tau.clamp(min=1.0)
-
-    def initial_state(self, batch, generator=None):
-        return torch.ones(batch, 3, dtype=torch.float64)
-
-    def step(self, h, u):
-        return h @ self.W_rec.T + (0.0 if u is None else u)
-
-    def forward(self, u, h0=None):
-        h = self.initial_state(u.shape[0]) if h0 is None else h0
-        out = []
-        for t in range(u.shape[1]):
-            h = self.step(h, u[:, t])
-            out.append(h)
-        return torch.stack(out, 1)
-
-    def readout(self, h, heads=None):
-        return h.sum(-1, keepdim=True)
+__TINY__
 
 
 def score(model):
@@ -217,7 +186,12 @@ print("REPORT " + json.dumps(report))
 
 
 def test_every_command_and_public_function_works_without_trainers(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
+    import inspect
+
+    from conftest import Tiny
+
+    script = SCRIPT.replace("__TINY__", inspect.getsource(Tiny))
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT "))
