@@ -233,7 +233,16 @@ class TrainConfig:
         from trainers.models import MODELS
         from trainers.tasks import TASKS
 
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a configuration is a mapping of keys to values (a dict, a TOML table); "
+                            f"found {type(data).__name__} {data!r}.")
         clean = {str(k).replace("-", "_"): v for k, v in data.items()}
+        if len(clean) < len(data):
+            twice = sorted(k for k in clean if sum(str(d).replace("-", "_") == k for d in data) > 1)
+            raise ValueError(f"{twice[0]!r} is given twice (with dashes and with underscores); keep one.")
+        bad = [s for s in SECTIONS if s in clean and not isinstance(clean[s], (Mapping, type(None)))]
+        if bad:
+            raise TypeError(f"{bad[0]} must be a table of options (a dict, a TOML table); found {clean[bad[0]]!r}.")
         legacy = not any(k in clean for k in SECTIONS) and {"negative_slope", "heads_per_step"} <= set(clean)
         if legacy and clean.get("clip") is None:
             clean["clip"] = 0.0                   # 0.1: None disabled clipping
@@ -249,7 +258,11 @@ class TrainConfig:
                 raise ValueError(f"option {key!r} is declared by both {mine}; give it inside one "
                                  f"section, e.g. {{'{mine[0]}': {{'{key}': ...}}}}.")
             if mine:
-                sections.setdefault(mine[0], {})[key] = value
+                section = sections.setdefault(mine[0], {})
+                if key in section and section[key] != value:
+                    raise ValueError(f"option {key!r} is given twice: {value!r} at the top level and "
+                                     f"{section[key]!r} in {mine[0]}; keep one.")
+                section[key] = value
                 continue
             if legacy:
                 continue

@@ -182,17 +182,17 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     cfg = (TrainConfig.from_dict(config) if isinstance(config, dict) else config).resolved()
     device = resolve_device(cfg.device)
     task = cfg.make_task()
-    rd = None
-    if run_dir is not None:
-        rd = RunDir(run_dir)
-        rd.prepare()
-        rd.write_config(cfg)
     init_seed, data_seed, length_seed = _seeds(cfg.seed)
     model = cfg.make_model(task, generator=torch.Generator().manual_seed(init_seed))
     if init is not None:
         _copy_matching(init, model, heads=init_readout)
         if hasattr(init, "h0_scale") and hasattr(model, "h0_scale"):
             model.h0_scale = float(init.h0_scale)
+    rd = None
+    if run_dir is not None:  # only once the model is built: a rejected configuration writes nothing
+        rd = RunDir(run_dir)
+        rd.prepare()
+        rd.write_config(cfg)
     model = model.to(device)
     optimizer = make_optimizer(cfg, model)
     streams = _Streams(torch.Generator(device=device).manual_seed(data_seed),

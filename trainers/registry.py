@@ -34,6 +34,7 @@ ValueError: unknown shape option 'radius' for 'square'; its options: ['side'].
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,9 @@ class Option:
         Numbers must be > 0.
     below : float, optional
         Numbers must be smaller than this (e.g. a momentum below 1).
+    path : bool, default=False
+        A string that names a local file or folder: stored absolute (``~`` expanded), so that a
+        run directory resumes, evaluates and records from any working directory.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Option:
     minimum: float | None = None
     positive: bool = False
     below: float | None = None
+    path: bool = False
 
     def check(self, value: Any, owner: str = "") -> Any:
         """The value, checked and converted; a ValueError names the option and the fix."""
@@ -104,8 +109,12 @@ class Option:
             value = [Option(self.name, 0, self.help, int, minimum=self.minimum).check(v, owner) for v in value]
             return value
         elif self.type is str:
+            if self.path and isinstance(value, os.PathLike):
+                value = os.fspath(value)
             if not isinstance(value, str):
                 raise ValueError(f"{where}{self.name} must be a string; found {value!r}.")
+            if self.path:
+                value = os.path.abspath(os.path.expanduser(value))
         if self.choices is not None:
             check_choice(self.name, value, self.choices)
         if self.positive and not value > 0:

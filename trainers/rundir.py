@@ -210,12 +210,19 @@ class RunDir:
     def config(self) -> TrainConfig:
         """The resolved configuration (``config.json``, else the latest checkpoint's)."""
         if self.config_path.is_file():
-            try:
-                return TrainConfig.from_dict(json.loads(self.config_path.read_text())).resolved()
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"{self.config_path} is damaged ({exc}); delete it: the configuration "
-                                      f"is also in {self.latest_path}.") from exc
+            return TrainConfig.from_dict(self._config_json()).resolved()
         return self.latest.config
+
+    def _config_json(self) -> dict[str, Any]:
+        """The object in ``config.json``; a damaged file is an error that says how to recover."""
+        try:
+            data = json.loads(self.config_path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"it holds {json.dumps(data)[:40]}, not a JSON object")
+        except ValueError as exc:                   # json.JSONDecodeError is a ValueError
+            raise CheckpointError(f"{self.config_path} is damaged ({exc}); delete it: the configuration "
+                                  f"is also in {self.latest_path}.") from exc
+        return data
 
     def metrics(self):
         """The history as an :class:`xarray.Dataset` (:func:`metrics_dataset`), from
@@ -270,11 +277,7 @@ class RunDir:
         """Refuse a ``config.json`` that describes another network than the checkpoints."""
         if not self.config_path.is_file():
             return
-        try:
-            on_disk = TrainConfig.from_dict(json.loads(self.config_path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{self.config_path} is damaged ({exc}); delete it: the configuration "
-                                  f"is also in {self.latest_path}.") from exc
+        on_disk = TrainConfig.from_dict(self._config_json())
         arch = ("task", "model", "units", "n_heads", "curriculum", "model_options")
         diff = [k for k in arch if getattr(on_disk, k) != getattr(cfg, k)]
         if diff:

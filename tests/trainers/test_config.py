@@ -142,6 +142,7 @@ BAD = [
     (dict(task="adding", curriculum="multi-head"), r"task 'adding' has none; use curriculum='fixed'"),
     (dict(curriculum="fixed"), r"curriculum 'fixed' is for tasks without N"),
     (dict(model_options={"slope": 0.1}), r"unknown model option 'slope' for 'leaky'; its options: "),
+    (dict(task="pdigits", permutation_seed=-1), r"permutation_seed must be a non-negative integer"),
 ]
 
 
@@ -164,6 +165,26 @@ def test_from_dict_accepts_dashed_keys():
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match=r"unknown configuration key 'bogus'; valid keys: \[.*'units'"):
         TrainConfig.from_dict({"bogus": 1, "learning-rate": 0.1, "units": 4})
+
+
+@pytest.mark.parametrize("data, match", [
+    ([("units", 4)], r"a configuration is a mapping of keys to values .* found list"),
+    ({"model_options": 3}, r"model_options must be a table of options .* found 3"),
+    ({"task-options": [1]}, r"task_options must be a table of options .* found \[1\]"),
+])
+def test_from_dict_names_a_value_of_the_wrong_kind(data, match):
+    with pytest.raises(TypeError, match=match):
+        TrainConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"n_max": 5, "curriculum_options": {"n_max": 7}}, r"'n_max' is given twice: 5 at the top level and 7 in curriculum_options"),
+    ({"lr-factor": 0.5, "lr_factor": 0.2}, r"'lr_factor' is given twice \(with dashes and with underscores\)"),
+])
+def test_from_dict_refuses_a_key_given_twice(data, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict(data)
+    assert TrainConfig.from_dict({"k": 2, "task_options": {"k": 2}}).task_options == {"k": 2}   # same value
 
 
 def test_json_round_trip():

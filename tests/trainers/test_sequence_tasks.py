@@ -141,3 +141,23 @@ def test_critical_wcrnn_learns_the_adding_problem_of_length_100():
                           "lr": 0.05, "lr_milestones": [15_000, 20_000]}, progress=False)
     res = run.metrics()
     assert res.attrs["reached_mp"] and res.attrs["best"] < 0.05
+
+
+def test_a_run_with_a_relative_data_path_loads_from_any_working_directory(tmp_path, monkeypatch):
+    """--data is stored absolute: resume, evaluate and record work from another directory."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "m.npz", x_train=rng.integers(0, 256, (8, 28, 28)), y_train=rng.integers(0, 10, 8),
+             x_test=rng.integers(0, 256, (4, 28, 28)), y_test=rng.integers(0, 10, 4))
+    monkeypatch.chdir(tmp_path)
+    cfg = {**SEQ, "task": "smnist", "data": "data/m.npz", "units": 4, "batch": 8, "max_epochs": 1}
+    trainers.train(cfg, "run", progress=False)
+    assert trainers.RunDir("run").config.task_options["data"] == str(tmp_path / "data" / "m.npz")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    model, task, head = trainers.RunDir(tmp_path / "run").load()
+    assert task.size("test") == 4
+    assert len(trainers.resume(tmp_path / "run", max_epochs=2, progress=False).history) == 2
+    from_path = trainers.TrainConfig.from_dict({"task": "smnist", "data": tmp_path / "data" / "m.npz"}).resolved()
+    assert from_path.task_options["data"] == str(tmp_path / "data" / "m.npz")   # a Path is taken too

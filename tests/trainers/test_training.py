@@ -144,6 +144,7 @@ def test_resume_can_extend_a_run(tmp_path):
         ({"batch": -3}, "batch must be a positive integer"),
         ({"lr": -1.0}, "lr must be a positive number"),
         ({"n_max": 1}, "n_max=1 is below n_start"),
+        ({"model": "wcrnn", "residual": "rotational", "units": 7}, "even number of units"),  # refused by the model
     ],
 )
 def test_bad_configuration_fails_before_training(tmp_path, change, match):
@@ -351,11 +352,14 @@ def test_a_trainers_0_1_sequence_run_loads_and_names_why_it_cannot_resume(tmp_pa
     assert ds.attrs["metric"] == "rms" and float(ds.rms[0]) == 0.7
 
 
-def test_resume_names_what_is_wrong_with_the_run(tmp_path):
+@pytest.mark.parametrize("content", ["{truncated", "[]", "null"])
+def test_resume_names_what_is_wrong_with_the_run(tmp_path, content):
     trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
-    (tmp_path / "r" / "config.json").write_text("{truncated")
+    (tmp_path / "r" / "config.json").write_text(content)
     with pytest.raises(CheckpointError, match="config.json is damaged"):
         trainers.resume(tmp_path / "r", max_epochs=2, progress=False)
+    with pytest.raises(CheckpointError, match="config.json is damaged"):
+        trainers.RunDir(tmp_path / "r").config
 
 
 SEQ = {"units": 6, "batch": 8, "steps_per_epoch": 3, "max_epochs": 3, "device": "cpu", "seed": 2}

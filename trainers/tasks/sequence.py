@@ -270,9 +270,10 @@ def _digits_arrays(test_fraction: float = 0.25) -> tuple[np.ndarray, ...]:
     return x[tr], y[tr], x[te], y[te]
 
 
-PERMUTATION_SEED = Option("permutation_seed", 0, "permuted tasks: seed of the fixed pixel permutation", int)
+PERMUTATION_SEED = Option("permutation_seed", 0, "permuted tasks: seed of the fixed pixel permutation", int,
+                          minimum=0)
 DATA = Option("data", None, "smnist, psmnist: MNIST folder or npz; scifar10: CIFAR-10 npz (nothing is "
-              "downloaded)", str, nullable=True)
+              "downloaded)", str, nullable=True, path=True)
 
 
 class _RegisteredImages(ImageSequences):
