@@ -120,6 +120,7 @@ def _first_sentence(doc: str) -> str:
     import re
 
     paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    paragraph = re.sub(r":\w+:`~?([^`]*)`", r"\1", paragraph).replace("``", "")    # reST roles and literals
     end = re.search(r"(?<!Sec)(?<!Eq)(?<!App)(?<!Fig)(?<!i\.e)(?<!e\.g)\.\s+(?=[A-Z])", paragraph)
     sentence = paragraph if end is None else paragraph[: end.start() + 1]
     return sentence if len(sentence) <= 100 else sentence[:99] + "…"

@@ -227,6 +227,9 @@ class RunDir:
     def metrics(self):
         """The history as an :class:`xarray.Dataset` (:func:`metrics_dataset`), from
         ``metrics.jsonl`` (or the latest checkpoint's history)."""
+        if self.metrics_path.is_file() and self.config_path.is_file() and not self.latest_path.is_file():
+            history = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+            return metrics_dataset(history, self.config, "")        # the checkpoint is gone, the log is not
         latest = self.latest
         if latest.kind == "sequence":               # trainers 0.1 train-sequence run
             metric = "rms" if latest.config.task == "adding" else "accuracy"

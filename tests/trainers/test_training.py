@@ -385,6 +385,13 @@ def test_sequence_task_runs_resume_exactly(tmp_path, task, extra):
     assert ds.iteration.values[-1] == straight.history[-1]["iteration"]
 
 
+def test_metrics_survive_a_deleted_latest_checkpoint(tmp_path):
+    trainers.train({**TINY, "max_epochs": 2}, tmp_path / "r", progress=False)
+    (tmp_path / "r" / "checkpoints" / "latest.pt").unlink()
+    ds = trainers.RunDir(tmp_path / "r").metrics()
+    assert ds.sizes["epoch"] == 2 and ds.accuracy.dims == ("epoch", "N")
+
+
 def test_lr_milestones_lower_the_learning_rate_at_the_given_iterations():
     run = trainers.train({**SEQ, "task": "adding", "length": 8, "max_epochs": 2, "lr_milestones": [4],
                           "lr_factor": 0.5, "optimizer": "adam"}, progress=False)
