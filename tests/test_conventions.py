@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import dynatools as dt
-from conftest import Tiny
+from tiny_model import Tiny
 
 #: keyword -> its one default (docs/api.md)
 DIM_DEFAULTS = {"time_dim": "time", "trial_dim": "trial", "unit_dim": "unit", "lag_dim": "lag",

@@ -188,7 +188,7 @@ print("REPORT " + json.dumps(report))
 def test_every_command_and_public_function_works_without_trainers(tmp_path):
     import inspect
 
-    from conftest import Tiny
+    from tiny_model import Tiny
 
     script = SCRIPT.replace("__TINY__", inspect.getsource(Tiny))
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
