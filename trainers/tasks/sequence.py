@@ -7,7 +7,6 @@ Nothing is downloaded at run time: MNIST and CIFAR-10 are read from files the us
 from __future__ import annotations
 
 import gzip
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -147,7 +146,7 @@ class AddingProblem(SequenceTask):
         return SequenceBatch(torch.stack([values, cue], -1), target)
 
     def held_out(self, size: int, *, seed: int = 0, replace: bool = False) -> SequenceBatch:
-        """``size`` fresh sequences drawn from ``seed`` (the task is infinite)."""
+        """``size`` fresh sequences drawn from ``seed`` (the task is infinite, so ``replace`` changes nothing)."""
         return self.sample(check_positive_int("size", size), generator=torch.Generator().manual_seed(seed))
 
     def train_batches(self, Ns: Any, *, batch: int, steps: int, generator: torch.Generator,
