@@ -16,6 +16,7 @@ import torch
 import xarray as xr
 
 from dynatools._validation import check_finite_parameters, resolve_device
+from dynatools.lyapunov import _check_model_shapes, _first_step_failed
 
 __all__ = ["gradient_norms"]
 
@@ -81,19 +82,34 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
             raise ValueError(f"inputs have shape {tuple(u_all.shape)}; expected (batch, time, input_dim) "
                              f"or an int number of steps.")
         n_steps = u_all.shape[1]
+        if u_all.shape[0] == 0:
+            raise ValueError(f"inputs have shape {tuple(u_all.shape)}: an empty batch; expected (batch, time, "
+                             f"input_dim) with at least one sequence.")
     if h0 is None:
         if not hasattr(model, "initial_state") or u_all is None:
             raise ValueError("pass h0= (batch, state): this model has no initial_state or the batch size is unknown.")
         h0 = model.initial_state(u_all.shape[0])
     dev = resolve_device(device, model if isinstance(model, torch.nn.Module) else step, like=h0)
     h0 = (h0 if isinstance(h0, torch.Tensor) else torch.as_tensor(np.asarray(h0))).to(dev)
+    if h0.ndim != 2:
+        raise ValueError(f"h0 has shape {tuple(h0.shape)}; expected (batch, state), e.g. "
+                         f"model.initial_state(batch).")
+    if u_all is not None and u_all.shape[0] != h0.shape[0]:
+        raise ValueError(f"h0 has shape {tuple(h0.shape)} but inputs {tuple(u_all.shape)}; expected one state per "
+                         f"input sequence: pass h0 of shape ({u_all.shape[0]}, {h0.shape[1]}).")
+    _check_model_shapes(step, h0, u_all, u_name="inputs", batch="batch")
     if u_all is not None:
         u_all = u_all.to(device=dev, dtype=h0.dtype)
     h = h0.detach().clone().requires_grad_(True)
     states = [h]
     with torch.enable_grad():
         for t in range(n_steps):
-            h = step(h, None if u_all is None else u_all[:, t])
+            try:
+                h = step(h, None if u_all is None else u_all[:, t])
+            except RuntimeError as exc:           # torch's own shape messages, on the first step
+                if t:
+                    raise
+                raise _first_step_failed(exc, h0, u_all, batch="batch") from exc
             if h.shape != states[0].shape:
                 raise ValueError(f"step returned shape {tuple(h.shape)} for a state of shape "
                                  f"{tuple(states[0].shape)}.")

@@ -56,6 +56,60 @@ def jacobian_from_step(step: Step) -> Callable[[torch.Tensor, torch.Tensor | Non
     return jac
 
 
+def _declared_size(step: Any, names: tuple[str, ...]) -> tuple[str, int] | tuple[None, None]:
+    """The first of ``names`` that the model behind ``step`` (the object ``model.step`` is bound
+    to, or ``step`` itself) declares as an int, e.g. ``("state_size", 8)``; else ``(None, None)``."""
+    for owner in (getattr(step, "__self__", None), step):
+        if owner is None:
+            continue
+        for name in names:
+            try:
+                value = getattr(owner, name, None)
+            except Exception:             # a property that fails is no declaration
+                value = None
+            if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+                return name, int(value)
+    return None, None
+
+
+def _check_model_shapes(step: Any, h: Any, u: Any, *, h_name: str = "h0", u_name: str = "inputs",
+                        batch: str = "trajectory") -> None:
+    """Refuse, before any step is taken, a state ``h`` ``(batch, unit)`` or inputs ``u``
+    ``(batch, time, input_dim)`` that are empty or do not fit the sizes the model declares
+    (``state_size`` or ``n_units``, ``input_dim``), with the argument, the shapes and the fix.
+    Shared by :func:`lyapunov_spectrum` and :func:`dynatools.gradients.gradient_norms`."""
+    if h.shape[0] == 0:
+        raise ValueError(f"{h_name} has shape {tuple(h.shape)}: its {batch} axis is empty; expected ({batch}, "
+                         f"unit) with at least one row (e.g. model.initial_state(1)).")
+    if h.shape[1] == 0:
+        raise ValueError(f"{h_name} has shape {tuple(h.shape)}: zero units; expected ({batch}, unit) with the "
+                         f"map's state size (at least 1).")
+    attr, n = _declared_size(step, ("state_size", "n_units"))
+    if n is not None and h.shape[1] != n:
+        raise ValueError(f"{h_name} has shape {tuple(h.shape)}: {h.shape[1]} units, but the model's "
+                         f"state has {n} (model.{attr}); pass {h_name} of shape ({batch}, {n}), e.g. "
+                         f"model.initial_state({h.shape[0]}).")
+    if u is None:
+        return
+    if u.shape[1] == 0:
+        raise ValueError(f"{u_name} have shape {tuple(u.shape)}: zero time steps; expected ({batch}, time, "
+                         f"input_dim) with at least one step.")
+    attr, d = _declared_size(step, ("input_dim",))
+    if d is not None and u.shape[2] != d:
+        raise ValueError(f"{u_name} have shape {tuple(u.shape)}, input_dim {u.shape[2]}, but the model takes "
+                         f"{d} inputs (model.{attr}); pass {u_name} of shape ({batch}, time, {d}).")
+
+
+def _first_step_failed(exc: Exception, h: Any, u: Any, *, h_name: str = "h0", u_name: str = "inputs",
+                       batch: str = "trajectory") -> ValueError:
+    """A shape error of torch on the first step, said in terms of the caller's arguments."""
+    found = f"{h_name} of shape {tuple(h.shape)}" + ("" if u is None else f" and {u_name} of shape {tuple(u.shape)}")
+    return ValueError(f"step(h, u) failed on the first step with {found} ({type(exc).__name__}: {exc}). "
+                      f"Check that {h_name} is ({batch}, unit) with the map's number of units"
+                      + ("" if u is None else f" and {u_name} ({batch}, time, input_dim) with its input size")
+                      + ".")
+
+
 def _analytic_jacobian(step: Step):
     owner = getattr(step, "__self__", None)
     fn = getattr(owner, "jacobian", None) if owner is not None else None
@@ -160,6 +214,7 @@ def lyapunov_spectrum(
         if u_all.ndim != 3 or u_all.shape[0] != n_traj:
             raise ValueError(f"inputs have shape {tuple(u_all.shape)}; expected (trajectory={n_traj}, "
                              f"time, input_dim).")
+        _check_model_shapes(step, h, u_all)
         u_all = u_all.to(device=dev, dtype=dtype)
         total = u_all.shape[1]
         if steps is not None and steps != total:
@@ -167,6 +222,7 @@ def lyapunov_spectrum(
     else:
         if steps is None:
             raise ValueError("an autonomous map (inputs=None) needs steps=.")
+        _check_model_shapes(step, h, None)
         u_all = None
         total = check_positive_int("steps", steps)
     k = n if k is None else check_positive_int("k", k)
@@ -207,11 +263,16 @@ def lyapunov_spectrum(
     with torch.no_grad():
         for t in range(total):
             u = None if u_all is None else u_all[:, t]
-            h_next = step(h, u)
-            if h_next.shape != h.shape:
-                raise ValueError(f"step(h, u) returned shape {tuple(h_next.shape)} for h of shape "
-                                 f"{tuple(h.shape)}; a map must return a state of its input's shape.")
-            J = jacobian(h, u)
+            try:
+                h_next = step(h, u)
+                if h_next.shape != h.shape:
+                    raise ValueError(f"step(h, u) returned shape {tuple(h_next.shape)} for h of shape "
+                                     f"{tuple(h.shape)}; a map must return a state of its input's shape.")
+                J = jacobian(h, u)
+            except RuntimeError as exc:          # torch's own shape messages, on the first step
+                if t:
+                    raise
+                raise _first_step_failed(exc, h, u_all) from exc
             if J.shape != (n_traj, n, n):
                 raise ValueError(f"the Jacobian has shape {tuple(J.shape)}; expected {(n_traj, n, n)}.")
             Q = torch.bmm(J.to(dtype), Q)

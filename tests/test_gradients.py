@@ -62,6 +62,42 @@ def test_bad_input(args, kwargs, match):
         gradient_norms(*args, **kwargs)
 
 
+def _leaky_8_units_2_inputs():
+    trainers = pytest.importorskip("trainers")
+    return trainers.LeakyRNN(8, input_dim=2, generator=torch.Generator().manual_seed(0)).double()
+
+
+F64 = dict(dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "model, inputs, h0, expectation",
+    [
+        ("model", torch.zeros(0, 10, 2, **F64), None,
+         pytest.raises(ValueError, match=r"inputs have shape \(0, 10, 2\): an empty batch")),
+        ("model", torch.zeros(2, 10, 2, **F64), torch.zeros(2, 5, **F64),
+         pytest.raises(ValueError, match=r"h0 has shape \(2, 5\): 5 units, but the model's state has 8 "
+                                         r"\(model.state_size\); pass h0 of shape \(batch, 8\)")),
+        ("model", torch.zeros(2, 10, 3, **F64), None,
+         pytest.raises(ValueError, match=r"inputs have shape \(2, 10, 3\), input_dim 3, but the model takes 2")),
+        ("model", torch.zeros(2, 10, 2, **F64), torch.zeros(3, 8, **F64),
+         pytest.raises(ValueError, match=r"h0 has shape \(3, 8\) but inputs \(2, 10, 2\).*pass h0 of shape "
+                                         r"\(2, 8\)")),
+        (lambda h, u: h, 3, torch.zeros(0, 3),
+         pytest.raises(ValueError, match=r"h0 has shape \(0, 3\): its batch axis is empty")),
+        (lambda h, u: h, 3, torch.zeros(3),
+         pytest.raises(ValueError, match=r"h0 has shape \(3,\); expected \(batch, state\)")),
+        (lambda h, u: h @ torch.eye(4), 3, torch.zeros(2, 3),
+         pytest.raises(ValueError, match=r"failed on the first step with h0 of shape \(2, 3\).*mat1 and mat2")),
+    ],
+)
+def test_shapes_that_do_not_fit_the_model_name_the_argument(model, inputs, h0, expectation):
+    if model == "model":
+        model = _leaky_8_units_2_inputs()
+    with expectation:
+        gradient_norms(model, inputs, h0=h0)
+
+
 def test_nan_weights_and_a_diverging_map_are_named():
     import trainers
 

@@ -139,6 +139,44 @@ def test_bad_input(kwargs, error, match):
         lyapunov_spectrum(**kwargs, device="cpu")
 
 
+def _leaky_8_units_2_inputs():
+    trainers = pytest.importorskip("trainers")
+    return trainers.LeakyRNN(8, input_dim=2, generator=torch.Generator().manual_seed(0)).double()
+
+
+W4 = torch.eye(4, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "step, h0, inputs, expectation",
+    [
+        ("model", np.zeros((3, 5)), np.zeros((3, 10, 2)),
+         pytest.raises(ValueError, match=r"h0 has shape \(3, 5\): 5 units, but the model's state has 8 "
+                                         r"\(model.state_size\); pass h0 of shape \(trajectory, 8\)")),
+        ("model", np.zeros((0, 8)), np.zeros((0, 10, 2)),
+         pytest.raises(ValueError, match=r"h0 has shape \(0, 8\): its trajectory axis is empty.*at least one")),
+        ("model", np.zeros((3, 8)), np.zeros((3, 10, 3)),
+         pytest.raises(ValueError, match=r"inputs have shape \(3, 10, 3\), input_dim 3, but the model takes 2 "
+                                         r"inputs \(model.input_dim\); pass inputs of shape \(trajectory, time, 2\)")),
+        ("model", np.zeros((3, 8)), np.zeros((3, 0, 2)),
+         pytest.raises(ValueError, match=r"inputs have shape \(3, 0, 2\): zero time steps")),
+        (lambda h, u: h, np.zeros((3, 0)), None,
+         pytest.raises(ValueError, match=r"h0 has shape \(3, 0\): zero units")),
+        (lambda h, u: h, np.zeros((0, 2)), None,
+         pytest.raises(ValueError, match=r"h0 has shape \(0, 2\): its trajectory axis is empty")),
+        # a bare step function declares no sizes: torch's own error is said in terms of h0
+        (lambda h, u: h @ W4, np.ones((2, 3)), None,
+         pytest.raises(ValueError, match=r"failed on the first step with h0 of shape \(2, 3\).*mat1 and mat2.*"
+                                         r"Check that h0 is \(trajectory, unit\)")),
+    ],
+)
+def test_shapes_that_do_not_fit_the_map_name_the_argument(step, h0, inputs, expectation):
+    if step == "model":
+        step = _leaky_8_units_2_inputs().step
+    with expectation:
+        lyapunov_spectrum(step, h0, inputs, steps=None if inputs is not None else 5, seed=0, device="cpu")
+
+
 def test_overflowing_tangent_vectors_warn_and_report_inf():
     A = torch.tensor([[1e30, 0.0], [0.0, 0.5]], dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="diverged"):
