@@ -105,13 +105,28 @@ class _Flat:
 
     def hvp_numpy(self, v: np.ndarray) -> np.ndarray:
         out = self.hvp(torch.as_tensor(np.ascontiguousarray(v).reshape(-1), device=self.device))
-        return out.detach().to(torch.float64).cpu().numpy()
+        out = out.detach().to(torch.float64).cpu().numpy()
+        if not np.isfinite(out).all():            # O(n), next to the HVP's own cost
+            raise _not_twice_differentiable("Hessian-vector product", int((~np.isfinite(out)).sum()), out.size)
+        return out
 
     def dense(self) -> np.ndarray:
         from torch.func import hessian
 
         H = self._call(hessian(self._f), self.x0)
-        return H.detach().to(torch.float64).cpu().numpy()
+        H = H.detach().to(torch.float64).cpu().numpy()
+        if not np.isfinite(H).all():
+            raise _not_twice_differentiable("Hessian", int((~np.isfinite(H)).sum()), H.size)
+        return H
+
+
+def _not_twice_differentiable(what: str, bad: int, size: int) -> ValueError:
+    """The error for a NaN/inf Hessian at a point where the loss itself is finite."""
+    return ValueError(
+        f"the {what} at params holds NaN or inf ({bad} of {size} entries) although loss_fn(params) is "
+        f"finite: loss_fn is not twice differentiable at params (e.g. sqrt or a norm at 0, x ** 0.5, a "
+        f"division by a quantity that is 0 there). Take the Hessian at another point, or smooth the loss "
+        f"(e.g. sqrt(x + 1e-12)).")
 
 
 def _bar(progress: bool, iterable: Any, desc: str, unit: str):
@@ -189,14 +204,12 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
     vecs = None
     if method == "dense" or (method == "lanczos" and k >= n - 1):
         H = flat.dense()
-        if not np.isfinite(H).all():
-            raise ValueError("the Hessian has non-finite entries at params.")
         w, V = np.linalg.eigh((H + H.T) / 2)
         order = {"LA": np.argsort(-w), "SA": np.argsort(w), "LM": np.argsort(-np.abs(w))}[which][:k]
         vals, vecs = w[order], V[:, order].T
         used = "dense"
     else:
-        from scipy.sparse.linalg import LinearOperator, eigsh
+        from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
         op = LinearOperator((n, n), matvec=flat.hvp_numpy, dtype=np.float64)
         rng = np.random.default_rng(seed)
@@ -204,6 +217,8 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
         flat.tick = bar.update
         try:
             vals, V = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=rng.standard_normal(n))
+        except ArpackError as exc:
+            raise _lanczos_failed(exc, flat.n_hvp, n, k) from exc
         finally:
             bar.close()
         order = {"LA": np.argsort(-vals), "SA": np.argsort(vals), "LM": np.argsort(-np.abs(vals))}[which]
@@ -216,6 +231,16 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
     if return_eigenvectors:
         ds["eigenvector"] = (("eigenvalue", "param"), vecs)
     return ds
+
+
+def _lanczos_failed(exc: Exception, n_hvp: int, n: int, k: int) -> RuntimeError:
+    """ARPACK's error said in terms of the Hessian and with what to try."""
+    why = ("the Hessian-vector products are zero: the Hessian is most likely zero at params (a loss linear "
+           "or constant in params)" if "error -9:" in str(exc) else "Lanczos did not build its Krylov basis")
+    return RuntimeError(f"hessian_eigenvalues: ARPACK failed after {n_hvp} Hessian-vector product(s) ({exc}); {why}. "
+                        f"Check loss_fn at params; for {n} parameters method='dense' "
+                        f"({'feasible' if n <= 5000 else 'needs n^2 memory'}) or another seed may help "
+                        f"(k={k}).")
 
 
 def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

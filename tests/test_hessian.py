@@ -123,6 +123,30 @@ def test_bad_parameters_and_losses_are_named():
         hessian_eigenvalues(lambda p: (p["w"] ** 2).sum() / 0.0, {"w": torch.ones(2, dtype=torch.float64)}, k=1)
 
 
+NOT_TWICE_DIFFERENTIABLE = r"holds NaN or inf \(30 of 30 entries\) although loss_fn\(params\) is finite.*sqrt\(x \+ 1e-12\)"
+
+
+@pytest.mark.parametrize(
+    "call, expectation",
+    [   # sqrt(sum x^2) at 0: the loss is 0, its gradient and Hessian are NaN
+        (lambda f, x: hessian_eigenvalues(f, x, k=2, seed=0),
+         pytest.raises(ValueError, match="Hessian-vector product at params " + NOT_TWICE_DIFFERENTIABLE)),
+        (lambda f, x: hessian_eigenvalues(f, x, k=2, method="dense"),
+         pytest.raises(ValueError, match=r"the Hessian at params holds NaN or inf \(900 of 900 entries\)")),
+        (lambda f, x: hessian_density(f, x, n_probes=2, lanczos_steps=5, seed=0),
+         pytest.raises(ValueError, match=NOT_TWICE_DIFFERENTIABLE)),
+        (lambda f, x: hessian_trace(f, x, n_samples=3, seed=0),
+         pytest.raises(ValueError, match=NOT_TWICE_DIFFERENTIABLE)),
+        # a loss linear in params: every Hessian-vector product is zero and ARPACK stops
+        (lambda f, x: hessian_eigenvalues(lambda y: y.sum(), x, k=2, seed=0),
+         pytest.raises(RuntimeError, match=r"ARPACK failed.*Hessian is most likely zero.*method='dense'")),
+    ],
+)
+def test_a_nan_hessian_names_the_loss_and_the_fix(call, expectation):
+    with expectation:
+        call(lambda x: (x ** 2).sum().sqrt(), torch.zeros(30, dtype=F64))
+
+
 def test_a_fused_trainers_model_gets_the_fix_in_the_message():
     import trainers
     from torch.func import functional_call
