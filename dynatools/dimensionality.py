@@ -8,7 +8,9 @@ under the honestly named option ``report="n_components_minus_one"``. The partici
 threshold-free companion measure.
 
 The covariance is accumulated in float64 over chunks of time, so 1e5-step recordings, lazily
-opened netCDF files and dask-backed data are read one chunk at a time and never held whole.
+opened netCDF files and dask-backed data are read one chunk at a time and never held whole. The
+data are divided by a power of two (exactly) before the products, so the measures, which are
+scale-invariant, come out the same for activity of any magnitude, 1e-300 or 1e300 included.
 """
 
 from __future__ import annotations
@@ -28,14 +30,55 @@ from dynatools._validation import as_activity, check_choice, check_core_dims, ch
 REPORTS = ("n_components", "n_components_minus_one")
 
 
-def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int,
-             shift: np.ndarray | None = None, tick: Callable[[], Any] | None = None,
-             ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """Sum and sum of outer products over ``time_dim`` of ``x - shift`` ((time, unit) DataArray),
-    read by chunks. ``shift`` (default: the first chunk's mean) keeps the sums well conditioned
-    when the mean is large compared with the fluctuations."""
-    n = x.sizes[unit_dim]
-    s1, s2 = np.zeros(n), np.zeros((n, n))
+class _Moments:
+    """Running sum and sum of outer products over time of ``x / 2**exponent - shift``.
+
+    The data are scaled by a power of two (exact) chosen from the first non-zero block, so that
+    1e200 or 1e-200 activity neither overflows nor underflows in the products; a later block far
+    larger than that rescales the sums already taken (again by a power of two). ``shift`` (the
+    first block's mean, in scaled units) keeps the sums well conditioned when the mean is large
+    compared with the fluctuations. Covariances and magnitudes are reported in scaled units: the
+    measures built on them (counts, ratios) are scale-invariant."""
+
+    def __init__(self, n: int) -> None:
+        self.s1, self.s2, self.count = np.zeros(n), np.zeros((n, n)), 0
+        self.shift: np.ndarray | None = None
+        self.exponent: int | None = None
+
+    def add(self, block: np.ndarray) -> None:
+        peak = float(np.abs(block).max()) if block.size else 0.0
+        if peak > 0:
+            e = int(np.frexp(peak)[1])                 # peak / 2**e in [0.5, 1)
+            if self.exponent is None:
+                self.exponent = e
+            elif e > self.exponent + 64:               # far larger than what was summed so far
+                d = self.exponent - e
+                self.s1, self.s2 = np.ldexp(self.s1, d), np.ldexp(self.s2, 2 * d)
+                if self.shift is not None:
+                    self.shift = np.ldexp(self.shift, d)
+                self.exponent = e
+        block = np.ldexp(block, -(self.exponent or 0))  # a new array: never the caller's
+        if self.shift is None:
+            self.shift = block.mean(0)
+        block -= self.shift
+        self.s1 += block.sum(0)
+        self.s2 += block.T @ block
+        self.count += len(block)
+
+    def covariance(self) -> np.ndarray:
+        mean = self.s1 / self.count
+        return (self.s2 - self.count * np.outer(mean, mean)) / max(self.count - 1, 1)
+
+    def magnitude(self) -> float:
+        """Largest absolute mean (scaled units), for the zero-variance test."""
+        return float(np.abs(self.shift + self.s1 / self.count).max())
+
+
+def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int, acc: _Moments | None = None,
+             tick: Callable[[], Any] | None = None) -> _Moments:
+    """Accumulate the moments over ``time_dim`` of ``x`` ((time, unit) DataArray) into ``acc``
+    (a new one by default), read by chunks."""
+    acc = _Moments(x.sizes[unit_dim]) if acc is None else acc
     T = x.sizes[time_dim]
     for start in range(0, T, chunk):
         block = np.asarray(x.isel({time_dim: slice(start, start + chunk)}).transpose(time_dim, unit_dim).values,
@@ -43,19 +86,10 @@ def _moments(x: xr.DataArray, time_dim: str, unit_dim: str, chunk: int,
         if not np.all(np.isfinite(block)):
             raise ValueError(f"activity contains NaN or inf (in {time_dim} {start}..{start + len(block) - 1}); "
                              f"drop or interpolate those samples first, e.g. activity.dropna('{time_dim}').")
-        if shift is None:
-            shift = block.mean(0)
-        block = block - shift                   # never in place: .values may be the caller's array
-        s1 += block.sum(0)
-        s2 += block.T @ block
+        acc.add(block)
         if tick is not None:
             tick()
-    return s1, s2, T, shift
-
-
-def _covariance(s1: np.ndarray, s2: np.ndarray, count: int) -> np.ndarray:
-    mean = s1 / count
-    return (s2 - count * np.outer(mean, mean)) / max(count - 1, 1)
+    return acc
 
 
 def _count(eigenvalues: np.ndarray, threshold: float) -> int:
@@ -93,19 +127,19 @@ def _prepare(activity: Any, dims: dict[str, str], per: str = "trial") -> tuple[x
 
 def _covariances(da: xr.DataArray, per: str, dims: dict[str, str], chunk: int,
                  tick: Callable[[], Any] | None = None):
-    """Yield (trial index or None, covariance, scale) per trial (``per="trial"``) or once (``"pooled"``)."""
+    """Yield (trial index or None, covariance, mean magnitude) per trial (``per="trial"``) or once
+    (``"pooled"``), both in the units of the data divided by a power of two (see :class:`_Moments`)."""
     time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
     trials = [da.isel({trial_dim: i}) for i in range(da.sizes[trial_dim])]
     if per == "trial":
         for i, x in enumerate(trials):
-            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk, tick=tick)
-            yield i, _covariance(s1, s2, T), float(np.abs(shift + s1 / T).max())
+            acc = _moments(x, time_dim, unit_dim, chunk, tick=tick)
+            yield i, acc.covariance(), acc.magnitude()
     else:
-        tot1, tot2, total, shift = 0.0, 0.0, 0, None
+        acc = None
         for x in trials:
-            s1, s2, T, shift = _moments(x, time_dim, unit_dim, chunk, shift, tick=tick)
-            tot1, tot2, total = tot1 + s1, tot2 + s2, total + T
-        yield None, _covariance(tot1, tot2, total), float(np.abs(shift + tot1 / total).max())
+            acc = _moments(x, time_dim, unit_dim, chunk, acc, tick=tick)
+        yield None, acc.covariance(), acc.magnitude()
 
 
 def _progress_bar(progress: bool, da: xr.DataArray, dims: dict[str, str], chunk: int, desc: str):
@@ -124,7 +158,8 @@ def _trial_coords(da: xr.DataArray, per: str, trial_dim: str) -> dict[str, Any]:
 
 
 def _check_variance(cov: np.ndarray, scale: float, where: str) -> None:
-    """Refuse activity whose variance is zero up to rounding relative to its mean ``scale``."""
+    """Refuse activity whose variance is zero up to rounding relative to its mean ``scale``
+    (both in the scaled units of :class:`_Moments`, where the data's peak is about 1)."""
     if not np.trace(cov) > cov.shape[0] * (1e-10 * max(1.0, scale)) ** 2:
         raise ValueError(f"activity has zero variance {where}; dimensionality is undefined for a "
                          f"constant recording (did the network's activity die out or saturate?).")

@@ -76,6 +76,31 @@ def test_large_offsets_do_not_cost_precision():
         pca_dimensionality(np.tile(np.linspace(0.1, 3.0, 8), (2, 500, 1)))
 
 
+@pytest.mark.parametrize("per", ["trial", "pooled"])
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e300, 1e-300, 1e-310, 2.0 ** 1000])
+def test_measures_do_not_change_when_the_data_are_rescaled(scale, per):
+    # the covariance of 1e200 data overflows float64 and that of 1e-200 data underflows: the data
+    # are scaled by a power of two first, so the measures (ratios) are those of the unscaled data
+    x = 5.0 + _embedded(4, n_units=7, T=300, trials=2) @ np.diag([3.0, 2, 1, 0.5, 0.2, 0.1, 0.05])
+    ref, res = pca_dimensionality(x, 0.95, per=per), pca_dimensionality(x * scale, 0.95, per=per)
+    np.testing.assert_array_equal(res.dimensionality, ref.dimensionality)
+    rtol = 1e-6 if scale < 1e-300 else 1e-12             # a subnormal 1e-310 keeps ~9 digits
+    np.testing.assert_allclose(res.participation_ratio, ref.participation_ratio, rtol=rtol)
+    np.testing.assert_allclose(res.explained_variance_ratio, ref.explained_variance_ratio, rtol=rtol, atol=1e-15)
+    np.testing.assert_allclose(participation_ratio(x * scale, per=per), ref.participation_ratio, rtol=rtol)
+
+
+def test_a_block_far_larger_than_the_first_rescales_the_sums():
+    x = _embedded(3, n_units=5, T=400, trials=1)
+    y = x.copy()
+    y[:, :100] *= 1e-250                                  # first chunk tiny, the rest of order 1
+    ref = participation_ratio(np.concatenate([np.zeros((1, 100, 5)), x[:, 100:]], 1), per="pooled")
+    got = participation_ratio(y, per="pooled", chunk=100)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    with pytest.raises(ValueError, match="zero variance"):   # a constant 1e-200 recording is still constant
+        pca_dimensionality(np.full((1, 50, 3), 1e-200))
+
+
 def test_the_input_is_not_modified():
     x = _embedded(3, n_units=6, T=500, trials=2)
     copy = x.copy()
