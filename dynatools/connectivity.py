@@ -54,6 +54,10 @@ def as_weights(source: Any, name: str = "W_rec") -> np.ndarray:
         raise TypeError(f"{name} must be a numeric matrix; found {type(source).__name__}.") from exc
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
         raise ValueError(f"{name} must be a square (unit, unit_pre) matrix; found shape {W.shape}.")
+    if W.size == 0:
+        raise ValueError(f"{name} is empty (shape {W.shape}); expected a square (unit, unit_pre) matrix of at "
+                         f"least one unit. Pass the network's recurrent weights (a recording's {name!r}, or "
+                         f"model.recording_weights()[{name!r}]).")
     if not np.all(np.isfinite(W)):
         raise ValueError(f"{name} contains NaN or inf; the network's weights diverged or the file is corrupted.")
     return W
@@ -227,6 +231,9 @@ def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: st
     if len(shapes) != 1:
         raise ValueError(f"the modules' weight blocks have different shapes {sorted(shapes)}; pass the "
                          f"corresponding blocks (same units in each module).")
+    if blocks[0].size < 2:
+        raise ValueError(f"the modules' weight blocks have shape {blocks[0].shape}; expected at least 2 weights "
+                         f"per block (a std needs 2). Pass each module's weight block (e.g. its W_R).")
     normalised = []
     for m, b in enumerate(blocks):
         if not np.all(np.isfinite(b)):

@@ -90,6 +90,12 @@ def test_weight_spectrum_of_a_rotation_and_a_triangle():
     (lambda: weight_conservation([np.eye(2)]), "at least 2"),
     (lambda: weight_conservation([np.eye(2), np.eye(3)]), "different shapes"),
     (lambda: weight_conservation([np.ones((2, 2)), np.eye(2)]), "all equal"),
+    # empty matrices: no 'Mean of empty slice' RuntimeWarnings, the argument and the fix instead
+    (lambda: weight_balance(np.zeros((0, 0))), r"W_rec is empty \(shape \(0, 0\)\); expected a square .* at least one unit"),
+    (lambda: weight_balance(xr.DataArray(np.zeros((0, 0)), dims=("unit", "unit_pre"))), r"W_rec is empty"),
+    (lambda: weight_change(np.zeros((0, 0)), np.zeros((0, 0))), r"W_rec is empty"),
+    (lambda: weight_spectrum(np.zeros((0, 0)), name="W"), r"W is empty \(shape \(0, 0\)\)"),
+    (lambda: weight_conservation([np.zeros((0, 3)), np.zeros((0, 3))]), r"shape \(0, 3\); expected at least 2 weights"),
 ])
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
