@@ -14,8 +14,12 @@ Model-based dynamics (import torch on first use)
 Robustness (import torch on first use)
     relative_accuracy, ablate, ablation_by_tau, perturb
 
+Threads on shared machines (:mod:`dynatools.threads`)
+    choose_threads, torch_threads, set_threads; ``DYNATOOLS_THREADS`` / ``--threads``
+
 Importing dynatools registers the ``.dyn`` accessor on xarray objects. It does not import torch
-or matplotlib; plotting lives in :mod:`dynatools.plot`.
+or matplotlib; plotting lives in :mod:`dynatools.plot`. Imported before torch, it makes idle
+OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE`` unless you set it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 
 __version__ = "0.1.0"
+
+from dynatools.threads import prefer_passive_waiting as _prefer_passive_waiting  # noqa: E402
+
+_prefer_passive_waiting()  # before torch loads OpenMP: idle threads sleep, not spin (see dynatools.threads)
 
 from dynatools import accessor as _accessor  # noqa: E402,F401  (registers ds.dyn)
 from dynatools.recording import (  # noqa: E402

@@ -16,10 +16,15 @@ Robustness experiments (timescale paper Sec. 4.1, 4.3, App. F)
 Run analyses and the paper's figures
     analyze_run, make_report
 
-It imports dynatools; dynatools never imports it.
+It imports dynatools; dynatools never imports it. Importing it before torch makes idle OpenMP
+threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE`` unless set; :mod:`dynatools.threads`).
 """
 
 from __future__ import annotations
+
+from dynatools.threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch loads OpenMP: idle threads sleep, not spin (dynatools.threads)
 
 from trainers.analyze import analyze_run
 from trainers.checkpoint import CheckpointError, load_model

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import xarray as xr
 
 from dynatools.summary import analyze_recording, reliable_tau_net
+from dynatools.threads import step_work, torch_threads
 from dynatools.utils import cache_key, check_choice, check_positive_int, file_stamp, is_cached, write_netcdf_atomic
 from trainers.rundir import Checkpoint, RunDir
 
@@ -105,8 +106,12 @@ def _analyze_checkpoint(source: _Run | str, N: int, params: dict[str, Any], cach
     run = source if isinstance(source, _Run) else _Run(source)
     ck = run.checkpoint(N)
     cfg = ck.config
-    rec = record(ck.model(), cfg.make_task(), Ns=ck.Ns, steps=params["steps"], trials=params["trials"],
-                 burn_in=params["burn_in"], seed=params["seed"], outputs=False, p=INPUT_P_OPTION)
+    model = ck.model()
+    # the recording is a loop of small steps (one thread, dynatools.threads); a pool worker keeps
+    # the threads it was given
+    with torch_threads(threads, work=step_work(model, params["trials"])):
+        rec = record(model, cfg.make_task(), Ns=ck.Ns, steps=params["steps"], trials=params["trials"],
+                     burn_in=params["burn_in"], seed=params["seed"], outputs=False, p=INPUT_P_OPTION)
     res = analyze_recording(rec, threshold=params["threshold"], fit_lag=params["fit_lag"])
     res["accuracy"] = _checkpoint_accuracy(ck, int(N))
     res["epoch"] = ck.epoch
@@ -147,9 +152,10 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
         Seed of the recordings' p per trial, input bits and initial states.
     parallel : {"auto", "dask", "serial"}, default="auto"
         ``"auto"``: dask when installed, there is more than one checkpoint to process and either
-        ``workers`` is given, a ``distributed`` client is running or the machine has more than 2
-        cores (on 2 cores the serial path, which already uses both, is nearly as fast:
-        docs/benchmarks.md); else serial. Dask runs the checkpoints on a running ``distributed``
+        ``workers`` is given, a ``distributed`` client is running or at least 3 cores are free
+        (the cores minus the one-minute load average: on 2 cores, or beside other work, the
+        pool's start-up and the shared cores cost more than it gains; docs/benchmarks.md);
+        else serial. Dask runs the checkpoints on a running ``distributed``
         client if your session has one (e.g. on a cluster; its workers must see ``run_dir``), else
         on a pool of local worker processes (dask's multiprocessing scheduler).
     workers : int, optional
@@ -207,7 +213,7 @@ def _analyze(run: _Run, params: dict[str, Any], parallel: str, workers: int | No
         if refresh or not is_cached(cache, _key(run.stamp(N), params)):
             todo.append((N, str(cache)))
     use_dask = parallel == "dask" or (parallel == "auto" and len(todo) > 1 and _has_dask()
-                                      and (workers is not None or _client_running() or _cores() > 2))
+                                      and (workers is not None or _client_running() or _free_cores() >= 3))
     if todo and use_dask:
         _run_dask(str(run.path), todo, params, workers, progress)
     else:
@@ -301,6 +307,16 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:                               # macOS, Windows
         return os.cpu_count() or 1
+
+
+def _free_cores() -> float:
+    """Cores not busy with other work: the cores this process may use minus the one-minute load
+    average (the run queue of the whole machine, this idle process not included)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):                    # not available: assume an idle machine
+        load = 0.0
+    return _cores() - load
 
 
 def _local_pool(n_tasks: int, workers: int | None, cores: int, limit: int | None = None) -> tuple[int, int]:

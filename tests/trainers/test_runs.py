@@ -136,6 +136,27 @@ def test_local_pool_shares_the_cores(n_tasks, workers, cores, limit, expected):
     assert _local_pool(n_tasks, workers, cores, limit) == expected
 
 
+@pytest.mark.parametrize(("cores", "load", "pool"), [
+    (2, 0.0, False),     # 2 idle cores: the pool's start-up and shared cores cost more than it gains
+    (4, 0.0, True),
+    (4, 1.5, False),     # 4 cores beside 1.5 cores of other work: serial
+    (16, 3.0, True),
+])
+def test_auto_uses_a_pool_only_with_3_free_cores(tmp_path, make_run, monkeypatch, cores, load, pool):
+    import trainers.analyze as analyze
+
+    calls = []
+    monkeypatch.setattr(analyze, "_cores", lambda: cores)
+    monkeypatch.setattr(analyze.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(analyze, "_client_running", lambda: False)
+    monkeypatch.setattr(analyze, "_run_dask", lambda *a, **k: calls.append("dask"))
+    monkeypatch.setattr(analyze, "_analyze_checkpoint", lambda *a, **k: calls.append("serial"))
+    run = make_run(tmp_path / "r")
+    with pytest.raises(RuntimeError, match="keeps being rewritten"):   # nothing written: only the choice matters
+        analyze_run(run, parallel="auto", **PARAMS)
+    assert calls and (calls[0] == "dask") == pool
+
+
 def test_local_pool_rejects_zero_workers():
     from trainers.analyze import _local_pool
 

@@ -1,0 +1,96 @@
+"""The thread policy (dynatools.threads): who decides, small work on one thread, restoring."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dynatools import threads
+from dynatools.threads import choose_threads, set_threads, step_work, torch_threads
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in (threads.ENV_VAR, "OMP_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")               # recorded, so that the original is restored
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("work, workers, omp, expected", [
+    (1e3, 1, None, 1),                          # small work: one thread even with 8 cores
+    (threads.SMALL_WORK - 1, 1, None, 1),
+    (threads.SMALL_WORK, 1, None, 8),           # large: every core
+    (None, 1, None, 8),                         # unknown work counts as large
+    (1e12, 2, None, 4),                         # workers share the cores
+    (1e12, 16, None, 1),                        # never below one
+    (1e12, 1, "3", 3),                          # OMP_NUM_THREADS caps
+])
+def test_choose_threads(clean_env, work, workers, omp, expected):
+    if omp:
+        clean_env.setenv("OMP_NUM_THREADS", omp)
+    assert choose_threads(work, workers=workers) == expected
+
+
+@pytest.mark.parametrize("work", [1e3, 1e12, None])
+def test_dynatools_threads_fixes_the_number(clean_env, work):
+    clean_env.setenv(threads.ENV_VAR, "5")
+    assert choose_threads(work) == 5
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_invalid_environment_is_named(clean_env, value):
+    clean_env.setenv(threads.ENV_VAR, value)
+    with pytest.raises(ValueError, match=f"{threads.ENV_VAR} must be a whole number >= 1.*{value}"):
+        choose_threads(1e12)
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with torch_threads(other) as n:
+        assert n == other and torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(other):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before          # restored after an error too
+
+
+def test_torch_threads_small_work_uses_one_thread(clean_env):
+    with torch_threads(work=1e3) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+
+
+def test_step_work_counts_multiply_adds():
+    rnn = torch.nn.RNN(10, 20, bias=False)             # 20*10 + 20*20 weights
+    assert step_work(rnn, batch=3) == 2 * 3 * (200 + 400)
+
+
+def test_set_threads(clean_env):
+    before = torch.get_num_threads()
+    try:
+        set_threads(3)
+        assert os.environ[threads.ENV_VAR] == "3" and choose_threads(1e3) == 3
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        set_threads(0)
+
+
+@pytest.mark.parametrize("user, expected", [(None, "PASSIVE"), ("active", "active")])
+def test_importing_before_torch_makes_openmp_threads_sleep(user, expected):
+    """A fresh interpreter: importing dynatools (or trainers) before torch sets the passive wait
+    policy that OpenMP reads when torch loads it, unless the user chose one."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user:
+        env["OMP_WAIT_POLICY"] = user
+    code = ("import dynatools, os, sys; assert 'torch' not in sys.modules; "
+            "print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
