@@ -50,3 +50,22 @@ def test_readme_shell_examples_run_as_written(tmp_path):
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"README example failed:\n{script}\n--- stderr ---\n{proc.stderr[-3000:]}"
+
+
+def python_examples(text: str) -> list[str]:
+    """The ```python blocks of ``text``."""
+    return [block.strip() for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_python_example_prints_its_results(tmp_path):
+    """Run as a script (not in a notebook), the README's Python block must show what it computes:
+    the summary of tau_net and the counts of the selected models and statuses."""
+    blocks = python_examples(README.read_text())
+    assert blocks, "the README lost its Python example"
+    script = tmp_path / "example.py"
+    script.write_text(blocks[0])
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for expected in ("Name: tau_net", "selected_model", "status", "single", "ok"):
+        assert expected in proc.stdout, f"{expected!r} missing from the README example's output:\n{proc.stdout}"
