@@ -9,7 +9,12 @@ netCDF cannot store dict, list, bool or None attributes; :func:`save_recording` 
 JSON strings and lists their names in the attribute ``_json_attrs``, and :func:`open_recording`
 decodes them. Strings, numbers, lists, dicts with string keys, bool and None round-trip exactly;
 tuples come back as lists, non-string dict keys as strings, numpy bools and string arrays as
-Python bools and lists. Values JSON cannot hold (e.g. dates) are refused with a message.
+Python bools and lists. Values JSON cannot hold (e.g. dates) are refused with a message. Strings
+with NUL characters (which netCDF would cut) are JSON-encoded too, and an attribute that xarray's
+CF decoding would take on opening (``coordinates``) is stored as ``_dynatools_attr_coordinates``
+and renamed back, so both round-trip. The names ``_json_attrs`` and ``_dynatools_attr_*`` are
+reserved; a damaged ``_json_attrs`` or JSON attribute in a file is a :class:`RecordingError` that
+names it.
 """
 
 from __future__ import annotations
@@ -142,9 +147,7 @@ def from_array(
         da = da.expand_dims("trial")
     da = da.transpose(*ACTIVITY_DIMS)
     check_choice("time_units", time_units, TIME_UNITS)
-    dt = float(dt)
-    if not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt must be a positive finite number; found {dt}.")
+    dt = _as_dt(dt)
 
     n_trial, n_time, n_unit = da.shape
     kw = dict(coords_and_attrs)
@@ -334,6 +337,23 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _as_dt(dt: Any) -> float:
+    """``dt`` as a positive finite float, or an error naming it."""
+    bad_type = isinstance(dt, (bool, np.bool_, str, bytes)) or np.ndim(dt) != 0
+    if not bad_type:
+        try:
+            dt = float(dt)
+        except (TypeError, ValueError):
+            bad_type = True
+    if bad_type:
+        raise TypeError(f"dt must be a positive finite number (the time between samples, in time_units); found "
+                        f"{dt!r} of type {type(dt).__name__}. Pass a number, e.g. dt=1.0 (steps) or dt=0.01 "
+                        f"with time_units='s'.")
+    if not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive finite number; found {dt}.")
+    return dt
+
+
 def _check_schema_version(schema: Any) -> None:
     if not isinstance(schema, str) or not schema.startswith(_SCHEMA_PREFIX):
         raise RecordingError(
@@ -351,9 +371,18 @@ def _check_schema_version(schema: Any) -> None:
 
 # -- attributes <-> netCDF -------------------------------------------------------------------------
 
+#: Attribute names that xarray's CF decoding takes when a file is opened (a global ``coordinates``
+#: names coordinate variables and disappears from ``attrs``). They are stored under
+#: ``_ESCAPE + name`` and renamed back by :func:`open_recording`.
+_CF_RESERVED = ("coordinates",)
+_ESCAPE = "_dynatools_attr_"
+
+
 def _needs_json(value: Any) -> bool:
     if value is None or isinstance(value, (dict, list, tuple, bool, np.bool_)):
         return True
+    if isinstance(value, str) and "\x00" in value:
+        return True  # netCDF ends a string at NUL; JSON writes it as \u0000
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         return True  # beyond netCDF's int64
     return isinstance(value, np.ndarray) and value.dtype.kind in "bUSO"
@@ -386,42 +415,56 @@ def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     encoded: list[str] = []
     for key, value in attrs.items():
-        if key == _JSON_LIST_ATTR:
-            continue
+        if key == _JSON_LIST_ATTR or (isinstance(key, str) and key.startswith(_ESCAPE)):
+            raise RecordingError(
+                f"attribute {key!r} uses a name reserved for dynatools' own encoding of attributes (found in a "
+                f"Dataset opened with xarray.open_dataset rather than dynatools.open_recording?). Open the "
+                f"file with dynatools.open_recording, or rename or delete the attribute.")
+        stored = _ESCAPE + key if key in _CF_RESERVED else key
         if _needs_json(value):
             try:
-                out[key] = json.dumps(_to_jsonable(value))
-            except TypeError as exc:
+                out[stored] = json.dumps(_to_jsonable(value))
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise RecordingError(
-                    f"attribute {key!r} holds a value JSON cannot encode ({exc}); use strings, "
-                    f"numbers, lists and dicts of them."
+                    f"attribute {key!r} holds a value JSON cannot encode ({type(exc).__name__}: {exc}); use "
+                    f"strings, numbers, lists and dicts of them (without cycles)."
                 ) from exc
-            encoded.append(key)
+            encoded.append(stored)
         else:
             _check_storable(key, value)
-            out[key] = value
+            out[stored] = value
     if encoded:
         out[_JSON_LIST_ATTR] = json.dumps(encoded)
     return out
 
 
+def _load_json(key: str, raw: Any) -> Any:
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError, RecursionError) as exc:
+        why = ("nested too deeply" if isinstance(exc, RecursionError) else
+               f"found {type(raw).__name__}, not JSON text" if not isinstance(raw, (str, bytes)) else
+               f"{type(exc).__name__}: {exc}")
+        raise RecordingError(f"attribute {key!r} should hold JSON but could not be decoded ({why}): "
+                             f"{str(raw)[:80]!r}. "
+                             f"The file's attributes are damaged: fix or delete the attribute.") from exc
+
+
 def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(attrs)
     raw = out.pop(_JSON_LIST_ATTR, None)
-    if raw is None:
-        return out
-    try:
-        keys = json.loads(raw)
-    except ValueError as exc:
-        raise RecordingError(f"attribute {_JSON_LIST_ATTR!r} is not valid JSON ({exc}); the file's "
-                             f"attributes are damaged.") from exc
-    for key in keys:
-        if key in out:
-            try:
-                out[key] = json.loads(out[key])
-            except (TypeError, ValueError) as exc:
-                raise RecordingError(f"attribute {key!r} should hold JSON but does not ({exc}): "
-                                     f"{str(out[key])[:80]!r}. Fix or delete the attribute.") from exc
+    if raw is not None:
+        keys = _load_json(_JSON_LIST_ATTR, raw)
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise RecordingError(
+                f"attribute {_JSON_LIST_ATTR!r} is {str(raw)[:80]!r}; expected a JSON list of the names of the "
+                f"JSON-encoded attributes, e.g. '[\"config\"]'. The file's attributes are damaged: fix the "
+                f"attribute, or delete it to read the listed attributes as plain strings.")
+        for key in keys:
+            if key in out:        # a listed attribute deleted since is no error
+                out[key] = _load_json(key, out[key])
+    for key in [k for k in out if isinstance(k, str) and k.startswith(_ESCAPE)]:
+        out[key[len(_ESCAPE):]] = out.pop(key)
     return out
 
 

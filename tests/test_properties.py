@@ -256,17 +256,11 @@ def test_recording_survives_save_and_open(activity, attrs, step, time_units):
     xr.testing.assert_equal(back, rec)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a string attribute with a NUL character loses it in the netCDF file ('a\\x00b' comes back as "
-    "'ab'); save_recording neither JSON-encodes nor refuses it"))
 def test_string_attribute_with_nul_survives_save_and_open():
     rec = dt.from_array(np.zeros((1, 3, 2)), note="a\x00b")
     assert _round_trip(rec).attrs["note"] == "a\x00b"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a global attribute named 'coordinates' is written but taken by xarray's CF decoding when the "
-    "file is opened, so it silently disappears; save_recording neither encodes nor refuses it"))
 def test_attribute_named_coordinates_survives_save_and_open():
     rec = dt.from_array(np.zeros((1, 3, 2)), coordinates="x y")
     assert _round_trip(rec).attrs.get("coordinates") == "x y"

@@ -56,6 +56,12 @@ def test_from_array_optional_variables_get_schema_dims():
         ({"tau": [1.0, 2.0]}, pytest.raises(ValueError, match="per-unit coordinate 'tau'.*\\(4,\\)")),
         ({"W_rec": np.zeros(4)}, pytest.raises(ValueError, match="variable 'W_rec'")),
         ({"dt": -1.0}, pytest.raises(ValueError, match="dt must be a positive")),
+        ({"dt": "abc"}, pytest.raises(TypeError, match=r"dt must be a positive finite number .*found 'abc' of type "
+                                                       r"str\. Pass a number, e\.g\. dt=1\.0")),
+        ({"dt": None}, pytest.raises(TypeError, match="dt must be a positive finite number .*found None")),
+        ({"dt": True}, pytest.raises(TypeError, match="dt must be .*found True of type bool")),
+        ({"dt": np.array([1.0, 2.0])}, pytest.raises(TypeError, match="dt must be .*ndarray")),
+        ({"dt": np.float32(0.5)}, does_not_raise()),
         ({"time_units": "ms"}, pytest.raises(ValueError, match="time_units.*'step', 's'")),
         ({"weights": np.zeros((4, 4))}, pytest.raises(TypeError, match="assign_coords")),
         ({"config": {"a": 1}}, does_not_raise()),
@@ -231,3 +237,69 @@ def test_a_damaged_json_attribute_is_named(tmp_path):
         nc.setncattr("config", "{not json")
     with pytest.raises(RecordingError, match="attribute 'config' should hold JSON"):
         dt.open_recording(path)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "attrs, expectation",
+    [   # the list of JSON-encoded attributes is damaged
+        ({"_json_attrs": "5"}, pytest.raises(RecordingError, match=r"attribute '_json_attrs' is '5'; expected a JSON "
+                                                                    r"list of the names.*delete it")),
+        ({"_json_attrs": '"config"'}, pytest.raises(RecordingError, match=r"'_json_attrs' is '\"config\"'; expected "
+                                                                          r"a JSON list")),
+        ({"_json_attrs": "[1, 2]"}, pytest.raises(RecordingError, match=r"'_json_attrs' is '\[1, 2\]'")),
+        ({"_json_attrs": DEEP}, pytest.raises(RecordingError, match=r"attribute '_json_attrs' should hold JSON but "
+                                                                    r"could not be decoded \(nested too deeply\)")),
+        ({"_json_attrs": "[config"}, pytest.raises(RecordingError, match="attribute '_json_attrs' should hold JSON")),
+        # a listed attribute is damaged
+        ({"config": "{not json"}, pytest.raises(RecordingError, match="attribute 'config' should hold JSON")),
+        ({"config": DEEP}, pytest.raises(RecordingError, match=r"attribute 'config' .*\(nested too deeply\)")),
+        ({"config": 5}, pytest.raises(RecordingError, match=r"'config' should hold JSON .*\(found int64, not JSON text\)")),
+        ({"config": "5"}, does_not_raise()),                                # JSON text for 5: it reads as 5
+        ({"_json_attrs": '["config", "gone"]'}, does_not_raise()),          # a listed attribute deleted since
+    ],
+)
+def test_damaged_json_attributes_are_named(tmp_path, attrs, expectation):
+    path = dt.save_recording(_rec(config={"lr": 0.05}), tmp_path / "rec.nc")
+    import netCDF4
+
+    with netCDF4.Dataset(path, "a") as nc:
+        for key, value in attrs.items():
+            nc.setncattr(key, value)
+    with expectation:
+        dt.open_recording(path)
+
+
+@pytest.mark.parametrize(
+    "attrs, expectation",
+    [   # names dynatools' encoding uses cannot be user attributes (they would be dropped or renamed)
+        ({"_json_attrs": '["x"]'}, pytest.raises(RecordingError, match=r"attribute '_json_attrs' uses a name reserved "
+                                                                       r".*dynatools.open_recording")),
+        ({"_dynatools_attr_coordinates": "x"}, pytest.raises(RecordingError, match="'_dynatools_attr_coordinates' uses")),
+        ({"deep": _nested(100_000)}, pytest.raises(RecordingError, match=r"attribute 'deep' holds a value JSON cannot "
+                                                                         r"encode \(RecursionError")),
+        ({"deep": _nested(20)}, does_not_raise()),
+    ],
+)
+def test_reserved_attribute_names_are_refused_at_write(tmp_path, attrs, expectation):
+    with expectation:
+        dt.save_recording(_rec().assign_attrs(attrs), tmp_path / "rec.nc")
+
+
+def test_nul_characters_and_cf_names_round_trip_on_variables_too(tmp_path):
+    rec = _rec(note="a\x00b", coordinates="activity", cfg={"x": "y\x00"})
+    rec["activity"].attrs.update(coordinates="time", label="\x00")
+    back = dt.open_recording(dt.save_recording(rec, tmp_path / "rec.nc"))
+    assert back.attrs["note"] == "a\x00b" and back.attrs["cfg"] == {"x": "y\x00"}
+    assert back.attrs["coordinates"] == "activity" and "activity" in back.data_vars   # not made a coordinate
+    assert back.activity.attrs == {"coordinates": "time", "label": "\x00"}
+    xr.testing.assert_identical(back, rec)

@@ -65,3 +65,24 @@ def test_a_long_written_file_opens_in_one_time_chunk(tmp_path):
     lazy = dt.timescales(rec)
     direct = dt.timescales(dt.from_array(x))
     np.testing.assert_allclose(lazy.tau_net, direct.tau_net, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expectation",
+    [
+        ({"dt": "abc"}, pytest.raises(TypeError, match="dt must be a positive finite number .*found 'abc'")),
+        ({"_json_attrs": "x"}, pytest.raises(dt.RecordingError, match="'_json_attrs' uses a name reserved")),
+    ],
+)
+def test_bad_arguments_are_named_and_leave_no_file(tmp_path, kwargs, expectation):
+    with expectation:
+        _writer(tmp_path / "s.nc", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nul_characters_and_an_attribute_named_coordinates_are_kept(tmp_path):
+    with _writer(tmp_path / "s.nc", note="a\x00b", coordinates="x y") as w:
+        w.write("activity", 0, np.zeros((2, 10, 3)))
+        w.write("input", 0, np.zeros((2, 10, 1)))
+    back = dt.open_recording(tmp_path / "s.nc")
+    assert back.attrs["note"] == "a\x00b" and back.attrs["coordinates"] == "x y"
