@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +59,44 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict[
     return path
 
 
+def safe_load(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
+
+    A file that holds Python objects other than tensors, numbers, strings and containers of them
+    (a pickle of some class, which could run code when loaded) is refused as not trusted: nothing
+    in it is unpickled, and the message never suggests loading it unsafely. A truncated or
+    damaged file is refused as unreadable. Both raise :class:`CheckpointError` (a ValueError).
+    """
+    try:
+        with warnings.catch_warnings():              # torch's remark on the pickle protocol of a foreign file
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        message = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", message)
+        if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in message:   # it names a Python object
+            what = f" (found {found.group(1)!r})" if found else ""
+            raise CheckpointError(
+                f"{path} is not a trusted checkpoint: it holds Python objects other than tensors, numbers, "
+                f"strings and containers of them{what}, and trainers never unpickles those. Use a checkpoint "
+                f"written by trainers (RUN_DIR/checkpoints/*.pt), or trainers.import_reference() for the "
+                f"authors' published networks.") from None      # PyTorch's advice (unsafe loading) is not passed on
+        # truncated or damaged: the first sentence of the cause, after PyTorch's general advice
+        text = message.split("WeightsUnpickler error:")[-1].strip()
+        first = re.split(r"(?<=\.)\s|\n", text, maxsplit=1)[0].rstrip(".")
+        if len(first) < 12 or "weights" in first.lower():   # KeyError(101) of a text file says less than its type
+            first = type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable trainers checkpoint (damaged, truncated or not "
+                              f"written by torch.save: {first}).") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint file with ``torch.load(weights_only=True)``; ``meta`` is decoded."""
+    """Load a checkpoint file with ``torch.load(weights_only=True)`` (:func:`safe_load`); ``meta``
+    is decoded."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupted or a foreign pickle
-        raise CheckpointError(
-            f"{path}: not a readable trainers checkpoint ({type(exc).__name__}: {exc}). For the "
-            f"authors' published networks use trainers.import_reference()."
-        ) from exc
+    payload = safe_load(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a trainers checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, "

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -256,7 +259,8 @@ class RunDir:
 
     # ------------------------------------------------------------------ writing (the engine)
     def prepare(self) -> None:
-        """Create the directory for a new run; refuse one that already holds a run."""
+        """Create the directory for a new run; refuse one that already holds a run. Temporary files
+        of an earlier attempt killed before its first checkpoint was complete are removed."""
         if self.latest_path.exists():
             raise FileExistsError(f"{self.path} already holds a run; continue it with "
                                   f"`trainers resume {self.path}` (trainers.resume) or choose another --out.")
@@ -268,6 +272,7 @@ class RunDir:
         except OSError as exc:
             raise PermissionError(f"output directory {str(self.path)!r} is not writable ({exc.strerror}); "
                                   f"choose another --out.") from exc
+        self.remove_stale()       # a first attempt killed while writing its first checkpoint
 
     def remove_stale(self) -> None:
         """Delete temporary files of this run's own writes left by a process killed while writing."""
@@ -305,9 +310,35 @@ class RunDir:
         meta = {"kind": "latest", "config": run.config.to_dict(), "epoch": epoch, "Ns": run.Ns,
                 "solved": run.solved, "history": run.history, "wall_seconds": wall,
                 "stop_reason": run.stop_reason}
-        save_checkpoint(self.latest_path, run.model, meta, optimizer=optimizer, rng=rng)
-        self._checkpoints.pop(None, None)
-        atomic_write_text(self.metrics_path, "".join(json.dumps(h) + "\n" for h in run.history))
+        with _interrupt_after():
+            save_checkpoint(self.latest_path, run.model, meta, optimizer=optimizer, rng=rng)
+            self._checkpoints.pop(None, None)
+            atomic_write_text(self.metrics_path, "".join(json.dumps(h) + "\n" for h in run.history))
+
+
+@contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, so that an
+    epoch's checkpoint and its metrics line are written together; a second Ctrl-C interrupts at
+    once. Only in the main thread, and only where Ctrl-C raises KeyboardInterrupt as usual."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def metrics_dataset(history: Sequence[dict[str, Any]], config: TrainConfig, stop_reason: str = ""):
