@@ -170,7 +170,7 @@ def _source_parser(sub: argparse._SubParsersAction, name: str, help: str, descri
     p.add_argument("-o", "--output", type=Path, required=True, help="result file (netCDF4)")
     p.add_argument("--N", type=int, help="the network saved when N was solved")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
     return p
 
 
@@ -222,8 +222,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, help="number of exponents (default all)")
     p.add_argument("--warmup", type=int, help="steps before averaging (default 500, at most a fifth of --steps)")
     p.add_argument("--reortho-every", type=int, default=1, help="steps between QRs (default 1)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the network and the QR steps (default float64)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="where the spectrum is computed (default: the CPU)")
     p.set_defaults(func=_cmd_lyapunov)
 
     p = _source_parser(sub, "hessian", "extreme eigenvalues (and density) of a trained network's loss Hessian",
@@ -232,7 +234,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "cross-entropy or RMS loss on held-out sequences) on one fixed batch.",
                        "the fixed batch (default 0)")
     p.add_argument("--k", type=int, default=20, help="number of eigenvalues (default 20)")
-    p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA")
+    p.add_argument("--which", choices=("LA", "LM", "SA"), default="LA",
+                   help="which eigenvalues: largest algebraic (LA, default), largest magnitude (LM) or "
+                        "smallest algebraic (SA)")
     p.add_argument("--batch", type=int, default=256, help="sequences in the fixed batch (default 256; the "
                    "fading-memory paper used 1000 test samples)")
     p.add_argument("--density", action="store_true",

@@ -72,9 +72,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
             for section in SECTIONS:                # a flag overrides the TOML file's section entry
                 base.get(section, {}).pop(name, None)
             base[name] = value
-    run = train(TrainConfig.from_dict(base), args.out, progress=not args.quiet)
+    cfg = TrainConfig.from_dict(base).resolved()     # every check before anything is printed or written
+    if not args.quiet:
+        _announce_scale(cfg, given=base)
+    try:
+        run = train(cfg, args.out, progress=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted("train", args.out)
     _summary(run)
     return 0
+
+
+#: The sizes that set how long a run takes (the paper's defaults when not given).
+_SCALE = ("units", "batch", "steps_per_epoch", "max_epochs")
+
+
+def _announce_scale(cfg: TrainConfig, given: dict) -> None:
+    """On a CPU, one line on stderr with the size of the run: steps per epoch x batch, epochs,
+    units, and which of these are the paper's defaults (hours on a CPU for parity/DMS)."""
+    from trainers.engine import epoch_steps, resolve_device
+
+    if resolve_device(cfg.device).type != "cpu":
+        return
+    task = cfg.make_task()
+    steps = epoch_steps(cfg, task)
+    fixed_set = hasattr(task, "size")               # an epoch is one pass over a training set
+    per_epoch = task.size("train") if fixed_set else steps * cfg.batch
+    what = f"{steps} steps per epoch x batch {cfg.batch}" + (
+        f" (one pass over {per_epoch:,} training sequences)" if fixed_set else f" = {per_epoch:,} sequences per epoch")
+    line = (f"trainers train: {cfg.task} with {cfg.model} on the CPU: {what}, up to {cfg.max_epochs} epochs "
+            f"({per_epoch * cfg.max_epochs:,} sequences), {cfg.units} units")
+    scale = [name for name in _SCALE if not (fixed_set and name == "steps_per_epoch")]
+    defaults = [name for name in scale if name not in given]
+    if defaults:
+        line += "; the paper's defaults: " + ", ".join("--" + name.replace("_", "-") for name in defaults)
+        if task.uses_N and defaults == scale:
+            line += " (hours on a CPU; give smaller values for a quick run)"
+    print(line, file=sys.stderr, flush=True)
+
+
+def _interrupted(command: str, run_dir) -> int:
+    """Ctrl-C during training: one line with the command that continues the run; exit status 130."""
+    import shlex
+
+    from trainers.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    where = shlex.quote(str(run_dir))
+    if rd.latest_path.is_file():
+        try:
+            done = f"{rd.latest.epoch} epoch(s) saved in {run_dir}"
+        except (OSError, ValueError):
+            done = f"the latest checkpoint is in {run_dir}"
+        print(f"trainers {command}: interrupted; {done}; continue with: trainers resume {where}",
+              file=sys.stderr)
+    else:
+        print(f"trainers {command}: interrupted before the first epoch was saved; nothing to resume: "
+              f"start again with the same command (trainers train --out {where} ...)", file=sys.stderr)
+    return 130
 
 
 def _summary(run) -> None:
@@ -98,8 +153,11 @@ def _summary(run) -> None:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from trainers.engine import resume
 
-    run = resume(args.run_dir, max_epochs=args.max_epochs, time_budget=args.time_budget,
-                 device=args.device, progress=not args.quiet)
+    try:
+        run = resume(args.run_dir, max_epochs=args.max_epochs, time_budget=args.time_budget,
+                     device=args.device, progress=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted("resume", args.run_dir)
     _summary(run)
     return 0
 
@@ -185,32 +243,45 @@ def build_parser() -> argparse.ArgumentParser:
                     "of the timescale paper on N-parity / N-DMS with its curricula; the WCRNN of the "
                     "fading-memory paper on the adding problem and sequential images); resume runs; "
                     "record activity for dynatools. 'trainers list' shows what is registered.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do ('trainers COMMAND --help' for its options)")
 
-    p = sub.add_parser("train", help="train a network (flags and/or a TOML config file)",
-                       description="Train a network. Flags override the TOML file's keys (same names, "
-                                   "with underscores). Unset flags take the task's and model's defaults.")
+    p = sub.add_parser(
+        "train", help="train a network (flags and/or a TOML config file)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a network. Flags override the TOML file's keys (same names, with underscores).\n"
+                    "Unset flags take the model's, task's and curriculum's defaults.",
+        epilog="The defaults are the papers': parity/DMS train the timescale paper's 500 units with\n"
+               "600 steps per epoch x batch 256 for up to 1000 epochs, which takes hours on a CPU (a run\n"
+               "on the CPU prints its scale when it starts). A small CPU run, about half a minute:\n\n"
+               "  trainers train --out runs/mh --units 64 --batch 64 --steps-per-epoch 100 \\\n"
+               "      --eval-batches 10 --max-epochs 40 --n-max 30 --device cpu\n\n"
+               "Ctrl-C stops a run and prints the 'trainers resume RUN_DIR' command that continues it.")
     p.add_argument("--config", help="TOML file of TrainConfig keys (top level or [train] table; options "
                                     "at the top level or in [model_options], [task_options], "
                                     "[curriculum_options])")
     p.add_argument("--out", required=True, help="run directory (created; must not hold a run)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no scale line at the start; only the summary at the end")
     _add_train_flags(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("resume", help="continue a run from its latest checkpoint")
-    p.add_argument("run_dir")
+    p = sub.add_parser("resume", help="continue a run from its latest checkpoint",
+                       description="Continue a run from RUN_DIR/checkpoints/latest.pt with the same random "
+                                   "streams: the losses and weights are those of an uninterrupted run.")
+    p.add_argument("run_dir", help="the run directory of a 'trainers train' run")
     p.add_argument("--max-epochs", type=int, help="raise the epoch limit")
     p.add_argument("--time-budget", type=float, help="raise the total training-time limit (s)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where to continue (default: the run's setting); the device type it was trained on")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; only the summary at the end")
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("list", help="the registered models, tasks and curricula, with their options")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("record", help="record a trained network's activity to netCDF")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory of a 'trainers train' run")
     p.add_argument("--N", type=int, help="network saved when N was solved (default: the latest, "
                                          "with the heads of its last epoch)")
     p.add_argument("--steps", type=int, default=100_000, help="time steps per trial (default 1e5)")
@@ -220,18 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parity/DMS: probability of a 1 in the input bits: a number for every trial (default "
                         "0.5), or 'uniform' for p ~ U(0,1) drawn per trial (the authors' timescale protocol)")
     p.add_argument("--seed", type=int, help="seed of the input bits (default random)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (default auto: CUDA when available)")
     p.add_argument("-o", "--output", required=True, help="output netCDF file")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
     p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("evaluate", help="the test metric of a run's network (parity/DMS: accuracy on fresh batches)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory of a 'trainers train' run")
     p.add_argument("--N", type=int, help="network saved when N was solved (default: latest)")
-    p.add_argument("--batches", type=int, default=50)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--batches", type=int, default=50,
+                   help="fresh batches per head (default 50; parity/DMS, the sequence tasks use their test set)")
+    p.add_argument("--batch", type=int, default=256, help="sequences per batch (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh batches (default 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (default auto: CUDA when available)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -245,7 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainers`` command."""
     from dynatools.cli import run
 
-    return run(build_parser(), argv)
+    try:
+        return run(build_parser(), argv)
+    except KeyboardInterrupt:        # train and resume say how to continue; other commands stop here
+        print("trainers: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -279,6 +279,23 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
                  wall0=meta["wall_seconds"], progress=progress)
 
 
+def epoch_steps(cfg: TrainConfig, task) -> int:
+    """Optimizer steps in one epoch of a (resolved) configuration: ``cfg.steps_per_epoch``, or,
+    for a task that trains on a fixed set (``task.size("train")``: the image tasks), one pass
+    over it in batches of ``cfg.batch``.
+
+    Examples
+    --------
+    >>> import trainers
+    >>> from trainers.engine import epoch_steps
+    >>> cfg = trainers.TrainConfig(seed=0).resolved()          # the paper's parity defaults
+    >>> epoch_steps(cfg, cfg.make_task()), cfg.batch
+    (600, 256)
+    """
+    size = getattr(task, "size", None)
+    return math.ceil(size("train") / cfg.batch) if callable(size) else int(cfg.steps_per_epoch)
+
+
 def _tau_stats(model: torch.nn.Module) -> dict[str, float]:
     if not hasattr(model, "effective_tau"):
         return {}
@@ -301,6 +318,7 @@ def _loop(run: Run, task, optimizer, streams: _Streams, device, *, start_epoch: 
         return run
     run.stop_reason = "running"
     metric = task.metric
+    steps = epoch_steps(cfg, task)
     bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=f"train {task.name}", unit="epoch",
                disable=not progress, dynamic_ncols=True)
     try:
@@ -313,23 +331,24 @@ def _loop(run: Run, task, optimizer, streams: _Streams, device, *, start_epoch: 
             losses, sequences = [], 0
             batches = task.train_batches(Ns, batch=cfg.batch, steps=cfg.steps_per_epoch, generator=streams.data,
                                          length_generator=streams.lengths, device=device)
-            for b in tqdm(batches, desc=f"epoch {epoch + 1}{span}", leave=False, disable=not progress,
-                          dynamic_ncols=True, total=cfg.steps_per_epoch if task.uses_N else None):
-                n = b.inputs.shape[0]
-                H = model(b.inputs, model.initial_state(n, generator=streams.data))
-                loss = task.loss(model.readout(H[:, -1], heads=heads), b)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=cfg.clip)
-                if cfg.lr_milestones:           # a step schedule computed from the iteration count
-                    decays = sum(iteration >= m for m in cfg.lr_milestones)
-                    for group in optimizer.param_groups:
-                        group["lr"] = cfg.lr * cfg.lr_factor ** decays
-                optimizer.step()
-                iteration += 1
-                sequences += n
-                losses.append(loss.detach())
+            with tqdm(batches, desc=f"epoch {epoch + 1}{span}", leave=False, disable=not progress,
+                      dynamic_ncols=True, total=steps) as inner:     # closed at once on Ctrl-C as well
+                for b in inner:
+                    n = b.inputs.shape[0]
+                    H = model(b.inputs, model.initial_state(n, generator=streams.data))
+                    loss = task.loss(model.readout(H[:, -1], heads=heads), b)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=cfg.clip)
+                    if cfg.lr_milestones:           # a step schedule computed from the iteration count
+                        decays = sum(iteration >= m for m in cfg.lr_milestones)
+                        for group in optimizer.param_groups:
+                            group["lr"] = cfg.lr * cfg.lr_factor ** decays
+                    optimizer.step()
+                    iteration += 1
+                    sequences += n
+                    losses.append(loss.detach())
             train_seconds = time.perf_counter() - t0
             loss_mean = float(torch.stack(losses).mean())
             broken = nonfinite_names(model.named_parameters())
@@ -436,4 +455,4 @@ class _Readout(torch.nn.Module):
         return self.model.readout(self.model(u, h0)[:, -1], heads=self.heads)
 
 
-__all__ = ["Run", "train", "resume", "evaluate", "loss_closure", "make_optimizer", "resolve_device"]
+__all__ = ["Run", "train", "resume", "evaluate", "loss_closure", "make_optimizer", "resolve_device", "epoch_steps"]
