@@ -111,15 +111,15 @@ def _announce_scale(cfg: TrainConfig, given: dict) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _interrupted(command: str, run_dir) -> int:
+def _interrupted(command: str, run_dir, options: Sequence[str] = ()) -> int:
     """Ctrl-C during training: one line with the command that continues the run; exit status 130."""
     import shlex
 
     from trainers.rundir import RunDir
 
     rd = RunDir(run_dir)
-    where = shlex.quote(str(run_dir))
     if rd.latest_path.is_file():
+        where = " ".join(shlex.quote(str(a)) for a in (run_dir, *options))
         try:
             done = f"{rd.latest.epoch} epoch(s) saved in {run_dir}"
         except (OSError, ValueError):
@@ -128,7 +128,8 @@ def _interrupted(command: str, run_dir) -> int:
               file=sys.stderr)
     else:
         print(f"trainers {command}: interrupted before the first epoch was saved; nothing to resume: "
-              f"start again with the same command (trainers train --out {where} ...)", file=sys.stderr)
+              f"start again with the same command (trainers train --out {shlex.quote(str(run_dir))} ...)",
+              file=sys.stderr)
     return 130
 
 
@@ -156,8 +157,10 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     try:
         run = resume(args.run_dir, max_epochs=args.max_epochs, time_budget=args.time_budget,
                      device=args.device, progress=not args.quiet)
-    except KeyboardInterrupt:
-        return _interrupted("resume", args.run_dir)
+    except KeyboardInterrupt:      # the limits given again: the latest checkpoint may predate them
+        again = [part for name, value in (("--max-epochs", args.max_epochs), ("--time-budget", args.time_budget),
+                                          ("--device", args.device)) if value is not None for part in (name, value)]
+        return _interrupted("resume", args.run_dir, again)
     _summary(run)
     return 0
 

@@ -180,9 +180,10 @@ def test_ctrl_c_during_resume_prints_the_resume_command(tmp_path, capsys, monkey
     monkeypatch.setattr(trainers.RunDir, "save_latest", save_then_interrupt)
     assert main(["resume", str(run), "--max-epochs", "4", "-q"]) == 130
     line = _one_line(capsys.readouterr().err)
-    assert line.startswith("trainers resume: interrupted; 3 epoch(s) saved") and line.endswith(f"trainers resume {run}")
+    assert line.startswith("trainers resume: interrupted; 3 epoch(s) saved")
+    assert line.endswith(f"continue with: trainers resume {run} --max-epochs 4")
     monkeypatch.undo()
-    assert main(["resume", str(run), "-q"]) == 0               # keeps the raised limit
+    assert main(shlex.split(line.split("continue with: ")[1])[1:] + ["-q"]) == 0   # the printed command
     assert "after 4 epoch(s)" in capsys.readouterr().out
 
 
