@@ -76,7 +76,8 @@ def _check_model_shapes(step: Any, h: Any, u: Any, *, h_name: str = "h0", u_name
                         batch: str = "trajectory") -> None:
     """Refuse, before any step is taken, a state ``h`` ``(batch, unit)`` or inputs ``u``
     ``(batch, time, input_dim)`` that are empty or do not fit the sizes the model declares
-    (``state_size`` or ``n_units``, ``input_dim``), with the argument, the shapes and the fix.
+    (``state_size`` and ``input_dim``, as trainers models do), with the argument, the shapes and
+    the fix.
     Shared by :func:`lyapunov_spectrum` and :func:`dynatools.gradients.gradient_norms`."""
     if h.shape[0] == 0:
         raise ValueError(f"{h_name} has shape {tuple(h.shape)}: its {batch} axis is empty; expected ({batch}, "
@@ -84,7 +85,7 @@ def _check_model_shapes(step: Any, h: Any, u: Any, *, h_name: str = "h0", u_name
     if h.shape[1] == 0:
         raise ValueError(f"{h_name} has shape {tuple(h.shape)}: zero units; expected ({batch}, unit) with the "
                          f"map's state size (at least 1).")
-    attr, n = _declared_size(step, ("state_size", "n_units"))
+    attr, n = _declared_size(step, ("state_size",))     # not n_units: an LSTM's state is [h, c]
     if n is not None and h.shape[1] != n:
         raise ValueError(f"{h_name} has shape {tuple(h.shape)}: {h.shape[1]} units, but the model's "
                          f"state has {n} (model.{attr}); pass {h_name} of shape ({batch}, {n}), e.g. "

@@ -297,7 +297,8 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
         )
     dt = ds.attrs.get("dt")
     if not isinstance(dt, (float, int, np.floating, np.integer)) or isinstance(dt, bool) or not dt > 0:
-        raise RecordingError(f"attribute 'dt' must be a positive number; found {dt!r}.")
+        raise RecordingError(f"attribute 'dt' must be a positive number; found {dt!r}. Set ds.attrs['dt'] to the "
+                             f"time between samples, in the units of the 'time' coordinate.")
     dt_attr = ds.attrs.get("dt")
     if time.size > 1 and isinstance(dt_attr, (int, float, np.number)) and not isinstance(dt_attr, bool):
         from dynatools._validation import spacing_tolerance
