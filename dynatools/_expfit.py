@@ -66,9 +66,10 @@ def _single_residual(t: np.ndarray, y: np.ndarray):
     def fun(x: np.ndarray, idx: np.ndarray):
         a, tau = x[:, 0:1], x[:, 1:2]
         e = np.exp(-t / tau)
-        r = a * e - y[idx]
-        J = np.stack([e, a * e * t / tau**2], axis=-1)
-        return r, J
+        J = np.empty(e.shape + (2,))
+        J[..., 0] = e
+        J[..., 1] = a * e * t / tau**2
+        return a * e - y[idx], J
 
     return fun
 
@@ -78,12 +79,15 @@ def _double_residual(t: np.ndarray, y: np.ndarray):
         a, t1, t2, c = x[:, 0:1], x[:, 1:2], x[:, 2:3], x[:, 3:4]
         e1 = np.exp(-t / t1)
         e2 = np.exp(-t / t2)
-        mix = c * e1 + (1 - c) * e2
-        r = a * mix - y[idx]
-        J = np.stack(
-            [mix, a * c * e1 * t / t1**2, a * (1 - c) * e2 * t / t2**2, a * (e1 - e2)], axis=-1
-        )
-        return r, J
+        ce1 = c * e1
+        de2 = (1 - c) * e2
+        mix = ce1 + de2
+        J = np.empty(mix.shape + (4,))
+        J[..., 0] = mix
+        J[..., 1] = (a / t1**2) * ce1 * t
+        J[..., 2] = (a / t2**2) * de2 * t
+        J[..., 3] = a * (e1 - e2)
+        return a * mix - y[idx], J
 
     return fun
 
@@ -240,20 +244,37 @@ def fit_single(t, y, bounds, x0, reference: bool = False):
 def fit_double(t, y, bounds, starts, reference: bool = False):
     """Fit the double model from each start; keep, per unit, the converged result of lowest cost.
 
-    Returns ``(x, cost, ok)``; ``ok`` is False where no start converged.
+    Default: all starts in one batched solve (the problems are independent, so each row's result
+    is what a solve of its start alone gives); rows it leaves unconverged are finished by SciPy.
+    Reference: SciPy per unit and start. Returns ``(x, cost, ok)``; ``ok`` is False where no start
+    converged.
     """
     lo, hi = bounds
+    B = len(y)
+    if reference:
+        results = [curve_fit_rows(_double_residual, t, y, x0, lo, hi) for x0 in starts]
+    else:
+        y_all = np.concatenate([y] * len(starts))
+        res = least_squares_batched(_double_residual(t, y_all), np.concatenate(starts), lo, hi,
+                                    max_iter=MAX_ITER)
+        res = _finish(_double_residual, t, y_all, res, lo, hi)
+        results = [BatchedFit(*(v[k * B:(k + 1) * B] for v in (res.x, res.cost, res.converged, res.n_iter)))
+                   for k in range(len(starts))]
     best_x = np.full(starts[0].shape, np.nan)
-    best_cost = np.full(len(y), np.inf)
-    for x0 in starts:
-        res = (curve_fit_rows(_double_residual, t, y, x0, lo, hi) if reference
-               else _finish(_double_residual, t, y,
-                            least_squares_batched(_double_residual(t, y), x0, lo, hi, max_iter=MAX_ITER), lo, hi))
+    best_cost = np.full(B, np.inf)
+    for res in results:
         cost = np.where(res.converged & np.isfinite(res.cost), res.cost, np.inf)
         better = cost < best_cost
         best_x[better] = res.x[better]
         best_cost[better] = cost[better]
     return best_x, best_cost, np.isfinite(best_cost)
+
+
+def _whole_steps(k: np.ndarray) -> np.ndarray:
+    """``k`` with values within 1e-9 (relative) of a whole number replaced by that number: lags
+    and bounds given in time units come back to exact lag steps after dividing by the spacing."""
+    r = np.rint(k)
+    return np.where(np.abs(k - r) <= 1e-9 * np.maximum(np.abs(r), 1.0), r, k)
 
 
 def criterion_value(rss: np.ndarray, n: int, k: int, criterion: str) -> np.ndarray:
@@ -283,6 +304,14 @@ def fit_and_select(
     y = np.asarray(y, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     B, n = y.shape
+    # Fit in lag steps, whatever the time unit: the solver's path (starts, step-back, tolerances)
+    # then depends on the autocorrelation alone, so every timescale scales exactly with dt
+    # (rounding differences of t * dt could otherwise send a fit to another local minimum), and
+    # reference mode fits lag indices as the authors' curve_fit does. Timescales are converted back
+    # to the units of t at the end.
+    spacing = t[1] - t[0] if n > 1 else 1.0
+    t = _whole_steps(t / spacing)
+    tau_max = float(_whole_steps(np.array(tau_max / spacing)))
     out = np.full((B, len(FIELDS)), np.nan)
     col = {f: i for i, f in enumerate(FIELDS)}
     status = np.zeros(B, dtype=np.int64)
@@ -292,8 +321,7 @@ def fit_and_select(
     if good.size:
         yg = y[good]
         # tau bounds: the authors use [0, 100]; tau = 0 is excluded to keep exp(-t/tau) finite
-        spacing = t[1] - t[0] if n > 1 else 1.0
-        tiny = 1e-6 * spacing
+        tiny = 1e-6
         lo = np.array([0.0, tiny, tiny, 0.0])
         hi = np.array([1.0, tau_max, tau_max, 1.0])
         bounds = (lo, hi)
@@ -316,7 +344,7 @@ def fit_and_select(
         st = np.zeros(good.size, dtype=np.int64)
         use_double = prefer_double.copy()
         if not reference:
-            at_bound = _at_bound(dx[:, 1:3], tau_max, spacing)
+            at_bound = _at_bound(dx[:, 1:3], tau_max, 1.0)
             negligible = np.minimum(dx[:, 3], 1 - dx[:, 3]) < min_weight
             duplicate = dx[:, 2] < min_ratio * dx[:, 1]
             reasons = [
@@ -329,7 +357,7 @@ def fit_and_select(
                 # estimation noise of the autocorrelation (if the single model were true)?
                 f1 = single_exp(t, s.x[:, 0], s.x[:, 1])
                 f2 = double_exp(t, dx[:, 0], dx[:, 1], dx[:, 2], dx[:, 3])
-                se = bartlett_se_ar1(t[1:], s.x[:, 1], n_samples, t[1] - t[0])
+                se = bartlett_se_ar1(t[1:], s.x[:, 1], n_samples, 1.0)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     z = np.max(np.abs(f2 - f1)[:, 1:] / se, axis=1)
                 reasons.append((z < noise_z, "double_within_noise"))
@@ -349,7 +377,7 @@ def fit_and_select(
         tss = ((yg - yg.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = 1 - rss_sel / tss
-        sel_at_bound = (use_double | use_single) & _at_bound(tau_net, tau_max, spacing)
+        sel_at_bound = (use_double | use_single) & _at_bound(tau_net, tau_max, 1.0)
         st[sel_at_bound & (st == 0)] = _CODE["tau_at_bound"]
 
         vals = {
@@ -368,7 +396,7 @@ def fit_and_select(
             "n_timescales": np.where(use_double, 2.0, np.where(use_single, 1.0, np.nan)),
         }
         for name, v in vals.items():
-            out[good, col[name]] = v
+            out[good, col[name]] = v * spacing if name.startswith("tau") else v
         status[good] = st
     out[:, col["status"]] = status
     return out

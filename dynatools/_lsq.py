@@ -86,46 +86,50 @@ def least_squares_batched(
     upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), x.shape)
     x = np.clip(x, lower, upper)
     r, J = fun(x, np.arange(batch))
-    cost = 0.5 * np.einsum("bn,bn->b", r, r)
+    cost = 0.5 * _rowdot(r, r)
     lam = np.full(batch, 0.1, dtype=np.float64)
     running = np.isfinite(cost)
     converged = np.zeros(batch, dtype=bool)
     n_iter = np.zeros(batch, dtype=np.int64)
-    eye = np.eye(p)
+    diag = np.arange(p)
     span = np.maximum(upper - lower, 1e-300)
 
     for _ in range(max_iter):
         idx = np.flatnonzero(running)
         if idx.size == 0:
             break
-        xi, ri, Ji, lami = x[idx], r[idx], J[idx], lam[idx]
+        xi, ri, Ji, lami, ci = x[idx], r[idx], J[idx], lam[idx], cost[idx]
         lo, hi = lower[idx], upper[idx]
-        g = np.einsum("bnp,bn->bp", Ji, ri)
-        H = np.einsum("bnp,bnq->bpq", Ji, Ji)
+        Jt = Ji.transpose(0, 2, 1)
+        g = (Jt @ ri[:, :, None])[..., 0]
+        H = Jt @ Ji
         tol_b = 1e-10 * span[idx]
         fixed = ((xi <= lo + tol_b) & (g > 0)) | ((xi >= hi - tol_b) & (g < 0))
         pg = np.where(fixed, 0.0, g)
-        d = np.maximum(np.einsum("bpp->bp", H), 1e-12 * (1.0 + np.abs(np.einsum("bpp->bp", H)).max(axis=1, keepdims=True)))
+        dH = H[:, diag, diag]
+        d = np.maximum(dH, 1e-12 * (1.0 + np.abs(dH).max(axis=1, keepdims=True)))
         # converged by projected gradient (scaled by the curvature of each variable)
-        small_grad = np.max(np.abs(pg) / np.sqrt(d), axis=1) <= gtol * np.sqrt(np.maximum(2 * cost[idx], 1e-300))
-        A = H + lami[:, None, None] * (d[:, :, None] * eye)
+        small_grad = np.max(np.abs(pg) / np.sqrt(d), axis=1) <= gtol * np.sqrt(np.maximum(2 * ci, 1e-300))
         free = ~fixed
-        A = A * (free[:, :, None] & free[:, None, :]) + fixed[:, :, None] * eye
+        A = H * (free[:, :, None] & free[:, None, :])
+        A[:, diag, diag] = np.where(fixed, 1.0, dH + lami[:, None] * d)
         try:
             step = np.linalg.solve(A, -pg[..., None])[..., 0]
         except np.linalg.LinAlgError:  # pragma: no cover - singular only with lam ~ 0
             step = np.stack([np.linalg.lstsq(a, -b, rcond=None)[0] for a, b in zip(A, pg)])
         x_new, limited = _step_back(xi, xi + step, lo, hi, tol_b)
         r_new, J_new = fun(x_new, idx)
-        cost_new = 0.5 * np.einsum("bn,bn->b", r_new, r_new)
-        ok = np.isfinite(cost_new) & (cost_new <= cost[idx])
+        cost_new = 0.5 * _rowdot(r_new, r_new)
+        ok = np.isfinite(cost_new) & (cost_new <= ci)
         dx = np.abs(x_new - xi)
         # a step cut short by a bound is not a sign of convergence: the variable is still
         # on its way to the bound, where it becomes active
         small_step = np.all(dx <= xtol * (xtol + np.abs(xi)), axis=1) & ~limited
-        pred = -np.einsum("bp,bp->b", pg, step) - 0.5 * np.einsum("bp,bpq,bq->b", step, H, step)
-        # (only trusted for nearly undamped steps: a damped step predicts too little progress)
-        small_df = (np.abs(cost[idx] - cost_new) <= ftol * cost[idx]) & (pred <= ftol * cost[idx]) & (lami <= 1e-3)
+        pred = -_rowdot(pg, step) - 0.5 * _rowdot(step, (H @ step[:, :, None])[..., 0])
+        # MINPACK's test, only trusted for nearly undamped steps (a damped step predicts too
+        # little progress); whether or not the step was accepted: a rejected step whose actual
+        # and predicted changes are at the rounding level of the cost means no progress is left
+        small_df = (np.abs(ci - cost_new) <= ftol * ci) & (pred <= ftol * ci) & (lami <= 1e-3)
         n_iter[idx] += 1
 
         acc = idx[ok]
@@ -133,11 +137,16 @@ def least_squares_batched(
         cost[acc] = cost_new[ok]
         lam[idx] = np.where(ok, np.maximum(lami / 3.0, 1e-15), np.minimum(lami * 4.0, 1e16))
 
-        done = (ok & (small_df | small_step)) | small_grad | (cost_new == 0)
+        done = (ok & small_step) | small_df | small_grad | (cost_new == 0)
         stuck = ~ok & (lami >= 1e15)
         converged[idx[done | stuck]] = True
         running[idx[done | stuck]] = False
     return BatchedFit(x=x, cost=cost, converged=converged, n_iter=n_iter)
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (batch, n) arrays."""
+    return (a[:, None, :] @ b[:, :, None])[:, 0, 0]
 
 
 def _step_back(x: np.ndarray, x_new: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: np.ndarray):
