@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from dynatools.threads import step_work, torch_threads
 from dynatools.utils import check_positive_int
 
 
@@ -76,7 +77,7 @@ def continuous_accuracy(model: torch.nn.Module, task: Any, N: int, *, head: int,
     labels = task.labels_in_time(bits, [N])[:, burn_in:, 0].long()
     u = task.encode(bits).to(device=dev, dtype=p.dtype)
     h0 = model.initial_state(trials, generator=torch.Generator(device=dev).manual_seed(h0_seed))
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(work=step_work(model, trials)):
         H = model(u, h0)
         H = H[:, task.k - 1::task.k][:, burn_in:]                    # each bit's last step
         pred = model.readout(H)[..., head, :].argmax(-1).cpu()

@@ -25,6 +25,7 @@ import xarray as xr
 
 import dynatools
 from dynatools.recording import RecordingWriter, from_array
+from dynatools.threads import step_work, torch_threads
 from dynatools.utils import check_positive_int
 from trainers.registry import build
 from trainers.tasks import TASKS
@@ -261,7 +262,8 @@ def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink,
     total = burn_in + steps
     inputs, labels = task.recording_stream(trials, total, p=p, generator=gen, device=dev)
     inputs = inputs.to(next(model.parameters()).dtype)
-    with torch.no_grad():
+    # a loop of small steps: one thread unless the network is large (dynatools.threads)
+    with torch.no_grad(), torch_threads(work=step_work(model, trials)):
         h = model.initial_state(trials, generator=gen)
         t = 0
         bar = tqdm(total=total, desc="record", unit="step", disable=not progress)

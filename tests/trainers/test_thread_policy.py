@@ -1,0 +1,57 @@
+"""The thread policy (dynatools.threads) where trainers runs torch: small networks step on one
+thread whatever torch's default; DYNATOOLS_THREADS overrides; the caller's setting is restored."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import trainers
+from dynatools import threads
+from trainers.evaluation import continuous_accuracy
+
+
+@pytest.fixture
+def spy_threads(monkeypatch):
+    """Run with torch's default of 2 threads and record the thread count inside the model."""
+    for name in (threads.ENV_VAR, "OMP_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    net = trainers.MODELS["leaky"](6, n_heads=2, generator=torch.Generator().manual_seed(0))
+    forward = net.forward
+
+    def spying(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", spying)
+    yield net, seen, monkeypatch
+    torch.set_num_threads(before)
+
+
+def _record(net):
+    trainers.record(net, "parity", Ns=[2], steps=20, trials=2, burn_in=4, seed=0, progress=False)
+
+
+def _accuracy(net):
+    continuous_accuracy(net, trainers.Parity(), 2, head=0, steps=20, trials=2, burn_in=4, seed=0)
+
+
+@pytest.mark.parametrize("run", [_record, _accuracy], ids=["record", "continuous_accuracy"])
+def test_small_networks_step_on_one_thread_and_the_setting_is_restored(spy_threads, run):
+    net, seen, _ = spy_threads
+    run(net)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("run", [_record, _accuracy], ids=["record", "continuous_accuracy"])
+def test_dynatools_threads_overrides_the_policy(spy_threads, run):
+    net, seen, monkeypatch = spy_threads
+    monkeypatch.setenv(threads.ENV_VAR, "3")
+    run(net)
+    assert set(seen) == {3}
