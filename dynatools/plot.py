@@ -25,6 +25,74 @@ def _plt():
     return plt
 
 
+#: Colour of the text that marks a fit that is not a valid timescale.
+FLAG_COLOR = "#A50026"
+
+
+def _per(units: str) -> str:
+    """How a value's unit reads after a number: ``"step"`` -> ``"steps"``, ``"s"`` -> ``"s"``."""
+    return "steps" if units == "step" else units
+
+
+def _lag_step(result: xr.Dataset) -> tuple[float, str]:
+    """The lag spacing of a timescales result (one sampling step) and its units."""
+    units = "step"
+    if "lag" in result.coords:
+        lag = result["lag"].values
+        units = result["lag"].attrs.get("units", "step")
+        if lag.size > 1:
+            return float(lag[1] - lag[0]), units
+    elif "tau_net" in result:
+        units = result["tau_net"].attrs.get("units", "step")
+    return 1.0, units
+
+
+def _fit_flags(result: xr.Dataset) -> xr.DataArray:
+    """Why each unit's ``tau_net`` is not a valid timescale, or ``""`` where it is.
+
+    A figure that draws a unit's ``tau_net`` marks the units flagged here instead of drawing them
+    like any other result:
+
+    - ``"no τ_net"``: nothing was fitted (NaN);
+    - ``"unreliable fit (STATUS)"``: left out by :func:`dynatools.reliable_tau_net` (failed fits, fits
+      at the upper bound, and any status not in ``dynatools.timescales.RELIABLE``);
+    - ``"τ_net < 1 step"``: shorter than one lag step, where the autocorrelation has already decayed
+      between two samples and the value is not resolved;
+    - ``"τ_fast ≈ τ_slow"``: the double model was selected but its slow timescale is less than
+      ``min_ratio`` (the result's attribute, default 1.5) times the fast one, so the two components
+      duplicate each other (possible with ``reference=True``, which has no safeguards).
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        A :func:`dynatools.timescales` result or a run summary (``tau_net``, optionally ``status``,
+        ``selected_model``, ``tau_fast``, ``tau_slow``).
+
+    Returns
+    -------
+    xarray.DataArray
+        Strings with the dims of ``tau_net``.
+    """
+    from dynatools.summary import reliable_tau_net
+
+    tau = result["tau_net"]
+    step, units = _lag_step(result)
+    one_step = "τ_net < 1 step" if units == "step" else f"τ_net < one lag step ({step:g} {units})"
+    flags = np.full(tau.shape, "", dtype="<U80")
+    if "status" in result:
+        status = result["status"].broadcast_like(tau).values.astype(str)
+        unreliable = np.isfinite(tau.values) & ~np.isfinite(reliable_tau_net(result).broadcast_like(tau).values)
+        flags = np.where(unreliable, np.char.add(np.char.add("unreliable fit (", status), ")"), flags)
+    if {"selected_model", "tau_fast", "tau_slow"} <= set(result.variables):
+        ratio = float(result.attrs.get("min_ratio", 1.5))
+        equal = ((result["selected_model"] == "double") & (result["tau_slow"] < ratio * result["tau_fast"]))
+        flags[(flags == "") & equal.broadcast_like(tau).values] = "τ_fast ≈ τ_slow"
+    with np.errstate(invalid="ignore"):
+        flags[(flags == "") & (tau.values < step)] = one_step
+    flags[~np.isfinite(tau.values)] = "no τ_net"
+    return xr.DataArray(flags, dims=tau.dims, coords=tau.coords)
+
+
 def _fit_curves(r: xr.Dataset, t: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The single and double exponential curves of one unit's fit at times ``t`` (None if absent)."""
     single = double = None
@@ -34,6 +102,31 @@ def _fit_curves(r: xr.Dataset, t: np.ndarray) -> tuple[np.ndarray | None, np.nda
         a, c = float(r["amplitude_double"]), float(r["weight_fast"])
         double = a * (c * np.exp(-t / float(r["tau_fast"])) + (1 - c) * np.exp(-t / float(r["tau_slow"])))
     return single, double
+
+
+def _fit_labels(r: xr.Dataset, units: str) -> tuple[str, str]:
+    """Legend labels of one unit's single and double fits: parameter names, values and units,
+    and which model was selected."""
+    u = _per(units)
+    selected = str(r["selected_model"].values)
+    single = f"single: τ = {float(r['tau_single']):.3g} {u}"
+    double = (f"double: τ_fast = {float(r['tau_fast']):.3g}, τ_slow = {float(r['tau_slow']):.3g} {u},\n"
+              f"    weight_fast = {float(r['weight_fast']):.2f}")
+    return (single + (" (selected)" if selected == "single" else ""),
+            double + (" (selected)" if selected == "double" else ""))
+
+
+def _fit_window(ax, result: xr.Dataset, lag: np.ndarray, legend: bool = True) -> None:
+    """Shade the lags the exponentials were fitted to (``0 .. fit_lag``), labeled for the legend."""
+    fit_lag = int(result.attrs.get("fit_lag", 30))
+    end = lag[min(fit_lag, len(lag) - 1)]
+    ax.axvspan(lag[0], end, color="0.92", lw=0, zorder=0,
+               label=f"fitted lags (0 to {end:g})" if legend else None)
+
+
+def _true_tau(r: xr.Dataset) -> float | None:
+    """The known ``tau_net`` of a synthetic unit (coordinate ``true_tau_net``, as in the demo)."""
+    return float(r["true_tau_net"]) if "true_tau_net" in r.coords or "true_tau_net" in r else None
 
 
 def _pick_units(result: xr.Dataset, units: Sequence[int] | int | None, unit_dim: str) -> list[int]:
@@ -73,7 +166,11 @@ def autocorrelation_fits(
     """Autocorrelations of a few units with their single and double exponential fits.
 
     As Fig. 1b / S10 of Khajehabdollahi, Zeraati et al. (ICLR 2024): data as dots, the single fit
-    dashed, the double fit solid, the selected model in the legend.
+    dashed, the double fit solid (the selected one drawn thicker, and named in the legend with its
+    parameters and units), the fitted lags shaded. A unit whose ``tau_net`` is not a valid
+    timescale (:func:`_fit_flags`: below one lag step, two equal timescales, an unreliable fit) says
+    so in red under its title. A synthetic recording's known ``true_tau_net`` (unit coordinate) is
+    shown in the title.
 
     Parameters
     ----------
@@ -105,38 +202,102 @@ def autocorrelation_fits(
     n_show = min(len(lag), (max_lag if max_lag is not None else 2 * fit_lag) + 1)
     lag = lag[:n_show]
     units_label = ac["lag"].attrs.get("units", "step")
+    flags = _fit_flags(result)
     ncol = min(3, len(idx))
     nrow = int(np.ceil(len(idx) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.9 * nrow), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 4.0 * nrow), squeeze=False, sharey=True)
     for ax in axes.ravel()[len(idx):]:
         ax.set_visible(False)
+    lowest = 1.0
     for ax, i in zip(axes.ravel(), idx):
         r = result.isel({unit_dim: i})
         y = r["autocorrelation"].values[:n_show]
         y = y / y[0]
+        if (y[1:] > 0).any():
+            lowest = min(lowest, float(np.nanmin(np.where(y > 0, y, np.nan))))
         t = np.linspace(0, lag[-1], 200)
+        _fit_window(ax, result, lag, legend=False)
         ax.plot(lag, y, "o", ms=3, color="0.35", label="data")
         single, double = _fit_curves(r, t)
+        selected = str(r["selected_model"].values)
+        single_label, double_label = _fit_labels(r, units_label)
         if single is not None:
-            ax.plot(t, single, "--", color=PALETTE[0], label=f"single: τ={float(r['tau_single']):.3g}")
+            ax.plot(t, single, "--", color=PALETTE[0], lw=2.2 if selected == "single" else 1.1, label=single_label)
         if double is not None:
-            ax.plot(t, double, "-", color=PALETTE[1], label=f"double: {float(r['tau_fast']):.3g}, {float(r['tau_slow']):.3g}")
-        ax.axvline(lag[min(fit_lag, n_show - 1)], color="0.8", lw=0.8, zorder=0)
-        if log:
-            ax.set_yscale("log")
-            ax.set_ylim(max(1e-3, np.nanmin(np.where(y > 0, y, np.nan)) / 2), 1.5)
+            ax.plot(t, double, "-", color=PALETTE[1], lw=2.2 if selected == "double" else 1.1, label=double_label)
         label = r[unit_dim].values if unit_dim in r.coords else i
-        ax.set_title(f"unit {label}: {str(r['selected_model'].values)} (τ_net={float(r['tau_net']):.3g})", fontsize=9)
+        true = _true_tau(r)
+        title = f"unit {label}: τ_net = {float(r['tau_net']):.3g} {_per(units_label)}"
+        if true is not None:
+            title += f" (true {true:.3g})"
+        flag = str(flags.isel({unit_dim: i}).values)
+        if flag:
+            title += f"\nnot a valid timescale: {flag}"
+        ax.set_title(title, fontsize=9, color=FLAG_COLOR if flag else "black")
         ax.set_xlabel(f"lag ({units_label})")
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    import textwrap
+
+    criterion = str(result.attrs.get("criterion", "aic")).upper()
+    note = (f"dots: AC / AC[0] of the data{' (values ≤ 0 not drawn on the log axis)' if log else ''}; dashed: "
+            f"single, solid: double exponential fit (thick: the model selected by {criterion}); grey band: the "
+            f"lags fitted (0 to {lag[min(fit_lag, n_show - 1)]:g})")
+    fig.suptitle(textwrap.fill(note, 60 * ncol), fontsize=9)
+    if log:
+        for ax in axes.ravel():
+            ax.set_yscale("log")
+        axes[0, 0].set_ylim(max(1e-3, lowest / 2), 2.5)     # shared: every panel's data in view
     for row in axes:
         row[0].set_ylabel("AC / AC[0]")
     fig.tight_layout()
     return fig
 
 
+def _tau_net_hist(ax, result: xr.Dataset, bins: int | np.ndarray, by_model: bool = True) -> int:
+    """Stacked histogram of ``tau_net`` on ``ax``: units with a valid timescale by selected model,
+    flagged units (:func:`_fit_flags`) hatched apart; returns the number of units drawn."""
+    tau = result["tau_net"].values.ravel()
+    model = result["selected_model"].values.ravel() if "selected_model" in result else np.full(tau.shape, "")
+    flagged = (_fit_flags(result).values.ravel() != "")
+    ok = np.isfinite(tau)
+    units = result["tau_net"].attrs.get("units", _lag_step(result)[1])
+    if not ok.any():
+        ax.text(0.5, 0.5, "no finite τ_net", ha="center", transform=ax.transAxes)
+        return 0
+    edges = np.histogram_bin_edges(tau[ok], bins=bins)
+    if by_model:
+        groups = [(tau[ok & ~flagged & (model == "single")], "single exponential", PALETTE[0], None),
+                  (tau[ok & ~flagged & (model == "double")], "double exponential", PALETTE[1], None),
+                  (tau[ok & flagged], "not a valid timescale\n(τ_net < 1 step, τ_fast ≈ τ_slow\nor unreliable fit)",
+                   "0.75", "////")]
+        groups = [g for g in groups if g[0].size]
+        _, _, patches = ax.hist([g[0] for g in groups], bins=edges, stacked=True, color=[g[2] for g in groups],
+                                label=[f"{g[1]} ({g[0].size} units)" for g in groups])
+        for g, bars in zip(groups, patches if len(groups) > 1 else [patches]):
+            if g[3]:
+                for bar in bars:
+                    bar.set_hatch(g[3])
+                    bar.set_edgecolor("0.35")
+    else:
+        ax.hist(tau[ok], bins=edges, color=PALETTE[0], label=f"{int(ok.sum())} units")
+    missing = int((~ok).sum())
+    title = "selected model" if by_model else None
+    if missing:
+        title = (title + "; " if title else "") + f"{missing} unit(s) without τ_net not drawn"
+    ax.legend(frameon=False, fontsize=7, title=title, title_fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel(f"τ_net ({units})")
+    ax.set_ylabel("units")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))        # counts
+    return int(ok.sum())
+
+
 def tau_net_histogram(result: xr.Dataset, *, bins: int = 30, by_model: bool = True):
     """Histogram of ``tau_net`` (Fig. 5b of the timescale paper), split by selected model.
+
+    Units whose ``tau_net`` is not a valid timescale (:func:`_fit_flags`) are stacked apart,
+    hatched grey; units without a ``tau_net`` (failed fits) are counted in the legend's title.
 
     Parameters
     ----------
@@ -151,29 +312,18 @@ def tau_net_histogram(result: xr.Dataset, *, bins: int = 30, by_model: bool = Tr
     matplotlib.figure.Figure
     """
     plt = _plt()
-    tau = result["tau_net"].values.ravel()
-    model = result["selected_model"].values.ravel()
-    ok = np.isfinite(tau)
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    if not ok.any():
-        ax.text(0.5, 0.5, "no finite tau_net", ha="center", transform=ax.transAxes)
-        return fig
-    edges = np.histogram_bin_edges(tau[ok], bins=bins)
-    if by_model:
-        data = [tau[ok & (model == "single")], tau[ok & (model == "double")]]
-        ax.hist(data, bins=edges, stacked=True, color=[PALETTE[0], PALETTE[1]],
-                label=[f"single ({len(data[0])})", f"double ({len(data[1])})"])
-        ax.legend(frameon=False, fontsize=8)
-    else:
-        ax.hist(tau[ok], bins=edges, color=PALETTE[0])
-    ax.set_xlabel(f"τ_net ({result['tau_net'].attrs.get('units', 'step')})")
-    ax.set_ylabel("units")
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    _tau_net_hist(ax, result, bins, by_model)
     fig.tight_layout()
     return fig
 
 
 def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4):
     """One figure: a few autocorrelations with their fits and the histogram of ``tau_net``.
+
+    When the units carry their known timescale (coordinate ``true_tau_net``, as the shipped demo
+    recording does), the legend gives it beside each fitted value and a third panel plots the
+    fitted ``tau_net`` of every unit against it, with the median relative error.
 
     Returns
     -------
@@ -187,8 +337,15 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
     ac = result["autocorrelation"]
     n_show = min(ac.sizes["lag"], 2 * fit_lag + 1)
     lag = ac["lag"].values[:n_show]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    units_label = ac["lag"].attrs.get("units", "step")
+    u = _per(units_label)
+    known = "true_tau_net" in result.coords or "true_tau_net" in result
+    flags = _fit_flags(result)
+    fig, axes = plt.subplots(1, 3 if known else 2, figsize=(15 if known else 10.5, 5),
+                             gridspec_kw={"width_ratios": [1.4, 1, 1] if known else [1.4, 1]})
+    ax1, ax2 = axes[:2]
     t = np.linspace(0, lag[-1], 200)
+    _fit_window(ax1, result, lag)
     for color, i in zip([st["color"] for st in _styles(len(idx))], idx):
         r = result.isel(unit=i)
         y = r["autocorrelation"].values[:n_show]
@@ -200,24 +357,51 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
         if double is not None:
             ax1.plot(t, double, "-", lw=1, color=color)
         label = r["unit"].values if "unit" in r.coords else i
-        ax1.plot([], [], "o-", color=color, label=f"unit {label}: {str(r['selected_model'].values)}, τ_net={float(r['tau_net']):.3g}")
+        text = f"unit {label}: {str(r['selected_model'].values)}, τ_net = {float(r['tau_net']):.3g} {u}"
+        true = _true_tau(r)
+        if true is not None:
+            text += f" (true {true:.3g})"
+        flag = str(flags.isel(unit=i).values)
+        if flag:
+            text += f"\n  not a valid timescale: {flag}"
+        ax1.plot([], [], "o-", color=color, label=text)
     ax1.set_yscale("log")
     ax1.set_ylim(1e-3, 1.5)
-    ax1.set_xlabel(f"lag ({ac['lag'].attrs.get('units', 'step')})")
+    ax1.set_xlabel(f"lag ({units_label})")
     ax1.set_ylabel("AC / AC[0]")
     ax1.set_title("autocorrelations: dots data, dashed single fit, solid double fit", fontsize=9)
-    ax1.legend(fontsize=7, frameon=False)
-    tau = result["tau_net"].values
-    model = result["selected_model"].values
-    ok = np.isfinite(tau)
-    if ok.any():
-        edges = np.histogram_bin_edges(tau[ok], bins=20)
-        ax2.hist([tau[ok & (model == "single")], tau[ok & (model == "double")]], bins=edges, stacked=True,
-                 color=[PALETTE[0], PALETTE[1]], label=["single", "double"])
-        ax2.legend(frameon=False, fontsize=8, title="selected model", title_fontsize=8)
-    ax2.set_xlabel(f"τ_net ({result['tau_net'].attrs.get('units', 'step')})")
-    ax2.set_ylabel("units")
-    ax2.set_title(f"network-mediated timescales ({int(ok.sum())} units)", fontsize=9)
+    legend = ax1.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    for text in legend.get_texts():
+        if "not a valid" in text.get_text():
+            text.set_color(FLAG_COLOR)
+    n = _tau_net_hist(ax2, result, 20)
+    ax2.set_title(f"network-mediated timescales ({n} units)", fontsize=9)
+    if known:
+        ax3 = axes[2]
+        fitted, true = result["tau_net"].values.ravel(), result["true_tau_net"].values.ravel()
+        model = result["selected_model"].values.ravel()
+        for name, color, marker in (("single", PALETTE[0], "o"), ("double", PALETTE[1], "s")):
+            sel = model == name
+            ax3.plot(true[sel], fitted[sel], marker, ms=4, ls="none", color=color, label=f"{name} selected")
+        both = np.concatenate([true[np.isfinite(true)], fitted[np.isfinite(fitted)]])
+        lim = [both.min() / 1.3, both.max() * 1.3]
+        ax3.plot(lim, lim, "-", color="0.5", lw=0.8, label="fitted = true")
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax3.set_xscale("log")
+        ax3.set_yscale("log")
+        ax3.set_xlim(lim)
+        ax3.set_ylim(lim)
+        for axis in (ax3.xaxis, ax3.yaxis):          # 1, 2, 5, 10, 20, ... written out, no minor labels
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.abs(fitted / true - 1)
+        ax3.set_title(f"fitted vs true τ_net: median relative error {np.nanmedian(err):.1%}", fontsize=9)
+        ax3.set_xlabel(f"true τ_net ({units_label})")
+        ax3.set_ylabel(f"fitted τ_net ({units_label})")
+        ax3.legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -266,14 +450,26 @@ def _styles(n: int) -> list[dict[str, str]]:
             for i in range(n)]
 
 
-def _mean_std_over_units(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
-    return da.mean("unit", skipna=True).values, da.std("unit", skipna=True).values
+def _quartiles(da: xr.DataArray, keep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First quartile, median and third quartile of ``da`` over every dim but ``keep``, NaNs
+    ignored (NaN where ``keep`` has no finite value, without a warning). Unlike mean ± std, the
+    band stays inside the data: never below the smallest value, never above the largest."""
+    v = da.transpose(keep, ...).values.astype(float).reshape(da.sizes[keep], -1)
+    q = np.full((3, v.shape[0]), np.nan)
+    has = np.isfinite(v).any(1)
+    if has.any():
+        q[:, has] = np.nanquantile(v[has], [0.25, 0.5, 0.75], axis=1)
+    return q[0], q[1], q[2]
 
 
 def timescales_vs_N(summaries, *, log: bool = False):
-    """Trained τ and network τ_net (mean ± std over units) against N, one line per run
-    (timescale paper Figs. 4b and 5c-d). τ_net counts only reliable fits
-    (:func:`dynatools.summary.reliable_tau_net`).
+    """Trained τ and network τ_net against N: the median over units (line) and the interquartile
+    range (band), one line per run (timescale paper Figs. 4b and 5c-d). τ_net counts only reliable
+    fits (:func:`dynatools.summary.reliable_tau_net`); a dotted line marks one time step, below
+    which a τ_net is not resolved by the recording.
+
+    The median and the quartiles, unlike mean ± std, stay within the values drawn (a band never
+    goes below 0 for timescales), and one long τ_net does not move them.
 
     Parameters
     ----------
@@ -288,25 +484,29 @@ def timescales_vs_N(summaries, *, log: bool = False):
     """
     plt = _plt()
     runs = _as_runs(summaries, "run summaries")
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8), sharex=True)
     from dynatools.summary import reliable_tau_net
 
     for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["tau", "tau_net"], label, "trainers.analyze.analyze_run")
         N = ds["N"].values
         for ax, values in zip(axes, (ds["tau"], reliable_tau_net(ds))):
-            m, s = _mean_std_over_units(values)
-            ax.plot(N, m, "-", ms=3, label=label, **style)
-            ax.fill_between(N, m - s, m + s, color=style["color"], alpha=0.2, lw=0)
+            lo, median, hi = _quartiles(values, "N")
+            ax.plot(N, median, "-", ms=3, label=label, **style)
+            ax.fill_between(N, lo, hi, color=style["color"], alpha=0.2, lw=0)
+    axes[1].axhline(1, color="0.4", lw=0.9, ls=":", label="1 step: shorter τ_net\nnot resolved")
     axes[0].set_ylabel("trained τ (steps)")
-    axes[1].set_ylabel("τ_net (steps)")
+    axes[1].set_ylabel("τ_net (steps), reliable fits")
     axes[0].set_title("single-neuron timescales", fontsize=10)
     axes[1].set_title("network-mediated timescales", fontsize=10)
     for ax in axes:
         ax.set_xlabel("N")
         if log:
             ax.set_yscale("log")
-    axes[0].legend(frameon=False, fontsize=8)
+    axes[0].legend(frameon=False, fontsize=8, title="line: median, band:\ninterquartile range over units",
+                   title_fontsize=7)
+    axes[1].legend(handles=[ln for ln in axes[1].get_lines() if ln.get_label().startswith("1 step")],
+                   frameon=False, fontsize=7)
     _integer_N(*axes)
     fig.tight_layout()
     return fig
@@ -315,6 +515,10 @@ def timescales_vs_N(summaries, *, log: bool = False):
 def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, *, bins: int = 30):
     """Distributions of τ_net across units for several N of one run (Fig. 5b); reliable fits
     only (:func:`dynatools.summary.reliable_tau_net`), the number left out is in the legend.
+
+    The legend's title says which solved N are not drawn (by default four N spread over the run,
+    so that the outlines stay legible), and an N without any reliable fit says so. The shaded
+    range below one step marks the τ_net the recording cannot resolve.
 
     Parameters
     ----------
@@ -329,34 +533,63 @@ def tau_net_distributions(summary: xr.Dataset, Ns: Sequence[int] | None = None, 
     """
     plt = _plt()
     _need(summary, ["tau_net"], "summary", "trainers.analyze.analyze_run")
-    allN = list(summary["N"].values)
+    allN = [int(n) for n in summary["N"].values]
+    default = Ns is None
     if Ns is None:
         Ns = [allN[i] for i in sorted(set(np.linspace(0, len(allN) - 1, min(4, len(allN))).round().astype(int)))]
     missing = [n for n in Ns if n not in allN]
     if missing:
         raise ValueError(f"N {missing} not in the summary (has {allN}).")
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
     from dynatools.summary import reliable_tau_net
 
-    values = reliable_tau_net(summary).sel(N=list(Ns)).values
-    dropped = (np.isfinite(summary["tau_net"].sel(N=list(Ns)).values) & ~np.isfinite(values)).sum(-1)
+    values = reliable_tau_net(summary).sel(N=list(Ns)).transpose("N", ...).values.reshape(len(Ns), -1)
+    dropped = (np.isfinite(summary["tau_net"].sel(N=list(Ns)).transpose("N", ...).values.reshape(len(Ns), -1))
+               & ~np.isfinite(values)).sum(-1)
     finite = values[np.isfinite(values)]
     edges = np.histogram_bin_edges(finite if finite.size else [0, 1], bins=bins)
+    if finite.size and finite.min() < 1:
+        ax.axvspan(min(edges[0], 0), 1, color="0.92", lw=0, zorder=0, label="τ_net < 1 step (not resolved)")
     for style, N, row, n_out in zip(_styles(len(Ns)), Ns, values, dropped):
+        ok = np.isfinite(row)
         note = f" ({n_out} unreliable fits left out)" if n_out else ""
-        ax.hist(row[np.isfinite(row)], bins=edges, histtype="step", lw=1.6, color=style["color"],
-                label=f"N = {N}{note}")
+        if not ok.any():
+            # an empty histogram draws nothing: the legend says why the N has no outline
+            ax.plot([], [], "-", lw=1.6, color=style["color"], label=f"N = {N}: no reliable fit, nothing drawn{note}")
+            continue
+        ax.hist(row[ok], bins=edges, histtype="step", lw=1.6, color=style["color"], label=f"N = {N}{note}")
+    left_out = [n for n in allN if n not in Ns]
+    title = None
+    if left_out:
+        shown = f"{len(Ns)} of the {len(allN)} solved N shown"
+        title = (f"{shown} (spread over the run);\nnot drawn: N = {_ranges(left_out)}" if default
+                 else f"{shown};\nnot drawn: N = {_ranges(left_out)}")
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("τ_net (steps)")
     ax.set_ylabel("units")
-    ax.legend(frameon=False, fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))        # counts
+    ax.legend(frameon=False, fontsize=7, title=title, title_fontsize=7)
     ax.set_title(str(summary.attrs.get("curriculum", "")), fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _ranges(values: Sequence[int]) -> str:
+    """``[3, 4, 5, 7]`` -> ``"3-5, 7"``: integers, consecutive runs of three or more joined."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
 def weight_balance_vs_N(summaries):
-    """Mean total incoming positive and negative weight per unit against N (Fig. 6a), ± std over
-    units, one colour per run (solid line and filled markers: positive; dashed and open: negative).
+    """Total incoming positive and negative weight per unit against N (Fig. 6a): the median over
+    units with the interquartile range as error bars, one colour per run (solid line and filled
+    markers: positive; dashed and open: negative).
 
     Returns
     -------
@@ -368,27 +601,38 @@ def weight_balance_vs_N(summaries):
               "trainers.analyze.analyze_run on recordings with W_rec")
         N = ds["N"].values
         for var, style, name in (("positive_sum", "-", "positive"), ("negative_sum", "--", "negative")):
-            m, s = _mean_std_over_units(ds[var])
-            ax.errorbar(N, m, yerr=s, fmt=run_style["marker"] + style, ms=4, capsize=2, color=run_style["color"],
+            lo, median, hi = _quartiles(ds[var], "N")
+            ax.errorbar(N, median, yerr=[median - lo, hi - median], fmt=run_style["marker"] + style, ms=4,
+                        capsize=2, color=run_style["color"],
                         label=f"{label}: {name}",        # open markers for the negative sums
                         mfc=run_style["color"] if name == "positive" else "white")
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("N")
     ax.set_ylabel("summed incoming weight per unit")
-    ax.legend(frameon=False, fontsize=7)
+    ax.legend(frameon=False, fontsize=7, title="median, error bars:\ninterquartile range\nover units",
+              title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.set_size_inches(6.4, 3.6)
     _integer_N(ax)
     fig.tight_layout()
     return fig
 
 
+def _line_text(slope: float, intercept: float) -> str:
+    """``"1.80 N - 1.00"``: the fitted line with the sign of its intercept."""
+    b = f"{abs(intercept):.2f}"
+    return f"{slope:.2f} N {'-' if intercept < 0 and b != '0.00' else '+'} {b}"
+
+
 def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
-    """PCA dimensionality against N with a least-squares line fitted up to ``fit_up_to`` (Fig. 6b).
+    """PCA dimensionality against N with a least-squares line fitted up to ``fit_up_to`` (Fig. 6b);
+    dots: the mean over the recorded trials, error bars: their standard deviation.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     runs, fig, ax = _runs_and_axes(summaries, "run summaries")
+    upto = f"N ≤ {fit_up_to}" if fit_up_to is not None else "every N"
     for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         color = style["color"]
         _need(ds, ["dimensionality"], label, "trainers.analyze.analyze_run")
@@ -400,21 +644,24 @@ def dimensionality_vs_N(summaries, *, fit_up_to: int | None = 30):
         if sel.sum() >= 2:
             slope, icpt = np.polyfit(N[sel], d[sel], 1)
             x = np.linspace(N.min(), N.max(), 50)
-            ax.plot(x, slope * x + icpt, "--", color=color, lw=1, label=f"fit: {slope:.2f} N + {icpt:.2f}")
+            ax.plot(x, slope * x + icpt, "--", color=color, lw=1, label=f"fit ({upto}): {_line_text(slope, icpt)}")
     import json
 
     params = next(iter(runs.values())).attrs.get("params")
     threshold = json.loads(params).get("threshold", 0.9) if params else 0.9
     ax.set_xlabel("N")
     ax.set_ylabel(f"PCs for {100 * threshold:g}% of the variance")
-    ax.legend(frameon=False, fontsize=7)
+    ax.legend(frameon=False, fontsize=7, title="mean ± std over trials;\ndashed: least-squares line",
+              title_fontsize=7)
     _integer_N(ax)
     fig.tight_layout()
     return fig
 
 
 def ablation_bars(results):
-    """Relative accuracy after ablating long- and short-τ units, one bar pair per run (Fig. 7).
+    """Relative accuracy after ablating long- and short-τ units, one bar pair per run (Fig. 7):
+    bar the median over the ablated units (each ablated alone), whiskers the interquartile range,
+    dots one per unit.
 
     Parameters
     ----------
@@ -428,41 +675,46 @@ def ablation_bars(results):
     plt = _plt()
     if not results:
         raise ValueError("no ablation results to plot.")
-    fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(results), 3.4))
+    fig, ax = plt.subplots(figsize=(3.6 + 1.6 * len(results), 3.4))
     width = 0.38
     for i, (label, res) in enumerate(results.items()):
         parts = res if isinstance(res, dict) else {res.attrs.get("which", "ablated"): res}
         for j, (which, ds) in enumerate(sorted(parts.items())):
             _need(ds, ["relative_accuracy"], f"{label} ({which})", "dynatools.robustness.ablation_by_tau")
-            per_unit = ds["relative_accuracy"].mean("trial").values
+            per_unit = ds["relative_accuracy"].mean("trial").values.ravel()
+            lo, median, hi = np.nanquantile(per_unit, [0.25, 0.5, 0.75])
             x = i + (j - (len(parts) - 1) / 2) * width
             color = PALETTE[1] if which == "longest" else PALETTE[0]
-            ax.bar(x, per_unit.mean(), width * 0.9, yerr=per_unit.std(), capsize=3, color=color,
+            ax.bar(x, median, width * 0.9, yerr=[[median - lo], [hi - median]], capsize=3, color=color,
                    alpha=0.8, label=f"{which} τ" if i == 0 else None)
             ax.plot(np.full(per_unit.size, x), per_unit, ".", color="0.2", ms=3)
     ax.set_xticks(range(len(results)), list(results))
     ax.set_xlabel("network")
-    ax.set_ylabel("relative accuracy")
+    ax.set_ylabel("relative accuracy\n(1: intact network, 0: chance)")
     ax.axhline(1, color="0.6", lw=0.8)
-    ax.legend(frameon=False, fontsize=8, title="ablated units\n(one at a time)", title_fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.legend(frameon=False, fontsize=8, title="bar: median,\nwhiskers: interquartile\nrange, dots: units\n\n"
+              "ablated units\n(one at a time):", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
 
-def _relative_accuracy_curves(ax, runs: dict[str, xr.Dataset], x: str, producer: str, stats) -> None:
-    """One line (mean) with a band (spread) of ``relative_accuracy`` against ``x`` per run;
-    ``stats(relative_accuracy) -> (mean, spread)`` over the other dims."""
+def _relative_accuracy_curves(ax, runs: dict[str, xr.Dataset], x: str, producer: str, samples) -> None:
+    """One line (median) with a band (interquartile range) of ``relative_accuracy`` against ``x``
+    per run; ``samples(relative_accuracy)`` gives the values the quartiles are taken over (all
+    its dims but ``x``)."""
     for style, (label, ds) in zip(_styles(len(runs)), runs.items()):
         _need(ds, ["relative_accuracy"], label, producer)
-        m, s = (np.asarray(v) for v in stats(ds["relative_accuracy"]))
+        lo, median, hi = _quartiles(samples(ds["relative_accuracy"]), x)
         xs = ds[x].values
-        ax.plot(xs, m, "-", ms=3, label=label, **style)
-        ax.fill_between(xs, m - s, m + s, color=style["color"], alpha=0.2, lw=0)
+        ax.plot(xs, median, "-", ms=3, label=label, **style)
+        ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.2, lw=0)
 
 
 def perturbation_curves(results, *, title: str | None = None):
-    """Relative accuracy against perturbation strength ε, mean ± std over repeats (Fig. 8a-b).
+    """Relative accuracy against perturbation strength ε (Fig. 8a-b): the median over repeats
+    (each the mean over trials) and the interquartile range as a band, which stays within the
+    measured values (a relative accuracy band never rises above the largest repeat).
 
     Parameters
     ----------
@@ -476,9 +728,8 @@ def perturbation_curves(results, *, title: str | None = None):
     runs = _as_runs(results, "perturbation results")
     target = next((ds.attrs["target"] for ds in runs.values() if "target" in ds.attrs), None)
     fig, ax = _relative_accuracy_figure(runs, "epsilon", "dynatools.robustness.perturb",
-                                        lambda ra: (ra.mean("trial").mean("repeat"), ra.mean("trial").std("repeat")),
-                                        "perturbation strength ε")
-    ax.axhline(0, color="0.6", lw=0.8)
+                                        lambda ra: ra.mean("trial"), "perturbation strength ε",
+                                        "line: median, band: interquartile\nrange over repeats")
     ax.set_title(title or f"perturbation of {target}", fontsize=10)
     fig.tight_layout()
     return fig
@@ -486,11 +737,13 @@ def perturbation_curves(results, *, title: str | None = None):
 
 def retraining_curves(results):
     """Relative accuracy after re-training on a new N without curriculum, against N (Fig. 8c),
-    mean ± std over trials, for the outputs of :func:`trainers.retrain.retrain_sweep` (a Dataset,
-    a sequence of them or ``{label: Dataset}``, one line each); returns the Figure."""
+    median and interquartile range over trials, for the outputs of
+    :func:`trainers.retrain.retrain_sweep` (a Dataset, a sequence of them or ``{label: Dataset}``,
+    one line each); returns the Figure."""
     fig, ax = _relative_accuracy_figure(_as_runs(results, "re-training results"), "N",
-                                        "trainers.retrain.retrain_sweep", lambda ra: (ra.mean("trial"), ra.std("trial")),
-                                        "new N (re-trained without curriculum)")
+                                        "trainers.retrain.retrain_sweep", lambda ra: ra,
+                                        "new N (re-trained without curriculum)",
+                                        "line: median, band: interquartile\nrange over trials")
     _integer_N(ax)
     fig.tight_layout()
     return fig
@@ -503,11 +756,15 @@ def _runs_and_axes(results, what: str):
     return runs, fig, ax
 
 
-def _relative_accuracy_figure(runs: dict[str, xr.Dataset], x: str, producer: str, stats, xlabel: str):
-    """A figure of :func:`_relative_accuracy_curves` with its axis labels and legend."""
+def _relative_accuracy_figure(runs: dict[str, xr.Dataset], x: str, producer: str, samples, xlabel: str,
+                              statistic: str):
+    """A figure of :func:`_relative_accuracy_curves` with its axis labels, the lines of the intact
+    network (1) and of chance (0), and a legend titled with the ``statistic`` drawn."""
     fig, ax = _plt().subplots(figsize=(5, 3.6))
-    _relative_accuracy_curves(ax, runs, x, producer, stats)
+    _relative_accuracy_curves(ax, runs, x, producer, samples)
+    ax.axhline(1, color="0.6", lw=0.8)
+    ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("relative accuracy")
-    ax.legend(frameon=False, fontsize=8)
+    ax.set_ylabel("relative accuracy\n(1: unchanged network, 0: chance)")
+    ax.legend(frameon=False, fontsize=8, title=statistic, title_fontsize=7)
     return fig, ax
