@@ -239,8 +239,9 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
 
     figures: list[tuple[str, str, Any]] = [
         ("timescales_vs_N", "Trained single-neuron timescales τ and network timescales τ_net against N "
-                            "(mean ± std over units; τ_net over the units with a reliable fit; timescale paper "
-                            "Figs. 4b, 5c-d).",
+                            "(line: median over units, band: interquartile range; τ_net over the units with a reliable "
+                            "fit; dotted: one time step, below which the recording does not resolve τ_net; "
+                            "timescale paper Figs. 4b, 5c-d).",
          lambda: dplot.timescales_vs_N(summaries)),
         ("dimensionality_vs_N", "Principal components needed for 90% of the variance against N, with a "
                                 "linear fit up to N = 30 (Fig. 6b); mean ± std over the recorded trials.",
@@ -249,7 +250,8 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     balanced = having("positive_sum", "negative_sum")
     if balanced:
         figures.insert(1, ("weight_balance_vs_N", "Summed incoming positive and negative recurrent weight per unit "
-                                                  "against N (Fig. 6a).", lambda: dplot.weight_balance_vs_N(balanced)))
+                                                  "against N (Fig. 6a); median over units, error bars: interquartile "
+                                                  "range.", lambda: dplot.weight_balance_vs_N(balanced)))
     untrained_tau = [lb for lb, ds in summaries.items() if not np.isfinite(ds["tau"].values).any()]
     if untrained_tau:
         notes.append(f"trained τ: {', '.join(untrained_tau)} have no per-unit timescale parameter (gated "
@@ -259,11 +261,14 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         notes.append(f"weight balance: the recordings of {', '.join(missing)} carry no W_rec (gated models), "
                      f"so Fig. 6a leaves them out.")
     for label in labels:
-        figures.append((f"tau_net_distribution_{label}", f"{label}: distributions of τ_net across units (Fig. 5b).",
+        figures.append((f"tau_net_distribution_{label}",
+                        f"{label}: distributions of τ_net across units, reliable fits only (Fig. 5b); up to four "
+                        f"solved N spread over the run, the legend names the others.",
                         lambda lb=label: dplot.tau_net_distributions(summaries[lb])))
         figures.append((f"autocorrelation_fits_{label}",
                         f"{label}: autocorrelations of example units at N = {extra[label]['top']} with single- "
-                        f"and double-exponential fits (Figs. 1b, S10).",
+                        f"and double-exponential fits (Figs. 1b, S10); a red title marks a τ_net that is not a "
+                        f"valid timescale (below one step, two equal timescales, or an unreliable fit).",
                         lambda lb=label: dplot.autocorrelation_fits(extra[lb]["timescales"])))
     rob = {lb: e["robustness"] for lb, e in extra.items() if "robustness" in e and "skipped" not in e["robustness"]}
 
@@ -273,20 +278,21 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
 
     if rob:
         figures.append(("ablation", "Relative accuracy after removing, one at a time, each of the units with the "
-                                    "longest and the shortest trained τ (Fig. 7). " + tested_at(list(rob)),
+                                    "longest and the shortest trained τ (Fig. 7); bars: median over the ablated units, "
+                                    "whiskers: interquartile range, dots: one per unit. " + tested_at(list(rob)),
                         lambda: dplot.ablation_bars({lb: {"longest": r["ablation_longest"], "shortest": r["ablation_shortest"]}
                                                      for lb, r in rob.items()})))
         for target, fig_ref in (("W_rec", "8a"), ("tau", "8b")):
             figures.append((f"perturbation_{target}", f"Relative accuracy under random perturbations of {target} of "
-                                                      f"strength ε (Eq. 4; Fig. {fig_ref}); mean ± std over "
-                                                      f"repeats. " + tested_at(list(rob)),
+                                                      f"strength ε (Eq. 4; Fig. {fig_ref}); median and "
+                                                      f"interquartile range over repeats. " + tested_at(list(rob)),
                             lambda t=target: dplot.perturbation_curves({lb: r[f"perturb_{t}"] for lb, r in rob.items()},
                                                                        title=f"perturbation of {t}")))
     retrained = [lb for lb, e in extra.items() if "retrain" in e]
     if retrained:
         figures.append(("retraining", "Relative accuracy after re-training on a new N without curriculum "
                                       f"for {retrain_epochs} epochs (Fig. 8c), relative to the accuracy on the "
-                                      f"largest solved N ("
+                                      f"largest solved N; median and interquartile range over trials ("
                                       + ", ".join(f"{lb}: N = {extra[lb]['top']}" for lb in retrained) + ").",
                         lambda: dplot.retraining_curves({lb: extra[lb]["retrain"] for lb in retrained})))
     written = []
