@@ -23,6 +23,7 @@ __all__ = [
     "resolve_device",
     "same_device",
     "module_parameter",
+    "user_stacklevel",
 ]
 
 
@@ -211,3 +212,20 @@ def same_device(a, b) -> bool:
         current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else 0
         return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
     return a.index == b.index
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` for a ``warnings.warn`` in the function that calls this one, such that the
+    warning points at the first caller outside dynatools (the user's line), however deeply the
+    library's functions call each other (``analyze_recording`` -> ``timescales`` -> ...)."""
+    import sys
+
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name != "dynatools" and not name.startswith("dynatools."):
+            break
+        frame = frame.f_back
+        level += 1
+    return level

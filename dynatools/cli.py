@@ -8,7 +8,9 @@ that load trained networks from run directories (analyze, report, lyapunov, hess
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,21 +45,61 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
     if args.max_lag is not None and args.max_lag < args.fit_lag:
         raise ValueError(f"--max-lag {args.max_lag} is below --fit-lag {args.fit_lag}: the fits need the "
                          f"autocorrelation up to lag {args.fit_lag}; raise --max-lag or lower --fit-lag.")
+    if args.min_length_ratio is not None and not args.min_length_ratio >= 0:
+        raise ValueError(f"--min-length-ratio must be >= 0 (0 turns the rule off); found {args.min_length_ratio}.")
     ds = open_recording(args.file)
-    res = timescales(
-        ds, max_lag=args.max_lag, fit_lag=args.fit_lag, criterion=args.criterion,
-        reference=args.reference, population=args.population, progress=not args.quiet,
-    )
+    with _one_line_warnings(f"dynatools {args.command}"):
+        try:
+            res = timescales(
+                ds, max_lag=args.max_lag, fit_lag=args.fit_lag, criterion=args.criterion,
+                reference=args.reference, population=args.population, dtype=args.dtype, errors=args.errors,
+                min_length_ratio=args.min_length_ratio or None, progress=not args.quiet,
+            )
+        except ValueError as exc:
+            raise ValueError(_flag_spelling(str(exc))) from exc
     res.attrs["source"] = str(args.file)
     out = write_netcdf_atomic(res, args.output)
     tau = res["tau_net"].values
     n_double = int(np.sum(res["selected_model"].values == "double"))
     if not args.quiet:
+        names, counts = np.unique(np.asarray(res["status"].values).ravel(), return_counts=True)
+        flagged = [f"{n} {name}" for name, n in zip(names, counts) if name in ("nonfinite", "constant", "short", "failed")]
+        median = f"{np.nanmedian(tau):.4g}" if np.isfinite(tau).any() else "nan"
         print(
-            f"wrote {out}: {tau.size} unit(s), tau_net median {np.nanmedian(tau):.4g} "
+            f"wrote {out}: {tau.size} unit(s), tau_net median {median} "
             f"({res['tau_net'].attrs['units']}), double model selected for {n_double}"
+            + (f"; status: {', '.join(flagged)}" if flagged else "")
         )
     return 0
+
+
+#: How the messages of the timescale functions spell an option, and the flag that sets it here.
+_FLAGS = (("min_length_ratio=None", "--min-length-ratio 0"), ("errors='ignore'", "--errors ignore"),
+          ("errors='raise'", "--errors raise"))
+
+
+def _flag_spelling(text: str) -> str:
+    """A library message with its keyword arguments spelled as this command's flags."""
+    for keyword, flag in _FLAGS:
+        text = text.replace(keyword, flag)
+    return text
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prefix: str):
+    """Report the warnings raised inside as ``PREFIX: warning: message`` lines on stderr (not
+    Python's two-line ``file:line: Category: message`` form with the source line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                text = _flag_spelling(" ".join(str(w.message).split()))
+                if text not in seen:
+                    seen.add(text)
+                    print(f"{prefix}: warning: {text}", file=sys.stderr)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -113,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--criterion", choices=("aic", "bic"), default="aic", help="model selection criterion")
     p.add_argument("--reference", action="store_true", help="reproduce the authors' fitting procedure exactly")
     p.add_argument("--population", action="store_true", help="timescale of the summed population activity")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="precision of the autocorrelation's FFT (default: the recording's; the result does not "
+                        "depend on the units of the data either way)")
+    p.add_argument("--errors", choices=("ignore", "raise"), default="ignore",
+                   help="a unit with NaN or inf activity: NaN results and status 'nonfinite' (ignore, default), "
+                        "or stop with an error naming it (raise)")
+    p.add_argument("--min-length-ratio", type=float, default=50.0, metavar="R",
+                   help="status 'short' where the trial length is below R x tau_net (default 50: tau_net is then "
+                        "biased low by more than about 10%%); 0 turns the rule off")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_timescales)
 

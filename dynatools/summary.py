@@ -80,9 +80,11 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
 def reliable_tau_net(result: xr.Dataset) -> xr.DataArray:
     """``tau_net`` where the fit says something, NaN elsewhere, for statistics over units.
 
-    Left out: fits that failed (``failed``, ``single_failed``, ``constant``, ``tie``) and fits that
-    ran into the *upper* bound ``tau_max`` (the timescale is longer than the fit window can say;
-    a failed fit there, at about 100 steps, would dominate a mean). Kept: every status of
+    Left out: fits that failed or could not be made (``failed``, ``single_failed``, ``constant``,
+    ``nonfinite``, ``tie``), fits biased by trials too short for their timescale (``short``, see
+    :func:`dynatools.fit_timescales`'s ``min_length_ratio``) and fits that ran into the *upper*
+    bound ``tau_max`` (the timescale is longer than the fit window can say; a failed fit there, at
+    about 100 steps, would dominate a mean). Kept: every status of
     ``RELIABLE`` (``from dynatools.timescales import RELIABLE``), and ``tau_at_bound`` at the
     *lower* bound, a timescale much shorter than one lag step, whose near-zero value is the right
     order of magnitude (in small networks that is often most units). A run summary

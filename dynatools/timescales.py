@@ -17,6 +17,7 @@ code.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -33,21 +34,32 @@ from dynatools._validation import (
     check_positive_int,
     is_dask,
     spacing_tolerance,
+    user_stacklevel,
 )
 
 __all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS", "RELIABLE"]
 
-#: Names of the per-unit ``status`` values of :func:`fit_timescales`.
-STATUS = _expfit.STATUS
+#: Names of the per-unit ``status`` values of :func:`fit_timescales` and :func:`timescales`: those
+#: of the fits, then ``nonfinite`` (the unit's activity holds NaN or inf: NaN results) and
+#: ``short`` (fitted, but the trials are too short for that timescale: ``tau_net`` is biased low).
+#: Results store the names, not their positions.
+STATUS = _expfit.STATUS + ("nonfinite", "short")
 #: The statuses whose ``tau_net`` is a credible fitted value: the selected model was fitted and
 #: its slowest timescale is inside the bounds (``"double_*"``: the single model was kept for the
-#: reason named). Not listed: ``constant``, ``failed``, ``tie`` (NaN), ``single_failed`` (the
-#: single fit failed, so AIC had nothing to compare) and ``tau_at_bound``, which
-#: :func:`dynatools.summary.reliable_tau_net` keeps at the lower bound only.
+#: reason named). Not listed: ``constant``, ``nonfinite``, ``failed``, ``tie`` (NaN),
+#: ``single_failed`` (the single fit failed, so AIC had nothing to compare), ``short`` (biased by
+#: the trial length) and ``tau_at_bound``, which :func:`dynatools.summary.reliable_tau_net` keeps
+#: at the lower bound only.
 RELIABLE = ("ok", "double_negligible_weight", "double_at_bound", "double_duplicate", "double_within_noise",
             "double_failed")
 #: Default upper bound of every timescale, in steps of the lag coordinate (the authors' bound).
 TAU_MAX_STEPS = 100.0
+#: Default ``min_length_ratio``: a fit is ``short`` when the trial length T is below this many
+#: ``tau_net``. On AR(1) units (docs/timescales.md, "Short trials") the per-trial mean removal
+#: biases ``tau_net`` low by 5-11% at T = 50 tau and 13-22% at T = 20 tau.
+MIN_LENGTH_RATIO = 50.0
+_CODE = {name: i for i, name in enumerate(STATUS)}
+_FIELD = {name: i for i, name in enumerate(_expfit.FIELDS)}
 
 
 def _lag_spacing(da: xr.DataArray, dim: str) -> tuple[float, str | None]:
@@ -90,6 +102,7 @@ def autocorrelation(
     population: bool = False,
     normalize: bool = True,
     dtype: Literal["float32", "float64"] | None = None,
+    errors: Literal["ignore", "raise"] = "ignore",
     progress: bool = False,
 ) -> xr.DataArray:
     r"""Unbiased autocorrelation of each unit (or of the summed population), averaged over trials.
@@ -123,7 +136,16 @@ def autocorrelation(
         variance then give NaN (with a warning).
     dtype : {"float32", "float64"}, optional
         Precision of the FFT. Default: that of the data. Means and the trial average are always
-        accumulated in float64; the result is float64.
+        accumulated in float64; the result is float64. The result does not depend on the units
+        of the data in either precision: each series whose range is far from 1 is rescaled by an
+        exact power of two before the FFT, so float32 activity at 1e-30 or 1e30 gives the float64
+        result to float32 round-off (about 1e-7 of lag 0). Constant series (range within two
+        units in the last place of their largest value, at any scale) give exactly 0.
+    errors : {"ignore", "raise"}, default="ignore"
+        A series holding NaN or inf: with "ignore" its unit gets NaN at every lag (all trials),
+        with a ``RuntimeWarning`` naming the units and trials, and the other units are
+        unaffected; with "raise" a ``ValueError`` naming them. Dask-backed data report them when
+        computed.
     progress : bool, default=False
         Show a progress bar over units (in-memory data only).
 
@@ -139,7 +161,8 @@ def autocorrelation(
     Raises
     ------
     ValueError
-        Missing dims, ``max_lag >= T``, NaN or inf in the data, chunks along ``time_dim``.
+        Missing dims, ``max_lag >= T``, chunks along ``time_dim``; NaN or inf in the data with
+        ``errors="raise"``.
     TypeError
         Integer, boolean or complex data.
 
@@ -159,11 +182,36 @@ def autocorrelation(
     >>> ac.dims, float(ac.sel(lag=0)[0])
     (('unit', 'lag'), 1.0)
     """
+    ac, _ = _autocorrelation(
+        activity, max_lag=max_lag, time_dim=time_dim, trial_dim=trial_dim, unit_dim=unit_dim,
+        population=population, normalize=normalize, dtype=dtype, errors=errors, progress=progress,
+        consequence="its autocorrelation is NaN",
+    )
+    return ac
+
+
+def _autocorrelation(
+    activity: Any,
+    *,
+    max_lag: int,
+    time_dim: str,
+    trial_dim: str,
+    unit_dim: str,
+    population: bool,
+    normalize: bool,
+    dtype: str | None,
+    errors: str,
+    progress: bool,
+    consequence: str,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """:func:`autocorrelation`, and where it is NaN because the activity is not finite: a boolean
+    DataArray over the result's dims other than ``lag`` (lazy for dask-backed data)."""
     da = as_activity(activity)
     check_core_dims(da, [time_dim, unit_dim] if population else [time_dim])
     max_lag = check_positive_int("max_lag", max_lag, minimum=0)
     if dtype is not None:
         check_choice("dtype", dtype, ("float32", "float64"))
+    check_choice("errors", errors, ("ignore", "raise"))
     n_time = da.sizes[time_dim]
     if n_time <= max_lag:
         raise ValueError(
@@ -196,20 +244,31 @@ def autocorrelation(
         n_series = int(np.prod([s for d, s in da.sizes.items() if d != time_dim]))
         bar = tqdm(total=n_series, desc="autocorrelation", unit="series")
 
-    def kernel(x: np.ndarray) -> np.ndarray:
+    # dask: each block is checked when computed, so the kernel gets the positions of its series
+    # along the unit and trial dims to name them
+    named = [d for d in (unit_dim, trial_dim) if d in da.dims] if dask_backed else []
+    labels = {d: (da[d].values if d in da.coords else np.arange(da.sizes[d])) for d in named}
+
+    def kernel(x: np.ndarray, *positions: np.ndarray) -> np.ndarray:
         out = _acf.acf_last_axis(x, max_lag, work_dtype=work, progress=bar.update if bar else None)
-        if dask_backed and not np.isfinite(out).all():
-            raise ValueError(
-                "the activity contains NaN or inf values; remove or interpolate them "
-                "(e.g. da.interpolate_na('time')) before computing autocorrelations."
-            )
+        if dask_backed:
+            bad = ~np.isfinite(out).all(axis=-1)
+            if bad.any():
+                where = []
+                for d, pos in zip(named, positions):
+                    hit = np.unique(np.broadcast_to(pos, bad.shape)[bad])
+                    where.append(f"{d} {labels[d][hit][:5].tolist()}{' ...' if hit.size > 5 else ''}")
+                _report_nonfinite(", ".join(where), errors, consequence)
         return out
 
+    body = da.drop_vars([c for c in da.coords if time_dim in da[c].dims])
+    extra = [xr.DataArray(np.arange(da.sizes[d]), dims=(d,)) for d in named]
     try:
         per_trial = xr.apply_ufunc(
             kernel,
-            da.drop_vars([c for c in da.coords if time_dim in da[c].dims]),
-            input_core_dims=[[time_dim]],
+            body,
+            *extra,
+            input_core_dims=[[time_dim]] + [[] for _ in extra],
             output_core_dims=[["lag"]],
             dask="parallelized",
             output_dtypes=[np.float64],
@@ -219,9 +278,16 @@ def autocorrelation(
     finally:
         if bar is not None:
             bar.close()
-    if not dask_backed:
-        _raise_on_nonfinite(per_trial, trial_dim, unit_dim)
-    ac = per_trial.mean(trial_dim) if trial_dim in per_trial.dims else per_trial
+    bad = ~np.isfinite(per_trial.isel(lag=0))   # NaN/inf in a series: NaN at every lag of it
+    if not dask_backed and bool(bad.any()):
+        where = [_labels_where(bad, d) for d in (unit_dim, trial_dim) if d in bad.dims]
+        _report_nonfinite(", ".join(where), errors, consequence)
+    if trial_dim in per_trial.dims:
+        bad = bad.any(trial_dim)
+        # one non-finite trial makes the unit's result NaN (not an average over the others)
+        ac = per_trial.mean(trial_dim, skipna=False)
+    else:
+        ac = per_trial
     ac = ac.assign_coords(lag=np.arange(max_lag + 1) * spacing)
     if units is not None:
         ac["lag"].attrs["units"] = units
@@ -229,8 +295,8 @@ def autocorrelation(
         ac0 = ac.isel(lag=0)
         # division by a safe denominator: no 0/0 at compute time, also under dask
         ac = (ac / ac0.where(ac0 > 0, 1.0)).where(ac0 > 0)
-        if not dask_backed:
-            _warn_constant(~(ac0 > 0), unit_dim, "its normalised autocorrelation is NaN")
+        if not dask_backed:   # lag 0 is exactly 0 for constant series; NaN ones were reported above
+            _warn_constant(ac0 <= 0, unit_dim, "its normalised autocorrelation is NaN")
     ac.name = "autocorrelation"
     ac.attrs = {
         "long_name": "population autocorrelation" if population else "autocorrelation",
@@ -243,7 +309,7 @@ def autocorrelation(
         "fft_dtype": str(work),
         "reference": "Khajehabdollahi, Zeraati et al., ICLR 2024, Eq. 3",
     }
-    return ac
+    return ac, bad.drop_vars([c for c in bad.coords if c not in ac.coords])
 
 
 def _labels_where(mask: xr.DataArray, dim: str) -> str:
@@ -255,32 +321,39 @@ def _labels_where(mask: xr.DataArray, dim: str) -> str:
     return f"{dim} {labels[:5].tolist()}{more}"
 
 
-def _raise_on_nonfinite(per_trial: xr.DataArray, trial_dim: str, unit_dim: str) -> None:
-    """NaN/inf in a series spreads to its whole FFT output: find them there, at no extra cost."""
-    bad = ~np.isfinite(per_trial).all("lag")
-    if bool(bad.any()):
-        where = [_labels_where(bad, d) for d in (unit_dim, trial_dim) if d in bad.dims]
+def _report_nonfinite(where: str, errors: str, consequence: str) -> None:
+    """Raise (``errors="raise"``) or warn that the activity holds NaN or inf ``where``."""
+    text = "the activity contains NaN or inf values" + (f" (in {where})" if where else "")
+    if errors == "raise":
         raise ValueError(
-            "the activity contains NaN or inf values" + (" (in " + ", ".join(where) + ")" if where else "")
-            + "; remove or interpolate them (e.g. da.interpolate_na('time')) or drop those units "
-            "before computing autocorrelations."
+            text + "; remove or interpolate them (e.g. da.interpolate_na('time')) or drop those units "
+            "before computing autocorrelations, or pass errors='ignore' to get NaN for those units."
         )
+    warnings.warn(
+        f"{text}; {consequence} for those units, the other units are unaffected. Remove or "
+        f"interpolate them (e.g. da.interpolate_na('time')) to analyse them.",
+        RuntimeWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def _warn_constant(const: xr.DataArray, unit_dim: str, consequence: str) -> None:
     """Warn, naming the units, where ``const`` (a boolean DataArray) is true."""
     if bool(const.any()):
-        if unit_dim in const.dims:
-            n = int(const.any([d for d in const.dims if d != unit_dim]).sum()) if const.ndim > 1 else int(const.sum())
-            what = f"{n} unit(s) ({_labels_where(const, unit_dim)})"
-        else:
-            what = "the series"
         warnings.warn(
-            f"{what} have zero variance (constant activity); {consequence}. The other units are "
-            f"unaffected.",
+            f"{_units_text(const, unit_dim, 'the series')} have zero variance (constant activity); "
+            f"{consequence}. The other units are unaffected.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
+
+
+def _units_text(mask: xr.DataArray, unit_dim: str, otherwise: str) -> str:
+    """'n unit(s) (unit [labels])' where the boolean ``mask`` is true for any other index."""
+    if unit_dim not in mask.dims:
+        return otherwise
+    n = int(mask.any([d for d in mask.dims if d != unit_dim]).sum()) if mask.ndim > 1 else int(mask.sum())
+    return f"{n} unit(s) ({_labels_where(mask, unit_dim)})"
 
 
 def fit_timescales(
@@ -295,6 +368,7 @@ def fit_timescales(
     min_ratio: float = 1.5,
     noise_z: float | None = 5.0,
     n_samples: float | None = None,
+    min_length_ratio: float | None = MIN_LENGTH_RATIO,
     errors: Literal["ignore", "raise"] = "ignore",
 ) -> xr.Dataset:
     r"""Fit single and double exponentials to autocorrelations and select a model per unit.
@@ -350,6 +424,15 @@ def fit_timescales(
         Number of samples behind each autocorrelation (trials x time steps). Default: from the
         attributes ``n_trials`` and ``n_time`` that :func:`autocorrelation` stores; without them
         the noise test is skipped.
+    min_length_ratio : float or None, default=50
+        Shortest trial length, in multiples of the fitted ``tau_net``, for an estimate without a
+        large bias. Removing each trial's mean biases the autocorrelation, and so ``tau_net``, low
+        as T / tau shrinks (Zeraati et al., Nat. Comput. Sci. 2022, cited in Hamidi et al.): on
+        AR(1) units ``tau_net`` is 5-11% low at T = 50 tau, 13-22% at T = 20 tau and 35-40% at
+        T = 10 tau (``docs/timescales.md``). A credible fit (status in :data:`RELIABLE`) with
+        ``T * dt < min_length_ratio * tau_net`` gets status ``"short"``, with a ``RuntimeWarning``;
+        its values are kept. T is the attribute ``n_time`` that :func:`autocorrelation` stores
+        (without it the rule is skipped). None disables the rule.
     errors : {"ignore", "raise"}, default="ignore"
         With "raise", a unit whose fits both fail raises; with "ignore" it gets NaN and
         ``status = "failed"``.
@@ -367,7 +450,8 @@ def fit_timescales(
           NaN;
         - ``tau_net``: slowest timescale of the selected model; ``r2``: its coefficient of
           determination on the fitted lags;
-        - ``status``: one of :data:`STATUS` (``"ok"`` when nothing needs saying).
+        - ``status``: one of :data:`STATUS` (``"ok"`` when nothing needs saying; ``"short"``
+          when the trials are too short for the fitted timescale, see ``min_length_ratio``).
 
         Timescales are in the units of the lag coordinate. Attributes record the parameters.
 
@@ -380,6 +464,31 @@ def fit_timescales(
     >>> round(float(res.tau_net[0]), 6), str(res.selected_model[0].values)
     (4.0, 'single')
     """
+    return _fit_timescales(
+        acf, None, fit_lag=fit_lag, criterion=criterion, reference=reference, lag_dim=lag_dim,
+        tau_max=tau_max, min_weight=min_weight, min_ratio=min_ratio, noise_z=noise_z,
+        n_samples=n_samples, min_length_ratio=min_length_ratio, errors=errors,
+    )
+
+
+def _fit_timescales(
+    acf: xr.DataArray,
+    nonfinite: xr.DataArray | None,
+    *,
+    fit_lag: int,
+    criterion: str,
+    reference: bool,
+    lag_dim: str,
+    tau_max: float | None,
+    min_weight: float,
+    min_ratio: float,
+    noise_z: float | None,
+    n_samples: float | None,
+    min_length_ratio: float | None,
+    errors: str,
+) -> xr.Dataset:
+    """:func:`fit_timescales`; ``nonfinite`` (boolean, over the non-lag dims of ``acf``) marks the
+    units whose activity was not finite: status ``nonfinite`` instead of ``constant``."""
     if not isinstance(acf, xr.DataArray):
         raise TypeError(
             f"acf must be an xarray.DataArray with a {lag_dim!r} dim (e.g. from "
@@ -413,13 +522,19 @@ def fit_timescales(
         raise ValueError(f"n_samples must be a positive number (trials x time steps); found {n_samples}.")
     if noise_z is not None and not noise_z > 0:
         raise ValueError(f"noise_z must be a positive number or None; found {noise_z}.")
+    if min_length_ratio is not None and not (math.isfinite(min_length_ratio) and min_length_ratio > 0):
+        raise ValueError(f"min_length_ratio must be a positive number (trial length / tau_net) or None; "
+                         f"found {min_length_ratio}.")
     if n_samples is None and "n_time" in acf.attrs and "n_trials" in acf.attrs:
         n_samples = float(acf.attrs["n_time"]) * float(acf.attrs["n_trials"])
+    # trial length in the units of the lag coordinate, for the rule on short trials
+    duration = float(acf.attrs["n_time"]) * spacing if "n_time" in acf.attrs else None
+    short_rule = min_length_ratio is not None and duration is not None
     t = np.arange(fit_lag + 1) * spacing
     acf_fit = acf.isel({lag_dim: slice(0, fit_lag + 1)})
     acf_fit = acf_fit.drop_vars([c for c in acf_fit.coords if lag_dim in acf_fit[c].dims])
 
-    def kernel(y: np.ndarray) -> np.ndarray:
+    def kernel(y: np.ndarray, *mask: np.ndarray) -> np.ndarray:
         lead = y.shape[:-1]
         y2 = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -436,26 +551,38 @@ def fit_timescales(
             min_weight=min_weight, min_ratio=min_ratio, noise_z=noise_z, n_samples=n_samples,
         )
         status = res[:, -1].astype(np.int64)
-        n_failed = int(np.sum(status == STATUS.index("failed")))
+        if mask:
+            status[np.broadcast_to(mask[0], lead).reshape(-1)] = _CODE["nonfinite"]
+        if short_rule:
+            credible = np.isin(status, [_CODE[name] for name in RELIABLE])
+            with np.errstate(invalid="ignore"):
+                status[credible & (duration < min_length_ratio * res[:, _FIELD["tau_net"]])] = _CODE["short"]
+        res[:, -1] = status
+        n_failed = int(np.sum(status == _CODE["failed"]))
         if errors == "raise" and n_failed:
             raise RuntimeError(
                 f"{n_failed} unit(s) could not be fitted by either model; pass errors='ignore' "
                 f"to get NaN and status 'failed' for them instead."
             )
-        n_const = int(np.sum(status == STATUS.index("constant")))
+        n_const = int(np.sum(status == _CODE["constant"]))
         if lazy and n_const:
             warnings.warn(
                 f"{n_const} unit(s) have zero variance (constant activity); their fits are NaN "
                 f"with status 'constant'.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
+        n_short = int(np.sum(status == _CODE["short"]))
+        if lazy and n_short:
+            _warn_short(f"{n_short} unit(s)", duration, min_length_ratio, spacing)
         return res.reshape(lead + (len(_expfit.FIELDS),))
 
+    extra = [] if nonfinite is None else [nonfinite]
     packed = xr.apply_ufunc(
         kernel,
         acf_fit,
-        input_core_dims=[[lag_dim]],
+        *extra,
+        input_core_dims=[[lag_dim]] + [[] for _ in extra],
         output_core_dims=[["_field"]],
         dask="parallelized",
         output_dtypes=[np.float64],
@@ -488,11 +615,27 @@ def fit_timescales(
         "min_ratio": min_ratio if not reference else np.nan,
         "noise_z": noise_z if (noise_z is not None and n_samples is not None and not reference) else np.nan,
         "n_samples": n_samples if n_samples is not None else np.nan,
+        "min_length_ratio": min_length_ratio if short_rule else np.nan,
         "reference_paper": "Khajehabdollahi, Zeraati et al., ICLR 2024, Sec. 2",
     }
     if not is_dask(code):
         _warn_constant(out["status"] == "constant", "unit", "their fits are NaN with status 'constant'")
+        short = out["status"] == "short"
+        if bool(short.any()):
+            _warn_short(_units_text(short, "unit", f"{int(short.sum())} fit(s)"), duration, min_length_ratio, spacing)
     return out
+
+
+def _warn_short(what: str, duration: float, ratio: float, spacing: float) -> None:
+    """Warn that ``what`` have a tau_net too long for trials of ``duration`` (lag units)."""
+    warnings.warn(
+        f"{what} have tau_net > 1/{ratio:g} of the trial length ({duration / spacing:g} steps): "
+        f"removing each trial's mean biases such timescales low (status 'short'; Zeraati et al. "
+        f"2022). Record longer trials (T >= {ratio:g} x tau_net; more trials reduce the noise, "
+        f"not this bias), or pass min_length_ratio=None to keep status 'ok'.",
+        RuntimeWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def timescales(
@@ -506,6 +649,9 @@ def timescales(
     time_dim: str = "time",
     trial_dim: str = "trial",
     unit_dim: str = "unit",
+    dtype: Literal["float32", "float64"] | None = None,
+    min_length_ratio: float | None = MIN_LENGTH_RATIO,
+    errors: Literal["ignore", "raise"] = "ignore",
     progress: bool = False,
     **fit_kwargs: Any,
 ) -> xr.Dataset:
@@ -515,6 +661,12 @@ def timescales(
     ``autocorrelation`` with dims ``(unit, lag)``) and the recording's per-unit coordinates (e.g.
     the trained ``tau``), so ``tau_net`` can be compared with them directly.
 
+    One bad unit never stops the analysis (with the default ``errors="ignore"``): a unit whose
+    activity holds NaN or inf gets NaN results and status ``"nonfinite"``, a constant unit status
+    ``"constant"``, a unit whose timescale is too long for the trials status ``"short"``, each
+    with a ``RuntimeWarning`` naming the units; the other units are unaffected. The results do
+    not depend on the units of the activity (float32 at 1e-30 or 1e30 included).
+
     Parameters
     ----------
     recording : xarray.Dataset, xarray.DataArray or ndarray
@@ -523,13 +675,25 @@ def timescales(
         Lags to compute and store; default ``max(fit_lag, 200)`` capped at T - 1.
     fit_lag, criterion, reference : see :func:`fit_timescales`.
     population, time_dim, trial_dim, unit_dim, progress : see :func:`autocorrelation`.
+    dtype : {"float32", "float64"}, optional
+        Precision of the autocorrelation's FFT (see :func:`autocorrelation`); default that of
+        the data. Not needed for data at extreme scales, which are rescaled exactly.
+    min_length_ratio : float or None, default=50
+        Status ``"short"`` where the trial length is below this many ``tau_net`` (see
+        :func:`fit_timescales`; Zeraati et al. 2022). None disables the rule.
+    errors : {"ignore", "raise"}, default="ignore"
+        With "raise", NaN or inf in the activity raises a ``ValueError`` naming the units and
+        trials, and a unit that neither model fits a ``RuntimeError``; with "ignore" they get NaN
+        results and status ``"nonfinite"`` or ``"failed"``.
     **fit_kwargs
         More options of :func:`fit_timescales` (``tau_max``, ``min_weight``, ``min_ratio``,
-        ``errors``).
+        ``noise_z``, ``n_samples``).
 
     Returns
     -------
     xarray.Dataset
+        The :func:`fit_timescales` result, with ``status`` one of :data:`STATUS`, plus the
+        variable ``autocorrelation``.
 
     Examples
     --------
@@ -538,8 +702,20 @@ def timescales(
     >>> res = dt.timescales(rec)
     >>> sorted(res.data_vars)[:3]
     ['amplitude_double', 'amplitude_single', 'autocorrelation']
+
+    A unit with a NaN sample gets status ``"nonfinite"``; the others are analysed as before:
+
+    >>> import numpy as np, warnings
+    >>> act = rec.activity.copy()
+    >>> act[0, 5, 3] = np.nan
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     bad = dt.timescales(act)
+    >>> str(bad.status.sel(unit=3).values), bool(bad.tau_net.drop_sel(unit=3).equals(res.tau_net.drop_sel(unit=3)))
+    ('nonfinite', True)
     """
     da = as_activity(recording)
+    check_choice("errors", errors, ("ignore", "raise"))
     if time_dim in da.dims and da.sizes[time_dim] <= fit_lag:
         raise ValueError(
             f"the recording has {da.sizes[time_dim]} samples along {time_dim!r}, but fit_lag={fit_lag} needs "
@@ -550,14 +726,24 @@ def timescales(
         max_lag = min(max(fit_lag, 200), da.sizes[time_dim] - 1)
     elif max_lag is None:
         max_lag = fit_lag
-    ac = autocorrelation(
+    ac, nonfinite = _autocorrelation(
         da, max_lag=max_lag, time_dim=time_dim, trial_dim=trial_dim, unit_dim=unit_dim,
-        population=population, progress=progress,
+        population=population, normalize=True, dtype=dtype, errors=errors, progress=progress,
+        consequence="their timescales are NaN with status 'nonfinite'",
     )
+    # fit_timescales' own defaults for the options not given here
+    options = {k: v.default for k, v in inspect.signature(fit_timescales).parameters.items() if k != "acf"}
+    explicit = dict(fit_lag=fit_lag, criterion=criterion, reference=reference, lag_dim="lag",
+                    min_length_ratio=min_length_ratio, errors=errors)
+    unknown = sorted(set(fit_kwargs) - (set(options) - set(explicit)))
+    if unknown:
+        raise TypeError(f"timescales() got unexpected keyword argument(s) {unknown}; the options of "
+                        f"fit_timescales it passes on are {sorted(set(options) - set(explicit))}.")
+    options.update(fit_kwargs, **explicit)
     with warnings.catch_warnings():
         # autocorrelation already warned about constant units
         warnings.filterwarnings("ignore", message=".*zero variance.*", category=RuntimeWarning)
-        fit = fit_timescales(ac, fit_lag=fit_lag, criterion=criterion, reference=reference, **fit_kwargs)
+        fit = _fit_timescales(ac, nonfinite, **options)
     out = fit.assign(autocorrelation=ac)
     out.attrs.update({"max_lag": max_lag, "population": int(population), "n_time": ac.attrs["n_time"], "n_trials": ac.attrs["n_trials"]})
     if isinstance(recording, xr.Dataset):

@@ -115,7 +115,7 @@ BAD_INPUTS = [
 def test_bad_input_gets_a_clear_error(rng, transform, exc, match):
     x = rng.standard_normal((2, 100, 3))
     with pytest.raises(exc, match=match):
-        dt.autocorrelation(transform(x), max_lag=30)
+        dt.autocorrelation(transform(x), max_lag=30, errors="raise")   # NaN/inf: strict on request
 
 
 def test_constant_unit_gives_nan_and_warning_while_others_are_unaffected(rng):
@@ -177,8 +177,9 @@ def test_an_ensembles_member_dim_is_a_batch_dim(rng, order):
     assert ac.dims == ("member", "unit", "lag") and list(ac.member.values) == [7, 8, 9]
     for m in range(3):                                               # each member: Eq. 3 by hand
         np.testing.assert_allclose(ac.isel(member=m), direct_acf(x[m], 12), rtol=1e-10)
-    res = dt.timescales(da, fit_lag=10, max_lag=12, time_dim="t")
+    # random walks over 120 steps are 'short' for any timescale: the rule is not what is tested here
+    res = dt.timescales(da, fit_lag=10, max_lag=12, time_dim="t", min_length_ratio=None)
     assert res.tau_net.dims == ("member", "unit")
     for m in range(3):
-        alone = dt.timescales(da.isel(member=m), fit_lag=10, max_lag=12, time_dim="t")
+        alone = dt.timescales(da.isel(member=m), fit_lag=10, max_lag=12, time_dim="t", min_length_ratio=None)
         assert res.isel(member=m).identical(alone)
