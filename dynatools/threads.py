@@ -178,6 +178,37 @@ def set_threads(n: int | None) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def add_threads_option(subparsers, skip: tuple[str, ...] = ()) -> None:
+    """Give every subcommand of an ``argparse`` sub-parser set a ``--threads N`` option that calls
+    :func:`set_threads` before the command runs (used by the ``dynatools`` and ``trainers``
+    commands; each subcommand's ``func`` default is wrapped).
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        What ``parser.add_subparsers()`` returned, after every subcommand was added.
+    skip : tuple of str
+        Subcommands that compute nothing (e.g. ``list``).
+    """
+    import functools
+
+    for name, sub in subparsers.choices.items():
+        func = sub.get_default("func")
+        if name in skip or func is None:
+            continue
+        sub.add_argument("--threads", type=int, metavar="N",
+                         help=f"CPU threads for torch and the FFT (default: ${ENV_VAR} if set, else one "
+                              f"thread for small networks and every core for large ones; "
+                              f"docs/benchmarks.md, 'Threads')")
+
+        @functools.wraps(func)
+        def with_threads(args, func=func):
+            set_threads(getattr(args, "threads", None))
+            return func(args)
+
+        sub.set_defaults(func=with_threads)
+
+
 def prefer_passive_waiting() -> bool:
     """Make idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) unless the
     user chose a wait policy.
@@ -199,4 +230,4 @@ def prefer_passive_waiting() -> bool:
 
 
 __all__ = ["ENV_VAR", "SMALL_WORK", "available_cores", "requested_threads", "choose_threads",
-           "step_work", "torch_threads", "set_threads", "prefer_passive_waiting"]
+           "step_work", "torch_threads", "set_threads", "add_threads_option", "prefer_passive_waiting"]

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dynatools.threads import add_threads_option
 from trainers.config import ENGINE_OPTIONS, SECTIONS, TrainConfig
 
 
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     from trainers._cli_runs import add_parsers
 
     add_parsers(sub)
+    add_threads_option(sub, skip=("list",))
     return parser
 
 

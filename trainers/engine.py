@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from dynatools.threads import step_work, torch_threads
 from dynatools.utils import nonfinite_names
 from trainers.config import TrainConfig
 from trainers.rundir import RunDir, metrics_dataset
@@ -198,7 +199,15 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     streams = _Streams(torch.Generator(device=device).manual_seed(data_seed),
                        torch.Generator().manual_seed(length_seed))
     run = Run(cfg, model, Ns=cfg.make_curriculum().initial(), run_dir=None if rd is None else rd.path)
-    return _loop(run, task, optimizer, streams, device, start_epoch=0, wall0=0.0, progress=progress)
+    with _threads(model, cfg):
+        return _loop(run, task, optimizer, streams, device, start_epoch=0, wall0=0.0, progress=progress)
+
+
+def _threads(model: torch.nn.Module, cfg: TrainConfig):
+    """Torch threads for training (dynatools.threads): one for a small network, else every core
+    (``DYNATOOLS_THREADS`` / ``--threads`` decide if set); the forward and backward pass of a
+    step cost about three forward passes."""
+    return torch_threads(work=3 * step_work(model, cfg.batch))
 
 
 def _copy_matching(source: torch.nn.Module, target: torch.nn.Module, *, heads: bool = True) -> None:
@@ -275,8 +284,9 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
               stop_reason=meta["stop_reason"], run_dir=rd.path)
     if run.stop_reason == "target":
         return run
-    return _loop(run, cfg.make_task(), optimizer, streams, dev, start_epoch=meta["epoch"],
-                 wall0=meta["wall_seconds"], progress=progress)
+    with _threads(model, cfg):
+        return _loop(run, cfg.make_task(), optimizer, streams, dev, start_epoch=meta["epoch"],
+                     wall0=meta["wall_seconds"], progress=progress)
 
 
 def epoch_steps(cfg: TrainConfig, task) -> int:

@@ -55,3 +55,44 @@ def test_dynatools_threads_overrides_the_policy(spy_threads, run):
     monkeypatch.setenv(threads.ENV_VAR, "3")
     run(net)
     assert set(seen) == {3}
+
+
+def _train(net):
+    """Train the spied network (its weights copied into a fresh one would bypass the spy), so the
+    engine's thread choice is seen inside the forward pass."""
+    from trainers import engine
+
+    cfg = {"units": 6, "batch": 4, "steps_per_epoch": 2, "eval_batches": 1, "max_epochs": 1, "n_max": 3,
+           "device": "cpu", "seed": 0}
+    original = engine.TrainConfig.make_model
+    engine.TrainConfig.make_model = lambda self, task, generator=None: net
+    try:
+        engine.train(cfg, progress=False)
+    finally:
+        engine.TrainConfig.make_model = original
+
+
+def test_training_a_small_network_uses_one_thread(spy_threads):
+    net, seen, _ = spy_threads
+    _train(net)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_threads_option_of_the_commands(tmp_path, monkeypatch):
+    """--threads N on every computing subcommand sets DYNATOOLS_THREADS before the command runs."""
+    from trainers.cli import build_parser, main
+
+    monkeypatch.setenv(threads.ENV_VAR, "1")
+    before = torch.get_num_threads()
+    try:
+        assert main(["evaluate", str(tmp_path), "--threads", "3"]) == 2    # no run there: a one-line error
+        assert threads.choose_threads(1.0) == 3 and torch.get_num_threads() == 3
+        assert main(["evaluate", str(tmp_path), "--threads", "0"]) == 2
+    finally:
+        torch.set_num_threads(before)
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "--threads" not in sub.choices["list"].format_help()
+    for name, p in sub.choices.items():
+        if name != "list":
+            assert "--threads" in p.format_help(), name
