@@ -9,6 +9,7 @@ This module imports torch; ``import dynatools`` does not.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ import xarray as xr
 
 from dynatools._validation import check_finite_parameters, resolve_device
 from dynatools.lyapunov import _check_model_shapes, _first_step_failed
+from dynatools.threads import torch_threads
 
 __all__ = ["gradient_norms"]
 
@@ -102,7 +104,9 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
         u_all = u_all.to(device=dev, dtype=h0.dtype)
     h = h0.detach().clone().requires_grad_(True)
     states = [h]
-    with torch.enable_grad():
+    n = h0.shape[1]
+    threads = torch_threads(work=6.0 * h0.shape[0] * n * n) if dev.type == "cpu" else nullcontext()
+    with torch.enable_grad(), threads:      # forward + backward of small steps: dynatools.threads
         for t in range(n_steps):
             try:
                 h = step(h, None if u_all is None else u_all[:, t])

@@ -13,6 +13,7 @@ This module imports torch; ``import dynatools`` does not.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +27,7 @@ from dynatools._validation import (
     resolve_device,
     resolve_seed,
 )
+from dynatools.threads import torch_threads
 
 __all__ = ["lyapunov_spectrum", "jacobian_from_step"]
 
@@ -261,7 +263,9 @@ def lyapunov_spectrum(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="lyapunov", unit="step", disable=not progress)
-    with torch.no_grad():
+    # a loop of small products on the CPU: one thread unless the problem is large (dynatools.threads)
+    threads = torch_threads(work=2.0 * n_traj * n * n * (k + 1)) if dev.type == "cpu" else nullcontext()
+    with torch.no_grad(), threads:
         for t in range(total):
             u = None if u_all is None else u_all[:, t]
             try:

@@ -94,3 +94,26 @@ def test_importing_before_torch_makes_openmp_threads_sleep(user, expected):
             "print(os.environ['OMP_WAIT_POLICY'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_lyapunov_and_gradients_step_small_problems_on_one_thread(clean_env):
+    """Inside the loops of the model-based analyses, a small problem runs on one torch thread
+    whatever the caller's setting, which is restored afterwards."""
+    import dynatools as dt
+
+    seen = []
+    W = torch.tensor([[0.5, 0.1], [0.0, 0.3]], dtype=torch.float64)
+
+    def step(h, u):
+        seen.append(torch.get_num_threads())
+        return h @ W.T
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        dt.lyapunov_spectrum(step, h0=torch.ones(1, 2, dtype=torch.float64), steps=5, warmup=0, seed=0)
+        dt.gradient_norms(step, torch.zeros(1, 4, 0, dtype=torch.float64), h0=torch.ones(1, 2, dtype=torch.float64))
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
