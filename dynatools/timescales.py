@@ -234,7 +234,9 @@ def _autocorrelation(
     work = np.dtype(dtype) if dtype is not None else (np.dtype(np.float32) if da.dtype == np.float32 else np.dtype(np.float64))
 
     if population:
-        da = da.sum(unit_dim, dtype=np.float64) if not dask_backed else da.astype(np.float64).sum(unit_dim)
+        # skipna=False: a NaN unit makes the population NaN (reported below), not silently left out
+        da = (da.sum(unit_dim, dtype=np.float64, skipna=False) if not dask_backed
+              else da.astype(np.float64).sum(unit_dim, skipna=False))
         work = np.dtype(np.float64) if dtype is None else work
 
     bar = None

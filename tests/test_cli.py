@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import dynatools as dt
@@ -79,3 +80,59 @@ def test_run_directory_commands_belong_to_trainers(command, capsys):
 def test_output_to_a_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["timescales", str(dt.demo_path()), "-o", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.fixture
+def nan_recording(tmp_path):
+    """AR(1) units (tau 3, 5, 8; 2 x 20000 steps) with one NaN sample in unit 1, trial 0."""
+    from conftest import ar1
+
+    x = ar1(np.random.default_rng(0), [3.0, 5.0, 8.0], 2, 20_000)
+    x[0, 10, 1] = np.nan
+    path = tmp_path / "nan.nc"
+    dt.save_recording(dt.from_array(x), path)
+    return path
+
+
+def test_timescales_flags_a_nonfinite_unit_and_carries_on(nan_recording, tmp_path, capsys):
+    out = tmp_path / "res.nc"
+    assert main(["timescales", str(nan_recording), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    warned = [line for line in captured.err.splitlines() if "warning:" in line]
+    assert warned == ["dynatools timescales: warning: the activity contains NaN or inf values (in unit [1], "
+                      "trial [0]); their timescales are NaN with status 'nonfinite' for those units, the other "
+                      "units are unaffected. Remove or interpolate them (e.g. da.interpolate_na('time')) to "
+                      "analyse them."]
+    assert "Traceback" not in captured.err and "status: 1 nonfinite" in captured.out
+    import xarray as xr
+
+    res = xr.load_dataset(out)
+    assert res.status.values[1] == "nonfinite" and np.isnan(res.tau_net.values[1])
+    np.testing.assert_allclose(res.tau_net.values[[0, 2]], [3.0, 8.0], rtol=0.1)      # the true taus
+
+
+def test_timescales_errors_raise_stops_with_one_line_naming_the_unit(nan_recording, tmp_path, capsys):
+    out = tmp_path / "res.nc"
+    assert main(["timescales", str(nan_recording), "-o", str(out), "--errors", "raise", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: the activity contains NaN or inf values (in unit [1], trial [0])" in err
+    assert "pass --errors ignore" in err and not out.exists()
+
+
+def test_timescales_dtype_and_short_rule_flags(tmp_path, capsys):
+    from conftest import ar1
+
+    x = ar1(np.random.default_rng(1), [2.0, 40.0], 2, 1500)          # T / tau = 750 and 37.5
+    for name, data in (("ref", x.astype(np.float64)), ("tiny", (x * np.float32(1e-26)).astype(np.float32))):
+        dt.save_recording(dt.from_array(data), tmp_path / f"{name}.nc")
+    assert main(["timescales", str(tmp_path / "ref.nc"), "-o", str(tmp_path / "a.nc"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("dynatools timescales: warning: 1 unit(s) (unit [1]) have tau_net > 1/50") and "--min-length-ratio 0" in err
+    assert main(["timescales", str(tmp_path / "tiny.nc"), "-o", str(tmp_path / "b.nc"), "-q", "--dtype", "float64",
+                 "--min-length-ratio", "0"]) == 0
+    assert capsys.readouterr().err == ""
+    import xarray as xr
+
+    a, b = xr.load_dataset(tmp_path / "a.nc"), xr.load_dataset(tmp_path / "b.nc")
+    assert a.status.values.tolist() == ["ok", "short"] and "short" not in b.status.values
+    np.testing.assert_allclose(b.tau_net, a.tau_net, rtol=1e-4)
