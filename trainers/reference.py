@@ -1,6 +1,7 @@
 """Import the networks published by the timescale paper's authors (LevinaLab/rnn_timescale_public).
 
-Their checkpoints (``trained_models/``; format in ``shared/reference/README.md``) hold a dict with
+Their checkpoints (folder ``trained_models/`` of https://github.com/LevinaLab/rnn_timescale_public)
+hold a dict with
 a ``state_dict`` of their ``RNN_Stack`` model: ``parameterlist.0`` (tau), ``modulelist.0``
 (input layer), ``modulelist.1`` (recurrent layer, diagonal zeroed in every forward pass) and
 ``modulelist.2...`` (readout heads, Linear(n, 2) each). Their dynamics are Eq. 1 (nonlinearity
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import torch
 
+from trainers.checkpoint import safe_load
 from trainers.models import LeakyRNN
+
+#: Where the authors' trained networks are published (folder ``trained_models/``).
+AUTHORS_REPOSITORY = "https://github.com/LevinaLab/rnn_timescale_public"
 
 
 def import_reference(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LeakyRNN:
@@ -53,12 +58,11 @@ def import_reference(path: str | os.PathLike, *, device: str | torch.device = "c
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {str(path)!r}.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint of the authors' networks "
-                         f"({type(exc).__name__}: {str(exc)[:200]}).") from exc
+        raise FileNotFoundError(
+            f"no such checkpoint: {str(path)!r}. The authors' networks are in the folder trained_models/ of "
+            f"{AUTHORS_REPOSITORY} (git clone it) and are named like "
+            f"trained_models/cumulative_parity_network_1/rnn_N2_N11; pass the path of one of those files.")
+    payload = safe_load(path)       # one-line CheckpointError (a ValueError) for unsafe or damaged files
     sd = payload.get("state_dict") if isinstance(payload, dict) else None
     expected = ["parameterlist.0", "modulelist.0.weight", "modulelist.0.bias",
                 "modulelist.1.weight", "modulelist.1.bias", "modulelist.2.weight", "modulelist.2.bias"]

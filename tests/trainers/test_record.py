@@ -3,7 +3,6 @@ consistent with the task, weights and tau as the model holds them."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,11 +232,11 @@ def test_n_heads_attribute_is_used_when_the_model_has_one():
         trainers.record(net, "parity", Ns=[2, 3], steps=10, trials=1, burn_in=5)
 
 
-REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "timescale-paper-checkpoints"
+from reference_networks import REFERENCE as REF, needs_reference  # noqa: E402
 N2_N11 = REF / "cumulative_parity_network_1" / "rnn_N2_N11"
 
 
-@pytest.mark.skipif(not N2_N11.is_file(), reason="shared/reference is not present")
+@needs_reference
 def test_the_authors_protocol_lengthens_tau_net_of_their_network():
     """Issue item 7: with p ~ U(0, 1) per trial (the authors' timescale protocol) the median
     tau_net of their N2..N11 network is much longer than at p = 0.5 (issue: 1.16 vs 0.29 steps,

@@ -1,9 +1,8 @@
-"""The authors' published networks (shared/reference/, skipped when absent) imported into
+"""The authors' published networks (reference_networks.py says where; skipped when absent) imported into
 LeakyRNN score as the paper reports with our task generator (acceptance of issue 3)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ import torch
 
 import trainers
 
-REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "timescale-paper-checkpoints"
-needs_reference = pytest.mark.skipif(not REF.is_dir(), reason="shared/reference is not present")
+from reference_networks import REFERENCE as REF, needs_reference
 
 
 def _acc(net, Ns, seed=0):
@@ -63,14 +61,14 @@ def test_imported_weights_equal_the_file():
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint.*github.com/LevinaLab/rnn_timescale_public"):
         trainers.import_reference(tmp_path / "nope")
 
 
 def test_anything_else_is_a_clear_error(tmp_path):
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"\x00\x01 not torch")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable trainers checkpoint"):
         trainers.import_reference(garbage)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {"weight": torch.zeros(3)}}, other)

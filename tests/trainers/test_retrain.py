@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import torch
 import trainers
 from trainers.retrain import refit_readout, retrain, retrain_sweep
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "timescale-paper-checkpoints"
+from reference_networks import REFERENCE, needs_reference
 TINY = dict(batch=8, steps_per_epoch=2, eval_batches=1, device="cpu", progress=False)
 
 
@@ -43,7 +42,7 @@ def test_init_of_another_shape_is_refused():
                             device="cpu", seed=0), init=net, progress=False)
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' networks (shared/reference) are absent")
+@needs_reference
 def test_retrain_sweep_on_the_authors_network():
     from trainers.evaluation import continuous_accuracy
 

@@ -3,7 +3,6 @@ accuracy, against direct computations and the authors' networks."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from dynatools.robustness import ablate, ablation_by_tau, perturb, relative_accu
 from trainers.evaluation import accuracy_scorer, continuous_accuracy
 from trainers.models import WCRNN, rotational
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "timescale-paper-checkpoints"
+from reference_networks import REFERENCE, needs_reference
 
 
 def _leaky(n=7, seed=0):
@@ -228,7 +227,7 @@ def test_bad_input(call, exc, match):
         call(_leaky())
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the authors' networks (shared/reference) are absent")
+@needs_reference
 def test_authors_cumulative_network_accuracy_and_perturbation():
     net = trainers.import_reference(REFERENCE / "cumulative_parity_network_1" / "rnn_N2_N11")
     score = accuracy_scorer(trainers.Parity(), 11, head=9)           # App. F: 100 + 1000 steps, 10 trials
