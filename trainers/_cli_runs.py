@@ -159,7 +159,8 @@ def _add_recording_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serial", action="store_true", help="analyse checkpoints one after another (no dask)")
     p.add_argument("--workers", type=int,
                    help="analyse checkpoints on this many local worker processes (dask); default: one per "
-                        "core on machines with more than 2 cores, else one after another")
+                        "core when at least 3 cores are free (cores minus the load average), else one "
+                        "after another")
 
 
 def _source_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str,
