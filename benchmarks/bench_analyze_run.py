@@ -19,12 +19,21 @@ single-threaded serial run (the scaling of the checkpoints alone).
 
 Both results are checked to be equal before the times are printed.
 
-    python benchmarks/bench_analyze_run.py [--checkpoints 10] [--units 100] [--steps 20000] [--trials 4]
+- auto: ``analyze_run(run, refresh=True)``, the default (``parallel="auto"``): a pool only when
+  at least 3 cores are free (cores minus the load average), else serial. The goal for the
+  default is never more than 10% slower than serial.
+
+``--load K`` runs K CPU-bound background processes during all measurements (a shared machine).
+
+    python benchmarks/bench_analyze_run.py [--checkpoints 10] [--units 100] [--steps 20000] [--trials 4] [--load 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +43,7 @@ import torch
 import xarray as xr
 
 import trainers
+import trainers.analyze as analyze_mod
 from trainers.analyze import analyze_run
 from trainers.checkpoint import save_checkpoint
 from trainers.rundir import RunDir
@@ -62,7 +72,18 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=500)
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--load", type=int, default=0,
+                    help="CPU-bound background processes running during the measurements (a shared machine)")
     args = ap.parse_args()
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    try:
+        _measure(args)
+    finally:
+        for b in burners:
+            b.kill()
+
+
+def _measure(args: argparse.Namespace) -> None:
     kw = dict(steps=args.steps, trials=args.trials, refresh=True, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp) / "run", args.checkpoints, args.units)
@@ -75,10 +96,22 @@ def main() -> None:
         t0 = time.perf_counter()
         parallel = analyze_run(run, parallel="dask", workers=2, **kw)
         t_dask = time.perf_counter() - t0
+        chosen = []
+        real = analyze_mod._run_dask
+        analyze_mod._run_dask = lambda *a, **k: (chosen.append("dask"), real(*a, **k))[1]
+        try:
+            t0 = time.perf_counter()
+            auto = analyze_run(run, parallel="auto", **kw)
+            t_auto = time.perf_counter() - t0
+        finally:
+            analyze_mod._run_dask = real
     xr.testing.assert_allclose(serial.drop_attrs(), parallel.drop_attrs())
+    xr.testing.assert_allclose(serial.drop_attrs(), auto.drop_attrs())
+    print(f"load average {os.getloadavg()[0]:.2f} with {args.load} background process(es)")
     print(f"serial       {t_serial:8.2f} s  ({t_serial / args.checkpoints:.2f} s per checkpoint)")
-    print(f"dask, 2 wkrs {t_dask:8.2f} s")
-    print(f"ratio        {t_serial / t_dask:8.2f}x   (goal >= 1.7x); results equal")
+    print(f"dask, 2 wkrs {t_dask:8.2f} s   ratio serial/dask {t_serial / t_dask:5.2f}x (goal >= 1.7x)")
+    print(f"auto         {t_auto:8.2f} s   chose {'dask' if chosen else 'serial'}; ratio serial/auto "
+          f"{t_serial / t_auto:5.2f}x (goal: >= 0.9x); results equal")
     print(f"summary: N {serial.N.values.min()}..{serial.N.values.max()}, "
           f"median tau_net {float(np.nanmedian(serial.tau_net)):.3g}")
 
