@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a unit with NaN or inf activity: NaN results and status 'nonfinite' (ignore, default), "
                         "or stop with an error naming it (raise)")
     p.add_argument("--min-length-ratio", type=float, default=50.0, metavar="R",
-                   help="status 'short' where the trial length is below R x tau_net (default 50: tau_net is then "
-                        "biased low by more than about 10%%); 0 turns the rule off")
+                   help="status 'short' where the trial length is below R x tau_net (default 50: shorter trials bias "
+                        "tau_net low by about 10%% or more); 0 turns the rule off")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_timescales)
 

@@ -185,7 +185,7 @@ def autocorrelation(
     ac, _ = _autocorrelation(
         activity, max_lag=max_lag, time_dim=time_dim, trial_dim=trial_dim, unit_dim=unit_dim,
         population=population, normalize=normalize, dtype=dtype, errors=errors, progress=progress,
-        consequence="its autocorrelation is NaN",
+        consequence="their autocorrelation is NaN",
     )
     return ac
 

@@ -128,6 +128,16 @@ def test_constant_unit_gives_nan_and_warning_while_others_are_unaffected(rng):
     np.testing.assert_array_equal(ac.values[[0, 2]], ref.values[[0, 2]])
 
 
+def test_nonfinite_unit_gives_nan_and_warning_while_others_are_unaffected(rng):
+    x = rng.standard_normal((2, 500, 3))
+    ref = dt.autocorrelation(x, max_lag=10)
+    x[1, 200, 2] = np.inf
+    with pytest.warns(RuntimeWarning, match=r"NaN or inf values \(in unit \[2\], trial \[1\]\); their autocorrelation is NaN"):
+        ac = dt.autocorrelation(x, max_lag=10)
+    assert np.isnan(ac.values[2]).all()                 # trial 0 of unit 2 is finite: not averaged alone
+    np.testing.assert_array_equal(ac.values[:2], ref.values[:2])
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     x=arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(2, 60), st.integers(1, 4)),
