@@ -16,9 +16,14 @@ Algorithm (for each problem independently):
    within 1e-10 of its range, so it can become active. Stepping straight onto a bound, as plain
    projection does, can trap a parameter where the model is flat (tau -> 0 in exp(-t/tau)). It is accepted if the cost decreases; then ``lam`` shrinks,
    else it grows and the step is retried next iteration.
-4. A problem stops when the actual and predicted decreases of the cost are both below ``ftol``
-   (relative), or the step is below ``xtol``, or the projected gradient vanishes, or ``lam``
-   explodes (no descent possible).
+4. A problem stops when the actual change and the predicted decrease of the cost are both below
+   ``ftol`` (relative) for a nearly undamped step, accepted or not (MINPACK's test: the cost
+   cannot be lowered further in floating point), or an accepted step is below ``xtol``, or the
+   projected gradient vanishes, or ``lam`` explodes (no descent possible).
+
+All problems iterate in one loop; per iteration the work is a few batched matrix products
+(``J^T J`` and ``J^T r`` as ``matmul``) and one stacked ``p x p`` solve over the problems still
+running.
 
 The result is a Karush-Kuhn-Tucker point of the bounded problem, as for SciPy's ``trf`` method used
 by :func:`scipy.optimize.curve_fit` with bounds; from the same start the two agree to the solver
