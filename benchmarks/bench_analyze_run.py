@@ -14,7 +14,7 @@ every unit, PCA dimensionality, weight balance).
   scheduler on two spawned worker processes with ``cores // 2`` threads each, one checkpoint per
   task (process start-up and imports included).
 
-Run it under ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 DYNATOOLS_NUM_THREADS=1`` to compare with a
+Run it under ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 DYNATOOLS_THREADS=1`` to compare with a
 single-threaded serial run (the scaling of the checkpoints alone).
 
 Both results are checked to be equal before the times are printed.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +23,11 @@ CONSTANT_ULPS = 2
 
 
 def n_workers() -> int:
-    """Threads for scipy.fft: ``DYNATOOLS_NUM_THREADS`` if set, else the CPUs this process may use."""
-    if os.environ.get("DYNATOOLS_NUM_THREADS", "").isdigit() and int(os.environ["DYNATOOLS_NUM_THREADS"]) > 0:
-        return int(os.environ["DYNATOOLS_NUM_THREADS"])
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    """Threads for scipy.fft: ``DYNATOOLS_THREADS`` if set, else the CPUs this process may use (at
+    most ``OMP_NUM_THREADS``), by :func:`dynatools.threads.choose_threads`."""
+    from dynatools.threads import choose_threads
+
+    return choose_threads(None)
 
 
 def even_fast_len(n: int) -> int:

@@ -128,6 +128,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dynatools import __version__
+    from dynatools.threads import add_threads_option
 
     parser = argparse.ArgumentParser(
         prog="dynatools",
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, default=Path("dynatools-demo"), help="folder for the figure (default ./dynatools-demo)")
     p.set_defaults(func=_cmd_demo)
+    add_threads_option(sub, skip=("info",))
     return parser
 
 

@@ -85,7 +85,7 @@ def test_output_to_a_directory_is_a_one_line_error(tmp_path, capsys):
 @pytest.fixture
 def nan_recording(tmp_path):
     """AR(1) units (tau 3, 5, 8; 2 x 20000 steps) with one NaN sample in unit 1, trial 0."""
-    from conftest import ar1
+    from processes import ar1
 
     x = ar1(np.random.default_rng(0), [3.0, 5.0, 8.0], 2, 20_000)
     x[0, 10, 1] = np.nan
@@ -120,7 +120,7 @@ def test_timescales_errors_raise_stops_with_one_line_naming_the_unit(nan_recordi
 
 
 def test_timescales_dtype_and_short_rule_flags(tmp_path, capsys):
-    from conftest import ar1
+    from processes import ar1
 
     x = ar1(np.random.default_rng(1), [2.0, 40.0], 2, 1500)          # T / tau = 750 and 37.5
     for name, data in (("ref", x.astype(np.float64)), ("tiny", (x * np.float32(1e-26)).astype(np.float32))):

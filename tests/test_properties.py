@@ -26,7 +26,7 @@ from scipy.stats import ortho_group
 
 import dynatools as dt
 from dynatools.timescales import RELIABLE
-from conftest import ar1
+from processes import ar1
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 #: Positive factors spread evenly in log scale over 1e-3 .. 1e3.

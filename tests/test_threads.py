@@ -117,3 +117,17 @@ def test_lyapunov_and_gradients_step_small_problems_on_one_thread(clean_env):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_dynatools_commands_take_threads(clean_env, tmp_path):
+    from dynatools.cli import build_parser, main
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "--threads" in sub.choices["timescales"].format_help()
+    assert "--threads" not in sub.choices["info"].format_help()
+    before = torch.get_num_threads()
+    try:
+        assert main(["timescales", str(tmp_path / "missing.nc"), "-o", str(tmp_path / "o.nc"), "--threads", "1"]) == 2
+        assert os.environ[threads.ENV_VAR] == "1"
+    finally:
+        torch.set_num_threads(before)

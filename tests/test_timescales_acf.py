@@ -156,13 +156,14 @@ def test_property_fft_matches_direct_for_random_shapes_and_values(x, data):
     np.testing.assert_allclose(ac.values, expected, rtol=0, atol=1e-9 * scale)
 
 
-def test_fft_threads_follow_dynatools_num_threads(monkeypatch):
+def test_fft_threads_follow_dynatools_threads(monkeypatch):
     from dynatools._acf import n_workers
 
-    monkeypatch.setenv("DYNATOOLS_NUM_THREADS", "1")
+    monkeypatch.setenv("DYNATOOLS_THREADS", "1")
     assert n_workers() == 1
-    monkeypatch.setenv("DYNATOOLS_NUM_THREADS", "nonsense")
-    assert n_workers() >= 1
+    monkeypatch.setenv("DYNATOOLS_THREADS", "nonsense")
+    with pytest.raises(ValueError, match="DYNATOOLS_THREADS must be a whole number"):
+        n_workers()
 
 
 def test_float32_time_coordinates_are_evenly_spaced_enough():

@@ -11,7 +11,7 @@ import dynatools as dt
 from dynatools import _expfit, _lsq
 from dynatools._expfit import STATUS
 
-from conftest import ar1
+from processes import ar1
 
 LAG = np.arange(31.0)
 

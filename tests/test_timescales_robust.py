@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import ar1
+from processes import ar1
 from scipy.optimize import curve_fit
 
 import dynatools as dt

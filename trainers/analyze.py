@@ -28,8 +28,9 @@ from trainers.rundir import Checkpoint, RunDir
 SUMMARY = "summary"   #: RunDir.analysis_path(SUMMARY): the result over N
 #: Part of every cache key; raise it when the same checkpoint and parameters give other results
 #: (2: weight balance reads W_rec by its dim names; status kept; checked loads. 3: recorded with
-#: p ~ U(0, 1) per trial, the authors' protocol, instead of p = 0.5).
-ANALYSIS_METHOD = 3
+#: p ~ U(0, 1) per trial, the authors' protocol, instead of p = 0.5. 4: statuses 'short' and
+#: 'nonfinite', a per-unit constant test relative to the unit's scale).
+ANALYSIS_METHOD = 4
 #: How the recordings are driven (``record(p=INPUT_P_OPTION)``), and how the results say so.
 INPUT_P_OPTION = "uniform"
 INPUT_P = "uniform (per-trial U(0,1), the authors' protocol)"
@@ -374,7 +375,7 @@ def _run_dask(run_dir: str, todo: list[tuple[int, str]], params: dict[str, Any],
     # cores // workers threads per worker for BLAS, OpenMP (torch) and the FFT thread pool: the
     # workers share the cores. Spawned children read these at start-up; the parent is not affected.
     single = {k: str(per) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                    "DYNATOOLS_NUM_THREADS")}
+                                    "DYNATOOLS_THREADS")}
     saved = {k: os.environ.get(k) for k in single}
     os.environ.update(single)
     try:
