@@ -51,8 +51,8 @@ def test_analyze_recording_keeps_an_ensembles_member_dim():
     rng = np.random.default_rng(3)
     members = []
     for m, phi in enumerate((0.5, 0.9)):
-        x = np.zeros((2, 300, 4))
-        for t in range(1, 300):
+        x = np.zeros((2, 1000, 4))          # T >= 50 tau_net (tau 9.5): not short
+        for t in range(1, 1000):
             x[:, t] = phi * x[:, t - 1] + rng.standard_normal((2, 4))
         members.append(dt.from_array(x, W_rec=rng.standard_normal((4, 4)), tau=np.arange(1.0, 5.0) * (m + 1)))
     ens = xr.concat(members, dim="member", coords="different", compat="equals", combine_attrs="override")
