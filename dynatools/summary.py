@@ -9,13 +9,19 @@ Dataset) and nothing else; analysing every checkpoint of a training run is
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import xarray as xr
+
+from dynatools.timescales import MIN_LENGTH_RATIO
 
 
 def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int = 30,
                       max_lag: int | None = None, time_dim: str = "time", trial_dim: str = "trial",
-                      unit_dim: str = "unit", progress: bool = False) -> xr.Dataset:
+                      unit_dim: str = "unit", errors: Literal["ignore", "raise"] = "ignore",
+                      min_length_ratio: float | None = MIN_LENGTH_RATIO,
+                      progress: bool = False) -> xr.Dataset:
     """Timescales, dimensionality and weight balance of one recording.
 
     Parameters
@@ -31,6 +37,12 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
     time_dim, trial_dim, unit_dim : str
         Names of the activity's dims (the schema's by default). ``W_rec`` keeps the schema's
         ``(unit, unit_pre)``.
+    errors : {"ignore", "raise"}, default="ignore"
+        Units with NaN or inf activity: ``"ignore"`` gives them status ``nonfinite`` and NaN
+        timescales, and leaves them out of the dimensionality (attr
+        ``dimensionality_units_excluded``); ``"raise"`` stops with an error naming them.
+    min_length_ratio : float or None, default=50
+        Passed to :func:`dynatools.timescales` (status ``short``).
     progress : bool, default=False
         Show progress bars (autocorrelations, covariances).
 
@@ -57,13 +69,21 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
     from dynatools.timescales import timescales
 
     dims = dict(time_dim=time_dim, trial_dim=trial_dim, unit_dim=unit_dim)
-    res = timescales(rec, fit_lag=fit_lag, max_lag=max_lag, progress=progress, **dims)
+    res = timescales(rec, fit_lag=fit_lag, max_lag=max_lag, progress=progress, errors=errors,
+                     min_length_ratio=min_length_ratio, **dims)
     res = res.drop_vars("tau", errors="ignore")          # the recording's coordinate -> a variable
     if "tau" in rec.coords:
         res["tau"] = rec["tau"].variable.astype(float)
     else:
         res["tau"] = (unit_dim, np.full(rec.sizes[unit_dim], np.nan))
-    dim = pca_dimensionality(rec, threshold, progress=progress, **dims)
+    # units with NaN/inf anywhere (timescales named them, status 'nonfinite') stay out of the PCA
+    nonfinite = (res["status"] == "nonfinite").any([d for d in res["status"].dims if d != unit_dim])
+    excluded = [v.item() for v in rec[unit_dim][nonfinite.values]] if bool(nonfinite.any()) else []
+    pca_rec = rec.isel({unit_dim: ~nonfinite.values}) if excluded else rec
+    if excluded and pca_rec.sizes[unit_dim] < 2:
+        raise ValueError(f"only {pca_rec.sizes[unit_dim]} unit(s) have finite activity; the "
+                         f"dimensionality needs at least 2. Remove the NaN/inf samples of units {excluded}.")
+    dim = pca_dimensionality(pca_rec, threshold, progress=progress, **dims)
     res["dimensionality"] = dim.dimensionality.mean(trial_dim).astype(float)
     res["dimensionality_std"] = dim.dimensionality.std(trial_dim).astype(float)
     res["participation_ratio"] = dim.participation_ratio.mean(trial_dim)
@@ -74,6 +94,8 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
         for name in names:
             res[name] = wb[name].variable
     res.attrs["dimensionality_threshold"] = float(threshold)
+    if excluded:
+        res.attrs["dimensionality_units_excluded"] = excluded
     return res
 
 

@@ -4,6 +4,7 @@ whose tau_net enters statistics over units."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
 import dynatools as dt
@@ -60,3 +61,23 @@ def test_analyze_recording_keeps_an_ensembles_member_dim():
     assert res.tau_net.dims == ("member", "unit") and res.dimensionality.dims == ("member",)
     for m in range(2):
         xr.testing.assert_identical(res.isel(member=m, drop=True), analyze_recording(members[m], fit_lag=10))
+
+
+def test_a_nonfinite_unit_is_flagged_and_left_out_of_the_dimensionality():
+    """Issue 12.2 through analyze_recording: a NaN sample in one unit gives that unit status
+    'nonfinite' and keeps it out of the PCA; everything else equals the analysis without it."""
+    from processes import ar1
+
+    x = ar1(np.random.default_rng(0), [2.0, 3.0, 5.0, 4.0], 2, 4000).astype(np.float64)
+    clean = dt.from_array(x)
+    x[1, 100, 2] = np.nan
+    with pytest.warns(RuntimeWarning, match="nonfinite|NaN"):
+        res = analyze_recording(dt.from_array(x))
+    assert res.status.sel(unit=2).item() == "nonfinite" and np.isnan(res.tau_net.sel(unit=2))
+    alone = analyze_recording(clean.isel(unit=[0, 1, 3]))
+    for name in ("dimensionality", "participation_ratio"):
+        np.testing.assert_allclose(res[name], alone[name])
+    np.testing.assert_allclose(res.tau_net.sel(unit=[0, 1, 3]), alone.tau_net)
+    assert res.attrs["dimensionality_units_excluded"] == [2]
+    with pytest.raises(ValueError, match="unit"):
+        analyze_recording(dt.from_array(x), errors="raise")
