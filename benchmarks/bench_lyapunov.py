@@ -51,6 +51,8 @@ Threads: every implementation runs with the same number of torch threads, inside
 (``dynatools.threads.choose_threads``) picks for the work of one step (a units x units matmul and
 QR). The number is also fixed for dynatools itself (``dynatools.threads.set_threads``), and
 ``OMP_WAIT_POLICY=PASSIVE`` is set before torch loads (unless the environment sets a policy).
+The naive baseline's numpy ``@`` and ``np.linalg.qr`` run on numpy's own BLAS threads, which
+``--threads`` does not set (``OPENBLAS_NUM_THREADS`` does); its time is the row-by-row autograd.
 
 Run: ``python benchmarks/bench_lyapunov.py [--units 500] [--steps 200] [--naive-steps 20]
 [--repeats 3] [--reortho-every "1 5"] [--threads N] [--device auto|cpu|cuda]
