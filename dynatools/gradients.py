@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 
 from dynatools._validation import check_finite_parameters, resolve_device
-from dynatools.lyapunov import _check_model_shapes, _first_step_failed
+from dynatools.lyapunov import _check_model_shapes, _first_step_failed, _is_shape_error
 from dynatools.threads import torch_threads
 
 __all__ = ["gradient_norms"]
@@ -111,7 +111,7 @@ def gradient_norms(model: Any, inputs: Any, targets: Any = None,
             try:
                 h = step(h, None if u_all is None else u_all[:, t])
             except RuntimeError as exc:           # torch's own shape messages, on the first step
-                if t:
+                if t or not _is_shape_error(exc):
                     raise
                 raise _first_step_failed(exc, h0, u_all, batch="batch") from exc
             if h.shape != states[0].shape:

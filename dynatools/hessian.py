@@ -63,6 +63,8 @@ class _Flat:
         from torch.func import grad
 
         self._grad = grad(self._f)
+        self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._use_graph: bool | None = None       # decided by the first product
         loss = self._call(self._f, self.x0).detach()
         if not torch.isfinite(loss):
             raise ValueError(f"loss_fn(params) is {float(loss)} at params; the Hessian of a non-finite loss "
@@ -95,13 +97,49 @@ class _Flat:
             raise ValueError("loss_fn must return a scalar tensor.")
         return out.reshape(())
 
-    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+    def _hvp_func(self, v: torch.Tensor) -> torch.Tensor:
+        """Forward-over-reverse with torch.func: refuses custom autograd Functions it cannot
+        differentiate twice (the reference the stored graph is checked against)."""
         from torch.func import jvp
 
+        return self._call(lambda: jvp(self._grad, (self.x0,), (v,))[1])
+
+    def _hvp_graph(self, v: torch.Tensor) -> torch.Tensor:
+        """Double backward through the gradient's graph, built once and kept (one backward pass
+        per product: 3-6x cheaper than forward-over-reverse, benchmarks/bench_hessian.py)."""
+        if self._graph is None:
+            x = self.x0.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self._f(x), x, create_graph=True)
+            self._graph = (x, g)
+        x, g = self._graph
+        if not g.requires_grad:                 # the loss is linear in the parameters
+            return torch.zeros_like(x)
+        (hv,) = torch.autograd.grad(g, x, grad_outputs=v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(x) if hv is None else hv
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
         self.n_hvp += 1
         if self.tick is not None:
             self.tick()
-        return self._call(lambda: jvp(self._grad, (self.x0,), (v.to(self.dtype),))[1])
+        v = v.to(self.dtype)
+        if self._use_graph is None:
+            # the first product both ways: the stored graph is used only where it agrees with
+            # torch.func (a custom autograd Function whose backward is not differentiable, or is
+            # differentiated wrongly, would give another product; then torch.func is used throughout)
+            ref = self._hvp_func(v)
+            try:
+                fast = self._hvp_graph(v)
+                tol = torch.finfo(self.dtype).eps ** 0.5          # 1.5e-8 in float64, 3.5e-4 in float32
+                scale = max(float(ref.abs().max()), torch.finfo(self.dtype).tiny)
+                self._use_graph = bool(torch.allclose(fast, ref, rtol=tol, atol=tol * scale)
+                                       or not torch.isfinite(ref).all())
+            except RuntimeError:
+                self._use_graph = False
+            if not self._use_graph:
+                self._graph = None                # free it
+            return ref
+        return self._hvp_graph(v) if self._use_graph else self._hvp_func(v)
 
     def hvp_numpy(self, v: np.ndarray) -> np.ndarray:
         out = self.hvp(torch.as_tensor(np.ascontiguousarray(v).reshape(-1), device=self.device))
@@ -209,7 +247,7 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
         vals, vecs = w[order], V[:, order].T
         used = "dense"
     else:
-        from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
+        from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
         op = LinearOperator((n, n), matvec=flat.hvp_numpy, dtype=np.float64)
         rng = np.random.default_rng(seed)
@@ -217,6 +255,8 @@ def hessian_eigenvalues(loss_fn: Callable, params: Any, *, k: int = 10, which: s
         flat.tick = bar.update
         try:
             vals, V = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=rng.standard_normal(n))
+        except ArpackNoConvergence:   # its own type and message; exc.eigenvalues holds what converged
+            raise
         except ArpackError as exc:
             raise _lanczos_failed(exc, flat.n_hvp, n, k) from exc
         finally:

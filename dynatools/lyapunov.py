@@ -103,6 +103,15 @@ def _check_model_shapes(step: Any, h: Any, u: Any, *, h_name: str = "h0", u_name
                          f"{d} inputs (model.{attr}); pass {u_name} of shape ({batch}, time, {d}).")
 
 
+#: Parts of torch's messages for tensors of mismatched shapes (other RuntimeErrors pass unchanged).
+_SHAPE_MESSAGES = ("shapes cannot be multiplied", "size of tensor", "must match the size", "expected size",
+                   "mismatch", "cannot be broadcast", "invalid for input of size", "expected input")
+
+
+def _is_shape_error(exc: Exception) -> bool:
+    return type(exc) is RuntimeError and any(m in str(exc) for m in _SHAPE_MESSAGES)
+
+
 def _first_step_failed(exc: Exception, h: Any, u: Any, *, h_name: str = "h0", u_name: str = "inputs",
                        batch: str = "trajectory") -> ValueError:
     """A shape error of torch on the first step, said in terms of the caller's arguments."""
@@ -275,7 +284,7 @@ def lyapunov_spectrum(
                                      f"{tuple(h.shape)}; a map must return a state of its input's shape.")
                 J = jacobian(h, u)
             except RuntimeError as exc:          # torch's own shape messages, on the first step
-                if t:
+                if t or not _is_shape_error(exc):
                     raise
                 raise _first_step_failed(exc, h, u_all) from exc
             if J.shape != (n_traj, n, n):

@@ -19,9 +19,10 @@ Why a policy
 
 How to choose
     ``DYNATOOLS_THREADS=N`` (environment) or ``--threads N`` (every command) fixes the number
-    of threads for everything; ``OMP_NUM_THREADS`` caps it. Otherwise the work decides: one
-    thread below :data:`SMALL_WORK`, else the cores this process may use, shared evenly between
-    worker processes (``cores // workers`` each).
+    of threads for everything. Otherwise the work decides: one thread below :data:`SMALL_WORK`,
+    else the cores this process may use, shared evenly between worker processes (``cores //
+    workers`` each), at most ``OMP_NUM_THREADS`` and, for torch, at most what
+    ``torch.get_num_threads()`` was (your ``torch.set_num_threads`` is kept as an upper bound).
 
 Examples
 --------
@@ -65,6 +66,13 @@ def _env_int(name: str) -> int | None:
     return int(raw)
 
 
+def omp_limit() -> int | None:
+    """The thread limit of ``OMP_NUM_THREADS``, read as OpenMP does: the first entry of a list
+    such as ``"4,1"`` (nested levels); None if unset or not a number (then OpenMP ignores it too)."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
 def requested_threads() -> int | None:
     """Threads fixed by the user: ``DYNATOOLS_THREADS`` (``--threads``), else None.
 
@@ -104,7 +112,7 @@ def choose_threads(work: float | None = None, *, workers: int = 1) -> int:
     if work is not None and work < SMALL_WORK:
         return 1
     n = max(1, available_cores() // max(1, int(workers)))
-    cap = _env_int("OMP_NUM_THREADS")
+    cap = omp_limit()
     return min(n, cap) if cap else n
 
 
@@ -124,8 +132,9 @@ def step_work(model, batch: int) -> float:
 
 @contextmanager
 def torch_threads(n: int | None = None, *, work: float | None = None) -> Iterator[int]:
-    """Run a block with ``n`` torch intra-op threads (default :func:`choose_threads` of ``work``),
-    restoring the previous number afterwards.
+    """Run a block with ``n`` torch intra-op threads (default :func:`choose_threads` of ``work``,
+    but never more than torch is set to unless ``DYNATOOLS_THREADS`` says so), restoring the
+    previous number afterwards.
 
     Parameters
     ----------
@@ -148,10 +157,14 @@ def torch_threads(n: int | None = None, *, work: float | None = None) -> Iterato
     """
     import torch
 
-    n = choose_threads(work) if n is None else int(n)
+    before = torch.get_num_threads()
+    if n is None:
+        n = choose_threads(work)
+        if requested_threads() is None:     # never more than torch is set to (by you, or its default)
+            n = min(n, before)
+    n = int(n)
     if n < 1:
         raise ValueError(f"threads must be >= 1; found {n}.")
-    before = torch.get_num_threads()
     if n != before:
         torch.set_num_threads(n)
     try:
@@ -229,5 +242,5 @@ def prefer_passive_waiting() -> bool:
     return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
 
 
-__all__ = ["ENV_VAR", "SMALL_WORK", "available_cores", "requested_threads", "choose_threads",
+__all__ = ["ENV_VAR", "SMALL_WORK", "available_cores", "requested_threads", "omp_limit", "choose_threads",
            "step_work", "torch_threads", "set_threads", "add_threads_option", "prefer_passive_waiting"]

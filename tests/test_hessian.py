@@ -182,3 +182,58 @@ def test_device_defaults_to_the_params_and_progress_counts_hvps(capsys):
     assert "hessian_trace" in capsys.readouterr().err
     hessian_eigenvalues(f, x0, k=2, seed=0)                          # the library is quiet by default
     assert capsys.readouterr().err == ""
+
+
+def _rnn_loss(seed=0, n=6, T=8):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(n, n, generator=g, dtype=torch.float64) / n ** 0.5
+    x = torch.randn(4, T, n, generator=g, dtype=torch.float64)
+
+    def loss(W):
+        h = torch.zeros(4, n, dtype=torch.float64)
+        for t in range(T):
+            h = torch.tanh(h @ W.T + x[:, t])
+        return (h ** 2).sum()
+
+    return loss, W
+
+
+def test_products_use_the_stored_graph_when_it_agrees_with_torch_func():
+    """Every product after the first comes from the kept gradient graph (one backward pass) and
+    equals the forward-over-reverse product of torch.func to rounding."""
+    from dynatools.hessian import _Flat
+
+    loss, W = _rnn_loss()
+    flat = _Flat(loss, W)
+    g = torch.Generator().manual_seed(1)
+    vs = [torch.randn(flat.n, generator=g, dtype=torch.float64) for _ in range(3)]
+    flat.hvp(vs[0])
+    assert flat._use_graph is True
+    for v in vs[1:]:
+        torch.testing.assert_close(flat.hvp(v), flat._hvp_func(v), rtol=1e-10, atol=1e-12)
+
+
+class _SquareWrongSecondOrder(torch.autograd.Function):
+    """x**2 whose backward is written so that autograd differentiates it wrongly (the graph of
+    the gradient treats 2x as a constant times grad): its stored-graph HVP would be zero."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (2 * x.detach())
+
+
+def test_a_graph_that_disagrees_with_torch_func_is_not_used():
+    from dynatools.hessian import _Flat
+
+    flat = _Flat(lambda x: _SquareWrongSecondOrder.apply(x).sum() + (x ** 2).sum(), torch.ones(3, dtype=torch.float64))
+    flat._hvp_func = lambda v: 4.0 * v          # the true product of sum(2 x^2), standing in for torch.func
+    v = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(flat.hvp(v), 4.0 * v)
+    assert flat._use_graph is False             # the graph gave 2 v: never used again
+    torch.testing.assert_close(flat.hvp(v), 4.0 * v)

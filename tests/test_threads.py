@@ -131,3 +131,23 @@ def test_dynatools_commands_take_threads(clean_env, tmp_path):
         assert os.environ[threads.ENV_VAR] == "1"
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("omp, expected", [("4,1", 4), ("3", 3), ("abc", 8), ("", 8)])
+def test_omp_num_threads_is_read_as_openmp_does(clean_env, omp, expected):
+    """A nested list ("4,1") is valid for OpenMP: its first level caps; junk is ignored, as OpenMP does."""
+    clean_env.setenv("OMP_NUM_THREADS", omp)
+    assert choose_threads(1e12) == expected
+
+
+def test_large_work_never_raises_the_callers_torch_setting(clean_env):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch_threads(work=1e12) as n:            # 8 cores available, but the caller chose 1
+            assert n == 1 and torch.get_num_threads() == 1
+        clean_env.setenv(threads.ENV_VAR, "3")        # an explicit choice does raise it
+        with torch_threads(work=1e12) as n:
+            assert n == 3 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

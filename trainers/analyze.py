@@ -21,7 +21,7 @@ from typing import Any, Literal
 import xarray as xr
 
 from dynatools.summary import analyze_recording, reliable_tau_net
-from dynatools.threads import step_work, torch_threads
+from dynatools.threads import omp_limit, requested_threads, step_work, torch_threads
 from dynatools.utils import cache_key, check_choice, check_positive_int, file_stamp, is_cached, write_netcdf_atomic
 from trainers.rundir import Checkpoint, RunDir
 
@@ -162,7 +162,7 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: int = 20_000, trials: int 
     workers : int, optional
         Local worker processes (default: the number of CPU cores, at most the checkpoints to
         process); each computes with ``cores // workers`` threads, or fewer if ``OMP_NUM_THREADS``
-        is set lower. Given explicitly, a local pool is used even if a client is running. The
+        is set lower, or ``DYNATOOLS_THREADS`` (``--threads``) threads if set. Given explicitly, a local pool is used even if a client is running. The
         workers are started with ``spawn`` and import the calling script again: in a script, call
         ``analyze_run`` under ``if __name__ == "__main__":``.
     refresh : bool, default=False
@@ -360,8 +360,8 @@ def _run_dask(run_dir: str, todo: list[tuple[int, str]], params: dict[str, Any],
         existing = get_client()
     except (ImportError, ValueError):
         existing = None
-    user = os.environ.get("OMP_NUM_THREADS", "")        # a limit the user set (e.g. on a shared node)
-    n, per = _local_pool(len(todo), workers, _cores(), int(user) if user.isdigit() and int(user) > 0 else None)
+    n, per = _local_pool(len(todo), workers, _cores(), omp_limit())   # OMP_NUM_THREADS: the user's limit
+    per = requested_threads() or per                   # DYNATOOLS_THREADS / --threads: per worker, as given
     tasks = [dask.delayed(_analyze_checkpoint)(run_dir, N, params, cache, None if existing else per)
              for N, cache in todo]
     if existing is not None and workers is None:       # e.g. a cluster the user started

@@ -4,6 +4,7 @@ the recording protocol, errors; and the ``trainers analyze`` command."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,34 @@ def test_analyze_command_writes_the_summary_and_prints_it(tmp_path, make_run, ca
     assert "trainers analyze: error:" in capsys.readouterr().err
     assert main(["analyze", str(run), "--workers", "0", "-q"]) == 2
     assert "workers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, expected", [({"DYNATOOLS_THREADS": "1"}, 1), ({"OMP_NUM_THREADS": "2,1"}, 2), ({}, 4)])
+def test_pool_workers_get_the_users_thread_choice(monkeypatch, env, expected):
+    """DYNATOOLS_THREADS (--threads) is what each worker gets; OMP_NUM_THREADS (even a nested
+    list) caps cores // workers."""
+    import concurrent.futures
+
+    import trainers.analyze as analyze
+
+    for name in ("DYNATOOLS_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(analyze, "_cores", lambda: 8)
+    monkeypatch.setattr(analyze, "_client_running", lambda: False)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stub(*args, initargs=(), **kwargs):
+        seen["per"] = initargs[0]
+        seen["env"] = os.environ.get("DYNATOOLS_THREADS")
+        raise Stop
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", stub)
+    with pytest.raises(Stop):
+        analyze._run_dask("run", [(2, "a.nc"), (3, "b.nc")], {}, None, False)
+    assert seen == {"per": expected, "env": str(expected)}
