@@ -190,6 +190,25 @@ def autocorrelation(
     return ac
 
 
+#: float64 series whose largest magnitude is outside 2**-400..2**400 are rescaled before a
+#: normalized autocorrelation: their squares (the autocovariance) would overflow or underflow.
+_SAFE_EXPONENT = 400
+
+
+def _rescale_extreme(da: xr.DataArray, over: list[str]) -> xr.DataArray:
+    """``da`` times a power of two per series group (all of ``over``, e.g. time and trial, share
+    one factor, so trial averages are unchanged) where its largest magnitude would make the
+    autocovariance overflow or underflow float64; exact, and cancelled by the normalisation."""
+    with np.errstate(invalid="ignore"):
+        amp = np.abs(da).max(over, skipna=False).values
+        _, exponent = np.frexp(np.where(np.isfinite(amp) & (amp > 0), amp, 1.0))
+    exponent = np.where(np.abs(exponent) > _SAFE_EXPONENT, exponent, 0)
+    if not exponent.any():
+        return da
+    factor = xr.DataArray(np.ldexp(1.0, -exponent), dims=[d for d in da.dims if d not in over])
+    return da * factor
+
+
 def _autocorrelation(
     activity: Any,
     *,
@@ -238,6 +257,9 @@ def _autocorrelation(
         da = (da.sum(unit_dim, dtype=np.float64, skipna=False) if not dask_backed
               else da.astype(np.float64).sum(unit_dim, skipna=False))
         work = np.dtype(np.float64) if dtype is None else work
+
+    if normalize and not dask_backed and da.dtype == np.float64:
+        da = _rescale_extreme(da, [d for d in (time_dim, trial_dim) if d in da.dims])
 
     bar = None
     if progress and not dask_backed:

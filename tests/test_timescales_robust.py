@@ -55,6 +55,18 @@ def test_float32_at_any_scale_gives_the_float64_timescales(units32, scale):
     np.testing.assert_allclose(res.autocorrelation, reference.autocorrelation, atol=2e-6)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e160, 1e300])
+def test_float64_at_extreme_scales_gives_the_same_timescales(units32, scale):
+    """float64 too: at 1e160 the autocovariance (x squared) overflows float64 and at 1e-170 it
+    underflows; the normalized autocorrelation and the fits must not notice (review of issue 12)."""
+    x = units32.astype(np.float64)
+    reference = dt.timescales(x)
+    res = dt.timescales(x * scale)
+    np.testing.assert_array_equal(res.status, reference.status)
+    np.testing.assert_allclose(res.tau_net, reference.tau_net, rtol=1e-8)
+    np.testing.assert_allclose(res.autocorrelation, reference.autocorrelation, atol=1e-12)
+
+
 @pytest.mark.parametrize("scale", [1e-40, 1e-30, 1e-20, 1.0, 1e20, 1e36])
 @pytest.mark.parametrize("dtype", [None, "float64"])
 def test_float32_autocovariance_equals_a_direct_float64_sum_at_any_scale(rng, scale, dtype):
