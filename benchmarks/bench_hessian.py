@@ -340,7 +340,7 @@ def bench(args, loss_fn, params, info, ours_tols, power_tols, n_threads, how) ->
           f"(N = 2..{args.n_max}), parity batch {args.batch} x length {info['length']}, seed "
           f"{args.seed}; n_params = {n}; top-{args.k} largest-magnitude eigenvalues; accuracy "
           f"{args.accuracy:g} relative; power iteration max_iter {args.max_iter}", flush=True)
-    print("compared: (1) SAME algorithm: ours (ARPACK eigsh on dynatools' torch.func HVPs) vs a user's "
+    print("compared: (1) SAME algorithm: ours (ARPACK eigsh on dynatools' HVPs: double backward of a kept gradient graph, checked once against torch.func) vs a user's "
           "eigsh on torch.autograd.functional.hvp / vhp / a stored gradient graph, in wall time; "
           "(2) DIFFERENT algorithm: ours (ARPACK Lanczos) vs power iteration with deflation (PyHessian), "
           "in HVPs")
@@ -400,11 +400,11 @@ def bench(args, loss_fn, params, info, ours_tols, power_tols, n_threads, how) ->
     print(f"| method | algorithm | tol | HVPs | wall s (median of {args.repeats}) | ms per HVP | "
           f"max rel err | within {args.accuracy:g} |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
-    algo = {"ours": "ARPACK Lanczos, torch.func HVP",
+    algo = {"ours": "ARPACK Lanczos, kept gradient graph (checked vs torch.func)",
             "user eigsh+hvp": "ARPACK Lanczos, autograd hvp",
             "user eigsh+vhp": "ARPACK Lanczos, autograd vhp",
             "user eigsh+graph": "ARPACK Lanczos, double backward of a stored gradient graph",
-            "power": "power iteration + deflation, torch.func HVP"}
+            "power": "power iteration + deflation, dynatools HVP"}
     for name in list(runners) + ([] if args.no_power else ["power"]):
         row = kept.get(name) if name != "power" else power
         if row is not None:
