@@ -5,8 +5,9 @@ Workloads (each one command in a fresh process, so OpenMP starts with the enviro
 
 - ``train``: the README's training (``trainers train --curriculum multi-head --units 64 --batch
   64 --steps-per-epoch 100 --eval-batches 10``), 3 epochs.
-- ``lyapunov``: ``dynatools.lyapunov_spectrum`` of a 256-unit tanh network, 300 steps, 8
-  trajectories (the size of the known-answer tests, scaled up).
+- ``lyapunov``: ``dynatools.lyapunov_spectrum`` of a 256-unit tanh network, 100 steps, 8
+  trajectories (large enough for two threads; ``import dynatools`` comes before ``import torch``,
+  as the policy needs).
 - ``report``: ``trainers report`` of a small trained run (recording, timescales, PCA, ablation,
   perturbation, figures), 5000 steps x 4 trials.
 - ``tests``: the test files the issue saw collapse (``tests/test_lyapunov.py``).
@@ -23,7 +24,7 @@ processes (``while True: pass``), started before and stopped after each measurem
 settings and conditions alternate over ``--repeats``; medians are printed, with the ratio
 loaded / alone (the acceptance of issue 12: within 2x).
 
-    python benchmarks/bench_threads.py [--workloads train lyapunov report tests] [--repeats 3] [--load 1]
+    python benchmarks/bench_threads.py [--workloads train lyapunov report tests] [--repeats 3] [--load 1] [--timeout 600]
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ TRAIN = ["trainers", "train", "--curriculum", "multi-head", "--units", "64", "--
          "--steps-per-epoch", "100", "--eval-batches", "10", "--max-epochs", "3", "--device", "cpu",
          "--seed", "0", "-q"]
 LYAPUNOV = """
-import torch, dynatools as dt
+import dynatools as dt   # before torch: the passive wait policy applies (dynatools.threads)
+import torch
 torch.manual_seed(0)
 W = torch.randn(256, 256, dtype=torch.float64) * 1.5 / 256 ** 0.5
 step = lambda h, u: torch.tanh(h @ W.T)
-dt.lyapunov_spectrum(step, h0=torch.randn(8, 256, dtype=torch.float64) * 0.1, steps=300, warmup=50, seed=0)
+dt.lyapunov_spectrum(step, h0=torch.randn(8, 256, dtype=torch.float64) * 0.1, steps=100, warmup=20, seed=0)
 """
 
 
@@ -78,14 +80,18 @@ def _env(setting: str, cores: int) -> dict[str, str]:
     return env
 
 
-def _timed(cmds: list[list[str]], env: dict[str, str], load: int, cwd: Path) -> float:
+def _timed(cmds: list[list[str]], env: dict[str, str], load: int, cwd: Path, timeout: float) -> float:
+    """Seconds the commands took; inf if they ran past ``timeout`` (then they are stopped)."""
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
     try:
         time.sleep(0.5 if load else 0.0)
         t0 = time.perf_counter()
         for cmd in cmds:
-            subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE)
+            try:
+                subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=max(1.0, timeout - (time.perf_counter() - t0)))
+            except subprocess.TimeoutExpired:
+                return float("inf")
         return time.perf_counter() - t0
     finally:
         for b in burners:
@@ -99,6 +105,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--load", type=int, default=1, help="CPU-bound background processes in the loaded condition")
     ap.add_argument("--settings", nargs="+", default=["policy", "torch default"])
+    ap.add_argument("--timeout", type=float, default=600.0, help="stop a measurement after this many seconds "
+                    "(reported as inf)")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.processor() or platform.machine()}, {cores} cores; load average before: "
@@ -115,7 +123,7 @@ def main() -> None:
             for work in args.workloads:
                 for setting in args.settings:
                     for cond, load in (("alone", 0), ("loaded", args.load)):
-                        t = _timed(_commands(work, tmp), _env(setting, cores), load, tmp)
+                        t = _timed(_commands(work, tmp), _env(setting, cores), load, tmp, args.timeout)
                         times.setdefault((work, setting, cond), []).append(t)
                         print(f"  repeat {r + 1}: {work:9s} {setting:14s} {cond:7s} {t:8.2f} s", flush=True)
     print(f"\n{'workload':10s} {'setting':14s} {'alone':>9s} {'loaded':>9s} {'loaded/alone':>13s}")
