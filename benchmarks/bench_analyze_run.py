@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,9 @@ def _measure(args: argparse.Namespace) -> None:
         run = make_run(Path(tmp) / "run", args.checkpoints, args.units)
         print(f"run: {args.checkpoints} checkpoints of a {args.units}-unit leaky RNN; "
               f"{args.trials} trials x {args.steps} steps each; torch threads {torch.get_num_threads()}")
-        analyze_run(run, parallel="serial", **{**kw, "steps": 200})      # warm-up (imports, caches)
+        with warnings.catch_warnings():                 # 200 steps: 'short' fits and rank warnings
+            warnings.simplefilter("ignore")
+            analyze_run(run, parallel="serial", **{**kw, "steps": 200})  # warm-up (imports, caches)
         t0 = time.perf_counter()
         serial = analyze_run(run, parallel="serial", **kw)
         t_serial = time.perf_counter() - t0
@@ -107,7 +110,8 @@ def _measure(args: argparse.Namespace) -> None:
             analyze_mod._run_dask = real
     xr.testing.assert_allclose(serial.drop_attrs(), parallel.drop_attrs())
     xr.testing.assert_allclose(serial.drop_attrs(), auto.drop_attrs())
-    print(f"load average {os.getloadavg()[0]:.2f} with {args.load} background process(es)")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (our own workers included), "
+          f"{args.load} background process(es)")
     print(f"serial       {t_serial:8.2f} s  ({t_serial / args.checkpoints:.2f} s per checkpoint)")
     print(f"dask, 2 wkrs {t_dask:8.2f} s   ratio serial/dask {t_serial / t_dask:5.2f}x (goal >= 1.7x)")
     print(f"auto         {t_auto:8.2f} s   chose {'dask' if chosen else 'serial'}; ratio serial/auto "
