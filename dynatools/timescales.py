@@ -288,17 +288,7 @@ def _autocorrelation(
     body = da.drop_vars([c for c in da.coords if time_dim in da[c].dims])
     extra = [xr.DataArray(np.arange(da.sizes[d]), dims=(d,)) for d in named]
     try:
-        per_trial = xr.apply_ufunc(
-            kernel,
-            body,
-            *extra,
-            input_core_dims=[[time_dim]] + [[] for _ in extra],
-            output_core_dims=[["lag"]],
-            dask="parallelized",
-            output_dtypes=[np.float64],
-            dask_gufunc_kwargs={"output_sizes": {"lag": max_lag + 1}},
-            keep_attrs=False,
-        )
+        per_trial = _along_last(kernel, body, extra, time_dim, "lag", max_lag + 1)
     finally:
         if bar is not None:
             bar.close()
@@ -353,23 +343,34 @@ def _report_nonfinite(where: str, errors: str, consequence: str) -> None:
             text + "; remove or interpolate them (e.g. da.interpolate_na('time')) or drop those units "
             "before computing autocorrelations, or pass errors='ignore' to get NaN for those units."
         )
-    warnings.warn(
-        f"{text}; {consequence} for those units, the other units are unaffected. Remove or "
-        f"interpolate them (e.g. da.interpolate_na('time')) to analyse them.",
-        RuntimeWarning,
-        stacklevel=user_stacklevel(),
+    _warn(f"{text}; {consequence} for those units, the other units are unaffected. Remove or "
+          f"interpolate them (e.g. da.interpolate_na('time')) to analyse them.")
+
+
+def _along_last(kernel, da: xr.DataArray, extra: list, core_dim: str, out_dim: str, size: int) -> xr.DataArray:
+    """``kernel`` over ``core_dim`` of ``da`` (replaced by ``out_dim`` of ``size``), with ``extra``
+    broadcast arguments without core dims; lazy for dask-backed data."""
+    return xr.apply_ufunc(
+        kernel, da, *extra,
+        input_core_dims=[[core_dim]] + [[] for _ in extra],
+        output_core_dims=[[out_dim]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {out_dim: size}},
+        keep_attrs=False,
     )
+
+
+def _warn(text: str) -> None:
+    """A RuntimeWarning about the data, pointing at the caller's line."""
+    warnings.warn(text, RuntimeWarning, stacklevel=user_stacklevel())
 
 
 def _warn_constant(const: xr.DataArray, unit_dim: str, consequence: str) -> None:
     """Warn, naming the units, where ``const`` (a boolean DataArray) is true."""
     if bool(const.any()):
-        warnings.warn(
-            f"{_units_text(const, unit_dim, 'the series')} have zero variance (constant activity); "
-            f"{consequence}. The other units are unaffected.",
-            RuntimeWarning,
-            stacklevel=user_stacklevel(),
-        )
+        _warn(f"{_units_text(const, unit_dim, 'the series')} have zero variance (constant activity); "
+              f"{consequence}. The other units are unaffected.")
 
 
 def _units_text(mask: xr.DataArray, unit_dim: str, otherwise: str) -> str:
@@ -590,29 +591,15 @@ def _fit_timescales(
             )
         n_const = int(np.sum(status == _CODE["constant"]))
         if lazy and n_const:
-            warnings.warn(
-                f"{n_const} unit(s) have zero variance (constant activity); their fits are NaN "
-                f"with status 'constant'.",
-                RuntimeWarning,
-                stacklevel=user_stacklevel(),
-            )
+            _warn(f"{n_const} unit(s) have zero variance (constant activity); their fits are NaN "
+                  f"with status 'constant'.")
         n_short = int(np.sum(status == _CODE["short"]))
         if lazy and n_short:
             _warn_short(f"{n_short} unit(s)", duration, min_length_ratio, spacing)
         return res.reshape(lead + (len(_expfit.FIELDS),))
 
     extra = [] if nonfinite is None else [nonfinite]
-    packed = xr.apply_ufunc(
-        kernel,
-        acf_fit,
-        *extra,
-        input_core_dims=[[lag_dim]] + [[] for _ in extra],
-        output_core_dims=[["_field"]],
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"_field": len(_expfit.FIELDS)}},
-        keep_attrs=False,
-    )
+    packed = _along_last(kernel, acf_fit, extra, lag_dim, "_field", len(_expfit.FIELDS))
     out = xr.Dataset({name: packed.isel(_field=i, drop=True) for i, name in enumerate(_expfit.FIELDS)})
     code = out["status"]
     names = np.array(STATUS)
@@ -652,14 +639,10 @@ def _fit_timescales(
 
 def _warn_short(what: str, duration: float, ratio: float, spacing: float) -> None:
     """Warn that ``what`` have a tau_net too long for trials of ``duration`` (lag units)."""
-    warnings.warn(
-        f"{what} have tau_net > 1/{ratio:g} of the trial length ({duration / spacing:g} steps): "
-        f"removing each trial's mean biases such timescales low (status 'short'; Zeraati et al. "
-        f"2022). Record longer trials (T >= {ratio:g} x tau_net; more trials reduce the noise, "
-        f"not this bias), or pass min_length_ratio=None to keep status 'ok'.",
-        RuntimeWarning,
-        stacklevel=user_stacklevel(),
-    )
+    _warn(f"{what} have tau_net > 1/{ratio:g} of the trial length ({duration / spacing:g} steps): "
+          f"removing each trial's mean biases such timescales low (status 'short'; Zeraati et al. "
+          f"2022). Record longer trials (T >= {ratio:g} x tau_net; more trials reduce the noise, "
+          f"not this bias), or pass min_length_ratio=None to keep status 'ok'.")
 
 
 def timescales(
