@@ -45,6 +45,7 @@ import xarray as xr
 
 import trainers
 import trainers.analyze as analyze_mod
+from dynatools.threads import set_threads
 from trainers.analyze import analyze_run
 from trainers.checkpoint import save_checkpoint
 from trainers.rundir import RunDir
@@ -73,9 +74,12 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=500)
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="dynatools.threads.set_threads(N) first (torch, FFT and numpy's BLAS), as --threads does")
     ap.add_argument("--load", type=int, default=0,
                     help="CPU-bound background processes running during the measurements (a shared machine)")
     args = ap.parse_args()
+    set_threads(args.threads)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     try:
         _measure(args)

@@ -19,7 +19,7 @@ Why a policy
 
 How to choose
     ``DYNATOOLS_THREADS=N`` (environment) or ``--threads N`` (every command) fixes the number
-    of threads for everything. Otherwise the work decides: one thread below :data:`SMALL_WORK`,
+    of threads for everything (``--threads`` also caps numpy's BLAS). Otherwise the work decides: one thread below :data:`SMALL_WORK`,
     else the cores this process may use, shared evenly between worker processes (``cores //
     workers`` each), at most ``OMP_NUM_THREADS`` and, for torch, at most what
     ``torch.get_num_threads()`` was (your ``torch.set_num_threads`` is kept as an upper bound).
@@ -176,7 +176,8 @@ def torch_threads(n: int | None = None, *, work: float | None = None) -> Iterato
 
 def set_threads(n: int | None) -> None:
     """Fix the threads of this process and of the worker processes it starts (``--threads``):
-    sets ``DYNATOOLS_THREADS`` (None leaves the policy to choose).
+    sets ``DYNATOOLS_THREADS`` (None leaves the policy to choose), torch's threads and the BLAS
+    libraries' (:func:`limit_blas_threads`).
 
     Examples
     --------
@@ -189,6 +190,22 @@ def set_threads(n: int | None) -> None:
     os.environ[ENV_VAR] = str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+    limit_blas_threads(n)
+
+
+def limit_blas_threads(n: int) -> None:
+    """Cap the threads of the BLAS libraries loaded in this process (numpy's OpenBLAS: the PCA's
+    covariance, ``np.linalg``) at ``n``, with ``threadpoolctl``. BLAS reads its thread count when
+    it is loaded, before dynatools can act; its idle threads spin like OpenMP's, so on a shared
+    machine ``--threads 1`` needs this too (docs/benchmarks.md, "Run analysis").
+
+    Examples
+    --------
+    >>> limit_blas_threads(1)      # doctest: +SKIP
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(n), user_api="blas")   # stays in force after the call
 
 
 def add_threads_option(subparsers, skip: tuple[str, ...] = ()) -> None:
@@ -243,4 +260,5 @@ def prefer_passive_waiting() -> bool:
 
 
 __all__ = ["ENV_VAR", "SMALL_WORK", "available_cores", "requested_threads", "omp_limit", "choose_threads",
-           "step_work", "torch_threads", "set_threads", "add_threads_option", "prefer_passive_waiting"]
+           "step_work", "torch_threads", "set_threads", "limit_blas_threads", "add_threads_option",
+           "prefer_passive_waiting"]

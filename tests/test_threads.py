@@ -72,13 +72,21 @@ def test_step_work_counts_multiply_adds():
 
 
 def test_set_threads(clean_env):
+    """--threads N: the policy, torch and numpy's BLAS all use N (restored here afterwards)."""
+    import numpy as np  # noqa: F401  (its BLAS is loaded)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     before = torch.get_num_threads()
+    blas = threadpool_limits(limits=None, user_api="blas")       # remembers the BLAS settings
     try:
-        set_threads(3)
-        assert os.environ[threads.ENV_VAR] == "3" and choose_threads(1e3) == 3
-        assert torch.get_num_threads() == 3
+        set_threads(1)
+        assert os.environ[threads.ENV_VAR] == "1" and choose_threads(1e12) == 1
+        assert torch.get_num_threads() == 1
+        counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        assert counts and set(counts) == {1}
     finally:
         torch.set_num_threads(before)
+        blas.restore_original_limits()
     with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
         set_threads(0)
 
@@ -125,12 +133,16 @@ def test_dynatools_commands_take_threads(clean_env, tmp_path):
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert "--threads" in sub.choices["timescales"].format_help()
     assert "--threads" not in sub.choices["info"].format_help()
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
+    blas = threadpool_limits(limits=None, user_api="blas")       # --threads caps BLAS too: restored below
     try:
         assert main(["timescales", str(tmp_path / "missing.nc"), "-o", str(tmp_path / "o.nc"), "--threads", "1"]) == 2
         assert os.environ[threads.ENV_VAR] == "1"
     finally:
         torch.set_num_threads(before)
+        blas.restore_original_limits()
 
 
 @pytest.mark.parametrize("omp, expected", [("4,1", 4), ("3", 3), ("abc", 8), ("", 8)])

@@ -83,14 +83,18 @@ def test_threads_option_of_the_commands(tmp_path, monkeypatch):
     """--threads N on every computing subcommand sets DYNATOOLS_THREADS before the command runs."""
     from trainers.cli import build_parser, main
 
+    from threadpoolctl import threadpool_limits
+
     monkeypatch.setenv(threads.ENV_VAR, "1")
     before = torch.get_num_threads()
+    blas = threadpool_limits(limits=None, user_api="blas")       # --threads caps BLAS too: restored below
     try:
         assert main(["evaluate", str(tmp_path), "--threads", "3"]) == 2    # no run there: a one-line error
         assert threads.choose_threads(1.0) == 3 and torch.get_num_threads() == 3
         assert main(["evaluate", str(tmp_path), "--threads", "0"]) == 2
     finally:
         torch.set_num_threads(before)
+        blas.restore_original_limits()
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert "--threads" not in sub.choices["list"].format_help()
     for name, p in sub.choices.items():
