@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from trainers.models.gated import GRU, LSTM
 from trainers.models.leaky import LeakyRNN
+from trainers.models.rate import RateRNN
 from trainers.models.wcrnn import (
            WCRNN,
            critical,
@@ -24,6 +25,7 @@ MODELS.register(LeakyRNN)
 MODELS.register(GRU)
 MODELS.register(LSTM)
 MODELS.register(WCRNN)
+MODELS.register(RateRNN)
 
 __all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "critical", "rotational", "heterogeneous",
            "orthonormal", "elman"]

@@ -1,0 +1,218 @@
+"""RateRNN (002 Eq. 1, 5; 001): Euler steps against the exact linear solution, Dale's law under
+optimisation, 001's timescale distributions, noise scaling, the analytic Jacobian, training,
+reloading and recording through the engine, and the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import dynatools as dt
+import trainers
+from trainers.models import MODELS, RateRNN
+from trainers.models.rate import sample_tau
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registered_under_rate():
+    assert MODELS["rate"] is RateRNN
+
+
+def _linear_net(form: str, dt_ms: float, tau: np.ndarray) -> RateRNN:
+    net = RateRNN(4, input_dim=2, form=form, activation="linear", dt=dt_ms, tau=tau, gain=0.5,
+                  generator=_gen(1)).double()
+    with torch.no_grad():
+        net.b.copy_(torch.tensor([0.1, -0.2, 0.05, 0.0], dtype=torch.float64))
+    return net
+
+
+@pytest.mark.parametrize("form", ["rate", "current"])
+def test_euler_step_of_a_linear_network_converges_to_the_exact_solution_at_order_dt(form):
+    """tau dr/dt = -r + W r + b + W_in u, u constant: r(T) = e^{AT} r0 + A^{-1}(e^{AT} - I) D c
+    with A = D (W - I), D = diag(1/tau), c = b + W_in u. Euler's error is O(dt)."""
+    tau = np.array([60.0, 80.0, 100.0, 150.0])
+    T = 200.0
+    r0 = np.array([0.3, -0.1, 0.2, 0.5])
+    u = np.array([1.0, -0.5])
+    errors = []
+    for dt_ms in (4.0, 2.0, 1.0):
+        net = _linear_net(form, dt_ms, tau)
+        W = net.effective_W_rec().detach().numpy()
+        c = net.b.detach().numpy() + net.W_in.detach().numpy() @ u
+        D = np.diag(1.0 / tau)
+        A = D @ (W - np.eye(4))
+        E = scipy.linalg.expm(A * T)
+        exact = E @ r0 + np.linalg.solve(A, (E - np.eye(4)) @ (D @ c))
+        steps = int(round(T / dt_ms))
+        uu = torch.tensor(u).expand(1, steps, 2)
+        H = net(uu, torch.tensor(r0)[None])
+        errors.append(np.abs(H[0, -1].detach().numpy() - exact).max())
+    assert errors[0] < 1e-2
+    ratios = np.array(errors[:-1]) / np.array(errors[1:])
+    np.testing.assert_allclose(ratios, 2.0, rtol=0.15)       # halve dt, the error halves
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("form", ["rate", "current"])
+def test_dale_signs_never_flip_over_100_optimiser_steps(optimizer, form):
+    net = RateRNN(10, input_dim=2, dale=True, form=form, generator=_gen(2))
+    sign = torch.tensor([1.0] * 8 + [-1.0] * 2)
+    Opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.5), "adam": lambda p: torch.optim.Adam(p, lr=0.05)}
+    opt = Opt[optimizer](net.parameters())
+    target = torch.randn(4, 6, 10, generator=_gen(3))
+    u = torch.randn(4, 6, 2, generator=_gen(4))
+    raw0 = net.W_rec.detach().clone()
+    for _ in range(100):
+        opt.zero_grad()
+        # a random loss that pushes weights across zero
+        loss = ((net(u) - target) ** 2).mean() + (net.effective_W_rec() * target[0, 0][:, None]).sum()
+        loss.backward()
+        opt.step()
+        W = net.effective_W_rec().detach()
+        assert (W * sign >= 0).all()                        # E columns >= 0, I columns <= 0
+    assert (torch.sign(net.W_rec.detach()) != torch.sign(raw0)).any()   # raw weights did cross zero
+
+
+@pytest.mark.parametrize("n", [7, 10, 50])
+def test_dale_split_is_80_20_by_presynaptic_unit(n):
+    net = RateRNN(n, dale=True, generator=_gen(5))
+    W = net.effective_W_rec().detach()
+    n_e = round(0.8 * n)
+    assert net.n_excitatory == n_e
+    assert (W[:, :n_e] >= 0).all() and (W[:, n_e:] <= 0).all()
+
+
+N_SAMPLES = 20_000
+
+
+@pytest.mark.parametrize(
+    "distribution, mean, sd, lo, hi",
+    [
+        ("vanilla", 100.0, 0.0, 100.0, 100.0),
+        ("normal", 1000.0, 200.0, 5.0, np.inf),
+        ("uniform", 1000.0, 1800.0 / np.sqrt(12.0), 100.0, 1900.0),
+        ("bimodal", 1000.0, 500.0, 500.0, 1500.0),
+    ],
+)
+def test_tau_distributions_have_the_stated_moments(distribution, mean, sd, lo, hi):
+    """001: vanilla, normal N(1 s, 0.2 s), uniform [0.1, 1.9] s, bimodal 0.5 / 1.5 s (in ms)."""
+    tau = sample_tau(distribution, N_SAMPLES, generator=_gen(6)).double().numpy()
+    se = max(sd, 1e-9) / np.sqrt(N_SAMPLES)
+    assert abs(tau.mean() - mean) < 5 * se + 1e-9
+    assert abs(tau.std() - sd) < 0.03 * sd + 1e-9
+    assert tau.min() >= lo and tau.max() <= hi and (tau > 5.0).all()
+    if distribution == "bimodal":
+        values, counts = np.unique(tau, return_counts=True)
+        assert values.tolist() == [500.0, 1500.0] and counts.tolist() == [N_SAMPLES // 2] * 2
+    if distribution == "uniform":
+        assert tau.min() < 110.0 and tau.max() > 1890.0
+
+
+@pytest.mark.parametrize("distribution", ["vanilla", "normal", "uniform", "bimodal"])
+def test_model_uses_the_sampled_timescales(distribution):
+    net = RateRNN(200, tau_distribution=distribution, generator=_gen(7))
+    expected = sample_tau(distribution, 200, generator=_gen(7))
+    torch.testing.assert_close(net.effective_tau().detach(), expected, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(net.alpha().detach(), 5.0 / expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_given_tau_array_and_trainable_tau_stay_above_dt():
+    tau = np.linspace(20.0, 300.0, 6)
+    net = RateRNN(6, tau=tau, train_tau=True, dt=10.0, generator=_gen(8))
+    torch.testing.assert_close(net.effective_tau().detach().double(), torch.tensor(tau), rtol=1e-5, atol=1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=0.5)
+    for _ in range(100):                                     # push every tau down hard
+        opt.zero_grad()
+        net.effective_tau().sum().backward()
+        opt.step()
+    assert (net.effective_tau() > net.dt).all() and (net.alpha() < 1).all()
+    assert RateRNN(6, tau=tau, train_tau=False).n_trainable == RateRNN(6, tau=tau, train_tau=True).n_trainable - 6
+
+
+@pytest.mark.parametrize("form", ["rate", "current"])
+def test_noise_has_std_sqrt_2_alpha_sigma_in_training_and_is_off_in_eval(form):
+    net = RateRNN(3, form=form, sigma=0.5, tau=np.array([50.0, 100.0, 200.0]), activation="linear",
+                  generator=_gen(9))
+    with torch.no_grad():
+        net.W_rec.zero_()
+        net.W_in.zero_()
+    net.noise_generator = _gen(10)
+    h1 = net.step(torch.zeros(40_000, 3), None).detach()
+    expected = torch.sqrt(2 * net.alpha().detach()) * 0.5
+    torch.testing.assert_close(h1.std(0), expected, rtol=0.02, atol=0)
+    net.eval()
+    assert torch.equal(net.step(torch.zeros(5, 3), None), torch.zeros(5, 3))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "softplus", "linear"])
+@pytest.mark.parametrize("form", ["rate", "current"])
+@pytest.mark.parametrize("dale", [False, True])
+def test_analytic_jacobian_equals_autograd(activation, form, dale):
+    net = RateRNN(6, input_dim=2, form=form, activation=activation, dale=dale,
+                  tau_distribution="uniform", generator=_gen(11)).double()
+    with torch.no_grad():
+        net.b.normal_(generator=_gen(12))
+    h = torch.randn(3, 6, generator=_gen(13), dtype=torch.float64)
+    u = torch.randn(3, 2, generator=_gen(14), dtype=torch.float64)
+    auto = torch.func.vmap(torch.func.jacrev(lambda x, v: net.step(x[None], v[None])[0]))(h, u)
+    torch.testing.assert_close(net.jacobian(h, u), auto)
+    auto0 = torch.func.vmap(torch.func.jacrev(lambda x: net.step(x[None], None)[0]))(h)
+    torch.testing.assert_close(net.jacobian(h, None), auto0)
+
+
+def test_lyapunov_spectrum_runs_on_the_model():
+    net = RateRNN(6, form="current", activation="tanh", gain=1.5, generator=_gen(15)).double()
+    ly = dt.lyapunov_spectrum(net.step, torch.zeros(1, 6, dtype=torch.float64), None, steps=50,
+                              device="cpu", seed=0)
+    assert ly.sizes["exponent"] == 6 and np.isfinite(ly.lyapunov.values).all()
+
+
+def test_train_on_parity_reload_and_record(tmp_path):
+    cfg = {"model": "rate", "task": "parity", "units": 16, "batch": 8, "steps_per_epoch": 3,
+           "eval_batches": 1, "max_epochs": 1, "n_max": 3, "device": "cpu", "seed": 0,
+           "tau_distribution": "bimodal", "dale": True, "sigma": 0.1}
+    run = trainers.train(cfg, tmp_path / "r", progress=False)
+    assert run.config.model == "rate" and run.config.optimizer == "adam"
+    assert np.isfinite(run.losses).all()
+    model, task, head = trainers.RunDir(tmp_path / "r").load()
+    assert isinstance(model, RateRNN) and model.dale and model.sigma == 0.1
+    torch.testing.assert_close(model.effective_tau(), run.model.effective_tau())
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    rec = trainers.record(model.eval(), task, steps=50, trials=2, burn_in=5, seed=0)
+    dt.validate(rec)
+    assert rec.attrs["model"] == "rate" and rec.activity.shape == (2, 50, 16)
+    assert sorted(np.unique(rec.tau.values).tolist()) == pytest.approx([500.0, 1500.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dt": 100.0}, r"dt=100 ms must be smaller than every tau"),
+        ({"dt": 5.0, "tau": [50.0, 4.0, 60.0, 70.0]}, r"smallest tau: 4 ms"),
+        ({"tau": [50.0, 60.0]}, r"tau has shape \(2,\)"),
+        ({"tau_distribution": "lognormal"}, r"tau_distribution='lognormal'.*'vanilla', 'normal', 'uniform', 'bimodal'"),
+        ({"activation": "gelu"}, r"activation='gelu'.*'relu', 'tanh', 'softplus'"),
+        ({"form": "voltage"}, r"form='voltage'.*'rate', 'current'"),
+        ({"dale": True, "e_fraction": 1.0}, r"e_fraction must lie in \(0, 1\)"),
+        ({"dale": True, "e_fraction": 0.0}, r"e_fraction must lie in \(0, 1\)"),
+        ({"sigma": -1.0}, r"sigma must be >= 0"),
+        ({"dt": 0.0}, r"dt must be a positive"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RateRNN(4, **kwargs)
+
+
+def test_bad_options_through_the_registry():
+    with pytest.raises(ValueError, match="e_fraction"):
+        trainers.train({"model": "rate", "task": "parity", "e_fraction": 1.5, "device": "cpu"}, progress=False)
+    with pytest.raises(ValueError, match="tau_distribution"):
+        trainers.train({"model": "rate", "task": "parity", "tau_distribution": "x", "device": "cpu"},
+                       progress=False)

@@ -1,0 +1,365 @@
+"""Continuous-time rate RNN with diverse single-neuron timescales, simulated by Euler steps.
+
+Sources (``shared/seeds/``):
+
+* 002, Soo, Goudar & Wang (NeurIPS 2023), Sec. 2.1, Eq. 1 and 5: the rate form
+  ``T dr/dt = -r + f(W_rec r + b + W_in u + eta)``, discretised as ``r <- r + dt * dr/dt``;
+  dt = 5 ms and tau = 100 ms, ReLU (tanh and softplus named as alternatives).
+* 001, Higgs, Siddiqui & Langdon (multi-tau RNNs): the current form
+  ``tau_i dx_i/dt = -x_i + sum_j W_ij phi(x_j) + sum_k W_in_ik u_k`` with rates ``phi(x)``, and
+  the timescale distributions vanilla, normal N(1 s, 0.2 s), uniform [0.1, 1.9] s and bimodal
+  {0.5 s, 1.5 s}.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dynatools.utils import check_choice
+from trainers.models._common import MultiHeadReadout, RecurrentModel, check_sizes, check_state, linear_bound, uniform_
+from trainers.registry import Option
+
+#: The forms of the dynamics: 002 Eq. 1 (state = rates) or 001 (state = currents, rates = f(x)).
+FORMS = ("rate", "current")
+#: Activations ``f``; ``linear`` (identity) is for closed-form checks.
+RATE_ACTIVATIONS = ("relu", "tanh", "softplus", "linear")
+#: Timescale distributions of 001 (``vanilla``: every unit has ``tau``).
+TAU_DISTRIBUTIONS = ("vanilla", "normal", "uniform", "bimodal")
+
+
+def sample_tau(distribution: str, n: int, *, tau: float = 100.0, dt: float = 5.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-unit timescales in ms drawn from one of 001's distributions.
+
+    Parameters
+    ----------
+    distribution : {"vanilla", "normal", "uniform", "bimodal"}
+        ``vanilla``: every unit ``tau``; ``normal``: N(1000 ms, 200 ms), values <= ``dt`` redrawn
+        (kept positive and above the step); ``uniform``: U(100 ms, 1900 ms); ``bimodal``: 500 ms
+        for a random half of the units (``n // 2``) and 1500 ms for the rest.
+    n : int
+        Number of units.
+    tau : float, default=100.0
+        The common timescale of ``vanilla`` (ms).
+    dt : float, default=5.0
+        Euler step (ms); ``normal`` keeps every value above it.
+    generator : torch.Generator, optional
+        Source of the draws.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)`` float32, in ms.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sample_tau("bimodal", 4, generator=torch.Generator().manual_seed(0)).sort().values
+    tensor([ 500.,  500., 1500., 1500.])
+    """
+    check_choice("tau_distribution", distribution, TAU_DISTRIBUTIONS)
+    if distribution == "vanilla":
+        return torch.full((n,), float(tau))
+    if distribution == "uniform":
+        return 100.0 + 1800.0 * torch.rand(n, generator=generator)
+    if distribution == "bimodal":
+        values = torch.full((n,), 1500.0)
+        values[torch.randperm(n, generator=generator)[: n // 2]] = 500.0
+        return values
+    values = 1000.0 + 200.0 * torch.randn(n, generator=generator)
+    for _ in range(100):                      # truncated normal: redraw the (rare) values <= dt
+        bad = values <= dt
+        if not bad.any():
+            break
+        values[bad] = 1000.0 + 200.0 * torch.randn(int(bad.sum()), generator=generator)
+    return values
+
+
+def _f(z: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "tanh":
+        return torch.tanh(z)
+    if activation == "softplus":
+        return torch.nn.functional.softplus(z)
+    return z
+
+
+def _df(z: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "relu":
+        return (z > 0).to(z.dtype)
+    if activation == "tanh":
+        return 1.0 - torch.tanh(z) ** 2
+    if activation == "softplus":
+        return torch.sigmoid(z)
+    return torch.ones_like(z)
+
+
+class RateRNN(RecurrentModel):
+    r"""Continuous-time rate RNN (002 Eq. 1, 5; 001) with per-unit timescales and Dale's law.
+
+    With :math:`\alpha_i = dt / \tau_i` and one Euler step of length ``dt`` (002 Eq. 5):
+
+    * ``form="rate"`` (002 Eq. 1), state = rates r:
+      :math:`r \leftarrow (1 - \alpha) \odot r + \alpha \odot f(W r + b + W_{in} u + \eta)`;
+    * ``form="current"`` (001), state = currents x, rates :math:`f(x)`:
+      :math:`x \leftarrow (1 - \alpha) \odot x + \alpha \odot (W f(x) + b + W_{in} u) + \xi`.
+
+    Private noise (training mode only, ``sigma > 0``): in the rate form
+    :math:`\eta = \sqrt{2 / \alpha}\, \sigma\, N(0, 1)` inside ``f``, in the current form
+    :math:`\xi = \sqrt{2 \alpha}\, \sigma\, N(0, 1)` on the state; either way the state receives
+    white noise of standard deviation :math:`\sqrt{2\alpha}\sigma` per step (for the rate form to
+    first order in f), the Euler-Maruyama discretisation of noise whose stationary variance does
+    not depend on ``dt``. ``model.eval()`` turns it off. Draws come from ``model.noise_generator``
+    (a ``torch.Generator`` on the model's device) or, when it is None, PyTorch's global generator.
+
+    The readout is the multi-head linear readout of the other models, applied to the rates
+    (``r`` in the rate form, ``f(x)`` in the current form).
+
+    Parameters
+    ----------
+    n_units : int
+        Number of recurrent units.
+    input_dim : int, default=1
+    n_heads : int, default=1
+    n_classes : int, default=2
+    dt : float, default=5.0
+        Euler step in ms (002: 5 ms). Must be smaller than every tau.
+    tau : float or array_like, default=100.0
+        Timescale in ms (002: 100 ms): the value of every unit for ``tau_distribution="vanilla"``,
+        or an array of ``n_units`` values (then ``tau_distribution`` is ignored).
+    tau_distribution : {"vanilla", "normal", "uniform", "bimodal"}, default="vanilla"
+        001's distributions (see :func:`sample_tau`; normal N(1 s, 0.2 s), uniform [0.1, 1.9] s,
+        bimodal 0.5 s / 1.5 s).
+    train_tau : bool, default=False
+        Train tau. It is parametrised as ``tau = dt + exp(log_tau_excess)``, so it stays > dt.
+    form : {"rate", "current"}, default="rate"
+    activation : {"relu", "tanh", "softplus", "linear"}, default="relu"
+        ``linear`` (identity) is meant for closed-form checks.
+    sigma : float, default=0.0
+        Private noise level (0: deterministic, which the engine's exact-resume tests rely on).
+    dale : bool, default=False
+        Dale's law: the first ``round(e_fraction * n_units)`` units are excitatory, the rest
+        inhibitory; ``W = |W_raw| * sign`` with a fixed sign per presynaptic unit (column), so no
+        optimiser step can flip a sign. Inhibitory columns start scaled by n_E / n_I (balance).
+    e_fraction : float, default=0.8
+        Excitatory fraction for Dale's law, in (0, 1).
+    gain : float, default=1.0
+        Initial recurrent weights N(0, gain^2 / n_units) (magnitudes for Dale's law).
+    generator : torch.Generator, optional
+        Source of the initialisation and the tau draws.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.models import RateRNN
+    >>> net = RateRNN(10, tau_distribution="bimodal", dale=True, generator=torch.Generator().manual_seed(0))
+    >>> H = net(torch.ones(2, 20, 1))              # (batch, time, unit)
+    >>> net.readout(H[:, -1]).shape                # (batch, head, class)
+    torch.Size([2, 1, 2])
+    >>> net.jacobian(H[:, -1], torch.ones(2, 1)).shape
+    torch.Size([2, 10, 10])
+    """
+
+    name = "rate"
+    options = (
+        Option("dt", 5.0, "Euler step in ms (002: 5 ms)", float, positive=True),
+        Option("tau", 100.0, "timescale in ms of every unit for tau_distribution=vanilla (002: 100 ms)",
+               float, positive=True),
+        Option("tau_distribution", "vanilla", "vanilla, normal (1 s, 0.2 s), uniform [0.1, 1.9] s or "
+               "bimodal 0.5/1.5 s (001)", str, TAU_DISTRIBUTIONS),
+        Option("train_tau", False, "train the timescales (kept > dt)", bool),
+        Option("form", "rate", "rate (002 Eq. 1) or current (001)", str, FORMS),
+        Option("activation", "relu", "relu, tanh, softplus or linear", str, RATE_ACTIVATIONS),
+        Option("sigma", 0.0, "private noise level while training (std sqrt(2 alpha) sigma per step)",
+               float, minimum=0.0),
+        Option("dale", False, "Dale's law: fixed E/I signs per presynaptic unit", bool),
+        Option("e_fraction", 0.8, "excitatory fraction under Dale's law", float, positive=True, below=1.0),
+        Option("gain", 1.0, "initial recurrent weights N(0, gain^2/n)", float, positive=True),
+    )
+    #: 002 trains with Adam (lr 1e-3 as in Yang et al.'s code); inputs +-1.
+    defaults = {"optimizer": "adam", "lr": 1e-3, "clip": 1.0, "encoding": "pm1"}
+
+    def __init__(
+        self,
+        n_units: int,
+        *,
+        input_dim: int = 1,
+        n_heads: int = 1,
+        n_classes: int = 2,
+        dt: float = 5.0,
+        tau: float | np.ndarray | torch.Tensor = 100.0,
+        tau_distribution: str = "vanilla",
+        train_tau: bool = False,
+        form: str = "rate",
+        activation: str = "relu",
+        sigma: float = 0.0,
+        dale: bool = False,
+        e_fraction: float = 0.8,
+        gain: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        n, self.input_dim = check_sizes(n_units, input_dim, n_heads, n_classes)
+        self.n_units = n
+        self.form = check_choice("form", form, FORMS)
+        self.activation = check_choice("activation", activation, RATE_ACTIVATIONS)
+        self.tau_distribution = check_choice("tau_distribution", tau_distribution, TAU_DISTRIBUTIONS)
+        self.dt = float(dt)
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt must be a positive number of ms; found {dt!r}.")
+        self.sigma = float(sigma)
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma must be >= 0; found {sigma!r}.")
+        self.gain = float(gain)
+        if not (math.isfinite(self.gain) and self.gain > 0):
+            raise ValueError(f"gain must be a positive number; found {gain!r}.")
+        self.dale = bool(dale)
+        self.e_fraction = float(e_fraction)
+        if not 0.0 < self.e_fraction < 1.0:
+            raise ValueError(f"e_fraction must lie in (0, 1), e.g. 0.8 for an 80/20 E/I split; "
+                             f"found {e_fraction!r}.")
+        self.noise_generator: torch.Generator | None = None
+
+        tau_arr = np.asarray(tau.detach().cpu() if isinstance(tau, torch.Tensor) else tau, dtype=np.float64)
+        self._tau_option = float(tau_arr) if tau_arr.ndim == 0 else tau_arr.tolist()
+        if tau_arr.ndim == 0:
+            tau_init = sample_tau(self.tau_distribution, n, tau=float(tau_arr), dt=self.dt, generator=generator)
+        else:
+            tau_init = torch.as_tensor(tau_arr, dtype=torch.float32)
+            if tau_init.shape != (n,):
+                raise ValueError(f"tau has shape {tuple(tau_init.shape)}; expected a number or ({n},), "
+                                 f"one value per unit.")
+        if not torch.isfinite(tau_init).all():
+            raise ValueError("tau must be finite.")
+        if float(tau_init.min()) <= self.dt:
+            raise ValueError(f"dt={self.dt:g} ms must be smaller than every tau (smallest tau: "
+                             f"{float(tau_init.min()):g} ms); use a smaller dt or larger timescales.")
+        self.log_tau_excess = nn.Parameter(torch.log(tau_init.double() - self.dt).float(),
+                                           requires_grad=bool(train_tau))
+
+        self.W_in = nn.Parameter(uniform_(torch.empty(n, self.input_dim), linear_bound(self.input_dim), generator))
+        self.b = nn.Parameter(torch.zeros(n))
+        W = torch.randn(n, n, generator=generator) * (self.gain / math.sqrt(n))
+        n_e = min(n - 1, max(1, round(self.e_fraction * n))) if n > 1 else 1
+        self.n_excitatory = n_e if self.dale else n
+        sign = torch.ones(n)
+        if self.dale:
+            sign[n_e:] = -1.0
+            W = W.abs()
+            if n > n_e:
+                W[:, n_e:] *= n_e / (n - n_e)
+        self.register_buffer("sign", sign, persistent=False)
+        self.W_rec = nn.Parameter(W)
+        self.heads = MultiHeadReadout(n, n_heads, n_classes, generator=generator)
+
+    # ------------------------------------------------------------------ protocol (DESIGN.md)
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-serialisable) that rebuild this architecture (the trained
+        tau itself is in the state_dict)."""
+        return {
+            "model": self.name, "n_units": self.n_units, "input_dim": self.input_dim,
+            "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1],
+            "dt": self.dt, "tau_distribution": self.tau_distribution, "tau": self._tau_option,
+            "train_tau": self.log_tau_excess.requires_grad, "form": self.form,
+            "activation": self.activation, "sigma": self.sigma, "dale": self.dale,
+            "e_fraction": self.e_fraction, "gain": self.gain,
+        }
+
+    def unit_axes(self) -> dict[str, tuple[int, ...]]:
+        """For each weight (state_dict name), the axes indexed by unit (ablation)."""
+        return {"W_rec": (0, 1), "W_in": (0,), "b": (0,), "heads.weight": (2,)}
+
+    def effective_tau(self) -> torch.Tensor:
+        """Per-unit timescales in ms, ``dt + exp(log_tau_excess)`` (always > dt)."""
+        return self.dt + torch.exp(self.log_tau_excess)
+
+    def alpha(self) -> torch.Tensor:
+        """``dt / tau`` per unit, in (0, 1)."""
+        return self.dt / self.effective_tau()
+
+    def effective_W_rec(self) -> torch.Tensor:
+        """The recurrent weights the dynamics use: ``|W_raw| * sign`` (columns) under Dale's law."""
+        if self.dale:
+            return self.W_rec.abs() * self.sign
+        return self.W_rec
+
+    def rates(self, h: torch.Tensor) -> torch.Tensor:
+        """Firing rates of a state: ``h`` itself (rate form) or ``f(h)`` (current form)."""
+        return h if self.form == "rate" else _f(h, self.activation)
+
+    def initial_state(self, batch: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Zeros, ``(batch, unit)``, on the model's device and dtype."""
+        p = self.W_rec
+        return torch.zeros(batch, self.n_units, device=p.device, dtype=p.dtype)
+
+    def _input(self, u: torch.Tensor | None) -> torch.Tensor:
+        return self.b if u is None else torch.nn.functional.linear(u, self.W_in, self.b)
+
+    def _noise(self, h: torch.Tensor) -> torch.Tensor | None:
+        if not (self.training and self.sigma > 0):
+            return None
+        return torch.randn(h.shape, generator=self.noise_generator, device=h.device, dtype=h.dtype)
+
+    def step(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """One Euler step ``h -> h_next`` (002 Eq. 5) for ``h`` ``(batch, unit)`` and ``u``
+        ``(batch, input_dim)`` (None: no input, bias only). Noise only in training mode."""
+        alpha = self.alpha()
+        W = self.effective_W_rec()
+        noise = self._noise(h)
+        if self.form == "rate":
+            z = torch.nn.functional.linear(h, W) + self._input(u)
+            if noise is not None:
+                z = z + torch.sqrt(2.0 / alpha) * self.sigma * noise
+            return (1.0 - alpha) * h + alpha * _f(z, self.activation)
+        drive = torch.nn.functional.linear(_f(h, self.activation), W) + self._input(u)
+        out = (1.0 - alpha) * h + alpha * drive
+        if noise is not None:
+            out = out + torch.sqrt(2.0 * alpha) * self.sigma * noise
+        return out
+
+    def jacobian(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """Analytic ``d step(h, u) / d h`` (noise-free), ``(batch, unit, unit)``.
+
+        Rate form: ``diag(1 - alpha) + diag(alpha f'(z)) W`` with z = W r + b + W_in u; current
+        form: ``diag(1 - alpha) + diag(alpha) W diag(f'(x))``."""
+        alpha = self.alpha()
+        W = self.effective_W_rec()
+        eye = torch.diag(1.0 - alpha)
+        if self.form == "rate":
+            z = torch.nn.functional.linear(h, W) + self._input(u)
+            return eye + (alpha * _df(z, self.activation))[:, :, None] * W
+        return eye + (alpha[:, None] * W) * _df(h, self.activation)[:, None, :]
+
+    def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """States of every step, ``(batch, time, unit)``, for ``u`` ``(batch, time, input_dim)``
+        from ``h0`` (default :meth:`initial_state`)."""
+        if u.ndim != 3 or u.shape[-1] != self.input_dim:
+            raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
+        if h0 is None:
+            h0 = self.initial_state(u.shape[0])
+        check_state(h0, u, self.state_size)
+        hs, h = [], h0
+        for t in range(u.shape[1]):
+            h = self.step(h, u[:, t])
+            hs.append(h)
+        return torch.stack(hs, dim=1)
+
+    def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
+        """Logits ``(..., head, class)`` of the rates of ``h`` (``(..., unit)``)."""
+        return self.heads(self.rates(h), heads)
+
+    def recording_weights(self) -> dict[str, np.ndarray]:
+        """Weights in the recording schema's names: W_rec (effective, signed), W_in, W_out, bias."""
+        with torch.no_grad():
+            return {
+                "W_rec": self.effective_W_rec().cpu().numpy(),
+                "W_in": self.W_in.cpu().numpy(),
+                "W_out": self.heads.weight.cpu().numpy(),
+                "bias": self.b.cpu().numpy(),
+            }
