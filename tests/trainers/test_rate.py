@@ -24,7 +24,7 @@ def test_registered_under_rate():
 
 
 def _linear_net(form: str, dt_ms: float, tau: np.ndarray) -> RateRNN:
-    net = RateRNN(4, input_dim=2, form=form, activation="linear", dt=dt_ms, tau=tau, gain=0.5,
+    net = RateRNN(4, input_dim=2, form=form, activation="linear", dt=dt_ms, tau_ms=tau, gain=0.5,
                   generator=_gen(1)).double()
     with torch.no_grad():
         net.b.copy_(torch.tensor([0.1, -0.2, 0.05, 0.0], dtype=torch.float64))
@@ -123,7 +123,7 @@ def test_model_uses_the_sampled_timescales(distribution):
 
 def test_a_given_tau_array_and_trainable_tau_stay_above_dt():
     tau = np.linspace(20.0, 300.0, 6)
-    net = RateRNN(6, tau=tau, train_tau=True, dt=10.0, generator=_gen(8))
+    net = RateRNN(6, tau_ms=tau, train_tau=True, dt=10.0, generator=_gen(8))
     torch.testing.assert_close(net.effective_tau().detach().double(), torch.tensor(tau), rtol=1e-5, atol=1e-3)
     opt = torch.optim.Adam(net.parameters(), lr=0.5)
     for _ in range(100):                                     # push every tau down hard
@@ -131,12 +131,12 @@ def test_a_given_tau_array_and_trainable_tau_stay_above_dt():
         net.effective_tau().sum().backward()
         opt.step()
     assert (net.effective_tau() > net.dt).all() and (net.alpha() < 1).all()
-    assert RateRNN(6, tau=tau, train_tau=False).n_trainable == RateRNN(6, tau=tau, train_tau=True).n_trainable - 6
+    assert RateRNN(6, tau_ms=tau, train_tau=False).n_trainable == RateRNN(6, tau_ms=tau, train_tau=True).n_trainable - 6
 
 
 @pytest.mark.parametrize("form", ["rate", "current"])
 def test_noise_has_std_sqrt_2_alpha_sigma_in_training_and_is_off_in_eval(form):
-    net = RateRNN(3, form=form, sigma=0.5, tau=np.array([50.0, 100.0, 200.0]), activation="linear",
+    net = RateRNN(3, form=form, sigma=0.5, tau_ms=np.array([50.0, 100.0, 200.0]), activation="linear",
                   generator=_gen(9))
     with torch.no_grad():
         net.W_rec.zero_()
@@ -194,8 +194,8 @@ def test_train_on_parity_reload_and_record(tmp_path):
     "kwargs, match",
     [
         ({"dt": 100.0}, r"dt=100 ms must be smaller than every tau"),
-        ({"dt": 5.0, "tau": [50.0, 4.0, 60.0, 70.0]}, r"smallest tau: 4 ms"),
-        ({"tau": [50.0, 60.0]}, r"tau has shape \(2,\)"),
+        ({"dt": 5.0, "tau_ms": [50.0, 4.0, 60.0, 70.0]}, r"smallest tau: 4 ms"),
+        ({"tau_ms": [50.0, 60.0]}, r"tau_ms has shape \(2,\)"),
         ({"tau_distribution": "lognormal"}, r"tau_distribution='lognormal'.*'vanilla', 'normal', 'uniform', 'bimodal'"),
         ({"activation": "gelu"}, r"activation='gelu'.*'relu', 'tanh', 'softplus'"),
         ({"form": "voltage"}, r"form='voltage'.*'rate', 'current'"),

@@ -130,8 +130,9 @@ class RateRNN(RecurrentModel):
     n_classes : int, default=2
     dt : float, default=5.0
         Euler step in ms (002: 5 ms). Must be smaller than every tau.
-    tau : float or array_like, default=100.0
-        Timescale in ms (002: 100 ms): the value of every unit for ``tau_distribution="vanilla"``,
+    tau_ms : float or array_like, default=100.0
+        Timescale in ms (002: 100 ms; named ``tau_ms`` because the leaky RNN's ``tau`` counts
+        steps): the value of every unit for ``tau_distribution="vanilla"``,
         or an array of ``n_units`` values (then ``tau_distribution`` is ignored).
     tau_distribution : {"vanilla", "normal", "uniform", "bimodal"}, default="vanilla"
         001's distributions (see :func:`sample_tau`; normal N(1 s, 0.2 s), uniform [0.1, 1.9] s,
@@ -169,7 +170,7 @@ class RateRNN(RecurrentModel):
     name = "rate"
     options = (
         Option("dt", 5.0, "Euler step in ms (002: 5 ms)", float, positive=True),
-        Option("tau", 100.0, "timescale in ms of every unit for tau_distribution=vanilla (002: 100 ms)",
+        Option("tau_ms", 100.0, "timescale in ms of every unit for tau_distribution=vanilla (002: 100 ms)",
                float, positive=True),
         Option("tau_distribution", "vanilla", "vanilla, normal (1 s, 0.2 s), uniform [0.1, 1.9] s or "
                "bimodal 0.5/1.5 s (001)", str, TAU_DISTRIBUTIONS),
@@ -193,7 +194,7 @@ class RateRNN(RecurrentModel):
         n_heads: int = 1,
         n_classes: int = 2,
         dt: float = 5.0,
-        tau: float | np.ndarray | torch.Tensor = 100.0,
+        tau_ms: float | np.ndarray | torch.Tensor = 100.0,
         tau_distribution: str = "vanilla",
         train_tau: bool = False,
         form: str = "rate",
@@ -226,6 +227,7 @@ class RateRNN(RecurrentModel):
                              f"found {e_fraction!r}.")
         self.noise_generator: torch.Generator | None = None
 
+        tau = tau_ms
         tau_arr = np.asarray(tau.detach().cpu() if isinstance(tau, torch.Tensor) else tau, dtype=np.float64)
         self._tau_option = float(tau_arr) if tau_arr.ndim == 0 else tau_arr.tolist()
         if tau_arr.ndim == 0:
@@ -233,10 +235,10 @@ class RateRNN(RecurrentModel):
         else:
             tau_init = torch.as_tensor(tau_arr, dtype=torch.float32)
             if tau_init.shape != (n,):
-                raise ValueError(f"tau has shape {tuple(tau_init.shape)}; expected a number or ({n},), "
+                raise ValueError(f"tau_ms has shape {tuple(tau_init.shape)}; expected a number or ({n},), "
                                  f"one value per unit.")
         if not torch.isfinite(tau_init).all():
-            raise ValueError("tau must be finite.")
+            raise ValueError("tau_ms must be finite.")
         if float(tau_init.min()) <= self.dt:
             raise ValueError(f"dt={self.dt:g} ms must be smaller than every tau (smallest tau: "
                              f"{float(tau_init.min()):g} ms); use a smaller dt or larger timescales.")
@@ -265,7 +267,7 @@ class RateRNN(RecurrentModel):
         return {
             "model": self.name, "n_units": self.n_units, "input_dim": self.input_dim,
             "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1],
-            "dt": self.dt, "tau_distribution": self.tau_distribution, "tau": self._tau_option,
+            "dt": self.dt, "tau_distribution": self.tau_distribution, "tau_ms": self._tau_option,
             "train_tau": self.log_tau_excess.requires_grad, "form": self.form,
             "activation": self.activation, "sigma": self.sigma, "dale": self.dale,
             "e_fraction": self.e_fraction, "gain": self.gain,
