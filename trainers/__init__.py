@@ -1,10 +1,11 @@
 """trainers: train the reference networks of the papers and export labeled recordings.
 
 Registries (each name -> class that builds itself from its configuration section)
-    MODELS (leaky, gru, lstm, wcrnn), TASKS (parity, dms, adding, digits, pdigits, smnist, psmnist,
+    MODELS (leaky, gru, lstm, wcrnn, rate), TASKS (parity, dms, adding, digits, pdigits, smnist, psmnist,
     scifar10), CURRICULA (none, single-head, multi-head, sliding, all-heads, fixed)
 Models (:mod:`trainers.models`)
-    LeakyRNN, GRU, LSTM; WCRNN and its residual builders (fading-memory paper)
+    LeakyRNN, GRU, LSTM; WCRNN and its residual builders (fading-memory paper); RateRNN
+    (continuous-time rate network with diverse timescales and Dale's law)
 Tasks (:mod:`trainers.tasks`)
     Parity, DMS, AddingProblem, Digits, ...
 The engine
@@ -32,7 +33,7 @@ from trainers.config import TrainConfig
 from trainers.curricula import CURRICULA
 from trainers.engine import Run, evaluate, resume, train
 from trainers.evaluation import accuracy_scorer, continuous_accuracy
-from trainers.models import GRU, LSTM, MODELS, WCRNN, LeakyRNN
+from trainers.models import GRU, LSTM, MODELS, WCRNN, LeakyRNN, RateRNN
 from trainers.record import record
 from trainers.report import make_report
 from trainers.reference import import_reference
@@ -42,7 +43,7 @@ from trainers.tasks import DMS, TASKS, AddingProblem, Digits, Parity
 
 __all__ = [
     # registries and models
-    "MODELS", "TASKS", "CURRICULA", "LeakyRNN", "GRU", "LSTM", "WCRNN",
+    "MODELS", "TASKS", "CURRICULA", "LeakyRNN", "GRU", "LSTM", "WCRNN", "RateRNN",
     # tasks
     "Parity", "DMS", "AddingProblem", "Digits",
     # the engine and run directories

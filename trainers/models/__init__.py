@@ -27,5 +27,5 @@ MODELS.register(LSTM)
 MODELS.register(WCRNN)
 MODELS.register(RateRNN)
 
-__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "critical", "rotational", "heterogeneous",
+__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "RateRNN", "critical", "rotational", "heterogeneous",
            "orthonormal", "elman"]
