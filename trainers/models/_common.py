@@ -106,6 +106,11 @@ def check_state(h0: torch.Tensor, u: torch.Tensor, state_size: int) -> None:
                          f"convert one with .to(...).")
 
 
+def schema_arrays(**tensors: torch.Tensor) -> dict:
+    """Tensors as numpy arrays under the recording schema's names (``recording_weights``)."""
+    return {name: t.detach().cpu().numpy() for name, t in tensors.items()}
+
+
 def count_trainable(module: nn.Module) -> int:
     """Number of trainable scalars (parameters with ``requires_grad``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

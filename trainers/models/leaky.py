@@ -21,6 +21,7 @@ from trainers.models._common import (
     check_state,
     linear_bound,
     refuse_double_backward,
+    schema_arrays,
     uniform_,
 )
 
@@ -238,12 +239,8 @@ class LeakyRNN(RecurrentModel):
     def recording_weights(self) -> dict[str, np.ndarray]:
         """Weights in the recording schema's names: W_rec (diagonal zero), W_in, W_out, bias."""
         with torch.no_grad():
-            return {
-                "W_rec": self.effective_W_rec().cpu().numpy(),
-                "W_in": self.W_in.cpu().numpy(),
-                "W_out": self.heads.weight.cpu().numpy(),
-                "bias": (self.b_rec + self.b_in).cpu().numpy(),
-            }
+            return schema_arrays(W_rec=self.effective_W_rec(), W_in=self.W_in, W_out=self.heads.weight,
+                                 bias=self.b_rec + self.b_in)
 
 
 class _LeakyRecurrence(torch.autograd.Function):

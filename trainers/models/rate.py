@@ -21,7 +21,15 @@ import torch
 from torch import nn
 
 from dynatools.utils import check_choice
-from trainers.models._common import MultiHeadReadout, RecurrentModel, check_sizes, check_state, linear_bound, uniform_
+from trainers.models._common import (
+    MultiHeadReadout,
+    RecurrentModel,
+    check_sizes,
+    check_state,
+    linear_bound,
+    schema_arrays,
+    uniform_,
+)
 from trainers.registry import Option
 
 #: The forms of the dynamics: 002 Eq. 1 (state = rates) or 001 (state = currents, rates = f(x)).
@@ -190,9 +198,6 @@ class RateRNN(RecurrentModel):
         self,
         n_units: int,
         *,
-        input_dim: int = 1,
-        n_heads: int = 1,
-        n_classes: int = 2,
         dt: float = 5.0,
         tau_ms: float | np.ndarray | torch.Tensor = 100.0,
         tau_distribution: str = "vanilla",
@@ -203,14 +208,17 @@ class RateRNN(RecurrentModel):
         dale: bool = False,
         e_fraction: float = 0.8,
         gain: float = 1.0,
+        input_dim: int = 1,
+        n_heads: int = 1,
+        n_classes: int = 2,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        n, self.input_dim = check_sizes(n_units, input_dim, n_heads, n_classes)
-        self.n_units = n
         self.form = check_choice("form", form, FORMS)
         self.activation = check_choice("activation", activation, RATE_ACTIVATIONS)
         self.tau_distribution = check_choice("tau_distribution", tau_distribution, TAU_DISTRIBUTIONS)
+        n, self.input_dim = check_sizes(n_units, input_dim, n_heads, n_classes)
+        self.n_units = n
         self.dt = float(dt)
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt must be a positive number of ms; found {dt!r}.")
@@ -359,9 +367,5 @@ class RateRNN(RecurrentModel):
     def recording_weights(self) -> dict[str, np.ndarray]:
         """Weights in the recording schema's names: W_rec (effective, signed), W_in, W_out, bias."""
         with torch.no_grad():
-            return {
-                "W_rec": self.effective_W_rec().cpu().numpy(),
-                "W_in": self.W_in.cpu().numpy(),
-                "W_out": self.heads.weight.cpu().numpy(),
-                "bias": self.b.cpu().numpy(),
-            }
+            return schema_arrays(W_rec=self.effective_W_rec(), W_in=self.W_in, W_out=self.heads.weight,
+                                 bias=self.b)
