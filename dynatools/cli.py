@@ -86,9 +86,10 @@ def _flag_spelling(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _one_line_warnings(prefix: str):
+def _one_line_warnings(prefix: str, spell_flags: bool = True):
     """Report the warnings raised inside as ``PREFIX: warning: message`` lines on stderr (not
-    Python's two-line ``file:line: Category: message`` form with the source line)."""
+    Python's two-line ``file:line: Category: message`` form with the source line); with
+    ``spell_flags``, keyword arguments are named as the ``dynatools timescales`` flags."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -96,7 +97,8 @@ def _one_line_warnings(prefix: str):
         finally:
             seen = set()
             for w in caught:
-                text = _flag_spelling(" ".join(str(w.message).split()))
+                text = " ".join(str(w.message).split())
+                text = _flag_spelling(text) if spell_flags else text
                 if text not in seen:
                     seen.add(text)
                     print(f"{prefix}: warning: {text}", file=sys.stderr)
@@ -184,10 +186,13 @@ USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, KeyError, Arithmeti
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv``, run the subcommand, and report user errors as ``PROG CMD: error: ...``
-    with exit status 2 (shared by the ``dynatools`` and ``trainers`` commands)."""
+    with exit status 2 and warnings as ``PROG CMD: warning: ...`` lines (shared by the
+    ``dynatools`` and ``trainers`` commands)."""
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        # warnings as one line each, like the errors (dynatools timescales names its own flags)
+        with _one_line_warnings(f"{parser.prog} {args.command}", spell_flags=False):
+            return args.func(args)
     except USER_ERRORS as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2

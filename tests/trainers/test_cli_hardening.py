@@ -270,3 +270,17 @@ def test_the_scale_line_names_the_papers_defaults(tmp_path, capsys, monkeypatch,
     assert expected in first, first
     assert ("hours" in first) == (argv == [])
     assert "nothing to resume" in second
+
+
+def test_warnings_of_a_trainers_command_are_one_line_each(tmp_path, make_run, capsys):
+    """Short recordings make the analysis warn ('short' fits); the command prints each warning as
+    one 'trainers analyze: warning: ...' line, not Python's file:line form."""
+    from trainers.cli import main
+
+    run = make_run(tmp_path / "r", Ns=(2, 3), units=10)
+    assert main(["analyze", str(run), "--steps", "40", "--trials", "2", "--burn-in", "20", "--fit-lag", "10",
+                 "--serial", "-q"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert lines and all(line.startswith("trainers analyze: warning: ") for line in lines), err
+    assert "Warning:" not in err and ".py:" not in err
