@@ -70,6 +70,10 @@ class Option:
     path : bool, default=False
         A string that names a local file or folder: stored absolute (``~`` expanded), so that a
         run directory resumes, evaluates and records from any working directory.
+    shared : bool, default=False
+        The same quantity for every class of a run that declares it (the time step ``dt`` in ms
+        of a rate network and of a trial task): given once, it goes into each of their sections,
+        and the sections must agree (:meth:`trainers.config.TrainConfig.resolved`).
     """
 
     name: str
@@ -82,6 +86,7 @@ class Option:
     positive: bool = False
     below: float | None = None
     path: bool = False
+    shared: bool = False
 
     def check(self, value: Any, owner: str = "") -> Any:
         """The value, checked and converted; a ValueError names the option and the fix."""

@@ -177,7 +177,8 @@ class RateRNN(RecurrentModel):
 
     name = "rate"
     options = (
-        Option("dt", 5.0, "Euler step in ms (002: 5 ms)", float, positive=True),
+        Option("dt", 5.0, "Euler step in ms (002: 5 ms); shared with trial tasks", float, positive=True,
+               shared=True),
         Option("tau_ms", 100.0, "timescale in ms of every unit for tau_distribution=vanilla (002: 100 ms)",
                float, positive=True),
         Option("tau_distribution", "vanilla", "vanilla, normal (1 s, 0.2 s), uniform [0.1, 1.9] s or "
