@@ -149,6 +149,46 @@ def test_noise_has_std_sqrt_2_alpha_sigma_in_training_and_is_off_in_eval(form):
     assert torch.equal(net.step(torch.zeros(5, 3), None), torch.zeros(5, 3))
 
 
+@pytest.mark.parametrize("form", ["rate", "current"])
+def test_explicit_noise_same_draws_same_trajectory_and_eval_ignores_it(form):
+    net = RateRNN(5, input_dim=2, form=form, sigma=0.3, generator=_gen(30))
+    u = torch.randn(3, 12, 2, generator=_gen(31))
+    xi = net.draw_noise(3, 12, generator=_gen(32))
+    assert xi.shape == (3, 12, 5)
+    H1, H2 = net(u, noise=xi), net(u, noise=xi.clone())
+    assert torch.equal(H1, H2)
+    assert not torch.equal(H1, net(u, noise=net.draw_noise(3, 12, generator=_gen(33))))
+    net.noise_generator = _gen(32)                         # drawn inside: the same numbers
+    assert torch.equal(net(u), H1)
+    net.eval()
+    assert torch.equal(net(u, noise=xi), net(u))           # evaluation: noise-free even if given
+    # forward's Euler steps are step()'s: noise-free, step by step
+    h = net.initial_state(3)
+    for t in range(12):
+        h = net.step(h, u[:, t])
+    torch.testing.assert_close(net(u)[:, -1], h, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["rate", "current"])
+def test_forward_under_vmap_over_three_stacked_models_equals_the_plain_forwards(form):
+    kw = dict(input_dim=2, form=form, sigma=0.2, dale=True, tau_distribution="uniform", train_tau=True)
+    nets = [RateRNN(6, generator=_gen(40 + k), **kw) for k in range(3)]
+    params, buffers = torch.func.stack_module_state(nets)
+    base = RateRNN(6, **kw)
+    u = torch.randn(3, 4, 9, 2, generator=_gen(44))          # (model, batch, time, input)
+    h0 = 0.1 * torch.randn(3, 4, 6, generator=_gen(45))
+    xi = torch.randn(3, 4, 9, 6, generator=_gen(46))
+
+    def run(p, b, uk, hk, nk):
+        return torch.func.functional_call(base, (p, b), (uk, hk, nk))
+
+    out = torch.func.vmap(run, in_dims=(0, 0, 0, 0, 0))(params, buffers, u, h0, xi)
+    for k, net in enumerate(nets):
+        assert net.training
+        torch.testing.assert_close(out[k], net(u[k], h0[k], xi[k]), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(out[0], out[1])
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "softplus", "linear"])
 @pytest.mark.parametrize("form", ["rate", "current"])
 @pytest.mark.parametrize("dale", [False, True])

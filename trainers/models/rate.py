@@ -310,29 +310,44 @@ class RateRNN(RecurrentModel):
         return torch.zeros(batch, self.n_units, device=p.device, dtype=p.dtype)
 
     def _input(self, u: torch.Tensor | None) -> torch.Tensor:
+        """External drive ``W_in u + b`` (``b`` alone for ``u=None``); works on ``(..., input_dim)``."""
         return self.b if u is None else torch.nn.functional.linear(u, self.W_in, self.b)
 
-    def _noise(self, h: torch.Tensor) -> torch.Tensor | None:
-        if not (self.training and self.sigma > 0):
-            return None
-        return torch.randn(h.shape, generator=self.noise_generator, device=h.device, dtype=h.dtype)
+    def _noise_on(self) -> bool:
+        return self.training and self.sigma > 0
+
+    def draw_noise(self, batch: int, steps: int, *, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Standard-normal white draws ``(batch, steps, unit)`` for :meth:`forward`'s ``noise``.
+
+        ``generator`` defaults to ``self.noise_generator`` (PyTorch's global generator when that is
+        None); ``device`` and ``dtype`` default to the model's. Scaling (white) or filtering (OU)
+        happens inside :meth:`forward`, so the same draws give the same trajectory."""
+        p = self.W_rec
+        return torch.randn(int(batch), int(steps), self.n_units,
+                           generator=self.noise_generator if generator is None else generator,
+                           device=p.device if device is None else device, dtype=p.dtype if dtype is None else dtype)
+
+    def _white(self, xi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """Input noise eta of one step from standard-normal draws: ``sqrt(2 / alpha) sigma xi``."""
+        return torch.sqrt(2.0 / alpha) * self.sigma * xi
+
+    def _update(self, h: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """One Euler step (002 Eq. 5) given the external drive ``ext = W_in u + b + eta``."""
+        if self.form == "rate":
+            return (1.0 - alpha) * h + alpha * _f(torch.nn.functional.linear(h, W) + ext, self.activation)
+        return (1.0 - alpha) * h + alpha * (torch.nn.functional.linear(_f(h, self.activation), W) + ext)
 
     def step(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """One Euler step ``h -> h_next`` (002 Eq. 5) for ``h`` ``(batch, unit)`` and ``u``
-        ``(batch, input_dim)`` (None: no input, bias only). Noise only in training mode."""
+        ``(batch, input_dim)`` (None: no input, bias only). Noise only in training mode with
+        ``sigma > 0``, drawn from ``noise_generator``."""
         alpha = self.alpha()
-        W = self.effective_W_rec()
-        noise = self._noise(h)
-        if self.form == "rate":
-            z = torch.nn.functional.linear(h, W) + self._input(u)
-            if noise is not None:
-                z = z + torch.sqrt(2.0 / alpha) * self.sigma * noise
-            return (1.0 - alpha) * h + alpha * _f(z, self.activation)
-        drive = torch.nn.functional.linear(_f(h, self.activation), W) + self._input(u)
-        out = (1.0 - alpha) * h + alpha * drive
-        if noise is not None:
-            out = out + torch.sqrt(2.0 * alpha) * self.sigma * noise
-        return out
+        ext = self._input(u)
+        if self._noise_on():
+            xi = torch.randn(h.shape, generator=self.noise_generator, device=h.device, dtype=h.dtype)
+            ext = ext + self._white(xi, alpha)
+        return self._update(h, ext, alpha, self.effective_W_rec())
 
     def jacobian(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """Analytic ``d step(h, u) / d h`` (noise-free), ``(batch, unit, unit)``.
@@ -347,17 +362,43 @@ class RateRNN(RecurrentModel):
             return eye + (alpha * _df(z, self.activation))[:, :, None] * W
         return eye + (alpha[:, None] * W) * _df(h, self.activation)[:, None, :]
 
-    def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         """States of every step, ``(batch, time, unit)``, for ``u`` ``(batch, time, input_dim)``
-        from ``h0`` (default :meth:`initial_state`)."""
+        from ``h0`` (default :meth:`initial_state`).
+
+        ``noise``: standard-normal draws ``(batch, time, unit)`` (e.g. :meth:`draw_noise`), scaled
+        inside. Used only in training mode with ``sigma > 0`` (evaluation mode is noise-free even
+        when ``noise`` is given); when None there, the model draws them itself with
+        :meth:`draw_noise`. The same ``u``, ``h0`` and ``noise`` give the same trajectory.
+
+        Works under ``torch.func.vmap`` over stacked parameters and buffers (with
+        ``torch.func.functional_call``): no in-place operations on parameters and no control flow
+        on tensor values. The input projection of all steps is one matmul before the time loop."""
         if u.ndim != 3 or u.shape[-1] != self.input_dim:
             raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
+        batch, steps = u.shape[0], u.shape[1]
         if h0 is None:
-            h0 = self.initial_state(u.shape[0])
+            h0 = self.initial_state(batch).to(dtype=u.dtype, device=u.device)
         check_state(h0, u, self.state_size)
+        if noise is not None:
+            expected = (batch, steps, self.n_units)
+            if tuple(noise.shape) != expected:
+                raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {expected} = (batch, time, "
+                                 f"unit) standard-normal draws, e.g. model.draw_noise({batch}, {steps}).")
+            if noise.dtype != u.dtype or noise.device != u.device:
+                raise ValueError(f"noise is {noise.dtype} on {noise.device} but u is {u.dtype} on "
+                                 f"{u.device}; convert one with .to(...).")
+        alpha = self.alpha()
+        W = self.effective_W_rec()
+        ext = self._input(u)                                  # (batch, time, unit): one matmul
+        if self._noise_on():
+            if noise is None:
+                noise = self.draw_noise(batch, steps, device=u.device, dtype=u.dtype)
+            ext = ext + self._white(noise, alpha)
         hs, h = [], h0
-        for t in range(u.shape[1]):
-            h = self.step(h, u[:, t])
+        for t in range(steps):
+            h = self._update(h, ext[:, t], alpha, W)
             hs.append(h)
         return torch.stack(hs, dim=1)
 
