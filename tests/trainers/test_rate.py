@@ -149,6 +149,60 @@ def test_noise_has_std_sqrt_2_alpha_sigma_in_training_and_is_off_in_eval(form):
     assert torch.equal(net.step(torch.zeros(5, 3), None), torch.zeros(5, 3))
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_populations_input_and_readout_weights_stay_zero_outside_them(optimizer):
+    """002 Sec. 2.2: inputs reach only the input population (units 0-2), the readout reads only
+    the output population (units 3-6); units 7-9 are auxiliary."""
+    net = RateRNN(10, input_dim=2, input_units=3, output_units=4, dale=True, generator=_gen(20))
+    in_out = torch.zeros(10, dtype=torch.bool)
+    in_out[:3] = True
+    read = torch.zeros(10, dtype=torch.bool)
+    read[3:7] = True
+    assert (net.W_in[~in_out] == 0).all() and (net.W_in[in_out] != 0).all()
+    assert (net.heads.weight[..., ~read] == 0).all()
+    Opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9), "adam": lambda p: torch.optim.Adam(p, lr=0.05)}
+    opt = Opt[optimizer](net.parameters())
+    u = torch.randn(4, 6, 2, generator=_gen(21))
+    for _ in range(20):                                     # a loss through the dynamics: raw weights stay 0
+        opt.zero_grad()
+        H = net(u)
+        (net.readout(H).pow(2).mean() - H.pow(2).mean()).backward()
+        opt.step()
+    assert (net.W_in[~in_out] == 0).all() and (net.heads.weight[..., ~read] == 0).all()
+    for _ in range(5):                                      # a loss on the raw weights (decay): they move,
+        opt.zero_grad()                                     # the effective ones stay 0
+        (net.readout(net(u)).pow(2).mean() + net.W_in.sum() + net.heads.weight.sum()).backward()
+        opt.step()
+    assert (net.W_in[~in_out] != 0).all()
+    assert (net.effective_W_in()[~in_out] == 0).all() and (net.effective_W_out()[..., ~read] == 0).all()
+    w = net.recording_weights()
+    assert (w["W_in"][~in_out.numpy()] == 0).all() and (w["W_out"][..., ~read.numpy()] == 0).all()
+    with torch.no_grad():                                   # even raw weights set by hand do nothing
+        net.W_in.fill_(1.0)
+        net.heads.weight.fill_(1.0)
+        net.W_rec.zero_()
+        net.b.zero_()
+    H = net(u).detach()
+    assert (H[..., 3:] == 0).all() and (H[..., :3] != 0).any()   # only the input population moves
+    h = torch.randn(5, 10, generator=_gen(22)).abs()
+    h2 = h.clone()
+    h2[:, ~read] += 1.0
+    assert torch.equal(net.readout(h), net.readout(h2))     # the readout sees the output population only
+
+
+def test_unit_coords_label_populations_signs_and_tau_in_seconds():
+    net = RateRNN(10, input_units=4, output_units=4, dale=True, tau_distribution="bimodal", generator=_gen(23))
+    c = net.unit_coords()
+    assert c["population"].tolist() == ["input"] * 4 + ["output"] * 4 + ["auxiliary"] * 2
+    assert c["sign"].tolist() == ["E"] * 8 + ["I"] * 2
+    np.testing.assert_allclose(c["tau"], net.effective_tau().detach().double().numpy() / 1000.0)
+    plain = RateRNN(5).unit_coords()
+    assert plain["population"].tolist() == ["auxiliary"] * 5 and plain["sign"].tolist() == ["E"] * 5
+    assert RateRNN(5, output_units=2).unit_coords()["population"].tolist() == ["output"] * 2 + ["auxiliary"] * 3
+    rebuilt = RateRNN.from_config(net.config())
+    assert (rebuilt.input_units, rebuilt.output_units) == (4, 4)
+
+
 @pytest.mark.parametrize("form", ["rate", "current"])
 def test_explicit_noise_same_draws_same_trajectory_and_eval_ignores_it(form):
     net = RateRNN(5, input_dim=2, form=form, sigma=0.3, generator=_gen(30))
@@ -192,9 +246,10 @@ def test_forward_under_vmap_over_three_stacked_models_equals_the_plain_forwards(
 @pytest.mark.parametrize("activation", ["relu", "tanh", "softplus", "linear"])
 @pytest.mark.parametrize("form", ["rate", "current"])
 @pytest.mark.parametrize("dale", [False, True])
-def test_analytic_jacobian_equals_autograd(activation, form, dale):
-    net = RateRNN(6, input_dim=2, form=form, activation=activation, dale=dale,
-                  tau_distribution="uniform", generator=_gen(11)).double()
+@pytest.mark.parametrize("populations", [(0, 0), (2, 3)])
+def test_analytic_jacobian_equals_autograd(activation, form, dale, populations):
+    net = RateRNN(6, input_dim=2, form=form, activation=activation, dale=dale, input_units=populations[0],
+                  output_units=populations[1], tau_distribution="uniform", generator=_gen(11)).double()
     with torch.no_grad():
         net.b.normal_(generator=_gen(12))
     h = torch.randn(3, 6, generator=_gen(13), dtype=torch.float64)
@@ -243,6 +298,9 @@ def test_train_on_parity_reload_and_record(tmp_path):
         ({"dale": True, "e_fraction": 0.0}, r"e_fraction must lie in \(0, 1\)"),
         ({"sigma": -1.0}, r"sigma must be >= 0"),
         ({"dt": 0.0}, r"dt must be a positive"),
+        ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; use fewer"),
+        ({"input_units": -1}, r"input_units must be a non-negative integer"),
+        ({"output_units": 1.5}, r"output_units must be a non-negative integer"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -160,6 +160,14 @@ class RateRNN(RecurrentModel):
         Excitatory fraction for Dale's law, in (0, 1).
     gain : float, default=1.0
         Initial recurrent weights N(0, gain^2 / n_units) (magnitudes for Dale's law).
+    input_units, output_units : int, default=0
+        Populations (002 Sec. 2.2): the inputs project only onto the first ``input_units`` units,
+        the readout reads only the next ``output_units`` units, the rest are auxiliary. 0: no
+        restriction on that side (every unit receives input / is read out). Fixed masks multiply
+        ``W_in`` (rows) and the readout weights (columns) in the forward pass, and the masked
+        weights start at zero, so no optimiser step can use them. Under Dale's law the E units
+        come first too, so populations that fit in the E units are excitatory (002's code:
+        0.4 n input, 0.4 n output, 0.2 n auxiliary = the inhibitory units).
     generator : torch.Generator, optional
         Source of the initialisation and the tau draws.
 
@@ -191,6 +199,10 @@ class RateRNN(RecurrentModel):
         Option("dale", False, "Dale's law: fixed E/I signs per presynaptic unit", bool),
         Option("e_fraction", 0.8, "excitatory fraction under Dale's law", float, positive=True, below=1.0),
         Option("gain", 1.0, "initial recurrent weights N(0, gain^2/n)", float, positive=True),
+        Option("input_units", 0, "units receiving the input: the first ones (002 Sec. 2.2); 0 = all", int,
+               minimum=0),
+        Option("output_units", 0, "units read out: the next ones after the input units (002 Sec. 2.2); "
+               "0 = all", int, minimum=0),
     )
     #: 002 trains with Adam (lr 1e-3 as in Yang et al.'s code); inputs +-1.
     defaults = {"optimizer": "adam", "lr": 1e-3, "clip": 1.0, "encoding": "pm1"}
@@ -209,6 +221,8 @@ class RateRNN(RecurrentModel):
         dale: bool = False,
         e_fraction: float = 0.8,
         gain: float = 1.0,
+        input_units: int = 0,
+        output_units: int = 0,
         input_dim: int = 1,
         n_heads: int = 1,
         n_classes: int = 2,
@@ -235,6 +249,13 @@ class RateRNN(RecurrentModel):
             raise ValueError(f"e_fraction must lie in (0, 1), e.g. 0.8 for an 80/20 E/I split; "
                              f"found {e_fraction!r}.")
         self.noise_generator: torch.Generator | None = None
+        for name, value in (("input_units", input_units), ("output_units", output_units)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer (0: no restriction); found {value!r}.")
+        self.input_units, self.output_units = int(input_units), int(output_units)
+        if self.input_units + self.output_units > n:
+            raise ValueError(f"input_units + output_units = {self.input_units + self.output_units} exceeds "
+                             f"n_units={n}; use fewer population units or more units (0 = no restriction).")
 
         tau = tau_ms
         tau_arr = np.asarray(tau.detach().cpu() if isinstance(tau, torch.Tensor) else tau, dtype=np.float64)
@@ -268,6 +289,19 @@ class RateRNN(RecurrentModel):
         self.register_buffer("sign", sign, persistent=False)
         self.W_rec = nn.Parameter(W)
         self.heads = MultiHeadReadout(n, n_heads, n_classes, generator=generator)
+        # populations (002 Sec. 2.2): input = units [0, n_in), output = [n_in, n_in + n_out), 0 = all
+        n_in, n_out = self.input_units, self.output_units
+        input_mask = torch.zeros(n)
+        input_mask[: n_in if n_in else n] = 1.0
+        output_mask = torch.zeros(n)
+        output_mask[n_in: n_in + n_out] = 1.0
+        if not n_out:
+            output_mask[:] = 1.0
+        self.register_buffer("input_mask", input_mask, persistent=False)
+        self.register_buffer("output_mask", output_mask, persistent=False)
+        with torch.no_grad():                      # the masked weights start (and stay) at zero
+            self.W_in.mul_(input_mask[:, None])
+            self.heads.weight.mul_(output_mask)
 
     # ------------------------------------------------------------------ protocol (DESIGN.md)
     def config(self) -> dict[str, Any]:
@@ -279,7 +313,8 @@ class RateRNN(RecurrentModel):
             "dt": self.dt, "tau_distribution": self.tau_distribution, "tau_ms": self._tau_option,
             "train_tau": self.log_tau_excess.requires_grad, "form": self.form,
             "activation": self.activation, "sigma": self.sigma, "dale": self.dale,
-            "e_fraction": self.e_fraction, "gain": self.gain,
+            "e_fraction": self.e_fraction, "gain": self.gain, "input_units": self.input_units,
+            "output_units": self.output_units,
         }
 
     def unit_axes(self) -> dict[str, tuple[int, ...]]:
@@ -300,6 +335,27 @@ class RateRNN(RecurrentModel):
             return self.W_rec.abs() * self.sign
         return self.W_rec
 
+    def effective_W_in(self) -> torch.Tensor:
+        """The input weights the dynamics use: rows outside the input population are zero."""
+        return self.W_in * self.input_mask[:, None]
+
+    def effective_W_out(self) -> torch.Tensor:
+        """The readout weights ``(head, class, unit)`` in use: zero outside the output population."""
+        return self.heads.weight * self.output_mask
+
+    def unit_coords(self) -> dict[str, np.ndarray]:
+        """Per-unit labels for recordings: ``population`` ("input", "output" or "auxiliary"; with
+        ``input_units=0`` no unit is labelled "input", with ``output_units=0`` none "output", so an
+        unrestricted network is all "auxiliary"), ``sign`` ("E"/"I"; all "E" without Dale's law)
+        and ``tau`` in seconds (:meth:`effective_tau` / 1000)."""
+        n, n_in, n_out = self.n_units, self.input_units, self.output_units
+        population = np.full(n, "auxiliary", dtype=object)
+        population[:n_in] = "input"
+        population[n_in: n_in + n_out] = "output"
+        sign = np.where(self.sign.detach().cpu().numpy() > 0, "E", "I")
+        tau = self.effective_tau().detach().cpu().double().numpy() / 1000.0
+        return {"population": population.astype(str), "sign": sign, "tau": tau}
+
     def rates(self, h: torch.Tensor) -> torch.Tensor:
         """Firing rates of a state: ``h`` itself (rate form) or ``f(h)`` (current form)."""
         return h if self.form == "rate" else _f(h, self.activation)
@@ -311,7 +367,7 @@ class RateRNN(RecurrentModel):
 
     def _input(self, u: torch.Tensor | None) -> torch.Tensor:
         """External drive ``W_in u + b`` (``b`` alone for ``u=None``); works on ``(..., input_dim)``."""
-        return self.b if u is None else torch.nn.functional.linear(u, self.W_in, self.b)
+        return self.b if u is None else torch.nn.functional.linear(u, self.effective_W_in(), self.b)
 
     def _noise_on(self) -> bool:
         return self.training and self.sigma > 0
@@ -404,10 +460,11 @@ class RateRNN(RecurrentModel):
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
         """Logits ``(..., head, class)`` of the rates of ``h`` (``(..., unit)``)."""
-        return self.heads(self.rates(h), heads)
+        return self.heads(self.rates(h) * self.output_mask, heads)   # = effective_W_out() @ rates
 
     def recording_weights(self) -> dict[str, np.ndarray]:
-        """Weights in the recording schema's names: W_rec (effective, signed), W_in, W_out, bias."""
+        """Weights in the recording schema's names: W_rec (effective, signed), W_in and W_out
+        (effective: zero outside the input and output populations), bias."""
         with torch.no_grad():
-            return schema_arrays(W_rec=self.effective_W_rec(), W_in=self.W_in, W_out=self.heads.weight,
-                                 bias=self.b)
+            return schema_arrays(W_rec=self.effective_W_rec(), W_in=self.effective_W_in(),
+                                 W_out=self.effective_W_out(), bias=self.b)
