@@ -134,16 +134,20 @@ def test_a_given_tau_array_and_trainable_tau_stay_above_dt():
     assert RateRNN(6, tau_ms=tau, train_tau=False).n_trainable == RateRNN(6, tau_ms=tau, train_tau=True).n_trainable - 6
 
 
+@pytest.mark.parametrize("noise", ["white", "ou"])
 @pytest.mark.parametrize("form", ["rate", "current"])
-def test_noise_has_std_sqrt_2_alpha_sigma_in_training_and_is_off_in_eval(form):
+def test_noise_has_std_sqrt_2_alpha_sigma_in_training_and_is_off_in_eval(form, noise):
+    """step(): white noise gives the state std sqrt(2 alpha) sigma per step; OU (no history in one
+    step) its stationary input noise sigma xi, i.e. std alpha sigma on the state."""
     net = RateRNN(3, form=form, sigma=0.5, tau_ms=np.array([50.0, 100.0, 200.0]), activation="linear",
-                  generator=_gen(9))
+                  noise=noise, generator=_gen(9))
     with torch.no_grad():
         net.W_rec.zero_()
         net.W_in.zero_()
     net.noise_generator = _gen(10)
     h1 = net.step(torch.zeros(40_000, 3), None).detach()
-    expected = torch.sqrt(2 * net.alpha().detach()) * 0.5
+    alpha = net.alpha().detach()
+    expected = torch.sqrt(2 * alpha) * 0.5 if noise == "white" else alpha * 0.5
     torch.testing.assert_close(h1.std(0), expected, rtol=0.02, atol=0)
     net.eval()
     assert torch.equal(net.step(torch.zeros(5, 3), None), torch.zeros(5, 3))
@@ -203,9 +207,50 @@ def test_unit_coords_label_populations_signs_and_tau_in_seconds():
     assert (rebuilt.input_units, rebuilt.output_units) == (4, 4)
 
 
+def test_ou_noise_has_stationary_std_sigma_and_autocorrelation_time_tau_n():
+    """002's code uses Ornstein-Uhlenbeck input noise; exact discretisation o_t = a o_{t-1} +
+    sqrt(1 - a^2) xi_t, a = exp(-dt / tau_n): std sigma at every step, autocorrelation exp(-s / tau_n)."""
+    sigma, tau_n, dt_ms = 0.3, 50.0, 5.0
+    net = RateRNN(4, sigma=sigma, noise="ou", noise_tau_ms=tau_n, dt=dt_ms, generator=_gen(50))
+    eta = net.input_noise(net.draw_noise(5000, 40, generator=_gen(51))).double()
+    assert eta.shape == (5000, 40, 4)
+    np.testing.assert_allclose(eta.std(0).numpy(), sigma, rtol=0.05)         # stationary from t=0
+    np.testing.assert_allclose(eta.std().item(), sigma, rtol=0.01)
+    lags = np.arange(1, 21)
+    x = eta[:, 5]
+    acf = np.array([((x * eta[:, 5 + k]).mean() / (x * x).mean()).item() for k in lags])
+    np.testing.assert_allclose(acf, np.exp(-lags * dt_ms / tau_n), atol=0.03)
+    slope = np.polyfit(lags * dt_ms, np.log(acf), 1)[0]
+    assert abs(-1.0 / slope - tau_n) < 0.05 * tau_n                        # autocorrelation time
+
+
 @pytest.mark.parametrize("form", ["rate", "current"])
-def test_explicit_noise_same_draws_same_trajectory_and_eval_ignores_it(form):
-    net = RateRNN(5, input_dim=2, form=form, sigma=0.3, generator=_gen(30))
+def test_forward_adds_the_ou_input_noise_and_the_state_has_the_closed_form_std(form):
+    sigma, tau, tau_n, dt_ms = 0.5, 40.0, 100.0, 5.0
+    net = RateRNN(3, form=form, activation="linear", sigma=sigma, noise="ou", noise_tau_ms=tau_n, dt=dt_ms,
+                  tau_ms=tau, generator=_gen(52)).double()
+    with torch.no_grad():
+        net.W_rec.zero_()
+        net.b.fill_(0.2)
+    u = torch.zeros(4000, 300, 1, dtype=torch.float64)
+    xi = net.draw_noise(4000, 300, generator=_gen(53))
+    H = net(u, noise=xi)
+    eta, alpha = net.input_noise(xi), net.alpha()
+    h, manual = torch.zeros(4000, 3, dtype=torch.float64), []
+    for t in range(300):                                   # r <- (1 - alpha) r + alpha (b + eta_t)
+        h = (1 - alpha) * h + alpha * (net.b + eta[:, t])
+        manual.append(h)
+    torch.testing.assert_close(H, torch.stack(manual, 1))
+    p, a = 1 - dt_ms / tau, np.exp(-dt_ms / tau_n)         # AR(1) driven by AR(1): closed-form variance
+    var = (dt_ms / tau * sigma) ** 2 * (1 + p * a) / ((1 - p * p) * (1 - p * a))
+    np.testing.assert_allclose(H[:, -1].std(0).detach().numpy(), np.sqrt(var), rtol=0.04)
+    np.testing.assert_allclose(H[:, -1].mean(0).detach().numpy(), 0.2, atol=0.01)
+
+
+@pytest.mark.parametrize("form", ["rate", "current"])
+@pytest.mark.parametrize("noise", ["white", "ou"])
+def test_explicit_noise_same_draws_same_trajectory_and_eval_ignores_it(form, noise):
+    net = RateRNN(5, input_dim=2, form=form, sigma=0.3, noise=noise, generator=_gen(30))
     u = torch.randn(3, 12, 2, generator=_gen(31))
     xi = net.draw_noise(3, 12, generator=_gen(32))
     assert xi.shape == (3, 12, 5)
@@ -223,9 +268,11 @@ def test_explicit_noise_same_draws_same_trajectory_and_eval_ignores_it(form):
     torch.testing.assert_close(net(u)[:, -1], h, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("noise", ["white", "ou"])
 @pytest.mark.parametrize("form", ["rate", "current"])
-def test_forward_under_vmap_over_three_stacked_models_equals_the_plain_forwards(form):
-    kw = dict(input_dim=2, form=form, sigma=0.2, dale=True, tau_distribution="uniform", train_tau=True)
+def test_forward_under_vmap_over_three_stacked_models_equals_the_plain_forwards(form, noise):
+    kw = dict(input_dim=2, form=form, sigma=0.2, noise=noise, dale=True, tau_distribution="uniform",
+              train_tau=True, input_units=2, output_units=3)
     nets = [RateRNN(6, generator=_gen(40 + k), **kw) for k in range(3)]
     params, buffers = torch.func.stack_module_state(nets)
     base = RateRNN(6, **kw)
@@ -298,6 +345,8 @@ def test_train_on_parity_reload_and_record(tmp_path):
         ({"dale": True, "e_fraction": 0.0}, r"e_fraction must lie in \(0, 1\)"),
         ({"sigma": -1.0}, r"sigma must be >= 0"),
         ({"dt": 0.0}, r"dt must be a positive"),
+        ({"noise": "pink"}, r"noise='pink'.*'white', 'ou'"),
+        ({"noise_tau_ms": 0.0}, r"noise_tau_ms must be a positive number of ms"),
         ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; use fewer"),
         ({"input_units": -1}, r"input_units must be a non-negative integer"),
         ({"output_units": 1.5}, r"output_units must be a non-negative integer"),

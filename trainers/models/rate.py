@@ -36,6 +36,8 @@ from trainers.registry import Option
 FORMS = ("rate", "current")
 #: Activations ``f``; ``linear`` (identity) is for closed-form checks.
 RATE_ACTIVATIONS = ("relu", "tanh", "softplus", "linear")
+#: Forms of the private noise: white (Euler-Maruyama) or Ornstein-Uhlenbeck (002's code).
+NOISE_FORMS = ("white", "ou")
 #: Timescale distributions of 001 (``vanilla``: every unit has ``tau``).
 TAU_DISTRIBUTIONS = ("vanilla", "normal", "uniform", "bimodal")
 
@@ -118,13 +120,22 @@ class RateRNN(RecurrentModel):
     * ``form="current"`` (001), state = currents x, rates :math:`f(x)`:
       :math:`x \leftarrow (1 - \alpha) \odot x + \alpha \odot (W f(x) + b + W_{in} u) + \xi`.
 
-    Private noise (training mode only, ``sigma > 0``): in the rate form
-    :math:`\eta = \sqrt{2 / \alpha}\, \sigma\, N(0, 1)` inside ``f``, in the current form
-    :math:`\xi = \sqrt{2 \alpha}\, \sigma\, N(0, 1)` on the state; either way the state receives
-    white noise of standard deviation :math:`\sqrt{2\alpha}\sigma` per step (for the rate form to
-    first order in f), the Euler-Maruyama discretisation of noise whose stationary variance does
-    not depend on ``dt``. ``model.eval()`` turns it off. Draws come from ``model.noise_generator``
-    (a ``torch.Generator`` on the model's device) or, when it is None, PyTorch's global generator.
+    Private noise :math:`\eta` (002 Eq. 1; training mode only, ``sigma > 0``) enters with the
+    input: inside ``f`` in the rate form, in the drive :math:`W f(x) + b + W_{in} u + \eta` in the
+    current form. From standard-normal draws :math:`\xi_t`:
+
+    * ``noise="white"``: :math:`\eta_t = \sqrt{2 / \alpha}\, \sigma\, \xi_t`, so the state
+      receives white noise of standard deviation :math:`\sqrt{2\alpha}\sigma` per step (for the
+      rate form to first order in f), the Euler-Maruyama discretisation of noise whose stationary
+      variance does not depend on ``dt``;
+    * ``noise="ou"`` (002's code): :math:`\eta_t = \sigma\, o_t` with the Ornstein-Uhlenbeck process
+      :math:`o_0 = \xi_0`, :math:`o_t = a\, o_{t-1} + \sqrt{1 - a^2}\, \xi_t`,
+      :math:`a = e^{-dt / \tau_n}` (the exact discretisation): stationary standard deviation
+      :math:`\sigma` and autocorrelation :math:`e^{-|s| / \tau_n}` at every ``dt``.
+
+    ``model.eval()`` turns the noise off. Draws come from ``model.noise_generator`` (a
+    ``torch.Generator`` on the model's device) or, when it is None, PyTorch's global generator;
+    :meth:`forward` also takes them explicitly (ensembles).
 
     The readout is the multi-head linear readout of the other models, applied to the rates
     (``r`` in the rate form, ``f(x)`` in the current form).
@@ -151,7 +162,12 @@ class RateRNN(RecurrentModel):
     activation : {"relu", "tanh", "softplus", "linear"}, default="relu"
         ``linear`` (identity) is meant for closed-form checks.
     sigma : float, default=0.0
-        Private noise level (0: deterministic, which the engine's exact-resume tests rely on).
+        Private noise level (0: deterministic, which the engine's exact-resume tests rely on);
+        for ``noise="ou"`` the stationary standard deviation of eta (002's code: 0.1).
+    noise : {"white", "ou"}, default="white"
+        Form of the private noise (above).
+    noise_tau_ms : float, default=100.0
+        Timescale tau_n of the Ornstein-Uhlenbeck noise in ms (002's code: tau_n = tau = 100 ms).
     dale : bool, default=False
         Dale's law: the first ``round(e_fraction * n_units)`` units are excitatory, the rest
         inhibitory; ``W = |W_raw| * sign`` with a fixed sign per presynaptic unit (column), so no
@@ -196,6 +212,10 @@ class RateRNN(RecurrentModel):
         Option("activation", "relu", "relu, tanh, softplus or linear", str, RATE_ACTIVATIONS),
         Option("sigma", 0.0, "private noise level while training (std sqrt(2 alpha) sigma per step)",
                float, minimum=0.0),
+        Option("noise", "white", "form of the private noise: white or ou (Ornstein-Uhlenbeck, 002's code)",
+               str, NOISE_FORMS),
+        Option("noise_tau_ms", 100.0, "timescale in ms of the Ornstein-Uhlenbeck noise (002's code: 100 ms)",
+               float, positive=True),
         Option("dale", False, "Dale's law: fixed E/I signs per presynaptic unit", bool),
         Option("e_fraction", 0.8, "excitatory fraction under Dale's law", float, positive=True, below=1.0),
         Option("gain", 1.0, "initial recurrent weights N(0, gain^2/n)", float, positive=True),
@@ -218,6 +238,8 @@ class RateRNN(RecurrentModel):
         form: str = "rate",
         activation: str = "relu",
         sigma: float = 0.0,
+        noise: str = "white",
+        noise_tau_ms: float = 100.0,
         dale: bool = False,
         e_fraction: float = 0.8,
         gain: float = 1.0,
@@ -240,6 +262,11 @@ class RateRNN(RecurrentModel):
         self.sigma = float(sigma)
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma must be >= 0; found {sigma!r}.")
+        self.noise = check_choice("noise", noise, NOISE_FORMS)
+        self.noise_tau_ms = float(noise_tau_ms)
+        if not (math.isfinite(self.noise_tau_ms) and self.noise_tau_ms > 0):
+            raise ValueError(f"noise_tau_ms must be a positive number of ms (002's code: 100); found "
+                             f"{noise_tau_ms!r}.")
         self.gain = float(gain)
         if not (math.isfinite(self.gain) and self.gain > 0):
             raise ValueError(f"gain must be a positive number; found {gain!r}.")
@@ -312,7 +339,8 @@ class RateRNN(RecurrentModel):
             "n_heads": self.heads.n_heads, "n_classes": self.heads.weight.shape[1],
             "dt": self.dt, "tau_distribution": self.tau_distribution, "tau_ms": self._tau_option,
             "train_tau": self.log_tau_excess.requires_grad, "form": self.form,
-            "activation": self.activation, "sigma": self.sigma, "dale": self.dale,
+            "activation": self.activation, "sigma": self.sigma, "noise": self.noise,
+            "noise_tau_ms": self.noise_tau_ms, "dale": self.dale,
             "e_fraction": self.e_fraction, "gain": self.gain, "input_units": self.input_units,
             "output_units": self.output_units,
         }
@@ -388,6 +416,24 @@ class RateRNN(RecurrentModel):
         """Input noise eta of one step from standard-normal draws: ``sqrt(2 / alpha) sigma xi``."""
         return torch.sqrt(2.0 / alpha) * self.sigma * xi
 
+    def _ou_coefficients(self) -> tuple[float, float]:
+        """``(a, sqrt(1 - a^2))`` with ``a = exp(-dt / noise_tau_ms)``: the exact OU update."""
+        a = math.exp(-self.dt / self.noise_tau_ms)
+        return a, math.sqrt(1.0 - a * a)
+
+    def input_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """The input noise eta ``(batch, time, unit)`` that :meth:`forward` adds (in training mode
+        with ``sigma > 0``) for standard-normal draws ``noise`` ``(batch, time, unit)``: white
+        ``sqrt(2 / alpha) sigma xi_t`` or OU ``sigma o_t`` (class docstring)."""
+        if self.noise == "white":
+            return self._white(noise, self.alpha())
+        a, c = self._ou_coefficients()
+        o, out = noise[:, 0], [noise[:, 0]]
+        for t in range(1, noise.shape[1]):
+            o = a * o + c * noise[:, t]
+            out.append(o)
+        return self.sigma * torch.stack(out, dim=1)
+
     def _update(self, h: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
         """One Euler step (002 Eq. 5) given the external drive ``ext = W_in u + b + eta``."""
         if self.form == "rate":
@@ -397,12 +443,14 @@ class RateRNN(RecurrentModel):
     def step(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """One Euler step ``h -> h_next`` (002 Eq. 5) for ``h`` ``(batch, unit)`` and ``u``
         ``(batch, input_dim)`` (None: no input, bias only). Noise only in training mode with
-        ``sigma > 0``, drawn from ``noise_generator``."""
+        ``sigma > 0``, drawn from ``noise_generator``. A single step has no noise history: OU
+        noise is drawn from its stationary distribution (``sigma xi``, independent across calls);
+        the temporally correlated OU process exists in :meth:`forward`."""
         alpha = self.alpha()
         ext = self._input(u)
         if self._noise_on():
             xi = torch.randn(h.shape, generator=self.noise_generator, device=h.device, dtype=h.dtype)
-            ext = ext + self._white(xi, alpha)
+            ext = ext + (self._white(xi, alpha) if self.noise == "white" else self.sigma * xi)
         return self._update(h, ext, alpha, self.effective_W_rec())
 
     def jacobian(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
@@ -448,13 +496,20 @@ class RateRNN(RecurrentModel):
         alpha = self.alpha()
         W = self.effective_W_rec()
         ext = self._input(u)                                  # (batch, time, unit): one matmul
+        ou = self._noise_on() and self.noise == "ou"
         if self._noise_on():
             if noise is None:
                 noise = self.draw_noise(batch, steps, device=u.device, dtype=u.dtype)
-            ext = ext + self._white(noise, alpha)
-        hs, h = [], h0
+            if not ou:
+                ext = ext + self._white(noise, alpha)
+        a, c = self._ou_coefficients()
+        hs, h, o = [], h0, None
         for t in range(steps):
-            h = self._update(h, ext[:, t], alpha, W)
+            if ou:                                            # OU filtering of the draws, in the loop
+                o = noise[:, 0] if t == 0 else a * o + c * noise[:, t]
+                h = self._update(h, ext[:, t] + self.sigma * o, alpha, W)
+            else:
+                h = self._update(h, ext[:, t], alpha, W)
             hs.append(h)
         return torch.stack(hs, dim=1)
 
