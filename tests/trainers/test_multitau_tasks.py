@@ -92,7 +92,7 @@ def compare_with_slow(task, batch, *, exact_evidence):
 
 @pytest.mark.parametrize("cls", TASKS)
 def test_batch_equals_slow_construction_without_noise(cls):
-    task, batch = draw(cls, noise=0.0)
+    task, batch = draw(cls, evidence_noise=0.0)
     compare_with_slow(task, batch, exact_evidence=True)
     assert (batch.lengths < batch.inputs.shape[1]).any()        # trials of different lengths: padding tested
 
@@ -100,8 +100,8 @@ def test_batch_equals_slow_construction_without_noise(cls):
 @pytest.mark.parametrize("cls", TASKS)
 def test_batch_equals_slow_construction_with_noise(cls):
     """With noise, everything but the evidence equals the slow construction; the evidence is its
-    mean plus white noise of std noise * sqrt(1000 / dt) on the stimulus steps and 0 elsewhere."""
-    task, batch = draw(cls, batch=64, noise=0.1, dt=5.0)
+    mean plus white noise of std evidence_noise * sqrt(1000 / dt) on the stimulus steps and 0 elsewhere."""
+    task, batch = draw(cls, batch=64, evidence_noise=0.1, dt=5.0)
     compare_with_slow(task, batch, exact_evidence=False)
     n_ev = task.n_channels if cls is MultiTimescaleWM else 1
     stim = batch.periods == STIMULUS
@@ -115,7 +115,7 @@ def test_batch_equals_slow_construction_with_noise(cls):
 # ---------------------------------------------------------------------- answers
 @pytest.mark.parametrize("cls", TASKS)
 def test_answer_is_the_sign_of_the_presented_evidence(cls):
-    task, batch = draw(cls, batch=64, noise=0.2)
+    task, batch = draw(cls, batch=64, evidence_noise=0.2)
     n_ev = task.n_channels if cls is MultiTimescaleWM else 1
     for b in range(64):
         n = int(batch.info["length"][b])
@@ -214,7 +214,7 @@ def test_durations_follow_the_options_in_ms(cls, dt):
     (MultiTimescaleWM, dict(cue_ms=600.0), "give cue_ms <= response_ms"),
     (MultiTimescaleWM, dict(n_channels=0), "n_channels"),
     (MultiTimescaleWM, dict(coherence=0.0), "coherence must be > 0"),
-    (MultiTimescaleWM, dict(noise=-0.1), "noise must be >= 0"),
+    (MultiTimescaleWM, dict(evidence_noise=-0.1), "evidence_noise must be >= 0"),
     (IntegrationWM, dict(n_items=1), "n_items must be >= 2"),
     (IntegrationWM, dict(item_ms=300.0), "give item_ms <= integration_min_ms"),
     (IntegrationWM, dict(item_ms=12.0), "item_ms=12 ms is not a multiple of dt=5"),
@@ -238,7 +238,7 @@ def test_options_round_trip_and_declare_dt_shared(cls):
 # ---------------------------------------------------------------------- loss, padding, devices
 @pytest.mark.parametrize("cls", TASKS)
 def test_loss_of_target_is_zero_and_padding_changes_nothing(cls):
-    task, batch = draw(cls, batch=8, noise=0.1)
+    task, batch = draw(cls, batch=8, evidence_noise=0.1)
     assert float(task.loss(batch.targets, batch)) == 0.0
     out = torch.rand(batch.targets.shape, generator=torch.Generator().manual_seed(3))
     padded = pad_batch(batch, batch.inputs.shape[1] + 17)
@@ -264,12 +264,12 @@ def test_ensembles_stack_and_the_criterion_reads_every_member(cls):
 def test_same_generator_same_batch_on_the_device(cls, device):
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    _, a = draw(cls, device=device, seed=5, noise=0.1)
-    _, b = draw(cls, device=device, seed=5, noise=0.1)
+    _, a = draw(cls, device=device, seed=5, evidence_noise=0.1)
+    _, b = draw(cls, device=device, seed=5, evidence_noise=0.1)
     assert a.inputs.device.type == device and all(v.device.type == device for v in a.info.values())
     for x, y in ((a.inputs, b.inputs), (a.targets, b.targets), (a.mask, b.mask), (a.periods, b.periods)):
         assert torch.equal(x, y)
-    _, c = draw(cls, device=device, seed=6, noise=0.1)
+    _, c = draw(cls, device=device, seed=6, evidence_noise=0.1)
     assert not torch.equal(a.info["mean"], c.info["mean"])
     task = cls(**SHORT)
     assert task.performance(a.targets, a).sum() == a.inputs.shape[0]
@@ -283,3 +283,18 @@ def test_builder_draws_nothing_for_fixed_periods():
     assert torch.equal(gen.get_state(), state)
     bounds, periods = period_codes(steps)
     assert periods[0].tolist() == [0, 0, 0, 1, 1, 3, 3, 3, 3] and bounds[0].tolist() == [0, 3, 5, 5, 9]
+
+
+@pytest.mark.parametrize("cls", TASKS)
+def test_no_option_clashes_with_a_model_or_curriculum_option(cls):
+    """A task option given at the top level of a configuration must have one owner (dt is shared)."""
+    from trainers.curricula import CURRICULA
+    from trainers.models import MODELS
+    from trainers.registry import Registry
+
+    others = {name for reg in (MODELS, CURRICULA) for n in reg for name in reg.options(n)}
+    assert {o.name for o in cls.options} & others <= {"dt"}
+    tasks = Registry("task")
+    tasks.register(cls)
+    resolved = tasks.resolve_options(cls.name, {"delay_max_ms": 3000, "dt": 10})
+    assert repr(cls(**resolved)) == repr(cls(delay_max_ms=3000.0, dt=10.0))

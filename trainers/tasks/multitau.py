@@ -138,8 +138,8 @@ _COMMON = (
     _duration("grace_ms", 100.0, "unscored start of the response period, ms (Yang et al.: 100)"),
     Option("coherence", 0.4, "largest mean of the evidence; means drawn uniformly in [-coherence, coherence]",
            float, positive=True),
-    Option("noise", 0.05, "evidence noise, std of its integral over 1 s (per-step std noise*sqrt(1000/dt))",
-           float, minimum=0.0),
+    Option("evidence_noise", 0.05, "noise of the evidence: std of its integral over 1 s (per-step std "
+           "evidence_noise*sqrt(1000/dt))", float, minimum=0.0),
 )
 
 
@@ -160,12 +160,12 @@ class MultiTauTask(TrialTask):
     def __init__(self, *, dt: float = 5.0, fixation_ms: float = 200.0, integration_min_ms: float = 200.0,
                  integration_max_ms: float = 1000.0, delay_min_ms: float = 500.0, delay_max_ms: float = 1500.0,
                  response_ms: float = 500.0, grace_ms: float = 100.0, coherence: float = 0.4,
-                 noise: float = 0.05) -> None:
+                 evidence_noise: float = 0.05) -> None:
         self.dt = _number("dt", dt, positive=True)
         for name, value in (("fixation_ms", fixation_ms), ("integration_min_ms", integration_min_ms),
                             ("integration_max_ms", integration_max_ms), ("delay_min_ms", delay_min_ms),
                             ("delay_max_ms", delay_max_ms), ("response_ms", response_ms),
-                            ("grace_ms", grace_ms), ("noise", noise)):
+                            ("grace_ms", grace_ms), ("evidence_noise", evidence_noise)):
             setattr(self, name, _number(name, value))
         self.coherence = _number("coherence", coherence, positive=True)
         if self.integration_min_ms <= 0:
@@ -200,10 +200,10 @@ class MultiTauTask(TrialTask):
         return self._steps["grace_ms"]
 
     def noise_std(self) -> float:
-        """Per-step standard deviation of the evidence noise: ``noise * sqrt(1000 / dt)``, so that
+        """Per-step standard deviation of the evidence noise: ``evidence_noise * sqrt(1000 / dt)``, so that
         the noise of the evidence integrated over ``S`` seconds (``sum(u) * dt / 1000``) has
-        standard deviation ``noise * sqrt(S)`` whatever ``dt``."""
-        return self.noise * math.sqrt(1000.0 / self.dt)
+        standard deviation ``evidence_noise * sqrt(S)`` whatever ``dt``."""
+        return self.evidence_noise * math.sqrt(1000.0 / self.dt)
 
     # ------------------------------------------------------------------ to implement
     #: (output columns, info key of the correct answer) of each decision reported at the response
@@ -304,7 +304,7 @@ class MultiTimescaleWM(MultiTauTask):
 
     * Inputs (``1 + 2 * n_channels``): a fixation input (1 before the response, 0 from its onset:
       the go signal); ``n_channels`` evidence channels, each with its own mean ``mu ~ U(-coherence,
-      coherence)`` plus white noise (per-step std ``noise * sqrt(1000 / dt)``) during the stimulus
+      coherence)`` plus white noise (per-step std ``evidence_noise * sqrt(1000 / dt)``) during the stimulus
       only; ``n_channels`` cue channels, the cued channel's (drawn uniformly per trial) at 1 for
       the first ``cue_ms`` of the response period.
     * Outputs (3): fixation (0.85 before the response, 0.05 in it), "positive" and "negative"
@@ -324,8 +324,8 @@ class MultiTimescaleWM(MultiTauTask):
     delay_min_ms, delay_max_ms : float, default=500.0, 1500.0
     coherence : float, default=0.4
         Largest mean evidence per step.
-    noise : float, default=0.05
-        Standard deviation of the evidence noise integrated over 1 s.
+    evidence_noise : float, default=0.05
+        Standard deviation of the noise of the evidence integrated over 1 s.
     n_channels : int, default=2
         Evidence channels integrated in parallel (the cue picks one to report).
     cue_ms : float, default=100.0
@@ -396,7 +396,9 @@ class IntegrationWM(MultiTauTask):
 
     Parameters
     ----------
-    dt, fixation_ms, integration_min_ms, integration_max_ms, delay_min_ms, delay_max_ms, response_ms, grace_ms, coherence, noise
+    dt, fixation_ms, integration_min_ms, integration_max_ms, delay_min_ms, delay_max_ms, response_ms
+        As :class:`MultiTimescaleWM`.
+    grace_ms, coherence, evidence_noise
         As :class:`MultiTimescaleWM`.
     n_items : int, default=2
         Items to remember (one shown per trial).
@@ -445,9 +447,11 @@ class IntegrationWM(MultiTauTask):
         item = torch.randint(0, self.n_items, (B,), generator=generator, device=device)
         k = self._steps["item_ms"]
         room = bounds[:, 2] - bounds[:, 1] - k + 1                                       # onsets that fit
-        onset = bounds[:, 1] + (torch.rand(B, generator=generator, device=device) * room).long().clamp(max=room - 1)
+        r = torch.rand(B, generator=generator, device=device)
+        onset = bounds[:, 1] + (r * room).long().clamp(max=room - 1)
         window = (t >= onset[:, None]) & (t < onset[:, None] + k)
-        items = window[:, :, None].float() * torch.nn.functional.one_hot(item, self.n_items).float()[:, None, :]
+        hot = torch.nn.functional.one_hot(item, self.n_items).float()
+        items = window[:, :, None].float() * hot[:, None, :]
         return torch.cat([u, items], -1), {**info, "answer": info["decision"][:, 0], "item": item,
                                            "item_onset": onset}
 
