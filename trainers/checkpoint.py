@@ -116,6 +116,10 @@ def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
 
     cfg = dict(model_config)
     name = cfg.get("model")
+    if name == "ensemble":
+        from trainers.ensemble import Ensemble
+
+        return Ensemble.from_config(cfg)
     if name not in MODELS:
         raise CheckpointError(f"unknown model {name!r} in the checkpoint; known: {sorted(MODELS)}.")
     return MODELS[name].from_config(cfg)

@@ -60,6 +60,8 @@ ENGINE_OPTIONS = (
     Option("device", "auto", "auto, cpu or cuda (default auto: CUDA when available)", str, DEVICES),
     Option("seed", None, "random seed (default: a random one, saved in the run)", int, nullable=True,
            minimum=0),
+    Option("members", 1, "networks trained in parallel as one ensemble (trial tasks such as the cognitive "
+           "tasks; member k has seed + k); default 1", int, minimum=1),
 )
 _ENGINE = {o.name: o for o in ENGINE_OPTIONS}
 #: learning rate of an optimizer chosen explicitly against the model's default optimizer
@@ -102,6 +104,10 @@ class TrainConfig:
     device : {"auto", "cpu", "cuda"}, optional
     seed : int, optional
         Seeds the initialisation and every batch; default a random seed, stored in the run.
+    members : int, optional
+        Networks trained at once as one ensemble (trial tasks only; 002 Sec. 2.2 trains 100):
+        member k is the network a single run with seed ``seed + k`` trains
+        (:mod:`trainers.ensemble`). Default 1.
     model_options, task_options, curriculum_options : dict
         The sections (e.g. ``{"tau": 2.0}``, ``{"k": 2}``, ``{"n_max": 30}``).
 
@@ -132,6 +138,7 @@ class TrainConfig:
     lr_factor: float | None = None
     device: str | None = None
     seed: int | None = None
+    members: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     curriculum_options: dict[str, Any] = field(default_factory=dict)
@@ -170,15 +177,27 @@ class TrainConfig:
                     value = _LR_OF[given["optimizer"]]   # the chosen optimizer's, not the model's
             out[name] = opt.check(copy.deepcopy(value))
         out["lr_milestones"] = sorted(out["lr_milestones"])
+        if cur_cls.name == "percentile" and not getattr(task_cls, "time_resolved", False):
+            raise ValueError(f"curriculum 'percentile' (002's stopping rule) needs a trial task with a "
+                             f"performance in [0, 1] (e.g. --task go); task {self.task!r} takes "
+                             f"curriculum 'fixed' or one over N.")
         if not task_cls.uses_N and cur_cls.uses_N:
             raise ValueError(f"curriculum {cur_cls.name!r} schedules task sizes N, but task {self.task!r} "
                              f"has none; use curriculum='fixed' (--curriculum fixed) or leave it unset.")
         if task_cls.uses_N and not cur_cls.uses_N:
             raise ValueError(f"task {self.task!r} is trained with a curriculum over N (e.g. 'multi-head', "
                              f"'none'); curriculum {cur_cls.name!r} is for tasks without N.")
-        out["task_options"] = TASKS.resolve_options(self.task, self.task_options, defaults)
-        out["model_options"] = MODELS.resolve_options(model_cls.name, self.model_options, defaults)
-        out["curriculum_options"] = CURRICULA.resolve_options(cur_cls.name, self.curriculum_options, defaults)
+        if out["members"] > 1 and not getattr(task_cls, "time_resolved", False):
+            raise ValueError(f"members={out['members']}: ensembles are trained on trial tasks (the cognitive "
+                             f"tasks, e.g. --task go); task {self.task!r} trains one network per run, so "
+                             f"leave members at 1.")
+        sections = _share({"task_options": (task_cls, dict(self.task_options)),
+                           "model_options": (model_cls, dict(self.model_options)),
+                           "curriculum_options": (cur_cls, dict(self.curriculum_options))})
+        out["task_options"] = TASKS.resolve_options(self.task, sections["task_options"], defaults)
+        out["model_options"] = MODELS.resolve_options(model_cls.name, sections["model_options"], defaults)
+        out["curriculum_options"] = CURRICULA.resolve_options(cur_cls.name, sections["curriculum_options"],
+                                                              defaults)
         needed = cur_cls.from_config(out["curriculum_options"]).n_heads()  # checks n_max >= n_start, ...
         if out["n_heads"] is None:
             out["n_heads"] = needed
@@ -254,6 +273,14 @@ class TrainConfig:
                   "curriculum_options": (CURRICULA, cur_cls)}
         for key, value in clean.items():
             mine = [s for s, (_, c) in owners.items() if any(o.name == key for o in c.options)]
+            if len(mine) > 1 and all(_is_shared(owners[s][1], key) for s in mine):
+                for s in mine:                       # one quantity of several classes (dt)
+                    section = sections.setdefault(s, {})
+                    if key in section and section[key] != value:
+                        raise ValueError(f"option {key!r} is given twice: {value!r} at the top level and "
+                                         f"{section[key]!r} in {s}; keep one.")
+                    section[key] = value
+                continue
             if len(mine) > 1:
                 raise ValueError(f"option {key!r} is declared by both {mine}; give it inside one "
                                  f"section, e.g. {{'{mine[0]}': {{'{key}': ...}}}}.")
@@ -293,6 +320,30 @@ class TrainConfig:
                                  f"key in [train] or none.")
             data = data["train"]
         return cls.from_dict(data)
+
+
+def _is_shared(cls: type, key: str) -> bool:
+    return any(o.name == key and o.shared for o in cls.options)
+
+
+def _share(sections: dict[str, tuple[type, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The sections with every ``shared`` option given in one of them copied into the others that
+    declare it (the time step ``dt`` of a rate network and of a trial task); different values in
+    two sections are refused."""
+    out = {name: given for name, (_, given) in sections.items()}
+    declared = {name: {o.name for o in cls.options if o.shared} for name, (cls, _) in sections.items()}
+    for key in set().union(*declared.values()):
+        holders = [name for name in out if key in declared[name]]
+        given = {name: out[name][key] for name in holders if key in out[name]}
+        if len(set(map(repr, given.values()))) > 1:
+            listed = ", ".join(f"{name} {v!r}" for name, v in given.items())
+            raise ValueError(f"{key} differs between sections ({listed}); it is one quantity of the run: "
+                             f"give it once (--{key.replace('_', '-')}).")
+        if given:
+            value = next(iter(given.values()))
+            for name in holders:
+                out[name] = {**out[name], key: value}
+    return out
 
 
 def _span(options: Mapping[str, Any]) -> str:

@@ -221,6 +221,91 @@ class Fixed:
         return {"curriculum": self.name}
 
 
+def percentile_mean(values: Sequence[float], low: float = 10.0, high: float = 90.0) -> float:
+    """Mean performance of the networks between the ``low``-th and ``high``-th percentile (002 Sec.
+    2.2, Table 1): the sorted values without the lowest ``floor(K low / 100)`` and the highest
+    ``floor(K (100 - high) / 100)`` of the K values (for 10 and 90: ``scipy.stats.trim_mean(v,
+    0.1)``; for K = 100 the 80 middle networks; for fewer than 10 networks all of them).
+
+    Examples
+    --------
+    >>> from trainers.curricula import percentile_mean
+    >>> percentile_mean([0.0] + [1.0] * 9 + [0.5] * 10)    # the lowest 2 and the highest 2 are left out
+    0.75
+    """
+    v = np.sort(np.asarray(values, dtype=float).ravel())
+    n = v.size
+    if n == 0:
+        raise ValueError("percentile_mean needs at least one value.")
+    cut_low, cut_high = int(np.floor(n * low / 100.0)), int(np.floor(n * (100.0 - high) / 100.0))
+    return float(v[cut_low:n - cut_high].mean())
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """The stopping rule of 002 (Sec. 2.2, Table 1) for trial tasks: training ends when the mean
+    performance of the networks between the ``low``-th and ``high``-th percentile of an ensemble
+    reaches ``threshold`` (0.99), checked after every evaluation; otherwise at the step limit
+    (``max_epochs`` x ``steps_per_epoch``, 40,000 steps by default). For one network the rule is
+    its own performance >= threshold.
+
+    Parameters
+    ----------
+    threshold : float, default=0.99
+    low, high : float, default=10, 90
+        Percentiles (0-100) of the members' performances that bound the averaged ones.
+    """
+
+    threshold: float = 0.99
+    low: float = 10.0
+    high: float = 90.0
+    name = "percentile"
+    options = (
+        Option("threshold", 0.99, "performance (0-1) the ensemble's 10-90 percentile mean must reach (002)",
+               float, positive=True),
+        Option("low", 10.0, "lower percentile of the members averaged by the stopping rule", float,
+               minimum=0.0, below=100.0),
+        Option("high", 90.0, "upper percentile of the members averaged by the stopping rule", float,
+               minimum=0.0),
+    )
+    defaults = {}  # type: ignore[var-annotated]
+    uses_N = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low <= self.high <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100; found low={self.low}, "
+                             f"high={self.high}.")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold is a performance in (0, 1] (002: 0.99); found {self.threshold}.")
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Percentile":
+        return cls(**{k: v for k, v in config.items() if k != "curriculum"})
+
+    def initial(self) -> list[int]:
+        return []
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        return list(Ns)
+
+    def n_heads(self) -> int:
+        return 1
+
+    def score(self, performance: Sequence[float]) -> float:
+        """The ensemble's performance: :func:`percentile_mean` of the members' performances."""
+        return percentile_mean(performance, self.low, self.high)
+
+    def solved(self, performance: Sequence[float]) -> bool:
+        """Whether the members' performances (each in [0, 1]) meet the rule."""
+        return bool(self.score(performance) >= self.threshold)
+
+    def finished(self, Ns: Sequence[int]) -> bool:
+        return True
+
+    def config(self) -> dict:
+        return {"curriculum": self.name, "threshold": self.threshold, "low": self.low, "high": self.high}
+
+
 #: name -> curriculum class (``--curriculum`` on the command line).
 CURRICULA = Registry("curriculum")
 CURRICULA.register(NoCurriculum)
@@ -229,6 +314,7 @@ CURRICULA.register(MultiHead)
 CURRICULA.register(Sliding)
 CURRICULA.register(AllHeads)
 CURRICULA.register(Fixed)
+CURRICULA.register(Percentile)
 
 __all__ = ["THRESHOLD", "Curriculum", "NoCurriculum", "SingleHead", "MultiHead", "Sliding",
-           "AllHeads", "Fixed", "CURRICULA"]
+           "AllHeads", "Fixed", "Percentile", "percentile_mean", "CURRICULA"]

@@ -183,6 +183,8 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     cfg = (TrainConfig.from_dict(config) if isinstance(config, dict) else config).resolved()
     device = resolve_device(cfg.device)
     task = cfg.make_task()
+    if getattr(task, "time_resolved", False):
+        return _train_trials(cfg, task, device, run_dir, init=init, progress=progress)
     init_seed, data_seed, length_seed = _seeds(cfg.seed)
     model = cfg.make_model(task, generator=torch.Generator().manual_seed(init_seed))
     if init is not None:
@@ -278,14 +280,18 @@ def resume(run_dir: str | os.PathLike, *, max_epochs: int | None = None,
     optimizer = make_optimizer(cfg, model)
     optimizer.load_state_dict(payload["optimizer"])
     streams = _Streams(torch.Generator(device=dev), torch.Generator())
-    streams.data.set_state(rng["data"])
-    streams.lengths.set_state(rng["lengths"])
+    if "data" in rng:
+        streams.data.set_state(rng["data"])
+        streams.lengths.set_state(rng["lengths"])
     run = Run(cfg, model, history=meta["history"], Ns=meta["Ns"], solved=meta["solved"],
               stop_reason=meta["stop_reason"], run_dir=rd.path)
     if run.stop_reason == "target":
         return run
+    task = cfg.make_task()
+    if getattr(task, "time_resolved", False):
+        return _resume_trials(run, task, payload, dev, meta, progress=progress)
     with _threads(model, cfg):
-        return _loop(run, cfg.make_task(), optimizer, streams, dev, start_epoch=meta["epoch"],
+        return _loop(run, task, optimizer, streams, dev, start_epoch=meta["epoch"],
                      wall0=meta["wall_seconds"], progress=progress)
 
 
@@ -410,6 +416,142 @@ def _loop(run: Run, task, optimizer, streams: _Streams, device, *, start_epoch: 
     return run
 
 
+# ---------------------------------------------------------------------- trial tasks (ensembles)
+def _member_streams(seed: int, members: int, device: torch.device) -> list[_Streams]:
+    """Member k's streams: those of a single run with seed ``seed + k``."""
+    out = []
+    for k in range(members):
+        _, data_seed, length_seed = _seeds(seed + k)
+        out.append(_Streams(torch.Generator(device=device).manual_seed(data_seed),
+                            torch.Generator().manual_seed(length_seed)))
+    return out
+
+
+def _streams_state(streams: list[_Streams], device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"device_type": torch.tensor(list(device.type.encode()), dtype=torch.uint8)}
+    for k, st in enumerate(streams):
+        state[f"data{k}"] = st.data.get_state()
+        state[f"lengths{k}"] = st.lengths.get_state()
+    return state
+
+
+def _train_trials(cfg: TrainConfig, task, device: torch.device, run_dir, *, init, progress: bool) -> Run:
+    """Train ``cfg.members`` networks on a trial task as one ensemble (:mod:`trainers.ensemble`);
+    member k is initialised as a single run with seed ``cfg.seed + k``."""
+    from trainers.ensemble import Ensemble
+
+    members = []
+    for k in range(cfg.members):
+        init_seed, _, _ = _seeds(cfg.seed + k)
+        member = cfg.make_model(task, generator=torch.Generator().manual_seed(init_seed))
+        if init is not None:
+            _copy_matching(init.members[k] if isinstance(init, Ensemble) else init, member)
+        members.append(member)
+    rd = None
+    if run_dir is not None:
+        rd = RunDir(run_dir)
+        rd.prepare()
+        rd.write_config(cfg)
+    ensemble = Ensemble(members).to(device)
+    optimizer = make_optimizer(cfg, ensemble)
+    streams = _member_streams(cfg.seed, cfg.members, device)
+    run = Run(cfg, ensemble if cfg.members > 1 else members[0], run_dir=None if rd is None else rd.path)
+    with torch_threads(work=3 * step_work(ensemble, cfg.batch)):
+        return _trial_loop(run, ensemble, task, optimizer, streams, device, start_epoch=0, wall0=0.0,
+                           progress=progress)
+
+
+def _resume_trials(run: Run, task, payload: dict[str, Any], device: torch.device, meta: dict[str, Any], *,
+                   progress: bool) -> Run:
+    from trainers.ensemble import Ensemble
+
+    cfg = run.config
+    ensemble = run.model if isinstance(run.model, Ensemble) else Ensemble([run.model])
+    ensemble = ensemble.to(device).train()
+    optimizer = make_optimizer(cfg, ensemble)
+    optimizer.load_state_dict(payload["optimizer"])
+    rng = payload["rng"]
+    streams = []
+    for k in range(ensemble.size):
+        st = _Streams(torch.Generator(device=device), torch.Generator())
+        st.data.set_state(rng[f"data{k}"])
+        st.lengths.set_state(rng[f"lengths{k}"])
+        streams.append(st)
+    run.model = ensemble if ensemble.size > 1 else ensemble.members[0]
+    with torch_threads(work=3 * step_work(ensemble, cfg.batch)):
+        return _trial_loop(run, ensemble, task, optimizer, streams, device, start_epoch=meta["epoch"],
+                           wall0=meta["wall_seconds"], progress=progress)
+
+
+def _trial_loop(run: Run, ensemble, task, optimizer, streams: list[_Streams], device, *, start_epoch: int,
+                wall0: float, progress: bool) -> Run:
+    """The engine's loop for trial tasks: ``steps_per_epoch`` steps of every member, evaluation of
+    every member, the stopping rule (002's percentile rule), one metrics line, a checkpoint."""
+    from tqdm.auto import tqdm
+
+    from trainers.ensemble import evaluate_members, trial_epoch
+
+    cfg = run.config
+    rule = cfg.make_curriculum()
+    rd = None if run.run_dir is None else RunDir(run.run_dir)
+    wall = wall0
+    iteration = int(run.history[-1].get("iteration", 0)) if run.history else 0
+    if cfg.time_budget is not None and wall >= cfg.time_budget:
+        run.stop_reason = "time_budget"
+        return run
+    run.stop_reason = "running"
+    gens = [st.data for st in streams]
+    who = f"{ensemble.size} networks" if ensemble.size > 1 else "1 network"
+    bar = tqdm(total=cfg.max_epochs * cfg.steps_per_epoch, initial=start_epoch * cfg.steps_per_epoch,
+               desc=f"train {task.name} ({who})", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        for epoch in range(start_epoch, cfg.max_epochs):
+            t0 = time.perf_counter()
+            ensemble.train()
+            rec, iteration = trial_epoch(ensemble, task, optimizer, cfg, gens, device, iteration=iteration,
+                                         progress_bar=bar)
+            train_seconds = time.perf_counter() - t0
+            loss_mean = float(np.mean(rec["loss"]))
+            broken = nonfinite_names(ensemble.named_parameters())
+            if not math.isfinite(loss_mean) or broken:
+                what = f"the loss became {loss_mean}" if not math.isfinite(loss_mean) else \
+                    f"the parameters {broken} became NaN or inf"
+                raise FloatingPointError(
+                    f"{what} in epoch {epoch + 1}; lower lr (now {cfg.lr}) or set clip (now {cfg.clip}). "
+                    f"The last good state is in the latest checkpoint (not overwritten).")
+            members_perf = evaluate_members(ensemble, task, batch=cfg.batch, batches=cfg.eval_batches,
+                                            generators=gens, device=device)
+            score = rule.score(members_perf) if hasattr(rule, "score") else float(np.mean(members_perf))
+            solved = bool(rule.solved(members_perf))
+            wall += time.perf_counter() - t0
+            entry = {
+                "epoch": epoch + 1, "loss": loss_mean, "metric": "performance",
+                "performance": {"test": score}, "mean_performance": score,
+                "members_performance": [float(v) for v in members_perf], "Ns": [], "solved": solved,
+                **_tau_stats(ensemble.members[0]),
+                "iteration": iteration, "wall_seconds": wall, "epoch_seconds": time.perf_counter() - t0,
+                "sequences_per_s": cfg.steps_per_epoch * cfg.batch * ensemble.size / train_seconds,
+                "flops": float(np.sum(rec["flops"])), "steps": rec,
+            }
+            run.history.append(entry)
+            if solved and rule.finished([]):
+                run.stop_reason = "target"
+            elif epoch + 1 >= cfg.max_epochs:
+                run.stop_reason = "max_epochs"
+            elif cfg.time_budget is not None and wall >= cfg.time_budget:
+                run.stop_reason = "time_budget"
+            if rd is not None:
+                rd.save_latest(run, optimizer, _streams_state(streams, device), epoch=epoch + 1, wall=wall)
+            bar.set_postfix_str(f"loss={loss_mean:.4f} performance={score:.3f}")
+            if run.stop_reason != "running":
+                break
+    finally:
+        bar.close()
+    if run.stop_reason == "running":
+        run.stop_reason = "max_epochs"
+    return run
+
+
 def loss_closure(model: torch.nn.Module, task, Ns: Sequence[int] | None = None, *, batch: int = 256,
                  seed: int = 0) -> tuple[Any, dict[str, torch.Tensor]]:
     """The training loss on one fixed batch as a function of the parameters, for
@@ -444,7 +586,7 @@ def loss_closure(model: torch.nn.Module, task, Ns: Sequence[int] | None = None, 
     u = b.inputs.to(dtype)
     h0 = model.initial_state(n, generator=gen)
     heads = len(Ns) if Ns else 1
-    wrapped = _Readout(model, heads)
+    wrapped = _Readout(model, heads, every_step=bool(getattr(task, "time_resolved", False)))
     params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
 
     def loss_fn(p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -455,14 +597,16 @@ def loss_closure(model: torch.nn.Module, task, Ns: Sequence[int] | None = None, 
 
 
 class _Readout(torch.nn.Module):
-    """``model(u, h0)`` then the readout of the last state: one module for functional_call."""
+    """``model(u, h0)`` then the readout of the last state (of every state for trial tasks): one
+    module for functional_call."""
 
-    def __init__(self, model: torch.nn.Module, heads: int) -> None:
+    def __init__(self, model: torch.nn.Module, heads: int, every_step: bool = False) -> None:
         super().__init__()
-        self.model, self.heads = model, heads
+        self.model, self.heads, self.every_step = model, heads, every_step
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        return self.model.readout(self.model(u, h0)[:, -1], heads=self.heads)
+        H = self.model(u, h0)
+        return self.model.readout(H if self.every_step else H[:, -1], heads=self.heads)
 
 
 __all__ = ["Run", "train", "resume", "evaluate", "loss_closure", "make_optimizer", "resolve_device", "epoch_steps"]

@@ -75,8 +75,13 @@ class Task(Protocol):
     * ``recording_stream(trials, steps, *, p, generator, device) -> (inputs, labels)``: the long
       input of a recording or a Lyapunov spectrum, ``(trials, steps, input_dim)``, and a function
       ``labels(Ns, t)`` (None when the task has no per-step labels); ``p`` is the probability of
-      a 1 for tasks with random-bit inputs (``bit_inputs = True``), None otherwise;
+      a 1 for tasks with random-bit inputs (``bit_inputs = True``), None otherwise; trial tasks
+      return the :class:`~trainers.tasks.trials.TrialBatch` of the trials instead of ``labels``;
     * ``config()``: ``{"task": name, **options}``.
+
+    Trial tasks (``time_resolved = True``, :class:`trainers.tasks.trials.TrialTask`) are read out
+    at every step: ``loss`` receives ``(batch, time, head, class)``; they also provide
+    ``performance(outputs, batch)`` (1/0 per trial) and ``sample(batch, generator=, device=)``.
     """
 
     name: str

@@ -354,6 +354,10 @@ def metrics_dataset(history: Sequence[dict[str, Any]], config: TrainConfig, stop
     """
     import xarray as xr
 
+    if history and "steps" in history[0]:        # a trial task: per member and step
+        from trainers.ensemble import ensemble_metrics
+
+        return ensemble_metrics(history, stop_reason, config.to_json())
     metric = history[0].get("metric", "accuracy") if history else "accuracy"
     labels = sorted({k for h in history for k in h.get(metric, {})}, key=lambda s: (not s.isdigit(), s.zfill(6)))
     by_N = bool(labels) and all(lb.isdigit() for lb in labels)

@@ -236,7 +236,9 @@ def test_task_protocol(name):
     b = next(iter(task.train_batches(Ns, batch=4, steps=1, generator=_gen(2), length_generator=_gen(3),
                                      device=torch.device("cpu"))))
     assert b.inputs.ndim == 3 and b.inputs.shape[0] == 4 and b.inputs.shape[-1] == task.input_dim
-    loss = task.loss(model.readout(model(b.inputs)[:, -1], heads=heads), b)
+    H = model(b.inputs)
+    every_step = getattr(task, "time_resolved", False)       # trial tasks: read out at every step
+    loss = task.loss(model.readout(H if every_step else H[:, -1], heads=heads), b)
     assert loss.ndim == 0 and torch.isfinite(loss)
     values = task.evaluate(model, Ns, batch=4, batches=1, generator=_gen(4), length_generator=_gen(5))
     assert values.shape == (heads,) and np.isfinite(values).all()
@@ -246,7 +248,9 @@ def test_task_protocol(name):
     p = 0.5 if getattr(task, "bit_inputs", False) else None
     stream, labels = task.recording_stream(2, 30, p=p, generator=_gen(7))
     assert stream.shape == (2, 30, task.input_dim)
-    if labels is not None:
+    if every_step:
+        assert labels.periods.shape == (2, 30)            # the trials' period labels
+    elif labels is not None:
         assert labels(Ns, torch.arange(30)).shape == (2, 30, len(Ns))
 
 

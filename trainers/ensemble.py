@@ -1,0 +1,321 @@
+"""Ensembles of networks trained in parallel, and the training loop of trial tasks.
+
+002 (Soo, Goudar & Wang, NeurIPS 2023, Sec. 2.2 and Table 1) trains 100 rate networks per task
+"simultaneously" and stops when the mean performance of the networks between the 10th and 90th
+percentile reaches 0.99, or at 40,000 steps. Here K networks with their own initialisation,
+private noise, batches and optimiser state run as one batched computation on one device: the
+members' parameters are stacked and one ``torch.func.vmap`` of the member's own forward pass
+turns every matrix product into a batched one. A single network is the K = 1 case of the same
+code, and member k of an ensemble with seed s trains exactly as a single run with seed s + k
+(same initialisation, batches and noise; the optimiser update of each parameter entry depends
+on that entry's gradient only, and gradients are clipped per member).
+
+Per step and per member the loop records the loss, the performance on the training batch and
+the floating-point operations (:func:`training_flops`); per step the wall-clock time (shared by
+the members: they run together). After every ``steps_per_epoch`` steps each member is evaluated
+on fresh trials without noise and the stopping rule (:class:`trainers.curricula.Percentile`) is
+checked; a checkpoint is written, from which a run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainers.tasks.trials import TrialBatch, stack_batches
+
+
+class Ensemble(nn.Module):
+    """K networks of one architecture evaluated as one batched computation.
+
+    Parameters
+    ----------
+    members : sequence of torch.nn.Module
+        Networks with the same ``config()`` (their weights differ). They are kept as
+        ``self.members`` (a ``ModuleList``): ``ensemble.members[k]`` is member k as an ordinary
+        network, sharing its parameters with the ensemble.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.models import RateRNN
+    >>> from trainers.ensemble import Ensemble
+    >>> ens = Ensemble([RateRNN(8, generator=torch.Generator().manual_seed(k)) for k in range(3)])
+    >>> H, Y = ens.run(torch.ones(3, 2, 5, 1))          # (member, batch, time, ...)
+    >>> H.shape, Y.shape
+    (torch.Size([3, 2, 5, 8]), torch.Size([3, 2, 5, 1, 2]))
+    >>> torch.allclose(H[1], ens.members[1](torch.ones(2, 5, 1)), atol=1e-6)
+    True
+    """
+
+    name = "ensemble"
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member.")
+        first = members[0].config() if hasattr(members[0], "config") else None
+        for k, m in enumerate(members[1:], 1):
+            if type(m) is not type(members[0]) or (first is not None and m.config() != first):
+                raise ValueError(f"member {k} has another architecture than member 0; an ensemble stacks "
+                                 f"networks of one configuration.")
+        self.members = nn.ModuleList(members)
+        self._runner = [_Runner(copy.deepcopy(members[0]).to("meta"))]   # a list: not a submodule
+
+    @property
+    def size(self) -> int:
+        """Number of members K."""
+        return len(self.members)
+
+    @property
+    def n_units(self) -> int:
+        return self.members[0].n_units
+
+    @property
+    def input_dim(self) -> int:
+        return self.members[0].input_dim
+
+    def config(self) -> dict[str, Any]:
+        """``{"model": "ensemble", "members": K, "member": <member config>}`` (rebuilds it)."""
+        return {"model": self.name, "members": self.size, "member": self.members[0].config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, generator: torch.Generator | None = None) -> "Ensemble":
+        from trainers.checkpoint import build_model
+
+        return cls([build_model(config["member"]) for _ in range(int(config["members"]))])
+
+    def initial_state(self, batch: int, *, generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
+        """``(member, batch, state)``: each member's initial state (drawn from its generator)."""
+        gens = generators or [None] * self.size
+        return torch.stack([m.initial_state(batch, generator=g) for m, g in zip(self.members, gens)])
+
+    def _stacked(self) -> dict[str, torch.Tensor]:
+        """Every parameter and buffer of the members stacked on a leading member axis
+        (differentiable: gradients reach each member's own parameters)."""
+        names = [n for n, _ in self.members[0].named_parameters()] + [n for n, _ in self.members[0].named_buffers()]
+        tensors = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in self.members]
+        return {f"model.{n}": torch.stack([t[n] for t in tensors]) for n in names}
+
+    def run(self, u: torch.Tensor, h0: torch.Tensor | None = None, noise: torch.Tensor | None = None, *,
+            heads: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """States and readout of every member at every step.
+
+        Parameters
+        ----------
+        u : torch.Tensor
+            ``(member, batch, time, input_dim)``.
+        h0 : torch.Tensor, optional
+            ``(member, batch, state)``; default each member's initial state.
+        noise : torch.Tensor, optional
+            ``(member, batch, time, unit)`` standard-normal draws for members with private noise
+            (used in training mode only; see ``RateRNN.draw_noise``).
+        heads : int, optional
+            Readout heads (the first ``heads``); None: all.
+
+        Returns
+        -------
+        H : torch.Tensor
+            ``(member, batch, time, state)``.
+        Y : torch.Tensor
+            ``(member, batch, time, head, class)``.
+        """
+        if u.ndim != 4 or u.shape[0] != self.size:
+            raise ValueError(f"u has shape {tuple(u.shape)}; expected (member={self.size}, batch, time, input_dim).")
+        if h0 is None:
+            h0 = self.initial_state(u.shape[1])
+        runner = self._runner[0]
+        runner.train(self.training)
+        runner.heads = heads
+        params = self._stacked()
+
+        if noise is None:
+            def one(p: dict[str, torch.Tensor], u_k: torch.Tensor, h_k: torch.Tensor):
+                return torch.func.functional_call(runner, p, (u_k, h_k))
+            return torch.func.vmap(one)(params, u, h0)
+
+        def one_noisy(p: dict[str, torch.Tensor], u_k: torch.Tensor, h_k: torch.Tensor, n_k: torch.Tensor):
+            return torch.func.functional_call(runner, p, (u_k, h_k, n_k))
+        return torch.func.vmap(one_noisy)(params, u, h0, noise)
+
+    def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """States ``(member, batch, time, state)`` (see :meth:`run`)."""
+        return self.run(u, h0)[0]
+
+    def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
+        """Readout of member k applied to ``h[k]`` (``h``: ``(member, ..., state)``)."""
+        return torch.stack([m.readout(h[k], heads) for k, m in enumerate(self.members)])
+
+
+class _Runner(nn.Module):
+    """``model(u, h0[, noise])`` and its readout at every step: the one function vmapped."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.heads: int | None = 1
+
+    def forward(self, u: torch.Tensor, h0: torch.Tensor, noise: torch.Tensor | None = None):
+        H = self.model(u, h0) if noise is None else self.model(u, h0, noise=noise)
+        return H, self.model.readout(H, heads=self.heads)
+
+
+def training_flops(model: nn.Module, batch: int, steps: int) -> int:
+    """Floating-point operations of the matrix products of one training step (forward and
+    backward through ``steps`` Euler steps on ``batch`` trials) of a rate network, counted as
+    ``torch.utils.flop_counter`` counts them (2 per multiply-add; element-wise work is not counted).
+
+    Forward, per Euler step: the recurrent product ``2 B N^2``, the input projection ``2 B N I``
+    and the readout ``2 B N O``. Backward: the recurrent product twice (gradients of the weights
+    and of the state) except the state gradient of the first step (the initial state is not
+    trained), the input projection once (the inputs need no gradient), the readout twice.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.models import RateRNN
+    >>> training_flops(RateRNN(4, input_dim=1, n_classes=2), batch=1, steps=1)   # 2 * (2*16 + 2*4 + 3*8)
+    128
+    """
+    N, I = int(model.n_units), int(model.input_dim)
+    O = int(model.heads.weight.shape[0] * model.heads.weight.shape[1])
+    B, T = int(batch), int(steps)
+    return 2 * B * ((3 * T - 1) * N * N + 2 * T * N * I + 3 * T * N * O)
+
+
+def member_batch(batch: TrialBatch, k: int) -> TrialBatch:
+    """Member k's trials out of a stacked batch (:func:`trainers.tasks.trials.stack_batches`)."""
+    return TrialBatch(batch.inputs[k], batch.targets[k], batch.mask[k], batch.periods[k],
+                      {name: v[k] for name, v in batch.info.items()})
+
+
+def _draws_noise(model: nn.Module) -> bool:
+    return hasattr(model, "draw_noise") and float(getattr(model, "sigma", 0.0)) > 0
+
+
+def draw_step(ensemble: Ensemble, task, batch: int, generators: Sequence[torch.Generator], device,
+              dtype: torch.dtype, *, noise: bool) -> tuple[TrialBatch, list[int], torch.Tensor | None]:
+    """One batch per member, each from its own stream (trials, then noise), stacked and padded to
+    the longest: ``(stacked batch, each member's length, noise or None)``."""
+    batches = [task.sample(batch, generator=g, device=device) for g in generators]
+    lengths = [b.inputs.shape[1] for b in batches]
+    draws = None
+    if noise:
+        T = max(lengths)
+        draws = []
+        for m, g, t in zip(ensemble.members, generators, lengths):
+            z = m.draw_noise(batch, t, generator=g, device=device, dtype=dtype)
+            draws.append(torch.nn.functional.pad(z, (0, 0, 0, T - t)))
+        draws = torch.stack(draws)
+    return stack_batches(batches), lengths, draws
+
+
+def evaluate_members(ensemble: Ensemble, task, *, batch: int, batches: int,
+                     generators: Sequence[torch.Generator], device) -> np.ndarray:
+    """Fraction of correct trials of each member on ``batches`` fresh batches of its own stream,
+    without private noise (evaluation mode): ``(member,)`` in [0, 1]."""
+    dtype = next(ensemble.parameters()).dtype
+    was = ensemble.training
+    ensemble.eval()
+    correct = torch.zeros(ensemble.size, device=device)
+    try:
+        with torch.no_grad():
+            for _ in range(batches):
+                sb, _, _ = draw_step(ensemble, task, batch, generators, device, dtype, noise=False)
+                h0 = ensemble.initial_state(batch, generators=generators)
+                _, Y = ensemble.run(sb.inputs.to(dtype), h0)
+                correct += torch.stack([task.performance(Y[k], member_batch(sb, k)).sum()
+                                        for k in range(ensemble.size)])
+    finally:
+        ensemble.train(was)
+    return (correct / (batch * batches)).cpu().numpy()
+
+
+def clip_per_member(ensemble: Ensemble, max_norm: float) -> None:
+    """Clip the gradient norm of each member separately (as K single runs would)."""
+    for m in ensemble.members:
+        torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm=max_norm)
+
+
+def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg, generators, device, *,
+                iteration: int, progress_bar=None) -> tuple[dict[str, Any], int]:
+    """``cfg.steps_per_epoch`` optimiser steps of every member; returns the per-step records
+    (lists over steps of per-member values) and the new iteration count."""
+    dtype = next(ensemble.parameters()).dtype
+    noise = any(_draws_noise(m) for m in ensemble.members)
+    K = ensemble.size
+    rec: dict[str, list] = {"loss": [], "performance": [], "flops": [], "wall_seconds": []}
+    for _ in range(cfg.steps_per_epoch):
+        t0 = time.perf_counter()
+        sb, lengths, draws = draw_step(ensemble, task, cfg.batch, generators, device, dtype, noise=noise)
+        h0 = ensemble.initial_state(cfg.batch, generators=generators)
+        _, Y = ensemble.run(sb.inputs.to(dtype), h0, draws)
+        parts = [member_batch(sb, k) for k in range(K)]
+        losses = torch.stack([task.loss(Y[k], parts[k]) for k in range(K)])
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if cfg.clip > 0:
+            clip_per_member(ensemble, cfg.clip)
+        if cfg.lr_milestones:
+            decays = sum(iteration >= m for m in cfg.lr_milestones)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * cfg.lr_factor ** decays
+        optimizer.step()
+        iteration += 1
+        with torch.no_grad():
+            perf = torch.stack([task.performance(Y[k].detach(), parts[k]).mean() for k in range(K)])
+        rec["loss"].append(losses.detach().cpu().tolist())
+        rec["performance"].append(perf.cpu().tolist())
+        rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, t) for t in lengths])
+        rec["wall_seconds"].append(time.perf_counter() - t0)
+        if progress_bar is not None:
+            progress_bar.update(1)
+    return rec, iteration
+
+
+def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", config_json: str = ""):
+    """The history of a trial-task run as an :class:`xarray.Dataset`.
+
+    Over ``(member, step)``: ``loss``, ``performance`` (on each training batch, with noise) and
+    ``flops`` (:func:`training_flops`); over ``step``: ``wall_seconds`` (one step of all members
+    together) and ``iteration``; over ``(member, epoch)``: ``eval_performance`` (fresh trials, no
+    noise); over ``epoch``: ``score`` (the stopping rule's 10-90 percentile mean) and
+    ``epoch_step`` (the step each evaluation followed). Attrs: ``stop_reason``,
+    ``steps_to_threshold`` (the step after which the rule was met; -1 if never), ``config``.
+    """
+    import xarray as xr
+
+    loss = np.array([row for h in history for row in h["steps"]["loss"]], dtype=float)
+    perf = np.array([row for h in history for row in h["steps"]["performance"]], dtype=float)
+    flops = np.array([row for h in history for row in h["steps"]["flops"]], dtype=float)
+    wall = np.array([w for h in history for w in h["steps"]["wall_seconds"]], dtype=float)
+    K = loss.shape[1] if loss.ndim == 2 else 0
+    steps = np.arange(1, loss.shape[0] + 1)
+    evals = np.array([h["members_performance"] for h in history], dtype=float).reshape(len(history), K)
+    epoch_step = np.array([int(h["iteration"]) for h in history])
+    score = np.array([float(h["mean_performance"]) for h in history])
+    solved = [h["iteration"] for h in history if h.get("solved")]
+    ds = xr.Dataset(
+        {"loss": (("member", "step"), loss.T), "performance": (("member", "step"), perf.T),
+         "flops": (("member", "step"), flops.T), "wall_seconds": ("step", wall),
+         "eval_performance": (("member", "epoch"), evals.T), "score": ("epoch", score),
+         "epoch_step": ("epoch", epoch_step)},
+        coords={"member": np.arange(K), "step": steps, "epoch": np.arange(1, len(history) + 1)},
+        attrs={"stop_reason": stop_reason, "steps_to_threshold": int(solved[0]) if solved else -1,
+               "config": config_json, "metric": "performance"})
+    ds["flops"].attrs["description"] = "matrix-product FLOPs of the training step (forward + backward)"
+    ds["wall_seconds"].attrs["units"] = "s"
+    return ds
+
+
+__all__ = ["Ensemble", "training_flops", "ensemble_metrics", "evaluate_members", "member_batch",
+           "trial_epoch", "draw_step", "clip_per_member"]
