@@ -121,6 +121,21 @@ def test_model_uses_the_sampled_timescales(distribution):
     torch.testing.assert_close(net.alpha().detach(), 5.0 / expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("distribution", ["vanilla", "bimodal"])
+def test_inhibitory_units_start_with_half_the_timescale(distribution):
+    """002's code: tau_E = tau, tau_I = tau / 2 (the last 20 % of the units)."""
+    net = RateRNN(10, dale=True, inhibitory_tau_half=True, tau_distribution=distribution, generator=_gen(60))
+    plain = RateRNN(10, dale=True, tau_distribution=distribution, generator=_gen(60))
+    tau, tau0 = net.effective_tau().detach(), plain.effective_tau().detach()
+    torch.testing.assert_close(tau[:8], tau0[:8])
+    torch.testing.assert_close(tau[8:], tau0[8:] / 2, rtol=1e-5, atol=1e-3)
+    if distribution == "vanilla":
+        torch.testing.assert_close(tau, torch.tensor([100.0] * 8 + [50.0] * 2), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(net.unit_coords()["tau"][8:], tau[8:].double().numpy() / 1000.0)
+    rebuilt = RateRNN.from_config(net.config(), generator=_gen(60))
+    torch.testing.assert_close(rebuilt.effective_tau(), net.effective_tau())
+
+
 def test_a_given_tau_array_and_trainable_tau_stay_above_dt():
     tau = np.linspace(20.0, 300.0, 6)
     net = RateRNN(6, tau_ms=tau, train_tau=True, dt=10.0, generator=_gen(8))
@@ -345,6 +360,8 @@ def test_train_on_parity_reload_and_record(tmp_path):
         ({"dale": True, "e_fraction": 0.0}, r"e_fraction must lie in \(0, 1\)"),
         ({"sigma": -1.0}, r"sigma must be >= 0"),
         ({"dt": 0.0}, r"dt must be a positive"),
+        ({"inhibitory_tau_half": True}, r"inhibitory_tau_half needs dale=True .*set dale=True or"),
+        ({"dale": True, "inhibitory_tau_half": True, "tau_ms": 9.0, "dt": 5.0}, r"smallest tau: 4.5 ms"),
         ({"noise": "pink"}, r"noise='pink'.*'white', 'ou'"),
         ({"noise_tau_ms": 0.0}, r"noise_tau_ms must be a positive number of ms"),
         ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; use fewer"),

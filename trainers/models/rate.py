@@ -174,6 +174,10 @@ class RateRNN(RecurrentModel):
         optimiser step can flip a sign. Inhibitory columns start scaled by n_E / n_I (balance).
     e_fraction : float, default=0.8
         Excitatory fraction for Dale's law, in (0, 1).
+    inhibitory_tau_half : bool, default=False
+        Under Dale's law, the inhibitory units start with half the timescale they would otherwise
+        get (from ``tau_ms`` or ``tau_distribution``; 002's code: tau_I = tau / 2 = 50 ms). Needs
+        ``dale=True`` (without Dale's law there are no inhibitory units).
     gain : float, default=1.0
         Initial recurrent weights N(0, gain^2 / n_units) (magnitudes for Dale's law).
     input_units, output_units : int, default=0
@@ -218,6 +222,8 @@ class RateRNN(RecurrentModel):
                float, positive=True),
         Option("dale", False, "Dale's law: fixed E/I signs per presynaptic unit", bool),
         Option("e_fraction", 0.8, "excitatory fraction under Dale's law", float, positive=True, below=1.0),
+        Option("inhibitory_tau_half", False, "under Dale's law, inhibitory units start with tau/2 (002's code)",
+               bool),
         Option("gain", 1.0, "initial recurrent weights N(0, gain^2/n)", float, positive=True),
         Option("input_units", 0, "units receiving the input: the first ones (002 Sec. 2.2); 0 = all", int,
                minimum=0),
@@ -242,6 +248,7 @@ class RateRNN(RecurrentModel):
         noise_tau_ms: float = 100.0,
         dale: bool = False,
         e_fraction: float = 0.8,
+        inhibitory_tau_half: bool = False,
         gain: float = 1.0,
         input_units: int = 0,
         output_units: int = 0,
@@ -271,6 +278,10 @@ class RateRNN(RecurrentModel):
         if not (math.isfinite(self.gain) and self.gain > 0):
             raise ValueError(f"gain must be a positive number; found {gain!r}.")
         self.dale = bool(dale)
+        self.inhibitory_tau_half = bool(inhibitory_tau_half)
+        if self.inhibitory_tau_half and not self.dale:
+            raise ValueError("inhibitory_tau_half needs dale=True (only Dale's law has inhibitory units); set "
+                             "dale=True or inhibitory_tau_half=False.")
         self.e_fraction = float(e_fraction)
         if not 0.0 < self.e_fraction < 1.0:
             raise ValueError(f"e_fraction must lie in (0, 1), e.g. 0.8 for an 80/20 E/I split; "
@@ -294,6 +305,10 @@ class RateRNN(RecurrentModel):
             if tau_init.shape != (n,):
                 raise ValueError(f"tau_ms has shape {tuple(tau_init.shape)}; expected a number or ({n},), "
                                  f"one value per unit.")
+        n_e = min(n - 1, max(1, round(self.e_fraction * n))) if n > 1 else 1
+        if self.inhibitory_tau_half:
+            tau_init = tau_init.clone()
+            tau_init[n_e:] *= 0.5                  # 002's code: inhibitory units have tau / 2
         if not torch.isfinite(tau_init).all():
             raise ValueError("tau_ms must be finite.")
         if float(tau_init.min()) <= self.dt:
@@ -305,7 +320,6 @@ class RateRNN(RecurrentModel):
         self.W_in = nn.Parameter(uniform_(torch.empty(n, self.input_dim), linear_bound(self.input_dim), generator))
         self.b = nn.Parameter(torch.zeros(n))
         W = torch.randn(n, n, generator=generator) * (self.gain / math.sqrt(n))
-        n_e = min(n - 1, max(1, round(self.e_fraction * n))) if n > 1 else 1
         self.n_excitatory = n_e if self.dale else n
         sign = torch.ones(n)
         if self.dale:
@@ -340,9 +354,9 @@ class RateRNN(RecurrentModel):
             "dt": self.dt, "tau_distribution": self.tau_distribution, "tau_ms": self._tau_option,
             "train_tau": self.log_tau_excess.requires_grad, "form": self.form,
             "activation": self.activation, "sigma": self.sigma, "noise": self.noise,
-            "noise_tau_ms": self.noise_tau_ms, "dale": self.dale,
-            "e_fraction": self.e_fraction, "gain": self.gain, "input_units": self.input_units,
-            "output_units": self.output_units,
+            "noise_tau_ms": self.noise_tau_ms, "dale": self.dale, "e_fraction": self.e_fraction,
+            "inhibitory_tau_half": self.inhibitory_tau_half, "gain": self.gain,
+            "input_units": self.input_units, "output_units": self.output_units,
         }
 
     def unit_axes(self) -> dict[str, tuple[int, ...]]:
