@@ -186,11 +186,12 @@ class CognitiveTask(TrialTask):
                "200)", float, minimum=0.0),
     )
     #: 002 Sec. 2.1-2.2 and the authors' code (main_standardtasks.py: N = 50 units;
-    #: func_standardtasks.py: 20 trials per step, Adam with lr 1e-1/N = 2e-3); the percentile
+    #: func_standardtasks.py: 20 trials per step, Adam with lr 1e-1/N = 2e-3; func_init.py: private
+    #: Ornstein-Uhlenbeck noise 0.1 eta inside f with tau_n = tau = 100 ms); the percentile
     #: stopping rule; 40,000 steps at most.
     defaults = {"model": "rate", "curriculum": "percentile", "output_activation": "sigmoid", "units": 50,
                 "batch": 20, "optimizer": "adam", "lr": 2e-3, "steps_per_epoch": 100, "eval_batches": 1,
-                "max_epochs": 400}
+                "max_epochs": 400, "noise": "ou", "sigma": 0.1, "noise_tau_ms": 100.0}
     minimal_performance = None
 
     def __init__(self, *, dt: float = 5.0, n_ring: int = 32, tolerance: float = 0.2 * math.pi,
