@@ -262,6 +262,22 @@ def test_forward_adds_the_ou_input_noise_and_the_state_has_the_closed_form_std(f
     np.testing.assert_allclose(H[:, -1].mean(0).detach().numpy(), 0.2, atol=0.01)
 
 
+@pytest.mark.parametrize("g", ["linear", "sigmoid", "softmax"])
+def test_output_activation_is_applied_over_the_class_axis(g):
+    """002 Eq. 2: y = g(W_out r)."""
+    net = RateRNN(6, n_heads=2, n_classes=3, output_activation=g, generator=_gen(70))
+    linear = RateRNN(6, n_heads=2, n_classes=3, generator=_gen(70))
+    h = torch.randn(4, 5, 6, generator=_gen(71))
+    y, logits = net.readout(h), linear.readout(h)
+    assert y.shape == (4, 5, 2, 3)
+    expected = {"linear": logits, "sigmoid": torch.sigmoid(logits), "softmax": torch.softmax(logits, -1)}[g]
+    torch.testing.assert_close(y, expected)
+    if g == "softmax":
+        torch.testing.assert_close(y.sum(-1), torch.ones(4, 5, 2))
+    torch.testing.assert_close(net.readout(h, heads=1), expected[..., :1, :])
+    assert RateRNN.from_config(net.config()).output_activation == g
+
+
 @pytest.mark.parametrize("form", ["rate", "current"])
 @pytest.mark.parametrize("noise", ["white", "ou"])
 def test_explicit_noise_same_draws_same_trajectory_and_eval_ignores_it(form, noise):
@@ -362,6 +378,7 @@ def test_train_on_parity_reload_and_record(tmp_path):
         ({"dt": 0.0}, r"dt must be a positive"),
         ({"inhibitory_tau_half": True}, r"inhibitory_tau_half needs dale=True .*set dale=True or"),
         ({"dale": True, "inhibitory_tau_half": True, "tau_ms": 9.0, "dt": 5.0}, r"smallest tau: 4.5 ms"),
+        ({"output_activation": "relu"}, r"output_activation='relu'.*'linear', 'sigmoid', 'softmax'"),
         ({"noise": "pink"}, r"noise='pink'.*'white', 'ou'"),
         ({"noise_tau_ms": 0.0}, r"noise_tau_ms must be a positive number of ms"),
         ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; use fewer"),

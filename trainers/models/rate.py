@@ -38,6 +38,8 @@ FORMS = ("rate", "current")
 RATE_ACTIVATIONS = ("relu", "tanh", "softplus", "linear")
 #: Forms of the private noise: white (Euler-Maruyama) or Ornstein-Uhlenbeck (002's code).
 NOISE_FORMS = ("white", "ou")
+#: Output nonlinearities g of 002 Eq. 2, applied over the class axis of the readout.
+OUTPUT_ACTIVATIONS = ("linear", "sigmoid", "softmax")
 #: Timescale distributions of 001 (``vanilla``: every unit has ``tau``).
 TAU_DISTRIBUTIONS = ("vanilla", "normal", "uniform", "bimodal")
 
@@ -137,8 +139,9 @@ class RateRNN(RecurrentModel):
     ``torch.Generator`` on the model's device) or, when it is None, PyTorch's global generator;
     :meth:`forward` also takes them explicitly (ensembles).
 
-    The readout is the multi-head linear readout of the other models, applied to the rates
-    (``r`` in the rate form, ``f(x)`` in the current form).
+    The readout (002 Eq. 2, ``y = g(W_out r)``) is the multi-head linear readout of the other
+    models, applied to the rates (``r`` in the rate form, ``f(x)`` in the current form) of the
+    output population, followed by ``g = output_activation`` over the class axis.
 
     Parameters
     ----------
@@ -180,6 +183,9 @@ class RateRNN(RecurrentModel):
         ``dale=True`` (without Dale's law there are no inhibitory units).
     gain : float, default=1.0
         Initial recurrent weights N(0, gain^2 / n_units) (magnitudes for Dale's law).
+    output_activation : {"linear", "sigmoid", "softmax"}, default="linear"
+        ``g`` of 002 Eq. 2 (002: sigmoid for the cognitive tasks, softmax in Sec. 4.1), over the
+        class axis. ``linear`` returns logits, which the cross-entropy of the binary tasks expects.
     input_units, output_units : int, default=0
         Populations (002 Sec. 2.2): the inputs project only onto the first ``input_units`` units,
         the readout reads only the next ``output_units`` units, the rest are auxiliary. 0: no
@@ -225,6 +231,8 @@ class RateRNN(RecurrentModel):
         Option("inhibitory_tau_half", False, "under Dale's law, inhibitory units start with tau/2 (002's code)",
                bool),
         Option("gain", 1.0, "initial recurrent weights N(0, gain^2/n)", float, positive=True),
+        Option("output_activation", "linear", "g of 002 Eq. 2 on the readout: linear (logits), sigmoid or "
+               "softmax over classes", str, OUTPUT_ACTIVATIONS),
         Option("input_units", 0, "units receiving the input: the first ones (002 Sec. 2.2); 0 = all", int,
                minimum=0),
         Option("output_units", 0, "units read out: the next ones after the input units (002 Sec. 2.2); "
@@ -250,6 +258,7 @@ class RateRNN(RecurrentModel):
         e_fraction: float = 0.8,
         inhibitory_tau_half: bool = False,
         gain: float = 1.0,
+        output_activation: str = "linear",
         input_units: int = 0,
         output_units: int = 0,
         input_dim: int = 1,
@@ -270,6 +279,7 @@ class RateRNN(RecurrentModel):
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma must be >= 0; found {sigma!r}.")
         self.noise = check_choice("noise", noise, NOISE_FORMS)
+        self.output_activation = check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
         self.noise_tau_ms = float(noise_tau_ms)
         if not (math.isfinite(self.noise_tau_ms) and self.noise_tau_ms > 0):
             raise ValueError(f"noise_tau_ms must be a positive number of ms (002's code: 100); found "
@@ -356,7 +366,8 @@ class RateRNN(RecurrentModel):
             "activation": self.activation, "sigma": self.sigma, "noise": self.noise,
             "noise_tau_ms": self.noise_tau_ms, "dale": self.dale, "e_fraction": self.e_fraction,
             "inhibitory_tau_half": self.inhibitory_tau_half, "gain": self.gain,
-            "input_units": self.input_units, "output_units": self.output_units,
+            "output_activation": self.output_activation, "input_units": self.input_units,
+            "output_units": self.output_units,
         }
 
     def unit_axes(self) -> dict[str, tuple[int, ...]]:
@@ -528,8 +539,15 @@ class RateRNN(RecurrentModel):
         return torch.stack(hs, dim=1)
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
-        """Logits ``(..., head, class)`` of the rates of ``h`` (``(..., unit)``)."""
-        return self.heads(self.rates(h) * self.output_mask, heads)   # = effective_W_out() @ rates
+        """Outputs ``(..., head, class)`` of the rates of ``h`` (``(..., unit)``): 002 Eq. 2,
+        ``g(W_out r + b_out)`` with ``W_out`` the readout weights of the output population and
+        ``g = output_activation`` over the class axis (``linear``: the logits themselves)."""
+        y = self.heads(self.rates(h) * self.output_mask, heads)      # = effective_W_out() @ rates
+        if self.output_activation == "sigmoid":
+            return torch.sigmoid(y)
+        if self.output_activation == "softmax":
+            return torch.softmax(y, dim=-1)
+        return y
 
     def recording_weights(self) -> dict[str, np.ndarray]:
         """Weights in the recording schema's names: W_rec (effective, signed), W_in and W_out
