@@ -387,8 +387,39 @@ def test_train_on_parity_reload_and_record(tmp_path):
     ],
 )
 def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as err:
         RateRNN(4, **kwargs)
+    assert "\n" not in str(err.value)                      # one line
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"input_units": -2}, r"input_units must be a non-negative integer"),
+        ({"output_units": "4"}, r"output_units must be an integer"),
+        ({"input_units": 10, "output_units": 10}, r"input_units \+ output_units = 20 exceeds n_units=16"),
+        ({"noise": "brown"}, r"noise='brown'.*'white', 'ou'"),
+        ({"noise_tau_ms": -5.0}, r"noise_tau_ms must be a positive number"),
+        ({"inhibitory_tau_half": "yes"}, r"inhibitory_tau_half must be true or false"),
+        ({"inhibitory_tau_half": True}, r"inhibitory_tau_half needs dale=True"),
+        ({"output_activation": "tanh"}, r"output_activation='tanh'.*'linear', 'sigmoid', 'softmax'"),
+    ],
+)
+def test_bad_new_options_through_the_engine_are_one_line_errors(options, match):
+    cfg = {"model": "rate", "task": "parity", "units": 16, "device": "cpu", "seed": 0, "max_epochs": 1,
+           "steps_per_epoch": 1, "batch": 2, "eval_batches": 1, "n_max": 2, **options}
+    with pytest.raises(ValueError, match=match) as err:
+        trainers.train(cfg, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_noise_tensors_are_one_line_errors():
+    net = RateRNN(3, sigma=0.1)
+    u = torch.zeros(2, 5, 1)
+    with pytest.raises(ValueError, match=r"noise has shape \(2, 5, 4\); expected \(2, 5, 3\).*draw_noise\(2, 5\)"):
+        net(u, noise=torch.zeros(2, 5, 4))
+    with pytest.raises(ValueError, match=r"noise is torch.float64 .* convert one with"):
+        net(u, noise=torch.zeros(2, 5, 3, dtype=torch.float64))
 
 
 def test_bad_options_through_the_registry():
