@@ -299,3 +299,24 @@ def test_loss_is_zero_on_target_unchanged_by_padding_and_the_authors_cost(name):
     L = b.lengths.double()
     expected = (L * (pre + post).double() / 2).sum() / L.sum()
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_no_option_clashes_with_the_engine_models_or_curricula_except_the_shared_dt():
+    from trainers.config import ENGINE_OPTIONS
+    from trainers.curricula import CURRICULA
+    from trainers.models import MODELS
+
+    engine = {o.name for o in ENGINE_OPTIONS}
+    others = {o.name for reg in (MODELS, CURRICULA) for n in reg for o in reg[n].options}
+    for cls in COGNITIVE_TASKS:
+        names = {o.name for o in cls.options}
+        assert not names & engine and names & others <= {"dt"}, cls.name
+
+
+def test_a_large_batch_is_built_quickly():
+    import time
+
+    task = make("ddmd")
+    start = time.perf_counter()
+    b = task.sample(256, generator=torch.Generator().manual_seed(0))
+    assert time.perf_counter() - start < 5.0 and b.inputs.shape[0] == 256
