@@ -1,7 +1,8 @@
 """dynatools: measure the dynamics of recurrent neural networks on labeled xarray recordings.
 
 Recordings (schema and I/O)
-    from_array, validate, open_recording, save_recording, RecordingWriter, demo_path
+    from_array, validate, open_recording, save_recording, RecordingWriter, demo_path,
+    trial_lengths, select_period (trials of different lengths, task periods)
 Timescales
     autocorrelation, fit_timescales, timescales
 Dimensionality and connectivity
@@ -40,6 +41,8 @@ from dynatools.recording import (  # noqa: E402
     from_array,
     open_recording,
     save_recording,
+    select_period,
+    trial_lengths,
     validate,
 )
 from dynatools.timescales import autocorrelation, fit_timescales, timescales  # noqa: E402
@@ -108,6 +111,8 @@ __all__ = [
     "save_recording",
     "RecordingWriter",
     "demo_path",
+    "trial_lengths",
+    "select_period",
     # timescales
     "autocorrelation",
     "fit_timescales",

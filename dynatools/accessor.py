@@ -13,7 +13,7 @@ import xarray as xr
 
 from dynatools.connectivity import weight_balance
 from dynatools.dimensionality import participation_ratio, pca_dimensionality
-from dynatools.recording import save_recording, validate
+from dynatools.recording import save_recording, select_period, validate
 from dynatools.timescales import autocorrelation, fit_timescales, timescales
 
 
@@ -49,6 +49,10 @@ class DatasetDynAccessor(_DynAccessor):
     def weight_balance(self, **kwargs: Any) -> xr.Dataset:
         """:func:`dynatools.weight_balance` of this recording's ``W_rec``."""
         return weight_balance(self._obj, **kwargs)
+
+    def select_period(self, period, **kwargs: Any) -> xr.Dataset:
+        """:func:`dynatools.select_period` of this recording."""
+        return select_period(self._obj, period, **kwargs)
 
     def save(self, path, **kwargs: Any):
         """:func:`dynatools.save_recording` this recording."""

@@ -27,9 +27,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     others = [f"{k} {tuple(v.dims)}" for k, v in ds.data_vars.items() if k != "activity"]
     if others:
         print("  variables: " + ", ".join(others))
-    unit_coords = [str(k) for k, v in ds.coords.items() if v.dims == ("unit",) and k != "unit"]
+    if "member" in act.dims:
+        print(f"  ensemble of {ds.sizes['member']} member(s); every analysis gives one result per member")
+    unit_coords = [str(k) for k, v in ds.coords.items() if v.dims in (("unit",), ("member", "unit")) and k != "unit"]
     if unit_coords:
         print("  per-unit coordinates: " + ", ".join(unit_coords))
+    if "trial_length" in ds.coords:
+        lengths = np.asarray(ds["trial_length"].values)
+        print(f"  trial lengths {lengths.min()}..{lengths.max()} samples (padded at the end to {ds.sizes['time']})")
+    if "period" in ds.coords:
+        labels = [str(x) for x in dict.fromkeys(np.asarray(ds["period"].values).ravel().astype(str)) if x != "pad"]
+        print("  periods: " + ", ".join(labels) + " (select one with dynatools.select_period)")
     for key, value in ds.attrs.items():
         if key in ("schema", "dt"):
             continue
@@ -48,6 +56,10 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
     if args.min_length_ratio is not None and not args.min_length_ratio >= 0:
         raise ValueError(f"--min-length-ratio must be >= 0 (0 turns the rule off); found {args.min_length_ratio}.")
     ds = open_recording(args.file)
+    if args.period:
+        from dynatools.recording import select_period
+
+        ds = select_period(ds, args.period)
     with _one_line_warnings(f"dynatools {args.command}"):
         try:
             res = timescales(
@@ -58,6 +70,8 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ValueError(_flag_spelling(str(exc))) from exc
     res.attrs["source"] = str(args.file)
+    if args.period:
+        res.attrs["selected_period"] = ", ".join(args.period)
     out = write_netcdf_atomic(res, args.output)
     tau = res["tau_net"].values
     n_double = int(np.sum(res["selected_model"].values == "double"))
@@ -65,8 +79,9 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
         names, counts = np.unique(np.asarray(res["status"].values).ravel(), return_counts=True)
         flagged = [f"{n} {name}" for name, n in zip(names, counts) if name in ("nonfinite", "constant", "short", "failed")]
         median = f"{np.nanmedian(tau):.4g}" if np.isfinite(tau).any() else "nan"
+        members = f"{res.sizes['member']} member(s) x {res.sizes.get('unit', 1)} unit(s)" if "member" in res.dims else None
         print(
-            f"wrote {out}: {tau.size} unit(s), tau_net median {median} "
+            f"wrote {out}: {members or f'{tau.size} unit(s)'}, tau_net median {median} "
             f"({res['tau_net'].attrs['units']}), double model selected for {n_double}"
             + (f"; status: {', '.join(flagged)}" if flagged else "")
         )
@@ -167,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-length-ratio", type=float, default=50.0, metavar="R",
                    help="status 'short' where the trial length is below R x tau_net (default 50: shorter trials bias "
                         "tau_net low by about 10%% or more); 0 turns the rule off")
+    p.add_argument("--period", action="append", default=None, metavar="NAME",
+                   help="analyse only the steps of this task period (e.g. delay; repeat for consecutive periods), "
+                        "each trial's segment from its start (needs a 'period' coordinate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_timescales)
 

@@ -130,7 +130,11 @@ def _covariances(da: xr.DataArray, per: str, dims: dict[str, str], chunk: int,
     """Yield (trial index or None, covariance, mean magnitude) per trial (``per="trial"``) or once
     (``"pooled"``), both in the units of the data divided by a power of two (see :class:`_Moments`)."""
     time_dim, unit_dim, trial_dim = dims["time"], dims["unit"], dims["trial"]
-    trials = [da.isel({trial_dim: i}) for i in range(da.sizes[trial_dim])]
+    from dynatools.recording import trial_lengths
+
+    lengths = trial_lengths(da, trial_dim=trial_dim, time_dim=time_dim)   # padded trials: valid part only
+    trials = [da.isel({trial_dim: i} if lengths is None else {trial_dim: i, time_dim: slice(0, int(lengths[i]))})
+              for i in range(da.sizes[trial_dim])]
     if per == "trial":
         for i, x in enumerate(trials):
             acc = _moments(x, time_dim, unit_dim, chunk, tick=tick)
@@ -179,7 +183,8 @@ def pca_dimensionality(activity: Any, threshold: float = 0.9, *, per: Literal["t
         A recording (its ``activity``) or activity with dims ``(trial, time, unit)``; ``trial`` may
         be absent. Any other dim (e.g. ``member`` of an ensemble) is a batch dim: each of its
         entries is analysed on its own and the dim is kept, leading, in the result. Lazily
-        loaded and dask-backed data are read chunk by chunk.
+        loaded and dask-backed data are read chunk by chunk. Trials padded at the end
+        (coordinate ``trial_length``, docs/recording-schema.md) use their valid samples only.
     threshold : float, default=0.9
         Fraction of the total variance to explain, in (0, 1].
     per : {"trial", "pooled"}, default="trial"

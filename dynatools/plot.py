@@ -129,6 +129,31 @@ def _true_tau(r: xr.Dataset) -> float | None:
     return float(r["true_tau_net"]) if "true_tau_net" in r.coords or "true_tau_net" in r else None
 
 
+def _pool_batch(result: xr.Dataset, unit_dim: str = "unit") -> xr.Dataset:
+    """A timescales result whose ``tau_net`` has dims besides ``unit_dim`` (an ensemble's
+    ``member``, ...) with those dims pooled into ``unit_dim``, labelled ``"member 1, unit 3"``;
+    unchanged without such dims. Variables without ``unit_dim`` are left out."""
+    if "tau_net" not in result or unit_dim not in result["tau_net"].dims:
+        return result
+    batch = [str(d) for d in result["tau_net"].dims if d != unit_dim]
+    if not batch:
+        return result
+    keep = [str(v) for v in result.data_vars if unit_dim in result[v].dims]
+    pooled = result[keep].stack(_pooled=(*batch, unit_dim))
+    labels = [", ".join(f"{d} {v}" for d, v in zip(batch + [unit_dim], tup)) for tup in pooled["_pooled"].values]
+    pooled = pooled.drop_vars(["_pooled", *batch, unit_dim]).rename({"_pooled": unit_dim})
+    pooled = pooled.assign_coords({unit_dim: np.array(labels, dtype=object)})
+    pooled.attrs = dict(result.attrs)
+    return pooled
+
+
+def _unit_title(label) -> str:
+    """``"unit 3"``, or a pooled label (``"member 1, unit 3"``) as it is."""
+    if isinstance(label, np.ndarray) and label.ndim == 0:
+        label = label.item()
+    return label if isinstance(label, str) else f"unit {label}"
+
+
 def _pick_units(result: xr.Dataset, units: Sequence[int] | int | None, unit_dim: str) -> list[int]:
     if unit_dim not in result.dims:
         raise ValueError(
@@ -178,6 +203,9 @@ def autocorrelation_fits(
         Output of :func:`dynatools.timescales` (needs ``autocorrelation`` and the fit variables).
     units : int or sequence of unit labels, optional
         How many units (picked to show both models when possible) or which ones. Default 6.
+        A result with more dims than ``unit`` (an ensemble's ``member``) has them pooled into
+        the units, labelled ``"member 0, unit 3"`` (pass such labels to pick units); select one
+        network first (``result.sel(member=0)``) to see it alone.
     max_lag : int, optional
         Largest lag index drawn; default ``2 * fit_lag``.
     log : bool, default=True
@@ -195,6 +223,7 @@ def autocorrelation_fits(
     plt = _plt()
     if "autocorrelation" not in result:
         raise ValueError("result has no 'autocorrelation' variable; pass the output of dynatools.timescales.")
+    result = _pool_batch(result, unit_dim)
     idx = _pick_units(result, units, unit_dim)
     fit_lag = int(result.attrs.get("fit_lag", 30))
     ac = result["autocorrelation"]
@@ -227,7 +256,7 @@ def autocorrelation_fits(
             ax.plot(t, double, "-", color=PALETTE[1], lw=2.2 if selected == "double" else 1.1, label=double_label)
         label = r[unit_dim].values if unit_dim in r.coords else i
         true = _true_tau(r)
-        title = f"unit {label}: τ_net = {float(r['tau_net']):.3g} {_per(units_label)}"
+        title = f"{_unit_title(label)}: τ_net = {float(r['tau_net']):.3g} {_per(units_label)}"
         if true is not None:
             title += f" (true {true:.3g})"
         flag = str(flags.isel({unit_dim: i}).values)
@@ -310,6 +339,13 @@ def tau_net_histogram(result: xr.Dataset, *, bins: int = 30, by_model: bool = Tr
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import dynatools as dt, dynatools.plot as dplot
+    >>> fig = dplot.tau_net_histogram(dt.timescales(dt.open_recording(dt.demo_path())))
+
+    An ensemble's result (``member`` dim) counts the units of every member together.
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
@@ -325,6 +361,16 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
     recording does), the legend gives it beside each fitted value and a third panel plots the
     fitted ``tau_net`` of every unit against it, with the median relative error.
 
+    A result with more dims than ``unit`` (an ensemble's ``member``) has them pooled: the
+    histogram counts every member's units, the panels are labelled ``"member 0, unit 3"``.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        Output of :func:`dynatools.timescales` (or :func:`dynatools.analyze_recording`).
+    units : int or sequence of unit labels, default=4
+        As in :func:`autocorrelation_fits`.
+
     Returns
     -------
     matplotlib.figure.Figure
@@ -332,6 +378,7 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
     plt = _plt()
     if "autocorrelation" not in result:
         raise ValueError("result has no 'autocorrelation' variable; pass the output of dynatools.timescales.")
+    result = _pool_batch(result, "unit")
     idx = _pick_units(result, units, "unit")
     fit_lag = int(result.attrs.get("fit_lag", 30))
     ac = result["autocorrelation"]
@@ -357,7 +404,7 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
         if double is not None:
             ax1.plot(t, double, "-", lw=1, color=color)
         label = r["unit"].values if "unit" in r.coords else i
-        text = f"unit {label}: {str(r['selected_model'].values)}, τ_net = {float(r['tau_net']):.3g} {u}"
+        text = f"{_unit_title(label)}: {str(r['selected_model'].values)}, τ_net = {float(r['tau_net']):.3g} {u}"
         true = _true_tau(r)
         if true is not None:
             text += f" (true {true:.3g})"

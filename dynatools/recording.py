@@ -1,9 +1,16 @@
 """Recordings: the labeled activity datasets every analysis reads (schema version 1).
 
 A recording is an :class:`xarray.Dataset` with a variable ``activity`` of dims
-``("trial", "time", "unit")``, coordinates for those dims, optional per-unit coordinates
-(``tau``, ``module``, ``population``), optional variables (inputs, outputs, weights) and provenance
-attributes. See ``docs/recording-schema.md`` for the full description.
+``("trial", "time", "unit")`` (with an optional leading ``member`` dim for an ensemble of networks
+recorded together), coordinates for those dims, optional per-unit coordinates (``tau``,
+``module``, ``population``, ``sign``), optional period labels (``period``) and trial lengths
+(``trial_length``, for trials padded at the end), optional variables (inputs, outputs, weights)
+and provenance attributes. See ``docs/recording-schema.md`` for the full description.
+
+Padding rule: trials shorter than the ``time`` axis are padded at the end. The integer coordinate
+``trial_length`` ``("trial",)`` gives each trial's number of valid samples; ``activity`` is NaN
+after it, and a per-trial ``period`` ``("trial", "time")`` holds :data:`PAD` (``"pad"``) there.
+Analyses use only the first ``trial_length`` samples of each trial.
 
 netCDF cannot store dict, list, bool or None attributes; :func:`save_recording` encodes them as
 JSON strings and lists their names in the attribute ``_json_attrs``, and :func:`open_recording`
@@ -38,6 +45,9 @@ __all__ = [
     "save_recording",
     "open_recording",
     "RecordingWriter",
+    "select_period",
+    "trial_lengths",
+    "PAD",
 ]
 
 SCHEMA_VERSION = 1
@@ -47,6 +57,14 @@ _JSON_LIST_ATTR = "_json_attrs"
 
 #: Dims of the required variable, in this order.
 ACTIVITY_DIMS = ("trial", "time", "unit")
+#: The optional leading dim of an ensemble of networks recorded together.
+MEMBER_DIM = "member"
+#: Dims of the activity of an ensemble.
+ENSEMBLE_DIMS = (MEMBER_DIM,) + ACTIVITY_DIMS
+#: Label of the padded steps of a trial in a per-trial ``period`` coordinate.
+PAD = "pad"
+#: Dims a ``period`` coordinate may have: the same labels for every trial, or per trial.
+PERIOD_DIMS = (("time",), ("trial", "time"))
 #: Optional variables and the dims each may have (alternatives in order of preference).
 OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], ...]] = {
     "input": (("trial", "time", "input_dim"),),
@@ -58,7 +76,7 @@ OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], ...]] = {
     "bias": (("unit",),),
 }
 #: Per-unit coordinates the schema knows.
-UNIT_COORDS = ("tau", "module", "population")
+UNIT_COORDS = ("tau", "module", "population", "sign")
 TIME_UNITS = ("step", "s")
 
 
@@ -90,21 +108,31 @@ def from_array(
     dt : float, default=1.0
         Time between samples, in ``time_units``. The ``time`` coordinate is ``arange(T) * dt``.
     dims : sequence of str, optional
-        Names of the axes of ``activity``, any permutation of ``("trial", "time", "unit")``;
-        ``"trial"`` may be left out for a single trial (a trial axis of length 1 is added).
-        Default: the DataArray's own dims if ``activity`` is one, else
-        ``("trial", "time", "unit")``.
+        Names of the axes of ``activity``, any permutation of ``("trial", "time", "unit")``,
+        optionally with ``"member"`` (an ensemble of networks recorded together; it is moved
+        to the front); ``"trial"`` may be left out for a single trial (a trial axis of length 1
+        is added). Default: the DataArray's own dims if ``activity`` is one, else
+        ``("trial", "time", "unit")`` (``("member", "trial", "time", "unit")`` for a 4-D array).
     time_units : {"step", "s"}, default="step"
-        Units of ``dt`` and of the ``time`` coordinate.
+        Units of ``dt`` and of the ``time`` coordinate (and of ``tau``). Networks simulated in
+        physical time (rate networks) use ``"s"``.
     coords : mapping, optional
         Further coordinates as ``{name: (dim, values)}``, e.g. the task size each readout head
         answers: ``{"N": ("head", [2, 3, 4])}``.
     **coords_and_attrs
-        ``trial``, ``time``, ``unit``: coordinate values for those dims (``unit`` must be
-        integers). ``tau``, ``module``, ``population``: per-unit coordinates (length = number of
-        units). ``input``, ``target``, ``output``, ``W_rec``, ``W_in``, ``W_out``, ``bias``:
-        optional variables as numpy arrays with the dims of the schema. Anything else is stored
-        as a global attribute (str, numbers, lists, dicts, bool and None are all allowed).
+        ``member``, ``trial``, ``time``, ``unit``: coordinate values for those dims (``unit``
+        must be integers; ``member`` defaults to ``0..K-1``). ``tau``, ``module``,
+        ``population``, ``sign``: per-unit coordinates, shape ``(unit,)``, or ``(member, unit)``
+        for values that differ between members. ``period``: period labels (strings such as
+        ``"fixation"``, ``"stimulus"``, ``"delay"``, ``"response"``), shape ``(time,)`` for
+        the same labels in every trial or ``(trial, time)``. ``trial_length``: integers, shape
+        ``(trial,)``, the number of valid samples of each trial when trials of different
+        lengths are padded at the end: the activity after each trial's end is set to NaN (in a
+        copy) and ``period`` to ``"pad"`` there. ``input``, ``target``, ``output``, ``W_rec``,
+        ``W_in``, ``W_out``, ``bias``: optional variables as numpy arrays with the dims of the
+        schema (with a leading ``member`` axis for an ensemble whose members differ). Anything
+        else is stored as a global attribute (str, numbers, lists, dicts, bool and None are all
+        allowed).
 
     Returns
     -------
@@ -119,9 +147,22 @@ def from_array(
     ('trial', 'time', 'unit')
     >>> rec.attrs["schema"]
     'dynatools.recording/1'
+
+    An ensemble of 4 rate networks in seconds, two trials of 3 and 5 samples, labelled periods:
+
+    >>> act = np.ones((4, 2, 5, 3))                  # (member, trial, time, unit)
+    >>> ens = dt.from_array(act, dt=0.005, time_units="s", tau=np.full((4, 3), 0.1),
+    ...                     trial_length=[3, 5],
+    ...                     period=[["stimulus", "delay", "response", "pad", "pad"],
+    ...                             ["stimulus", "delay", "delay", "delay", "response"]])
+    >>> ens.activity.dims, ens.sizes["member"]
+    (('member', 'trial', 'time', 'unit'), 4)
+    >>> bool(np.isnan(ens.activity[0, 0, 3:]).all())
+    True
     """
     from dynatools._validation import as_activity, check_choice
 
+    known = ENSEMBLE_DIMS
     if isinstance(activity, xr.DataArray):
         if dims is not None and tuple(dims) != tuple(activity.dims):
             raise ValueError(
@@ -129,12 +170,15 @@ def from_array(
                 f"rename them with activity.rename(...) or pass activity.values."
             )
         dims = tuple(map(str, activity.dims))
-    dims = tuple(dims) if dims is not None else ACTIVITY_DIMS
-    bad = [d for d in dims if d not in ACTIVITY_DIMS]
+    if dims is None:
+        dims = ENSEMBLE_DIMS if np.ndim(activity) == 4 else ACTIVITY_DIMS
+    dims = tuple(dims)
+    bad = [d for d in dims if d not in known]
     if bad or len(set(dims)) != len(dims) or not {"time", "unit"} <= set(dims):
         raise ValueError(
             f"dims={dims!r}: expected a permutation of {ACTIVITY_DIMS} ('trial' may be left "
-            f"out for one trial); found {bad or 'duplicates or missing time/unit'}."
+            f"out for one trial; 'member' may be added for an ensemble); found "
+            f"{bad or 'duplicates or missing time/unit'}."
         )
     arr = np.asarray(activity)
     if arr.ndim != len(dims):
@@ -145,11 +189,14 @@ def from_array(
     da = as_activity(xr.DataArray(arr, dims=dims))
     if "trial" not in dims:
         da = da.expand_dims("trial")
-    da = da.transpose(*ACTIVITY_DIMS)
+    ensemble = MEMBER_DIM in dims
+    target_dims = ENSEMBLE_DIMS if ensemble else ACTIVITY_DIMS
+    da = da.transpose(*target_dims)
     check_choice("time_units", time_units, TIME_UNITS)
     dt = _as_dt(dt)
 
-    n_trial, n_time, n_unit = da.shape
+    n_trial, n_time, n_unit = da.shape[-3:]
+    n_member = da.shape[0] if ensemble else None
     kw = dict(coords_and_attrs)
     extra_coords = dict(coords or {})
     coords = {
@@ -157,32 +204,77 @@ def from_array(
         "time": np.asarray(kw.pop("time", np.arange(n_time) * dt)),
         "unit": np.asarray(kw.pop("unit", np.arange(n_unit))),
     }
-    for name, n in zip(ACTIVITY_DIMS, da.shape):
+    if ensemble:
+        coords[MEMBER_DIM] = np.asarray(kw.pop(MEMBER_DIM, np.arange(n_member)))
+    elif MEMBER_DIM in kw:
+        raise ValueError(f"keyword 'member' gives member labels, but activity has no 'member' axis "
+                         f"(dims {dims!r}); name the ensemble axis in dims=, e.g. dims=('member', 'trial', "
+                         f"'time', 'unit').")
+    for name, n in zip(target_dims, da.shape):
         if coords[name].shape != (n,):
             raise ValueError(
                 f"coordinate {name!r} has shape {coords[name].shape}; expected ({n},) to match "
                 f"the activity's {name} axis."
             )
+    lengths = None
+    if "trial_length" in kw:
+        lengths = np.asarray(kw.pop("trial_length"))
+        if lengths.shape != (n_trial,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(
+                f"trial_length has shape {lengths.shape} and dtype {lengths.dtype}; expected ({n_trial},) "
+                f"integers, the number of valid samples of each trial (padding follows at the end)."
+            )
+        if lengths.min() < 1 or lengths.max() > n_time:
+            raise ValueError(f"trial_length must be in 1..{n_time} (the time axis); found "
+                             f"{lengths.min()}..{lengths.max()}.")
+        pad = np.arange(n_time)[None, :] >= lengths[:, None]          # (trial, time)
+        if pad.any():
+            da = da.where(~xr.DataArray(pad, dims=("trial", "time")))  # a copy: NaN after each trial
     ds = xr.Dataset({"activity": da.variable}, coords=coords)
     ds["time"].attrs["units"] = time_units
+    if lengths is not None:
+        ds = ds.assign_coords(trial_length=("trial", lengths.astype(np.int64)))
+
+    if "period" in kw:
+        labels = np.asarray(kw.pop("period"))
+        if labels.shape == (n_time,):
+            pdims: tuple[str, ...] = ("time",)
+        elif labels.shape == (n_trial, n_time):
+            pdims = ("trial", "time")
+        else:
+            raise ValueError(
+                f"period has shape {labels.shape}; expected ({n_time},), one label per time step, or "
+                f"({n_trial}, {n_time}), one per trial and time step (with {PAD!r} after each trial's end)."
+            )
+        labels = labels.astype(str)
+        if lengths is not None and bool((lengths < n_time).any()):
+            labels = np.broadcast_to(labels, (n_trial, n_time)).copy()
+            labels[np.arange(n_time)[None, :] >= lengths[:, None]] = PAD
+            pdims = ("trial", "time")
+        ds = ds.assign_coords(period=(pdims, labels))
 
     for name in UNIT_COORDS:
         if name in kw:
             values = np.asarray(kw.pop(name))
-            if values.shape != (n_unit,):
+            if values.shape == (n_unit,):
+                ds = ds.assign_coords({name: ("unit", values)})
+            elif ensemble and values.shape == (n_member, n_unit):
+                ds = ds.assign_coords({name: ((MEMBER_DIM, "unit"), values)})
+            else:
                 raise ValueError(
                     f"per-unit coordinate {name!r} has shape {values.shape}; expected "
-                    f"({n_unit},), one value per unit."
+                    f"({n_unit},), one value per unit"
+                    + (f", or ({n_member}, {n_unit}), one per member and unit." if ensemble else ".")
                 )
-            ds = ds.assign_coords({name: ("unit", values)})
     for name, alternatives in OPTIONAL_VARIABLES.items():
         if name in kw:
             values = np.asarray(kw.pop(name))
-            match = [d for d in alternatives if len(d) == values.ndim]
+            options = list(alternatives) + ([(MEMBER_DIM,) + d for d in alternatives] if ensemble else [])
+            match = [d for d in options if len(d) == values.ndim]
             if not match:
                 raise ValueError(
                     f"variable {name!r} has {values.ndim} axes (shape {values.shape}); expected "
-                    f"dims " + " or ".join(map(str, alternatives)) + "."
+                    f"dims " + " or ".join(map(str, options)) + "."
                 )
             ds[name] = (match[0], values)
 
@@ -198,7 +290,7 @@ def from_array(
         if isinstance(value, (np.ndarray, xr.DataArray)) and np.ndim(value) > 0:
             raise TypeError(
                 f"keyword {name!r} is an array, but only the schema's names are turned into "
-                f"variables or coordinates ({', '.join(UNIT_COORDS + tuple(OPTIONAL_VARIABLES))}). "
+                f"variables or coordinates ({', '.join(UNIT_COORDS + ('period', 'trial_length') + tuple(OPTIONAL_VARIABLES))}). "
                 f"Add other arrays afterwards, e.g. ds.assign_coords({name}=('unit', values)), "
                 f"or pass a list to store it as an attribute."
             )
@@ -212,6 +304,135 @@ def from_array(
     ds.attrs = attrs
     validate(ds)
     return ds
+
+
+def trial_lengths(activity: Any, *, trial_dim: str = "trial", time_dim: str = "time") -> np.ndarray | None:
+    """Each trial's number of valid samples, from the ``trial_length`` coordinate, or None when no
+    trial is padded (no coordinate, or every trial as long as the time axis).
+
+    Parameters
+    ----------
+    activity : xarray.Dataset or xarray.DataArray
+        A recording or its activity. Trials shorter than the time axis are padded at the end
+        (docs/recording-schema.md, "Trials of different lengths").
+    trial_dim, time_dim : str
+        Names of the trial and time dims.
+
+    Returns
+    -------
+    numpy.ndarray of int, dim ``trial_dim``, or None
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt
+    >>> rec = dt.from_array(np.ones((2, 5, 1)), trial_length=[3, 5])
+    >>> dt.trial_lengths(rec).tolist()
+    [3, 5]
+    """
+    if not isinstance(activity, (xr.Dataset, xr.DataArray)) or "trial_length" not in activity.coords:
+        return None
+    tl = activity["trial_length"]
+    if time_dim not in activity.dims:
+        return None
+    if tuple(tl.dims) != (trial_dim,) or not np.issubdtype(tl.dtype, np.integer):
+        raise ValueError(f"coordinate 'trial_length' has dims {tuple(map(str, tl.dims))} and dtype {tl.dtype}; "
+                         f"expected integers on ({trial_dim!r},), each trial's number of valid samples.")
+    lengths = np.asarray(tl.values).astype(np.int64)
+    n_time = activity.sizes[time_dim]
+    if lengths.size and (lengths.min() < 1 or lengths.max() > n_time):
+        raise ValueError(f"coordinate 'trial_length' must be in 1..{n_time} (the {time_dim!r} axis); found "
+                         f"{lengths.min()}..{lengths.max()}.")
+    return None if bool((lengths == n_time).all()) else lengths
+
+
+def select_period(rec: xr.Dataset, period: str | Sequence[str], *, trial_dim: str = "trial",
+                  time_dim: str = "time") -> xr.Dataset:
+    """The samples of one task period, each trial's moved to time 0 and padded at the end.
+
+    Analyses of a recording with a ``period`` coordinate look at the whole trial; to analyse one
+    period (e.g. the timescales during the delay), select it first. Each trial keeps the steps
+    labelled ``period`` (which must be contiguous in every trial), shifted to start at time 0;
+    shorter segments are padded at the end by the rule of docs/recording-schema.md (coordinate
+    ``trial_length``, NaN activity and ``"pad"`` labels after it), so every analysis uses each
+    trial's segment only.
+
+    Parameters
+    ----------
+    rec : xarray.Dataset
+        A recording with a ``period`` coordinate ``(time,)`` or ``(trial, time)``; an ensemble's
+        ``member`` dim is kept.
+    period : str or sequence of str
+        The period label(s) to keep, e.g. ``"delay"`` or ``["stimulus", "delay"]`` (consecutive).
+    trial_dim, time_dim : str
+        Names of the trial and time dims.
+
+    Returns
+    -------
+    xarray.Dataset
+        A recording with the same variables; every variable over ``time`` is cut, others kept.
+        ``time`` restarts at 0; attribute ``selected_period`` names the selection.
+
+    Raises
+    ------
+    RecordingError
+        No ``period`` coordinate, a trial without the period, or a period that is not contiguous.
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools as dt
+    >>> labels = [["fixation", "delay", "delay", "response"], ["fixation", "fixation", "delay", "response"]]
+    >>> rec = dt.from_array(np.arange(8.0).reshape(2, 4, 1), period=labels)
+    >>> delay = dt.select_period(rec, "delay")
+    >>> delay.trial_length.values.tolist(), delay.activity[:, :, 0].values.tolist()
+    ([2, 1], [[1.0, 2.0], [6.0, nan]])
+    """
+    validate(rec)
+    if "period" not in rec.coords:
+        raise RecordingError("the recording has no 'period' coordinate; only recordings of tasks with "
+                             "labelled periods can be cut by period (docs/recording-schema.md).")
+    names = [period] if isinstance(period, str) else [str(p) for p in period]
+    labels = np.broadcast_to(np.asarray(rec["period"].transpose(*[d for d in (trial_dim, time_dim)
+                                                                  if d in rec["period"].dims]).values).astype(str),
+                             (rec.sizes[trial_dim], rec.sizes[time_dim]))
+    keep = np.isin(labels, names)
+    if "trial_length" in rec.coords:
+        keep &= np.arange(rec.sizes[time_dim])[None, :] < np.asarray(rec["trial_length"].values)[:, None]
+    starts, lengths = np.argmax(keep, axis=1), keep.sum(axis=1)
+    missing = np.flatnonzero(lengths == 0)
+    if missing.size:
+        found = sorted(set(np.unique(labels).tolist()) - {PAD})
+        raise RecordingError(f"trials {missing[:5].tolist()} have no step labelled {names}; the periods found are "
+                             f"{found}. Select the trials that have it first, e.g. rec.isel(trial=...).")
+    gaps = [i for i in range(keep.shape[0]) if not keep[i, starts[i]:starts[i] + lengths[i]].all()]
+    if gaps:
+        raise RecordingError(f"the steps labelled {names} are not contiguous in trials {gaps[:5]}; select "
+                             f"consecutive periods, or cut the recording yourself.")
+    n_new = int(lengths.max())
+    j = np.arange(n_new)
+    time_idx = np.minimum(starts[:, None] + j[None, :], rec.sizes[time_dim] - 1)
+    trial_idx = np.broadcast_to(np.arange(rec.sizes[trial_dim])[:, None], time_idx.shape)
+    pad = j[None, :] >= lengths[:, None]
+    body = rec.drop_vars([time_dim, "period", "trial_length"], errors="ignore")
+    cut = body.isel({trial_dim: xr.DataArray(trial_idx, dims=(trial_dim, time_dim)),
+                     time_dim: xr.DataArray(time_idx, dims=(trial_dim, time_dim))})
+    mask = xr.DataArray(pad, dims=(trial_dim, time_dim))
+    for name, var in rec.data_vars.items():
+        if time_dim in var.dims:
+            new = cut[name]
+            if np.issubdtype(new.dtype, np.floating):
+                new = new.where(~mask)
+            cut[name] = new.transpose(*var.dims)
+        else:
+            cut[name] = var
+    dt = float(rec.attrs["dt"])
+    cut = cut.assign_coords({trial_dim: rec[trial_dim].values,
+                             time_dim: (time_dim, np.arange(n_new) * dt, rec[time_dim].attrs),
+                             "trial_length": (trial_dim, lengths.astype(np.int64)),
+                             "period": ((trial_dim, time_dim), np.where(pad, PAD, labels[trial_idx, time_idx]))})
+    cut = cut.transpose(*[d for d in rec.dims if d in cut.dims])
+    cut.attrs = dict(rec.attrs)
+    cut.attrs["selected_period"] = ", ".join(names)
+    return validate(cut)
 
 
 def _describe_dims(dims: Sequence[Hashable]) -> str:
@@ -261,12 +482,19 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
             f"{_describe_dims(ACTIVITY_DIMS)}."
         )
     act = ds["activity"]
-    if tuple(act.dims) != ACTIVITY_DIMS:
+    if tuple(act.dims) not in (ACTIVITY_DIMS, ENSEMBLE_DIMS):
+        if set(act.dims) == set(ENSEMBLE_DIMS):
+            raise RecordingError(
+                f"variable 'activity' has dims {_describe_dims(act.dims)}; the ensemble dim 'member' "
+                f"must lead: fix with ds['activity'] = ds['activity'].transpose('member', 'trial', "
+                f"'time', 'unit')."
+            )
         raise RecordingError(
             f"variable 'activity' has dims {_describe_dims(act.dims)}; expected "
-            f"{_describe_dims(ACTIVITY_DIMS)}. Fix with ds['activity'] = "
-            f"ds['activity'].transpose('trial', 'time', 'unit') or rename the dims."
+            f"{_describe_dims(ACTIVITY_DIMS)} (optionally with a leading 'member' dim). Fix with "
+            f"ds['activity'] = ds['activity'].transpose('trial', 'time', 'unit') or rename the dims."
         )
+    ensemble = act.dims[0] == MEMBER_DIM
     if act.dtype not in (np.float32, np.float64):
         raise RecordingError(
             f"variable 'activity' has dtype {act.dtype}; expected float32 or float64. "
@@ -310,18 +538,27 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
                 f"{steps[0]:g} per sample; make them agree (time = arange(T) * dt)."
             )
     for name in UNIT_COORDS:
-        if name in ds.coords and tuple(ds[name].dims) != ("unit",):
+        allowed = [("unit",)] + ([(MEMBER_DIM, "unit")] if ensemble else [])
+        if name in ds.coords and tuple(ds[name].dims) not in allowed:
             raise RecordingError(
                 f"coordinate {name!r} has dims {_describe_dims(ds[name].dims)}; expected "
-                f"('unit',), one value per unit."
+                f"('unit',), one value per unit"
+                + (", or ('member', 'unit')." if ensemble else ".")
             )
     for name, alternatives in OPTIONAL_VARIABLES.items():
-        if name in ds.data_vars and tuple(ds[name].dims) not in alternatives:
+        options = list(alternatives) + ([(MEMBER_DIM,) + d for d in alternatives] if ensemble else [])
+        if name in ds.data_vars and tuple(ds[name].dims) not in options:
             raise RecordingError(
                 f"variable {name!r} has dims {_describe_dims(ds[name].dims)}; expected "
-                + " or ".join(_describe_dims(d) for d in alternatives)
+                + " or ".join(_describe_dims(d) for d in options)
                 + "."
             )
+    if not ensemble and MEMBER_DIM in ds.dims:
+        raise RecordingError(
+            f"dim 'member' is used by {sorted(str(k) for k, v in ds.variables.items() if MEMBER_DIM in v.dims)} "
+            f"but not by 'activity'; an ensemble's activity has dims ('member', 'trial', 'time', 'unit')."
+        )
+    _check_trials(ds)
     for name in ("time", "unit"):
         if ds.sizes[name] == 0:
             raise RecordingError(f"dim {name!r} has length 0; a recording needs at least one {name} step "
@@ -336,6 +573,56 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
                              f"{ds.sizes['unit']}: recurrent weights (unit, unit_pre) connect the recorded "
                              f"units to each other, so W_rec must be square.")
     return ds
+
+
+def _check_trials(ds: xr.Dataset) -> None:
+    """The ``trial_length`` and ``period`` coordinates: dims, types, and the padding rule."""
+    n_trial, n_time = ds.sizes["trial"], ds.sizes["time"]
+    lengths = None
+    if "trial_length" in ds.variables:
+        tl = ds["trial_length"]
+        if "trial_length" not in ds.coords or tuple(tl.dims) != ("trial",) or not np.issubdtype(tl.dtype, np.integer):
+            raise RecordingError(
+                f"'trial_length' has dims {_describe_dims(tl.dims)} and dtype {tl.dtype}; expected an integer "
+                f"coordinate on ('trial',), each trial's number of valid samples: "
+                f"ds.assign_coords(trial_length=('trial', lengths)).")
+        lengths = np.asarray(tl.values)
+        if lengths.size and (lengths.min() < 1 or lengths.max() > n_time):
+            raise RecordingError(f"coordinate 'trial_length' must be in 1..{n_time} (the time axis); found "
+                                 f"{lengths.min()}..{lengths.max()}.")
+        if bool((lengths == n_time).all()):
+            lengths = None                       # nothing padded
+    if "period" not in ds.variables:
+        return
+    period = ds["period"]
+    if "period" not in ds.coords:
+        raise RecordingError("'period' is a data variable; it labels time steps, so make it a coordinate: "
+                             "ds = ds.set_coords('period').")
+    if tuple(period.dims) not in PERIOD_DIMS:
+        raise RecordingError(
+            f"coordinate 'period' has dims {_describe_dims(period.dims)} (shape {period.shape}); expected "
+            f"('time',) = ({n_time},), one label per time step, or ('trial', 'time') = ({n_trial}, {n_time}) "
+            f"with {PAD!r} after each trial's end.")
+    if period.dtype.kind not in "USO":
+        raise RecordingError(f"coordinate 'period' has dtype {period.dtype}; expected strings such as "
+                             f"'fixation', 'stimulus', 'delay', 'response' (and {PAD!r} for padding).")
+    labels = np.asarray(period.values).astype(str)
+    if lengths is None:
+        if (labels == PAD).any():
+            raise RecordingError(
+                f"coordinate 'period' marks padded steps {PAD!r} but no trial is shorter than the time axis: "
+                f"add each trial's length with ds.assign_coords(trial_length=('trial', lengths)).")
+        return
+    if period.dims == ("time",):
+        raise RecordingError(
+            "coordinate 'period' has dims ('time',) but the trials have different lengths (trial_length); "
+            f"give it dims ('trial', 'time') with {PAD!r} after each trial's end.")
+    pad = np.arange(n_time)[None, :] >= lengths[:, None]
+    wrong = np.flatnonzero(((labels == PAD) != pad).any(axis=1))
+    if wrong.size:
+        raise RecordingError(
+            f"coordinate 'period' disagrees with 'trial_length' in trials {wrong[:5].tolist()}: the steps at and "
+            f"after each trial's length must be {PAD!r}, and only those.")
 
 
 def _as_dt(dt: Any) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from dynatools import _acf, _expfit
+from dynatools.recording import trial_lengths
 from dynatools._validation import (
     as_activity,
     check_choice,
@@ -258,6 +259,14 @@ def _autocorrelation(
               else da.astype(np.float64).sum(unit_dim, skipna=False))
         work = np.dtype(np.float64) if dtype is None else work
 
+    lengths = trial_lengths(da, trial_dim=trial_dim, time_dim=time_dim)
+    if lengths is not None:
+        if max_lag >= lengths.max():
+            raise ValueError(
+                f"max_lag={max_lag} needs trials of more than {max_lag} samples, but the longest trial has "
+                f"{lengths.max()} (coordinate 'trial_length'). Lower max_lag or select longer trials.")
+        da = _fill_padding(da, lengths, trial_dim, time_dim)
+
     if normalize and not dask_backed and da.dtype == np.float64:
         da = _rescale_extreme(da, [d for d in (time_dim, trial_dim) if d in da.dims])
 
@@ -296,7 +305,16 @@ def _autocorrelation(
     if not dask_backed and bool(bad.any()):
         where = [_labels_where(bad, d) for d in (unit_dim, trial_dim) if d in bad.dims]
         _report_nonfinite(", ".join(where), errors, consequence)
-    if trial_dim in per_trial.dims:
+    if lengths is not None:
+        # padded trials: per-trial sums over the valid pairs (the padding is zero after the mean
+        # removal), pooled over trials and divided by the number of valid pairs at each lag
+        bad = bad.any(trial_dim)
+        k = np.arange(max_lag + 1)
+        pairs = xr.DataArray(np.clip(lengths[:, None] - k[None, :], 0, None).astype(np.float64),
+                             dims=(trial_dim, "lag"))
+        sums = per_trial.where(pairs > 0, 0.0) * xr.DataArray((n_time - k).astype(np.float64), dims=("lag",))
+        ac = sums.sum(trial_dim, skipna=False) / pairs.sum(trial_dim)
+    elif trial_dim in per_trial.dims:
         bad = bad.any(trial_dim)
         # one non-finite trial makes the unit's result NaN (not an average over the others)
         ac = per_trial.mean(trial_dim, skipna=False)
@@ -314,16 +332,28 @@ def _autocorrelation(
     ac.name = "autocorrelation"
     ac.attrs = {
         "long_name": "population autocorrelation" if population else "autocorrelation",
-        "estimator": "unbiased: lag k divided by T - k; per-trial mean removed; mean over trials",
+        "estimator": ("unbiased: lag k divided by T - k; per-trial mean removed; mean over trials"
+                      if lengths is None else
+                      "unbiased over padded trials: each trial's valid part (trial_length) with its mean "
+                      "removed; products summed over trials and divided by the number of valid pairs at lag k"),
         "normalized": int(normalize),
         "population": int(population),
         "max_lag": max_lag,
-        "n_time": n_time,
+        "n_time": n_time if lengths is None else float(lengths.mean()),
         "n_trials": int(da.sizes.get(trial_dim, 1)),
         "fft_dtype": str(work),
         "reference": "Khajehabdollahi, Zeraati et al., ICLR 2024, Eq. 3",
     }
     return ac, bad.drop_vars([c for c in bad.coords if c not in ac.coords])
+
+
+def _fill_padding(da: xr.DataArray, lengths: np.ndarray, trial_dim: str, time_dim: str) -> xr.DataArray:
+    """``da`` with each trial's padded steps set to the mean of its valid samples (so they are zero
+    once the kernel removes the trial's mean); NaN in the valid part stays NaN (reported)."""
+    valid = xr.DataArray(np.arange(da.sizes[time_dim])[None, :] < lengths[:, None], dims=(trial_dim, time_dim))
+    n = xr.DataArray(lengths.astype(np.float64), dims=(trial_dim,))
+    mean = da.where(valid, 0.0).sum(time_dim, dtype=np.float64, skipna=False) / n
+    return da.where(valid, mean.astype(da.dtype)).transpose(*da.dims)
 
 
 def _labels_where(mask: xr.DataArray, dim: str) -> str:
@@ -723,14 +753,17 @@ def timescales(
     """
     da = as_activity(recording)
     check_choice("errors", errors, ("ignore", "raise"))
-    if time_dim in da.dims and da.sizes[time_dim] <= fit_lag:
+    lengths = trial_lengths(da, trial_dim=trial_dim, time_dim=time_dim)
+    n_valid = int(lengths.max()) if lengths is not None else da.sizes.get(time_dim, 0)
+    if time_dim in da.dims and n_valid <= fit_lag:
         raise ValueError(
-            f"the recording has {da.sizes[time_dim]} samples along {time_dim!r}, but fit_lag={fit_lag} needs "
-            f"at least {fit_lag + 1}. Lower fit_lag or record longer (for unbiased timescales, "
-            f"many times the longest timescale)."
+            f"the recording has {n_valid} samples along {time_dim!r}"
+            + (" in its longest trial (trial_length)" if lengths is not None else "")
+            + f", but fit_lag={fit_lag} needs at least {fit_lag + 1}. Lower fit_lag or record longer (for "
+            f"unbiased timescales, many times the longest timescale)."
         )
     if time_dim in da.dims and max_lag is None:
-        max_lag = min(max(fit_lag, 200), da.sizes[time_dim] - 1)
+        max_lag = min(max(fit_lag, 200), n_valid - 1)
     elif max_lag is None:
         max_lag = fit_lag
     ac, nonfinite = _autocorrelation(

@@ -131,6 +131,8 @@ calls = {
     "open_recording": lambda: dt.open_recording(dt.save_recording(small, path)).load(),
     "RecordingWriter": lambda: _write(tmp / "big.nc"),
     "demo_path": dt.demo_path,
+    "trial_lengths": lambda: dt.trial_lengths(dt.from_array(np.ones((2, 5, 3)), trial_length=[3, 5])),
+    "select_period": lambda: dt.select_period(dt.from_array(np.ones((1, 3, 2)), period=["a", "b", "b"]), "b"),
     "autocorrelation": lambda: dt.autocorrelation(rec, max_lag=10),
     "fit_timescales": lambda: dt.fit_timescales(dt.autocorrelation(rec, max_lag=20), fit_lag=10),
     "timescales": lambda: ts,
