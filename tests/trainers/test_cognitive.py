@@ -66,8 +66,9 @@ def definition(name: str, info: dict, i: int):
             s1 = s2 = "stimulus"
         else:
             s1, s2 = ("stimulus1", "stimulus2") if g["theta1_first"] else ("stimulus2", "stimulus1")
-        return [(s1, m, g["theta1"], k * (c + d)), (s2, m, g["theta2"], k * (c - d)),
-                (s1, 1 - m, g["theta1"], (2 - k) * (c + d)), (s2, 1 - m, g["theta2"], (2 - k) * (c - d))], g["theta1"], True
+        stimuli = [(s1, m, g["theta1"], k * (c + d)), (s2, m, g["theta2"], k * (c - d)),
+                   (s1, 1 - m, g["theta1"], (2 - k) * (c + d)), (s2, 1 - m, g["theta2"], (2 - k) * (c - d))]
+        return stimuli, g["theta1"], True
     assert name in MATCH
     t1, t2, match = g["theta1"], g["theta2"], g["match"]
     if name in ("dms-cog", "dnms"):

@@ -607,7 +607,7 @@ class DNMC(_MatchFamily):
 COGNITIVE_TASKS = (Go, RTGo, DelayGo, Anti, RTAnti, DelayAnti, DM, DMD, MSDM, DDM, DDMD, MSDDM, DMS, DNMS, DMC,
                    DNMC)
 
-__all__ = ["CognitiveTask", "Span", "Stimulus", "COGNITIVE_TASKS", "DMS_NAME", "Go", "RTGo", "DelayGo", "Anti", "RTAnti",
-           "DelayAnti", "DM", "DMD", "MSDM", "DDM", "DDMD", "MSDDM", "DMS", "DNMS", "DMC", "DNMC",
+__all__ = ["CognitiveTask", "Span", "Stimulus", "COGNITIVE_TASKS", "DMS_NAME", "Go", "RTGo", "DelayGo", "Anti",
+           "RTAnti", "DelayAnti", "DM", "DMD", "MSDM", "DDM", "DDMD", "MSDDM", "DMS", "DNMS", "DMC", "DNMC",
            "ring_profile", "popvec", "circular_distance", "TIMING_REACT", "TIMING_RT", "TIMING_DELAY",
            "TIMING_TWO"]
