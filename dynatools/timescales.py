@@ -124,8 +124,13 @@ def autocorrelation(
     ----------
     activity : xarray.Dataset, xarray.DataArray or ndarray
         A recording (its ``activity`` is used), or activity with dims ``(trial, time, unit)``; a
-        plain array is taken to have those dims (2-D: ``(time, unit)``). Other dims are kept.
-        Dask-backed data must not be chunked along ``time_dim``.
+        plain array is taken to have those dims (2-D: ``(time, unit)``). Other dims (e.g. an
+        ensemble's ``member``) are batch dims, kept: each entry's result equals that of its
+        sub-recording alone. Dask-backed data must not be chunked along ``time_dim``.
+        Trials padded at the end (coordinate ``trial_length``, docs/recording-schema.md) use
+        their valid samples only: each trial's mean is removed over its valid part, the products
+        at lag k are summed over the trials' valid pairs and divided by their number
+        (``sum_i max(L_i - k, 0)``), which is the estimator above when every trial has length T.
     max_lag : int
         Largest lag, in samples; must be < T.
     time_dim, trial_dim, unit_dim : str
@@ -304,7 +309,10 @@ def _autocorrelation(
     bad = ~np.isfinite(per_trial.isel(lag=0))   # NaN/inf in a series: NaN at every lag of it
     if not dask_backed and bool(bad.any()):
         where = [_labels_where(bad, d) for d in (unit_dim, trial_dim) if d in bad.dims]
-        _report_nonfinite(", ".join(where), errors, consequence)
+        # every unit of some trial not finite: likely padding without a trial_length coordinate
+        padded = (lengths is None and unit_dim in bad.dims and trial_dim in bad.dims and bad.sizes[unit_dim] > 1
+                  and bool(bad.all(unit_dim).any()))
+        _report_nonfinite(", ".join(where), errors, consequence, padded)
     if lengths is not None:
         # padded trials: per-trial sums over the valid pairs (the padding is zero after the mean
         # removal), pooled over trials and divided by the number of valid pairs at each lag
@@ -365,16 +373,19 @@ def _labels_where(mask: xr.DataArray, dim: str) -> str:
     return f"{dim} {labels[:5].tolist()}{more}"
 
 
-def _report_nonfinite(where: str, errors: str, consequence: str) -> None:
-    """Raise (``errors="raise"``) or warn that the activity holds NaN or inf ``where``."""
+def _report_nonfinite(where: str, errors: str, consequence: str, padded: bool = False) -> None:
+    """Raise (``errors="raise"``) or warn that the activity holds NaN or inf ``where``; with
+    ``padded`` (whole trials of every unit), say how padded trials are declared."""
     text = "the activity contains NaN or inf values" + (f" (in {where})" if where else "")
+    hint = (" If these trials are padded at the end, give each trial's length as the coordinate "
+            "'trial_length' (docs/recording-schema.md): only the valid part is then used." if padded else "")
     if errors == "raise":
         raise ValueError(
             text + "; remove or interpolate them (e.g. da.interpolate_na('time')) or drop those units "
-            "before computing autocorrelations, or pass errors='ignore' to get NaN for those units."
+            "before computing autocorrelations, or pass errors='ignore' to get NaN for those units." + hint
         )
     _warn(f"{text}; {consequence} for those units, the other units are unaffected. Remove or "
-          f"interpolate them (e.g. da.interpolate_na('time')) to analyse them.")
+          f"interpolate them (e.g. da.interpolate_na('time')) to analyse them." + hint)
 
 
 def _along_last(kernel, da: xr.DataArray, extra: list, core_dim: str, out_dim: str, size: int) -> xr.DataArray:

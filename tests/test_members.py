@@ -266,3 +266,12 @@ def test_plots_pool_the_members(result, name):
     if name != "tau_net_histogram":
         assert "member" in titles
     plt.close(fig)
+
+
+def test_nan_padding_without_trial_length_is_named_with_the_fix():
+    x = np.random.default_rng(0).standard_normal((2, 100, 3))
+    x[1, 80:] = np.nan                                           # padded, but not declared
+    with pytest.raises(ValueError, match=r"trial \[1\]\).*give each trial's length as the coordinate 'trial_length'"):
+        dt.timescales(x, fit_lag=10, errors="raise")
+    fine = dt.timescales(dt.from_array(x, trial_length=[100, 80]), fit_lag=10, min_length_ratio=None)
+    assert (fine.status != "nonfinite").all()
