@@ -216,7 +216,7 @@ def from_array(
                 f"coordinate {name!r} has shape {coords[name].shape}; expected ({n},) to match "
                 f"the activity's {name} axis."
             )
-    lengths = None
+    lengths = pad_da = None
     if "trial_length" in kw:
         lengths = np.asarray(kw.pop("trial_length"))
         if lengths.shape != (n_trial,) or not np.issubdtype(lengths.dtype, np.integer):
@@ -229,7 +229,8 @@ def from_array(
                              f"{lengths.min()}..{lengths.max()}.")
         pad = np.arange(n_time)[None, :] >= lengths[:, None]          # (trial, time)
         if pad.any():
-            da = da.where(~xr.DataArray(pad, dims=("trial", "time")))  # a copy: NaN after each trial
+            pad_da = xr.DataArray(pad, dims=("trial", "time"))
+            da = da.where(~pad_da)                                      # a copy: NaN after each trial
     ds = xr.Dataset({"activity": da.variable}, coords=coords)
     ds["time"].attrs["units"] = time_units
     if lengths is not None:
@@ -277,6 +278,8 @@ def from_array(
                     f"dims " + " or ".join(map(str, options)) + "."
                 )
             ds[name] = (match[0], values)
+            if pad_da is not None and {"trial", "time"} <= set(match[0]) and np.issubdtype(values.dtype, np.floating):
+                ds[name] = ds[name].where(~pad_da).transpose(*match[0])       # padding rule: NaN
 
     for name, (dim, values) in extra_coords.items():
         values = np.asarray(values)
@@ -861,12 +864,12 @@ def open_recording(path: str | os.PathLike, *, chunks: Mapping[str, int] | str |
 class RecordingWriter:
     """Write a recording too large for memory, one time chunk at a time, atomically.
 
-    The static part (coordinates, per-unit coordinates, weights, attributes) is written first;
-    the time-long variables (``activity`` and any of ``input``, ``target``, ``output``) are then
-    filled chunk by chunk with :meth:`write`. Everything goes to a temporary file that replaces
-    ``path`` only in :meth:`close`, after the result passed :func:`validate`; an error or
-    :meth:`abort` deletes it, so no partial file is ever left under ``path``; so does closing a
-    writer before every time step of every streamed variable was written.
+    The static part (coordinates, per-unit coordinates, weights, period labels, attributes) is
+    written first; the time-long variables (``activity`` and any of ``input``, ``target``,
+    ``output``) are then filled chunk by chunk with :meth:`write`. Everything goes to a temporary
+    file that replaces ``path`` only in :meth:`close`, after the result passed :func:`validate`; an
+    error or :meth:`abort` deletes it, so no partial file is ever left under ``path``; so does
+    closing a writer before every time step of every streamed variable was written.
 
     Parameters
     ----------
@@ -874,6 +877,9 @@ class RecordingWriter:
         Destination ``*.nc``; its folder must exist.
     n_trials, n_time, n_units : int
         Shape of ``activity``.
+    n_members : int, optional
+        Number of ensemble members: ``activity`` gets a leading ``member`` dim, and streamed
+        variables may have one (name it in their dims).
     dt : float, default=1.0
     time_units : {"step", "s"}, default="step"
     dtype : str, default="float32"
@@ -884,8 +890,10 @@ class RecordingWriter:
     sizes : mapping, optional
         Lengths of dims that only the streamed variables use (e.g. ``{"input_dim": 1}``).
     **coords_and_attrs
-        As for :func:`from_array`: ``trial``, ``unit``, per-unit coordinates, static variables
-        (``W_rec``, ...) and global attributes.
+        As for :func:`from_array`: ``member``, ``trial``, ``unit``, per-unit coordinates,
+        ``period`` (``(time,)`` or ``(trial, time)`` labels), ``trial_length`` (padded trials:
+        float blocks written at padded steps are stored as NaN, and ``period`` as ``"pad"``
+        there), static variables (``W_rec``, ...) and global attributes.
 
     Examples
     --------
@@ -896,11 +904,21 @@ class RecordingWriter:
     ...     w.write("activity", 4, np.zeros((2, 2, 3)))
     >>> dt.open_recording(path).activity.sum().item()
     24.0
+
+    An ensemble of 2 members with padded trials:
+
+    >>> path = os.path.join(tempfile.mkdtemp(), "ens.nc")
+    >>> with dt.RecordingWriter(path, n_members=2, n_trials=2, n_time=4, n_units=3, trial_length=[4, 2],
+    ...                         period=["delay"] * 4) as w:
+    ...     w.write("activity", 0, np.ones((2, 2, 4, 3)))
+    >>> rec = dt.open_recording(path)
+    >>> rec.activity.dims, int(rec.activity.isnull().sum()), rec.period.values[1].tolist()
+    (('member', 'trial', 'time', 'unit'), 12, ['delay', 'delay', 'pad', 'pad'])
     """
 
     def __init__(self, path: str | os.PathLike, *, n_trials: int, n_time: int, n_units: int,
-                 dt: float = 1.0, time_units: str = "step", dtype: str = "float32",
-                 streamed: Mapping[str, tuple[tuple[str, ...], str]] | None = None,
+                 n_members: int | None = None, dt: float = 1.0, time_units: str = "step",
+                 dtype: str = "float32", streamed: Mapping[str, tuple[tuple[str, ...], str]] | None = None,
                  sizes: Mapping[str, int] | None = None, **coords_and_attrs: Any) -> None:
         import netCDF4
 
@@ -909,18 +927,36 @@ class RecordingWriter:
         self.path = Path(path)
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise RecordingError(f"dtype={dtype!r}: activity must be float32 or float64.")
-        static = from_array(np.zeros((n_trials, 1, n_units), dtype=dtype), dt=dt,
-                            time_units=time_units, **coords_and_attrs)
+        kw = dict(coords_and_attrs)
+        lengths = kw.pop("trial_length", None)
+        labels = kw.pop("period", None)
+        # the time-long coordinates are checked on a one-unit stand-in with the real time axis
+        probe_shape = (n_trials, int(n_time), 1)
+        probe = from_array(np.zeros(probe_shape, dtype="float32"), dt=dt, time_units=time_units,
+                           **({"trial": kw["trial"]} if "trial" in kw else {}),
+                           **({"trial_length": lengths} if lengths is not None else {}),
+                           **({"period": labels} if labels is not None else {}))
+        if n_members is not None:
+            shape, dims = (int(n_members), n_trials, 1, n_units), ENSEMBLE_DIMS
+        else:
+            shape, dims = (n_trials, 1, n_units), ACTIVITY_DIMS
+        static = from_array(np.zeros(shape, dtype=dtype), dt=dt, dims=dims, time_units=time_units, **kw)
         self.attrs = dict(static.attrs)
         static = static.drop_vars(["activity", "time"])
+        self._lengths = None
+        if "trial_length" in probe.coords:
+            static = static.assign_coords(trial_length=probe["trial_length"].variable)
+            self._lengths = np.asarray(probe["trial_length"].values)
         self.n_time = int(n_time)
-        variables = {"activity": (ACTIVITY_DIMS, str(np.dtype(dtype)))}
-        for name, (dims, vtype) in dict(streamed or {}).items():
-            if name not in OPTIONAL_VARIABLES or tuple(dims) not in OPTIONAL_VARIABLES[name] or "time" not in dims:
+        variables = {"activity": (dims, str(np.dtype(dtype)))}
+        for name, (vdims, vtype) in dict(streamed or {}).items():
+            base = tuple(vdims)[1:] if n_members is not None and tuple(vdims)[:1] == (MEMBER_DIM,) else tuple(vdims)
+            if name not in OPTIONAL_VARIABLES or base not in OPTIONAL_VARIABLES[name] or "time" not in base:
                 raise RecordingError(
-                    f"streamed variable {name!r} with dims {tuple(dims)}: only input, target and "
-                    f"output with a 'time' dim of the schema can be streamed.")
-            variables[name] = (tuple(dims), str(np.dtype(vtype)))
+                    f"streamed variable {name!r} with dims {tuple(vdims)}: only input, target and "
+                    f"output with a 'time' dim of the schema can be streamed"
+                    + (" (with a leading 'member' dim for an ensemble)." if n_members is not None else "."))
+            variables[name] = (tuple(vdims), str(np.dtype(vtype)))
         self._tmp = temporary_beside(self.path)
         try:
             _map_attrs(static, _encode_attrs).to_netcdf(self._tmp, engine="netcdf4", format="NETCDF4")
@@ -933,13 +969,18 @@ class RecordingWriter:
             tvar = nc.createVariable("time", "f8", ("time",))
             tvar[:] = np.arange(self.n_time) * float(dt)
             tvar.units = time_units
-            for name, (dims, vtype) in variables.items():
-                missing = [d for d in dims if d not in nc.dimensions]
+            if "period" in probe.coords:
+                pvar = nc.createVariable("period", str, tuple(probe["period"].dims))
+                pvar[:] = np.asarray(probe["period"].values, dtype=object)
+            for name, (vdims, vtype) in variables.items():
+                missing = [d for d in vdims if d not in nc.dimensions]
                 if missing:
                     raise RecordingError(f"dims {missing} of {name!r} have no length; pass sizes=.")
-                chunks = [1 if d == "trial" else min(nc.dimensions[d].size, 4096) if d == "time"
-                          else nc.dimensions[d].size for d in dims]
-                nc.createVariable(name, vtype, dims, chunksizes=chunks)
+                chunks = [1 if d in ("trial", MEMBER_DIM) else min(nc.dimensions[d].size, 4096) if d == "time"
+                          else nc.dimensions[d].size for d in vdims]
+                var = nc.createVariable(name, vtype, vdims, chunksizes=chunks)
+                if "period" in probe.coords:
+                    var.coordinates = "period"
             self._vars = variables
             self._written = {name: np.zeros(self.n_time, dtype=bool) for name in variables}
         except BaseException:
@@ -947,19 +988,33 @@ class RecordingWriter:
             raise
 
     def write(self, name: str, start: int, values: Any) -> None:
-        """Store ``values`` (the variable's dims, time axis second) at times ``start:...``."""
+        """Store ``values`` (the variable's dims, any length along time) at times ``start:...``.
+
+        Float values at the padded steps of trials shorter than the time axis (``trial_length``)
+        are stored as NaN."""
         if name not in self._vars:
             raise KeyError(f"{name!r} is not a streamed variable of this writer ({sorted(self._vars)}).")
         values = np.asarray(values)
         var = self._nc.variables[name]
-        expected = tuple(var.shape[:1]) + ("any",) + tuple(var.shape[2:])
-        if values.ndim != var.ndim or values.shape[:1] + values.shape[2:] != var.shape[:1] + var.shape[2:]:
+        dims = self._vars[name][0]
+        t = dims.index("time")
+        expected = tuple(var.shape[:t]) + ("any",) + tuple(var.shape[t + 1:])
+        if values.ndim != var.ndim or values.shape[:t] + values.shape[t + 1:] != var.shape[:t] + var.shape[t + 1:]:
             raise ValueError(f"{name}: block of shape {values.shape} does not fit {var.dimensions} "
                              f"= {expected} (any length along time).")
-        stop = start + values.shape[1]
+        stop = start + values.shape[t]
         if start < 0 or stop > self.n_time:
             raise ValueError(f"times {start}:{stop} fall outside 0:{self.n_time}.")
-        var[:, start:stop, ...] = values
+        if self._lengths is not None and np.issubdtype(values.dtype, np.floating) and "trial" in dims:
+            pad = np.arange(start, stop)[None, :] >= self._lengths[:, None]        # (trial, time)
+            if pad.any():
+                shape = [1] * values.ndim
+                shape[dims.index("trial")], shape[t] = pad.shape
+                order = sorted([dims.index("trial"), t])
+                mask = pad if order[0] == dims.index("trial") else pad.T
+                values = np.where(mask.reshape(shape), np.nan, values)
+        index = (slice(None),) * t + (slice(start, stop),)
+        var[index] = values
         self._written[name][start:stop] = True
 
     def close(self) -> Path:

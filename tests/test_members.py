@@ -275,3 +275,25 @@ def test_nan_padding_without_trial_length_is_named_with_the_fix():
         dt.timescales(x, fit_lag=10, errors="raise")
     fine = dt.timescales(dt.from_array(x, trial_length=[100, 80]), fit_lag=10, min_length_ratio=None)
     assert (fine.status != "nonfinite").all()
+
+
+def test_recording_writer_streams_an_ensemble_with_padded_trials_like_from_array(tmp_path):
+    rng = np.random.default_rng(3)
+    act = rng.standard_normal((2, 3, 10, 4)).astype("float32")            # (member, trial, time, unit)
+    inp = rng.standard_normal((3, 10, 1)).astype("float32")
+    lengths = [10, 6, 8]
+    labels = np.array([["fixation"] * 3 + ["delay"] * 7] * 3)
+    common = dict(dt=0.01, time_units="s", trial_length=lengths, period=labels, tau=np.full((2, 4), 0.1),
+                  W_rec=rng.standard_normal((2, 4, 4)), model="ens")
+    with dt.RecordingWriter(tmp_path / "w.nc", n_members=2, n_trials=3, n_time=10, n_units=4,
+                            streamed={"input": (("trial", "time", "input_dim"), "float32")},
+                            sizes={"input_dim": 1}, **common) as w:
+        for start in (0, 4, 7):
+            stop = {0: 4, 4: 7, 7: 10}[start]
+            w.write("activity", start, act[:, :, start:stop])
+            w.write("input", start, inp[:, start:stop])
+    streamed = dt.open_recording(tmp_path / "w.nc").load()
+    expected = dt.from_array(act, input=inp, **common)
+    xr.testing.assert_identical(streamed.drop_attrs().drop_vars("period"), expected.drop_attrs().drop_vars("period"))
+    assert (streamed.period.values.astype(str) == expected.period.values).all()
+    assert np.isnan(streamed.input[1, 6:].values).all()
