@@ -453,17 +453,21 @@ class RateRNN(RecurrentModel):
         if self.noise == "white":
             return self._white(noise, self.alpha())
         a, c = self._ou_coefficients()
-        o, out = noise[:, 0], [noise[:, 0]]
-        for t in range(1, noise.shape[1]):
-            o = a * o + c * noise[:, t]
+        xs = noise.unbind(1)
+        o, out = xs[0], [xs[0]]
+        for x in xs[1:]:
+            o = a * o + c * x
             out.append(o)
         return self.sigma * torch.stack(out, dim=1)
 
-    def _update(self, h: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        """One Euler step (002 Eq. 5) given the external drive ``ext = W_in u + b + eta``."""
+    def _update(self, h: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor,
+                decay: torch.Tensor | None = None) -> torch.Tensor:
+        """One Euler step (002 Eq. 5) given the external drive ``ext = W_in u + b + eta``
+        (``decay = 1 - alpha``, precomputed by the time loop)."""
+        decay = 1.0 - alpha if decay is None else decay
         if self.form == "rate":
-            return (1.0 - alpha) * h + alpha * _f(torch.nn.functional.linear(h, W) + ext, self.activation)
-        return (1.0 - alpha) * h + alpha * (torch.nn.functional.linear(_f(h, self.activation), W) + ext)
+            return decay * h + alpha * _f(torch.nn.functional.linear(h, W) + ext, self.activation)
+        return decay * h + alpha * (torch.nn.functional.linear(_f(h, self.activation), W) + ext)
 
     def step(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """One Euler step ``h -> h_next`` (002 Eq. 5) for ``h`` ``(batch, unit)`` and ``u``
@@ -528,13 +532,14 @@ class RateRNN(RecurrentModel):
             if not ou:
                 ext = ext + self._white(noise, alpha)
         a, c = self._ou_coefficients()
+        decay = 1.0 - alpha
+        xs = noise.unbind(1) if ou else None                  # unbind: one backward node, not T slices
         hs, h, o = [], h0, None
-        for t in range(steps):
+        for t, ext_t in enumerate(ext.unbind(1)):
             if ou:                                            # OU filtering of the draws, in the loop
-                o = noise[:, 0] if t == 0 else a * o + c * noise[:, t]
-                h = self._update(h, ext[:, t] + self.sigma * o, alpha, W)
-            else:
-                h = self._update(h, ext[:, t], alpha, W)
+                o = xs[0] if t == 0 else a * o + c * xs[t]
+                ext_t = ext_t + self.sigma * o
+            h = self._update(h, ext_t, alpha, W, decay)
             hs.append(h)
         return torch.stack(hs, dim=1)
 
