@@ -117,7 +117,16 @@ def _prepare(activity: Any, dims: dict[str, str], per: str = "trial") -> tuple[x
         da = da.expand_dims(trial_dim)
     if da.sizes[time_dim] < 2:
         raise ValueError(f"activity has {da.sizes[time_dim]} time step(s); a covariance needs at least 2.")
-    samples = da.sizes[time_dim] * (da.sizes[trial_dim] if per == "pooled" else 1)
+    from dynatools.recording import trial_lengths
+
+    lengths = trial_lengths(da, trial_dim=trial_dim, time_dim=time_dim)     # padded trials: valid steps
+    if lengths is None:
+        samples = da.sizes[time_dim] * (da.sizes[trial_dim] if per == "pooled" else 1)
+    else:
+        samples = int(lengths.sum()) if per == "pooled" else int(lengths.min())
+        if per == "trial" and samples < 2:
+            raise ValueError(f"a trial has {samples} valid time step (trial_length); a covariance needs at least 2. "
+                             f"Drop the shortest trials, e.g. activity.isel(trial=activity.trial_length >= 2).")
     if samples <= da.sizes[unit_dim]:
         warnings.warn(f"{samples} samples per covariance for {da.sizes[unit_dim]} units: the covariance has "
                       f"rank < {samples}, so at most {samples - 1} components carry variance. Record longer "

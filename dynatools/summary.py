@@ -30,6 +30,8 @@ def analyze_recording(rec: xr.Dataset, *, threshold: float = 0.9, fit_lag: int =
         A recording (schema v1). ``tau`` (unit coordinate) and ``W_rec`` are used when present.
         Dims besides trial, time and unit (e.g. ``member`` of an ensemble, also on ``tau`` and
         ``W_rec``) are batch dims: each entry is analysed on its own and the dims are kept.
+        Trials padded at the end (coordinate ``trial_length``) use their valid samples only;
+        to summarise one task period, pass ``dynatools.select_period(rec, "delay")``.
     threshold : float, default=0.9
         PCA dimensionality threshold (timescale paper Fig. 6b).
     fit_lag, max_lag : int
