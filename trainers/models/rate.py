@@ -120,7 +120,7 @@ class RateRNN(RecurrentModel):
     * ``form="rate"`` (002 Eq. 1), state = rates r:
       :math:`r \leftarrow (1 - \alpha) \odot r + \alpha \odot f(W r + b + W_{in} u + \eta)`;
     * ``form="current"`` (001), state = currents x, rates :math:`f(x)`:
-      :math:`x \leftarrow (1 - \alpha) \odot x + \alpha \odot (W f(x) + b + W_{in} u) + \xi`.
+      :math:`x \leftarrow (1 - \alpha) \odot x + \alpha \odot (W f(x) + b + W_{in} u + \eta)`.
 
     Private noise :math:`\eta` (002 Eq. 1; training mode only, ``sigma > 0``) enters with the
     input: inside ``f`` in the rate form, in the drive :math:`W f(x) + b + W_{in} u + \eta` in the
