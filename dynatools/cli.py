@@ -69,6 +69,8 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise ValueError(_flag_spelling(str(exc))) from exc
+    if "member" in res.dims and "member" not in res.coords:        # label the members 0..K-1
+        res = res.assign_coords(member=np.arange(res.sizes["member"]))
     res.attrs["source"] = str(args.file)
     if args.period:
         res.attrs["selected_period"] = ", ".join(args.period)
