@@ -173,8 +173,8 @@ class TrainConfig:
             value = given[name]
             if value is None and name not in ("time_budget", "n_heads", "seed"):
                 value = defaults.get(name, opt.default)
-                if name == "lr" and given["optimizer"] not in (None, defaults.get("optimizer")):
-                    value = _LR_OF[given["optimizer"]]   # the chosen optimizer's, not the model's
+                if name == "lr" and ("lr" not in defaults or given["optimizer"] not in (None, defaults.get("optimizer"))):
+                    value = _LR_OF[out["optimizer"]]   # the chosen optimizer's, not the model's
             out[name] = opt.check(copy.deepcopy(value))
         out["lr_milestones"] = sorted(out["lr_milestones"])
         if cur_cls.name == "percentile" and not getattr(task_cls, "time_resolved", False):

@@ -273,7 +273,9 @@ def test_bad_input_raises(cls, call, match):
 
 def test_tasks_registry():
     assert TASKS["parity"] is Parity and TASKS["dms"] is DMS
-    assert list(TASKS) == ["parity", "dms", "adding", "digits", "pdigits", "smnist", "psmnist", "scifar10"]
+    assert list(TASKS) == ["parity", "dms", "adding", "digits", "pdigits", "smnist", "psmnist", "scifar10",
+                           "go", "rtgo", "dgo", "anti", "rtanti", "danti", "dm", "dmd", "msdm", "ddm",
+                           "ddmd", "msddm", "dms-cog", "dnms", "dmc", "dnmc", "mtwm", "intwm"]
     assert Parity.name == "parity" and DMS.name == "dms"
     assert Parity().config() == {"task": "parity", "k": 1, "encoding": "01"}
     assert DMS(k=3, encoding="pm1").config() == {"task": "dms", "k": 3, "encoding": "pm1"}

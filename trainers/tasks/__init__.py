@@ -11,6 +11,7 @@ from __future__ import annotations
 from trainers.registry import Registry
 from trainers.tasks.binary import DMS, BinaryTask, Parity, TaskBatch
 from trainers.tasks.cognitive import COGNITIVE_TASKS, CognitiveTask
+from trainers.tasks.multitau import IntegrationWM, MultiTimescaleWM
 from trainers.tasks.sequence import (
     AddingProblem,
     Digits,
@@ -35,7 +36,10 @@ TASKS.register(PermutedMNIST)
 TASKS.register(SequentialCIFAR10)
 for _cognitive in COGNITIVE_TASKS:   # the 16 cognitive tasks of 002 (go, rtgo, ..., dnmc)
     TASKS.register(_cognitive)
+TASKS.register(MultiTimescaleWM)
+TASKS.register(IntegrationWM)
 
 __all__ = ["BinaryTask", "Parity", "DMS", "TaskBatch", "TASKS", "SequenceTask", "AddingProblem",
            "ImageSequences", "SequenceBatch", "Digits", "PermutedDigits", "SequentialMNIST",
-           "PermutedMNIST", "SequentialCIFAR10", "CognitiveTask", "COGNITIVE_TASKS"]
+           "PermutedMNIST", "SequentialCIFAR10", "CognitiveTask", "COGNITIVE_TASKS",
+           "MultiTimescaleWM", "IntegrationWM"]

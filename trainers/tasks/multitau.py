@@ -154,7 +154,7 @@ class MultiTauTask(TrialTask):
     #: 001: rate networks ("vanilla" tau = 1 s, the current form of its equation); 100 units (our
     #: choice, 001 states none); Adam at 1e-3; sigmoid outputs for the 0.05 / 0.85 targets.
     defaults = {"model": "rate", "curriculum": "percentile", "output_activation": "sigmoid", "units": 100,
-                "batch": 64, "optimizer": "adam", "lr": 1e-3, "steps_per_epoch": 100, "eval_batches": 1,
+                "batch": 64, "optimizer": "adam", "lr": 1e-3, "steps_per_epoch": 100, "eval_batches": 4,
                 "max_epochs": 400, "tau_distribution": "vanilla", "tau_ms": 1000.0, "form": "current"}
 
     def __init__(self, *, dt: float = 5.0, fixation_ms: float = 200.0, integration_min_ms: float = 200.0,
