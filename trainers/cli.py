@@ -103,6 +103,10 @@ def _announce_scale(cfg: TrainConfig, given: dict) -> None:
         f" (one pass over {per_epoch:,} training sequences)" if fixed_set else f" = {per_epoch:,} sequences per epoch")
     line = (f"trainers train: {cfg.task} with {cfg.model} on the CPU: {what}, up to {cfg.max_epochs} epochs "
             f"({per_epoch * cfg.max_epochs:,} sequences), {cfg.units} units")
+    if getattr(task, "time_resolved", False):
+        line = (f"trainers train: {cfg.task} with {cfg.members} {cfg.model} network(s) on the CPU: batch "
+                f"{cfg.batch} trials, up to {cfg.max_epochs * cfg.steps_per_epoch:,} steps (evaluated every "
+                f"{cfg.steps_per_epoch}), {cfg.units} units")
     scale = [name for name in _SCALE if not (fixed_set and name == "steps_per_epoch")]
     defaults = [name for name in scale if name not in given]
     if defaults:
@@ -139,6 +143,17 @@ def _summary(run) -> None:
     metric = last["metric"] if last else ""
     value = f", last mean {metric} {last[f'mean_{metric}']:.4g}" if last else ""
     parts = []
+    if last and "steps" in last:                      # a trial task: one or more networks
+        ds = run.metrics()
+        k = ds.sizes["member"]
+        reached = ds.attrs["steps_to_threshold"]
+        rule = run.config.make_curriculum()
+        print(f"{run.run_dir}: stopped ({run.stop_reason}) after {int(ds['epoch_step'][-1])} steps of "
+              f"{run.config.task} ({k} network{'s' if k > 1 else ''}); performance "
+              f"{'(10-90 percentile mean) ' if k > 1 else ''}{float(ds['score'][-1]):.4g}, threshold "
+              f"{getattr(rule, 'threshold', float('nan')):g} "
+              f"{f'reached after {reached} steps' if reached >= 0 else 'not reached'}")
+        return
     if run.config.classes()[0].uses_N:
         parts.append(f"largest solved N = {run.max_solved_N}" if run.max_solved_N is not None else "no N solved yet")
     elif last:

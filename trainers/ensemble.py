@@ -198,6 +198,28 @@ def member_batch(batch: TrialBatch, k: int) -> TrialBatch:
                       {name: v[k] for name, v in batch.info.items()})
 
 
+def member_losses(task, outputs: torch.Tensor, batch: TrialBatch) -> torch.Tensor:
+    """``(member,)``: each member's training loss on its own trials of a stacked batch. The
+    masked MSE of trial tasks in one computation for all members; a task with its own ``loss``
+    member by member."""
+    from trainers.tasks.trials import PAD, TrialTask
+
+    if type(task).loss is TrialTask.loss:
+        y = outputs.squeeze(-2) if outputs.ndim == batch.targets.ndim + 1 else outputs
+        valid = (batch.periods != PAD).sum((1, 2)) * batch.targets.shape[-1]
+        return (batch.mask * (y - batch.targets) ** 2).sum((1, 2, 3)) / valid.clamp(min=1)
+    return torch.stack([task.loss(outputs[k], member_batch(batch, k)) for k in range(outputs.shape[0])])
+
+
+def member_performance(task, outputs: torch.Tensor, batch: TrialBatch) -> torch.Tensor:
+    """``(member, trial)``: 1/0 per trial (``task.performance`` is per trial, so all members'
+    trials are scored in one call)."""
+    K, B = outputs.shape[:2]
+    flat = TrialBatch(batch.inputs.flatten(0, 1), batch.targets.flatten(0, 1), batch.mask.flatten(0, 1),
+                      batch.periods.flatten(0, 1), {n: v.flatten(0, 1) for n, v in batch.info.items()})
+    return task.performance(outputs.flatten(0, 1), flat).reshape(K, B)
+
+
 def _draws_noise(model: nn.Module) -> bool:
     return hasattr(model, "draw_noise") and float(getattr(model, "sigma", 0.0)) > 0
 
@@ -233,17 +255,27 @@ def evaluate_members(ensemble: Ensemble, task, *, batch: int, batches: int,
                 sb, _, _ = draw_step(ensemble, task, batch, generators, device, dtype, noise=False)
                 h0 = ensemble.initial_state(batch, generators=generators)
                 _, Y = ensemble.run(sb.inputs.to(dtype), h0)
-                correct += torch.stack([task.performance(Y[k], member_batch(sb, k)).sum()
-                                        for k in range(ensemble.size)])
+                correct += member_performance(task, Y, sb).sum(1)
     finally:
         ensemble.train(was)
     return (correct / (batch * batches)).cpu().numpy()
 
 
 def clip_per_member(ensemble: Ensemble, max_norm: float) -> None:
-    """Clip the gradient norm of each member separately (as K single runs would)."""
-    for m in ensemble.members:
-        torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm=max_norm)
+    """Clip the gradient norm of each member separately, as K single runs with
+    ``torch.nn.utils.clip_grad_norm_`` would (same formula: grads times
+    ``min(1, max_norm / (norm + 1e-6))``), for all members at once."""
+    names = [n for n, p in ensemble.members[0].named_parameters() if p.requires_grad]
+    per_member = [dict(m.named_parameters()) for m in ensemble.members]
+    grads = {n: [pm[n].grad for pm in per_member] for n in names}
+    names = [n for n in names if all(g is not None for g in grads[n])]
+    if not names:
+        return
+    norms = torch.stack([torch.linalg.vector_norm(torch.stack(grads[n]).flatten(1), dim=1) for n in names])
+    total = torch.linalg.vector_norm(norms, dim=0)                       # (member,)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for n in names:
+        torch._foreach_mul_(grads[n], list(coef.unbind()))
 
 
 def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg, generators, device, *,
@@ -259,8 +291,7 @@ def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg,
         sb, lengths, draws = draw_step(ensemble, task, cfg.batch, generators, device, dtype, noise=noise)
         h0 = ensemble.initial_state(cfg.batch, generators=generators)
         _, Y = ensemble.run(sb.inputs.to(dtype), h0, draws)
-        parts = [member_batch(sb, k) for k in range(K)]
-        losses = torch.stack([task.loss(Y[k], parts[k]) for k in range(K)])
+        losses = member_losses(task, Y, sb)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         if cfg.clip > 0:
@@ -272,7 +303,7 @@ def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg,
         optimizer.step()
         iteration += 1
         with torch.no_grad():
-            perf = torch.stack([task.performance(Y[k].detach(), parts[k]).mean() for k in range(K)])
+            perf = member_performance(task, Y.detach(), sb).mean(1)
         rec["loss"].append(losses.detach().cpu().tolist())
         rec["performance"].append(perf.cpu().tolist())
         rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, t) for t in lengths])
@@ -318,4 +349,5 @@ def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", c
 
 
 __all__ = ["Ensemble", "training_flops", "ensemble_metrics", "evaluate_members", "member_batch",
+           "member_losses", "member_performance",
            "trial_epoch", "draw_step", "clip_per_member"]

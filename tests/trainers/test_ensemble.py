@@ -105,18 +105,55 @@ def test_an_ensemble_refuses_members_of_different_architectures():
         Ensemble([RateRNN(6), RateRNN(7)])
 
 
-def test_ensemble_of_4_equals_4_single_runs_with_the_same_seeds():
-    ens = trainers.train(_cfg(members=4), progress=False)
+@pytest.mark.parametrize("noise", [{}, {"sigma": 0.3, "noise": "white"}, {"sigma": 0.3, "noise": "ou"}])
+def test_ensemble_of_4_equals_4_single_runs_with_the_same_seeds(noise):
+    ens = trainers.train(_cfg(members=4, **noise), progress=False)
     assert isinstance(ens.model, Ensemble) and ens.model.size == 4
     steps_ens = np.array([row for h in ens.history for row in h["steps"]["loss"]])   # (step, member)
     for k in range(4):
-        single = trainers.train(_cfg(seed=3 + k), progress=False)
+        single = trainers.train(_cfg(seed=3 + k, **noise), progress=False)
         assert not isinstance(single.model, Ensemble)
         steps_one = np.array([row[0] for h in single.history for row in h["steps"]["loss"]])
         np.testing.assert_allclose(steps_ens[:, k], steps_one, rtol=1e-5, atol=1e-6)
         for name, p in single.model.named_parameters():
             torch.testing.assert_close(dict(ens.model.members[k].named_parameters())[name], p,
                                        rtol=1e-4, atol=1e-5)
+
+
+def test_vectorised_loss_performance_and_clipping_equal_member_by_member():
+    from trainers.ensemble import clip_per_member, draw_step, member_batch, member_losses, member_performance
+
+    task = ToySign()
+    members = [RateRNN(5, input_dim=2, n_classes=1, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    ens = Ensemble(members)
+    gens = [torch.Generator().manual_seed(9 + k) for k in range(3)]      # lengths 11, 12, 10
+    sb, lengths, _ = draw_step(ens, task, 2, gens, torch.device("cpu"), torch.float32, noise=False)
+    assert len(set(lengths)) > 1                           # the members' batches were padded
+    _, Y = ens.run(sb.inputs)
+    losses = member_losses(task, Y, sb)
+    perf = member_performance(task, Y.detach(), sb)
+    for k in range(3):
+        own = task.sample(2, generator=torch.Generator().manual_seed(9 + k))    # unpadded
+        Yk = members[k].readout(members[k](own.inputs), heads=1)
+        torch.testing.assert_close(losses[k], masked_mse_of(Yk, own))
+        torch.testing.assert_close(perf[k], task.performance(Yk, own))
+        torch.testing.assert_close(member_batch(sb, k).info["sign"], own.info["sign"])
+    (1e3 * losses.sum()).backward()                        # large gradients: clipping acts
+    expected = []
+    for m in members:
+        copies = [p.grad.clone() for p in m.parameters() if p.grad is not None]
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in copies]))
+        expected.append([g * min(1.0, 0.5 / (float(total) + 1e-6)) for g in copies])
+    clip_per_member(ens, 0.5)
+    for m, exp in zip(members, expected):
+        for p, e in zip([p for p in m.parameters() if p.grad is not None], exp):
+            torch.testing.assert_close(p.grad, e)
+
+
+def masked_mse_of(y, batch):
+    """The masked MSE written out: sum of mask * squared error over the valid entries."""
+    valid = (batch.periods != PAD).sum() * batch.targets.shape[-1]
+    return (batch.mask * (y[..., 0, :] - batch.targets) ** 2).sum() / valid
 
 
 def test_training_flops_equal_the_flop_counter_of_one_training_step():
