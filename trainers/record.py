@@ -24,21 +24,28 @@ import torch
 import xarray as xr
 
 import dynatools
+from dynatools.recording import PAD as DS_PAD
 from dynatools.recording import RecordingWriter, from_array
 from dynatools.threads import step_work, torch_threads
 from dynatools.utils import check_positive_int
 from trainers.registry import build
 from trainers.tasks import TASKS
 from trainers.tasks.binary import check_Ns
+from trainers.tasks.trials import PERIODS
 
 
 def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | None = None,
-           steps: int = 100_000, trials: int = 10, burn_in: int = 500, out: str | os.PathLike | None = None,
-           chunk: int = 2000, outputs: bool = True,
+           steps: int | None = None, trials: int = 10, burn_in: int | None = None,
+           out: str | os.PathLike | None = None, chunk: int = 2000, outputs: bool = True,
            p: float | Sequence[float] | np.ndarray | Literal["uniform"] | None = None, seed: int | None = None,
            device: str | torch.device | None = None, attrs: dict[str, Any] | None = None,
-           progress: bool = False) -> xr.Dataset:
-    """Simulate ``model`` on random bits and return (or write) a labeled recording.
+           progress: bool = False, noise: bool = False) -> xr.Dataset:
+    """Simulate ``model`` on random bits (or on a trial task's trials) and return (or write) a
+    labeled recording.
+
+    Trial tasks (``task.time_resolved``: the cognitive tasks, ``mtwm``, ``intwm``) and ensembles
+    (:class:`trainers.ensemble.Ensemble`) are recorded trial by trial: see "Trial tasks and
+    ensembles" below; the parameters there differ (``steps``, ``burn_in``, ``noise``).
 
     Parameters
     ----------
@@ -52,12 +59,13 @@ def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | 
     Ns : sequence of int, optional
         Task sizes answered by heads ``0..len(Ns)-1`` (``output``, ``target``, ``W_out``).
         Default: no outputs, and ``W_out`` of every head.
-    steps : int, default=100_000
-        Recorded time steps per trial.
+    steps : int, optional
+        Recorded time steps per trial; default 100_000 (trial tasks: below).
     trials : int, default=10
         Independent input sequences, simulated together.
-    burn_in : int, default=500
-        Steps simulated and discarded first (from the initial state ``model.initial_state``).
+    burn_in : int, optional
+        Steps simulated and discarded first (from the initial state ``model.initial_state``);
+        default 500. Trial tasks take none (below).
     out : path-like, optional
         Stream the recording to this netCDF4 file in time chunks (never holding the whole
         activity in memory) and return it opened lazily. Default: build it in memory.
@@ -91,6 +99,8 @@ def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | 
         Extra global attributes (e.g. ``curriculum``, ``accuracy``, ``config``).
     progress : bool, default=False
         Show a progress bar over time chunks.
+    noise : bool, default=False
+        Trial tasks only: simulate with the network's private noise (below).
 
     Returns
     -------
@@ -112,13 +122,72 @@ def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | 
     >>> rec = trainers.record(net, steps=50, trials=3, burn_in=10, p="uniform", seed=0)
     >>> rec.attrs["input_p"], rec.input_p.dims
     ('uniform', ('trial',))
+
+    Trial tasks and ensembles
+    -------------------------
+    For a task with ``time_resolved = True`` ``record`` draws ``trials`` trials with
+    ``task.recording_stream(trials, steps, generator=...)`` and simulates each from the network's
+    initial state at the trial's first step (no burn-in: ``burn_in`` must be unset or 0; ``p`` and
+    ``Ns`` must be unset: the task draws its own trials and has one readout head).
+
+    - ``activity`` (trial, time, unit) holds the **firing rates** ``model.rates(h)``: the state
+      itself in the rate form (002), ``f(x)`` of the currents in the current form (001). Rates are
+      what the network's units send to each other and to the readout, and what the timescale
+      analysis of 002 (autocorrelation of single-unit activity) reads; the attribute
+      ``activity.attrs["description"]`` says which. Sample ``t`` is the state after the Euler step
+      driven by ``input[:, t]``.
+    - ``steps``: None (default) keeps the trials' natural lengths; the time axis is as long as the
+      longest trial, and shorter trials are padded at the end by the schema's rule (``activity``,
+      ``input``, ``output`` NaN after ``trial_length``; ``period`` ``"pad"`` there). A number pads
+      every trial to that length or cuts longer ones (``trial_length`` = the kept steps).
+    - time in seconds: ``time = arange(T) * dt`` with ``dt = model.dt / 1000`` (``time_units="s"``,
+      attribute ``dt`` in s), ``tau`` in s; ``population``, ``sign`` and ``tau`` per unit from
+      ``model.unit_coords()``. A model without ``dt`` is recorded in steps.
+    - ``period`` (trial, time): the task's period names (:data:`trainers.tasks.trials.PERIODS`)
+      and ``"pad"``; ``trial_length`` (trial,); 1-D entries of the trials' ``info`` (e.g. the
+      target direction) as coordinates ``info_<name>`` on ``trial``.
+    - with ``outputs=True``: ``output`` (trial, time, head, class), the readout
+      ``g(W_out r)`` of every step, and the task's target and cost mask as ``task_target`` and
+      ``task_mask`` (same dims; the schema's ``target`` has no ``class`` dim), NaN on padding.
+    - ``noise=False`` (default): evaluation mode, no private noise, as the task's performance
+      is measured. ``noise=True`` simulates in training mode with the network's private noise
+      (needs ``sigma > 0``); the standard-normal draws come from the seeded generator after the
+      trials and the initial state, ``model.draw_noise(trials, T, generator=...)``.
+    - an :class:`~trainers.ensemble.Ensemble` of K networks writes one recording with a leading
+      ``member`` dim (``activity`` (member, trial, time, unit), ``output`` (member, ...),
+      weights ``W_rec`` (member, unit, unit_pre), ...; ``tau``, ``population``, ``sign`` per
+      (member, unit) where the members differ). The members run together
+      (:meth:`Ensemble.run`) on the same trials; each member's initial state and noise draws come
+      from its own copy of the generator (state after the trials), so the members also share the
+      noise draws and member k's part equals ``record(ensemble.members[k], ...)`` with the same
+      seed.
+    - the recording is built in memory (``chunk`` and ``progress`` are not used); ``out``
+      writes it atomically (:func:`dynatools.save_recording`) and returns it opened lazily.
+
+    >>> net = trainers.RateRNN(8, input_dim=65, n_classes=33, generator=torch.Generator().manual_seed(0))
+    >>> rec = trainers.record(net, "go", trials=3, seed=0)
+    >>> rec.activity.dims, rec.time.attrs["units"], rec.attrs["dt"]
+    (('trial', 'time', 'unit'), 's', 0.005)
+    >>> sorted(set(rec.period.values.ravel()) - {"pad"})
+    ['fixation', 'response', 'stimulus']
     """
+    if isinstance(task, str):
+        task = build(TASKS, task, TASKS.resolve_options(task, {}))
+    if getattr(task, "time_resolved", False):
+        return _record_trials(model, task, Ns=Ns, steps=steps, trials=trials, burn_in=burn_in, out=out,
+                              chunk=chunk, outputs=outputs, p=p, seed=seed, device=device, attrs=attrs,
+                              noise=noise)
+    if _is_ensemble(model):
+        raise ValueError(f"an Ensemble is recorded on trial tasks (time_resolved); task {task.name!r} is not "
+                         f"one: record one member, record(ensemble.members[k], ...).")
+    if noise:
+        raise ValueError(f"noise=True applies to trial tasks; task {task.name!r} is not one: leave noise unset.")
+    steps = 100_000 if steps is None else steps
+    burn_in = 500 if burn_in is None else burn_in
     steps = check_positive_int("steps", steps)
     trials = check_positive_int("trials", trials)
     burn_in = check_positive_int("burn_in", burn_in, minimum=0)
     chunk = check_positive_int("chunk", chunk)
-    if isinstance(task, str):
-        task = build(TASKS, task, TASKS.resolve_options(task, {}))
     if not hasattr(task, "recording_stream"):
         raise TypeError(f"task {getattr(task, 'name', task)!r} has no recording_stream(trials, steps, *, p, "
                         f"generator, device): record needs it to drive the network (trainers.protocols.Task).")
@@ -285,3 +354,162 @@ def _simulate(model, task, Ns, steps, trials, burn_in, chunk, p, gen, dev, sink,
             bar.update(stop - t)
             t = stop
         bar.close()
+
+
+# ---------------------------------------------------------------------- trial tasks and ensembles
+def _is_ensemble(model: Any) -> bool:
+    from trainers.ensemble import Ensemble
+
+    return isinstance(model, Ensemble)
+
+
+def _rates(model: torch.nn.Module, H: torch.Tensor) -> torch.Tensor:
+    """What ``activity`` holds: the firing rates (``rates``), else the model's ``hidden`` part of
+    its state, else the state."""
+    if hasattr(model, "rates"):
+        return model.rates(H)
+    return model.hidden(H) if hasattr(model, "hidden") else H
+
+
+def _activity_description(model: torch.nn.Module) -> str:
+    form = getattr(model, "form", None)
+    if form == "rate":
+        return "firing rates r (the state of the rate form, 002 Eq. 1)"
+    if form == "current":
+        return f"firing rates f(x) = {model.activation}(x) of the currents x (current form, 001)"
+    return "firing rates" if hasattr(model, "rates") else "hidden state"
+
+
+def _per_member(values: Sequence[np.ndarray]) -> np.ndarray:
+    """One member's values if every member has the same, else the stack ``(member, ...)``."""
+    first = np.asarray(values[0])
+    if all(np.array_equal(first, np.asarray(v)) for v in values[1:]):
+        return first
+    return np.stack([np.asarray(v) for v in values])
+
+
+def _record_trials(model, task, *, Ns, steps, trials, burn_in, out, chunk, outputs, p, seed, device, attrs,
+                   noise) -> xr.Dataset:
+    """``record`` for trial tasks (``task.time_resolved``), one network or an ensemble."""
+    name = task.name
+    trials = check_positive_int("trials", trials)
+    check_positive_int("chunk", chunk)
+    if steps is not None:
+        steps = check_positive_int("steps", steps)
+    if p is not None:
+        raise ValueError(f"p sets the probability of a 1 in random-bit inputs; trial task {name!r} draws its "
+                         f"own trials: leave p unset.")
+    if Ns is not None:
+        raise ValueError(f"Ns labels readout heads by task size N; trial task {name!r} has one head and no N: "
+                         f"leave Ns unset.")
+    if burn_in not in (None, 0):
+        raise ValueError(f"burn_in={burn_in!r}: each trial of {name!r} starts from the network's initial state "
+                         f"at its first step, nothing is discarded; leave burn_in unset.")
+    if not isinstance(noise, (bool, np.bool_)):
+        raise TypeError(f"noise must be True or False; found {noise!r}.")
+    ensemble = _is_ensemble(model)
+    members = list(model.members) if ensemble else [model]
+    first = members[0]
+    if noise and not all(hasattr(m, "draw_noise") and float(getattr(m, "sigma", 0.0)) > 0 for m in members):
+        raise ValueError(f"noise=True, but the network has no private noise (sigma={getattr(first, 'sigma', 0)}); "
+                         f"leave noise unset.")
+    dt_ms = getattr(first, "dt", None)
+    task_dt = getattr(task, "dt", None)
+    if dt_ms is not None and task_dt is not None and not np.isclose(float(dt_ms), float(task_dt)):
+        raise ValueError(f"the network steps dt={dt_ms:g} ms but task {name!r} has dt={task_dt:g} ms: its "
+                         f"periods would have the wrong lengths; build the task with dt={dt_ms:g}.")
+    input_dim = int(getattr(first, "input_dim", task.input_dim))
+    if input_dim != int(task.input_dim):
+        raise ValueError(f"the network takes {input_dim} inputs but task {name!r} gives {task.input_dim}; record "
+                         f"it on the task it was trained on.")
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    dev = next(model.parameters()).device if device is None else torch.device(device)
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    u, batch = task.recording_stream(trials, steps, generator=gen, device=dev)
+    u = u.to(dtype)
+    T = int(u.shape[1])
+    state = gen.get_state()
+    gens = []
+    for _ in members:                                         # every member: the same stream after the trials
+        g = torch.Generator(device=dev)
+        g.set_state(state)
+        gens.append(g)
+    was_training = model.training
+    model.train(bool(noise))
+    try:
+        with torch.no_grad(), torch_threads(work=len(members) * step_work(first, trials)):
+            h0 = [m.initial_state(trials, generator=g).to(device=dev, dtype=dtype) for m, g in zip(members, gens)]
+            draws = ([m.draw_noise(trials, T, generator=g, device=dev, dtype=dtype) for m, g in zip(members, gens)]
+                     if noise else None)
+            if ensemble:
+                H, Y = model.run(u.expand(len(members), *u.shape), torch.stack(h0),
+                                 None if draws is None else torch.stack(draws), heads=1)
+                R = torch.stack([_rates(m, H[k]) for k, m in enumerate(members)])
+            else:
+                H = model(u, h0[0]) if draws is None else model(u, h0[0], noise=draws[0])
+                Y = model.readout(H, heads=1)
+                R = _rates(model, H)
+    finally:
+        model.train(was_training)
+
+    lengths = batch.lengths.cpu().numpy().astype(np.int64)
+    names = tuple(getattr(task, "period_names", PERIODS))
+    codes = batch.periods.cpu().numpy()
+    period = np.asarray(names + (DS_PAD,))[codes]             # PAD = -1 picks the last name, "pad"
+
+    fields: dict[str, Any] = {}
+    weights = [m.recording_weights() for m in members] if hasattr(first, "recording_weights") else []
+    for key in (weights[0] if weights else {}):
+        fields[key] = np.stack([w[key] for w in weights]) if ensemble else weights[0][key]
+    if hasattr(first, "unit_coords"):
+        coords = [m.unit_coords() for m in members]
+        for key in coords[0]:
+            fields[key] = _per_member([c[key] for c in coords])
+    elif hasattr(first, "effective_tau"):
+        fields["tau"] = _per_member([m.effective_tau().detach().cpu().numpy() for m in members])
+    if "W_out" in fields:
+        fields["W_out"] = fields["W_out"][..., :1, :, :]      # the one head the task reads
+    seconds = dt_ms is not None
+    meta = {
+        "model": getattr(first, "name", None) or type(first).__name__,
+        "task": name, "seed": seed, "noise": bool(noise),
+        "steps": "natural" if steps is None else steps,
+        "model_config": model.config() if hasattr(model, "config") else None,
+        "task_config": task.config() if hasattr(task, "config") else None,
+        "software": f"dynatools {dynatools.__version__} (trainers)",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if ensemble:
+        meta["members"] = len(members)
+    if seconds:
+        meta["dt_ms"] = float(dt_ms)
+    meta.update(attrs or {})
+    activity = R.float().cpu().numpy()
+    if outputs:
+        fields["output"] = Y.float().cpu().numpy()
+    rec = from_array(activity, dt=float(dt_ms) / 1000.0 if seconds else 1.0,
+                     time_units="s" if seconds else "step",
+                     dims=("member", "trial", "time", "unit") if ensemble else ("trial", "time", "unit"),
+                     input=u.float().cpu().numpy(), trial_length=lengths, period=period, **fields, **meta)
+    rec["activity"].attrs["description"] = _activity_description(first)
+    pad = xr.DataArray(np.arange(T)[None, :] >= lengths[:, None], dims=("trial", "time"))
+    if outputs:
+        dims4 = ("trial", "time", "head", "class")
+        for var, values in (("task_target", batch.targets), ("task_mask", batch.mask)):
+            arr = values.float().cpu().numpy()[:, :, None, :]
+            rec[var] = xr.DataArray(arr, dims=dims4).where(~pad).transpose(*dims4)
+        rec["output"].attrs["description"] = "readout g(W_out r) at every step (head, class = output channel)"
+        rec["task_target"].attrs["description"] = "the task's target output at every step"
+        rec["task_mask"].attrs["description"] = "the task's cost weight of every target entry"
+    for key, value in batch.info.items():
+        value = value.detach().cpu().numpy()
+        if value.shape == (trials,):
+            rec = rec.assign_coords({f"info_{key}": ("trial", value.astype(np.int8) if value.dtype == bool
+                                                    else value)})
+    dynatools.validate(rec)
+    if out is not None:
+        dynatools.save_recording(rec, out)
+        return dynatools.open_recording(out)
+    return rec
