@@ -16,7 +16,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 
 __all__ = ["PALETTE", "autocorrelation_fits", "tau_net_histogram", "timescales_summary", "timescales_vs_N",
            "tau_net_distributions", "weight_balance_vs_N", "dimensionality_vs_N", "ablation_bars",
-           "perturbation_curves", "retraining_curves"]
+           "perturbation_curves", "retraining_curves", "task_trial", "learning_curves"]
 
 
 def _plt():
@@ -815,3 +815,406 @@ def _relative_accuracy_figure(runs: dict[str, xr.Dataset], x: str, producer: str
     ax.set_ylabel("relative accuracy\n(1: unchanged network, 0: chance)")
     ax.legend(frameon=False, fontsize=8, title=statistic, title_fontsize=7)
     return fig, ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Trial tasks: one trial's inputs, targets and outputs; an ensemble's learning curves
+
+
+#: Shading of the usual task periods (others take the next palette colours).
+_PERIOD_COLORS = {"fixation": PALETTE[5], "stimulus": PALETTE[4], "delay": PALETTE[2], "response": PALETTE[3]}
+
+
+def _stacked_axes(ax, n: int, height_ratios: Sequence[float], figsize: tuple[float, float]):
+    """``(fig, axes)``: ``n`` panels stacked over one shared time axis. ``ax`` None: a new
+    figure; one Axes: its area split into ``n`` panels (the Axes itself is removed); a sequence
+    of ``n`` Axes: those."""
+    plt = _plt()
+    if ax is None:
+        fig, axes = plt.subplots(n, 1, figsize=figsize, sharex=True, squeeze=False,
+                                 gridspec_kw={"height_ratios": list(height_ratios)})
+        return fig, list(axes[:, 0])
+    if isinstance(ax, (list, tuple, np.ndarray)):
+        axes = list(np.ravel(ax))
+        if len(axes) != n:
+            raise ValueError(f"ax: {len(axes)} axes given but this figure draws {n} panels; pass {n} axes, "
+                             f"one Axes (split into {n} panels) or None.")
+        return axes[0].figure, axes
+    fig = ax.figure
+    if n == 1:
+        return fig, [ax]
+    spec = ax.get_subplotspec()
+    if spec is None:
+        raise ValueError(f"ax is not a subplot and cannot be split into {n} panels; make it with "
+                         f"plt.subplots / fig.add_subplot, or pass a list of {n} axes.")
+    grid = spec.subgridspec(n, 1, height_ratios=list(height_ratios), hspace=0.06)
+    ax.remove()
+    axes: list = []
+    for i in range(n):
+        axes.append(fig.add_subplot(grid[i], sharex=axes[0] if axes else None))
+    return fig, axes
+
+
+def _as_trials(recording) -> xr.Dataset:
+    """A Dataset of trials from a Dataset, or from a mapping of arrays: ``input`` (trial, time,
+    input_dim), ``target`` / ``output`` (trial, time, head), ``period`` (trial, time) or (time,)
+    strings, ``dt`` and ``time_units``; arrays without the trial axis are one trial."""
+    if isinstance(recording, xr.Dataset):
+        return recording
+    if not hasattr(recording, "keys"):
+        raise TypeError(f"expected an xarray.Dataset or a mapping of arrays; found {type(recording).__name__}. "
+                        f"Pass a recording (dynatools.open_recording) or {{'input': array, 'target': array}}.")
+    names = {"input": "input_dim", "target": "head", "output": "head"}
+    data, coords = {}, {}
+    for name, channel in names.items():
+        if name in recording and recording[name] is not None:
+            a = np.asarray(recording[name], dtype=float)
+            if a.ndim == 2:
+                a = a[None]
+            if a.ndim != 3:
+                raise ValueError(f"{name!r} has shape {a.shape}; expected (trial, time, {channel}) or (time, {channel}).")
+            data[name] = (("trial", "time", channel), a)
+    ds = xr.Dataset(data)
+    if "period" in recording and recording["period"] is not None:
+        p = np.asarray(recording["period"]).astype(str)
+        coords["period"] = (("time",) if p.ndim == 1 else ("trial", "time"), p)
+    dt = float(recording.get("dt", 1.0))
+    if "time" in ds.dims:
+        coords["time"] = ("time", np.arange(ds.sizes["time"]) * dt, {"units": recording.get("time_units", "step")})
+    ds = ds.assign_coords(coords)
+    ds.attrs["dt"] = dt
+    return ds
+
+
+def _period_runs(labels: np.ndarray) -> list[tuple[str, int, int]]:
+    """``(label, first, end)`` of each run of equal labels (``end`` exclusive)."""
+    runs = []
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((str(labels[start]), start, i))
+            start = i
+    return runs
+
+
+def _valid_length(ds: xr.Dataset, n_time: int) -> int:
+    """The number of valid samples of the (selected) trial: ``trial_length``, else the steps up to
+    the last one whose ``period`` is not ``"pad"``, else all."""
+    if "trial_length" in ds.coords or "trial_length" in ds:
+        return int(np.clip(int(ds["trial_length"].values), 1, n_time))
+    if "period" in ds.coords or "period" in ds:
+        valid = np.flatnonzero(np.asarray(ds["period"].values).astype(str) != "pad")
+        return int(valid[-1]) + 1 if valid.size else n_time
+    return n_time
+
+
+def _channels(da: xr.DataArray, length: int) -> np.ndarray:
+    """``(time, channel)`` values of one trial's variable, cut to ``length`` steps (extra dims
+    such as ``class`` flattened into the channels)."""
+    v = da.transpose("time", ...).values.astype(float)
+    return v.reshape(v.shape[0], -1)[:length]
+
+
+def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None = None, ax=None):
+    """One trial of a trial task: its periods, inputs, targets and (if recorded) outputs over time.
+
+    Stacked panels over one time axis: a strip of the task periods (from the ``period``
+    coordinate, labelled, with dotted lines at their boundaries on every panel), then ``input``,
+    ``target`` and ``output`` as images (channels x time; target and output on one colour scale),
+    or as lines where a variable has at most 4 channels. Padding after the trial's end
+    (``trial_length``, or ``period == "pad"``) is cut off: the time axis ends at the trial's
+    length, in the units of the ``time`` coordinate.
+
+    Parameters
+    ----------
+    recording : xarray.Dataset or mapping
+        A recording-like Dataset with ``input`` ``(trial, time, input_dim)`` and optionally
+        ``target`` and ``output`` ``(trial, time, head)`` (an ensemble's ``output`` may lead with
+        ``member``), ``period``, ``trial_length``, attribute ``dt``; or a mapping of arrays
+        ``{"input": ..., "target": ..., "output": ..., "period": ..., "dt": ..., "time_units": ...}``.
+    trial : int, default=0
+        Position of the trial.
+    member : optional
+        The ensemble member (a ``member`` label) whose variables are drawn; default the first.
+    fixation : int, optional
+        A channel (position, as in cognitive tasks' 0) drawn as lines in a panel of its own for
+        every variable, and left out of the images.
+    ax : matplotlib Axes, sequence of Axes, optional
+        One Axes (a subplot) is split into the panels, e.g. one cell of a grid of trials; a
+        sequence gives one Axes per panel. Default: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np, dynatools.plot as dplot
+    >>> period = ["fixation"] * 20 + ["stimulus"] * 30 + ["response"] * 10 + ["pad"] * 5
+    >>> trial = {"input": np.random.rand(65, 3), "target": np.random.rand(65, 2),
+    ...          "period": period, "dt": 0.005, "time_units": "s"}
+    >>> fig = dplot.task_trial(trial)
+    >>> round(float(fig.axes[-1].get_xlim()[1]), 6)      # the padding cut: 60 valid steps of 5 ms
+    0.3
+    """
+    ds = _as_trials(recording)
+    if "input" not in ds:
+        raise ValueError(f"the recording has no 'input' variable (variables: {sorted(map(str, ds.data_vars))}); "
+                         f"pass a trial-task recording with input (trial, time, input_dim).")
+    if not {"trial", "time"} <= set(ds["input"].dims):
+        raise ValueError(f"'input' has dims {ds['input'].dims}; expected (trial, time, input_dim): add the "
+                         f"missing dim with ds.expand_dims('trial').")
+    if "member" in ds.dims:
+        if member is None:
+            ds = ds.isel(member=0)
+        elif "member" in ds.coords:
+            if member not in list(ds["member"].values):
+                raise ValueError(f"member {member!r} not found; the recording's members are "
+                                 f"{list(ds['member'].values)[:10]}: pass one of them.")
+            ds = ds.sel(member=member)
+        else:
+            ds = ds.isel(member=int(member))
+    elif member is not None:
+        raise ValueError("member given but the recording has no 'member' dim; leave member=None.")
+    n_trials = ds.sizes["trial"]
+    if not isinstance(trial, (int, np.integer)) or not 0 <= trial < n_trials:
+        raise ValueError(f"trial {trial!r} is out of range: the recording has {n_trials} trial(s); pass "
+                         f"trial=0..{n_trials - 1}.")
+    label = ds["trial"].values[trial] if "trial" in ds.coords else trial
+    one = ds.isel(trial=trial)
+    n_time = one.sizes["time"]
+    length = _valid_length(one, n_time)
+    time = one["time"].values.astype(float) if "time" in one.coords else np.arange(n_time, dtype=float)
+    units = one["time"].attrs.get("units", "step") if "time" in one.coords else "step"
+    dt = float(ds.attrs.get("dt", time[1] - time[0] if n_time > 1 else 1.0))
+    t0, t1 = float(time[0]), float(time[length - 1] + dt)
+
+    variables = [(v, _channels(one[v], length)) for v in ("input", "target", "output")
+                 if v in one and "time" in one[v].dims]
+    skipped = [v for v in ("target", "output") if v in one and "time" not in one[v].dims]
+    fix = []
+    if fixation is not None:
+        if not all(0 <= fixation < a.shape[1] for _, a in variables):
+            raise ValueError(f"fixation={fixation} is not a channel of every variable "
+                             f"({', '.join(f'{v}: {a.shape[1]}' for v, a in variables)}); pass a smaller one or None.")
+        fix = [(v, a[:, fixation]) for v, a in variables]
+        variables = [(v, np.delete(a, fixation, axis=1)) for v, a in variables]
+    periods = None
+    if "period" in one.coords or "period" in one:
+        periods = _period_runs(np.asarray(one["period"].values).astype(str)[:length])
+    panels = (["period"] if periods else []) + [v for v, a in variables if a.shape[1]] + (["fixation"] if fix else [])
+    heights = [0.35 if p == "period" else 1.0 if p == "fixation" else 1.6 for p in panels]
+    compact = ax is not None
+    fig, axes = _stacked_axes(ax, len(panels), heights, (7.5, 1.0 + 1.3 * len(panels)))
+    by_name = dict(zip(panels, axes))
+    font = 6 if compact else 8
+
+    if periods:
+        pax = by_name["period"]
+        others = [p for p in dict.fromkeys(p for p, _, _ in periods) if p not in _PERIOD_COLORS]
+        for name, start, end in periods:
+            a, b = time[start], time[end - 1] + dt
+            color = _PERIOD_COLORS.get(name) or PALETTE[(others.index(name) + 5) % len(PALETTE)]
+            pax.axvspan(a, b, color=color, alpha=0.3, lw=0)
+            text = name if (b - a) / (t1 - t0) > 0.016 * len(name) * font / 8 else name[:4]
+            if (b - a) / (t1 - t0) < 0.035:
+                text = name[:1]
+            pax.text((a + b) / 2, 0.5, text, ha="center", va="center", fontsize=font, clip_on=True)
+        pax.set_yticks([])
+        pax.set_ylim(0, 1)
+        bounds = [time[start] for _, start, _ in periods[1:]]
+        for a in axes[1:]:
+            for x in bounds:
+                a.axvline(x, color="0.75", lw=0.7, ls=":")
+    scale = [a for v, a in variables if v in ("target", "output") and a.size]
+    lo = min((np.nanmin(a) for a in scale), default=0.0)
+    hi = max((np.nanmax(a) for a in scale), default=1.0)
+    styles = {"input": dict(color="0.35"), "target": dict(color="black", ls="--"),
+              "output": dict(color=PALETTE[1])}
+    for v, a in variables:
+        if not a.shape[1]:
+            continue
+        vax = by_name[v]
+        if a.shape[1] <= 4:
+            for c in range(a.shape[1]):
+                vax.plot(time[:length], a[:, c], lw=1, color=PALETTE[c % len(PALETTE)], label=f"channel {c}")
+            if a.shape[1] > 1 and not compact:
+                vax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        else:
+            kw = {"vmin": lo, "vmax": hi} if v in ("target", "output") else {}
+            vax.imshow(a.T, aspect="auto", interpolation="nearest", origin="upper", cmap="viridis",
+                       extent=(t0, t1, a.shape[1] - 0.5, -0.5), **kw)
+        vax.set_ylabel(v if compact or a.shape[1] <= 4 else f"{v}\nchannel", fontsize=font)
+        vax.tick_params(labelsize=font)
+    if fix:
+        fax = by_name["fixation"]
+        for v, f in fix:
+            fax.plot(time[:length], f, lw=1, label=v, **styles[v])
+        lo_f = min(0.0, min(float(np.nanmin(f)) for _, f in fix))
+        hi_f = max(1.0, max(float(np.nanmax(f)) for _, f in fix))
+        fax.set_ylim(lo_f - 0.12 * (hi_f - lo_f), hi_f + 0.12 * (hi_f - lo_f))
+        fax.set_ylabel("fixation" if compact else f"fixation\n(channel {fixation})", fontsize=font)
+        fax.tick_params(labelsize=font)
+        if not compact:
+            fax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for a in axes[:-1]:
+        a.tick_params(labelbottom=False)
+    axes[-1].set_xlabel(f"time ({units})", fontsize=font)
+    axes[-1].set_xlim(t0, t1)
+    title = f"trial {label}" + (f", member {member}" if member is not None else "")
+    if ds.attrs.get("task"):
+        title = f"{ds.attrs['task']}: {title}"
+    if skipped:
+        title += f" ({', '.join(skipped)}: no time dim, not drawn)"
+    axes[0].set_title(title, fontsize=font + 1)
+    if not compact:
+        fig.tight_layout()
+    return fig
+
+
+def _threshold_of(metrics: xr.Dataset) -> float | None:
+    """The stopping threshold a metrics Dataset records: attribute ``threshold``, else the first
+    ``threshold`` of its JSON ``config`` (``curriculum_options``), else None."""
+    import json
+
+    if "threshold" in metrics.attrs:
+        return float(metrics.attrs["threshold"])
+    config = metrics.attrs.get("config")
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return None
+    stack = [config]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, dict):
+            if isinstance(item.get("threshold"), (int, float)):
+                return float(item["threshold"])
+            stack.extend(item.values())
+    return None
+
+
+def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """The trailing running mean of each row over the last ``window`` columns (fewer at the
+    start), NaNs ignored."""
+    if window <= 1:
+        return values
+    v = np.where(np.isfinite(values), values, 0.0)
+    n = np.isfinite(values).astype(float)
+    cv = np.cumsum(np.pad(v, ((0, 0), (1, 0))), axis=1)
+    cn = np.cumsum(np.pad(n, ((0, 0), (1, 0))), axis=1)
+    i = np.arange(1, values.shape[1] + 1)
+    j = np.maximum(i - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (cv[:, i] - cv[:, j]) / (cn[:, i] - cn[:, j])
+
+
+def _member_curves(ax, da: xr.DataArray, steps: np.ndarray, band: tuple[float, float], window: int,
+                   color: str, what: str) -> np.ndarray:
+    """Thin per-member lines, the median and the ``band`` percentiles over members of ``da``
+    ``(member, step)`` smoothed by a trailing mean of ``window`` steps; returns the smoothed
+    values."""
+    v = da.transpose("member", "step").values.astype(float) if "member" in da.dims else da.values[None].astype(float)
+    sm = _running_mean(v, window)
+    k = sm.shape[0]
+    smooth = f", running mean of {window} steps" if window > 1 else ""
+    if k == 1:
+        ax.plot(steps, sm[0], color=color, lw=1.5, label=f"{what}{smooth}")
+        return sm
+    for i, row in enumerate(sm):
+        ax.plot(steps, row, color=color, lw=0.6, alpha=0.35, label=f"members{smooth}" if i == 0 else None)
+    lo, hi = np.nanpercentile(sm, band, axis=0)
+    ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0,
+                    label=f"{band[0]:g}-{band[1]:g}th percentile over {k} members")
+    ax.plot(steps, np.nanmedian(sm, axis=0), color=color, lw=1.8, label=f"median over {k} members")
+    return sm
+
+
+def learning_curves(metrics: xr.Dataset, *, ax=None, band: tuple[float, float] = (10, 90),
+                    threshold: float | None = None, smooth: int | None = None, loss: bool = False):
+    """Learning curves of an ensemble trained on a trial task, with its stopping rule.
+
+    Training performance of each member over steps (thin lines, a trailing running mean), their
+    median (thick) and the band between the ``band`` percentiles over members (a 10-90 band holds
+    the members the percentile stopping rule averages); the evaluated ``score`` (fresh trials, the
+    rule's 10-90 percentile mean) at ``epoch_step``; the threshold (dashed) and, when it was met,
+    the step (``steps_to_threshold`` >= 0, solid vertical line). One member: its line, no band.
+
+    Parameters
+    ----------
+    metrics : xarray.Dataset
+        :func:`trainers.ensemble.ensemble_metrics` (``run.metrics()`` of a trial-task run):
+        ``performance`` (and ``loss``) over ``(member, step)``, optionally ``score`` and
+        ``epoch_step`` over ``epoch``, attributes ``steps_to_threshold`` and ``stop_reason``.
+    ax : matplotlib Axes or sequence of Axes, optional
+        Where to draw (one Axes is split in two with ``loss=True``); default a new figure.
+    band : (float, float), default=(10, 90)
+        Percentiles over members bounding the band.
+    threshold : float, optional
+        Default: the metrics' attribute ``threshold``, else the ``threshold`` of its ``config``
+        (``curriculum_options``), else 0.99.
+    smooth : int, optional
+        Window (steps) of the running mean; default ``max(1, steps // 50)``; 1: raw values.
+    loss : bool, default=False
+        A second panel with the training loss (median and band, log scale).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, dynatools.plot as dplot
+    >>> perf = np.clip(np.linspace(0, 1.2, 200) + 0.1 * np.random.rand(8, 200), 0, 1)
+    >>> metrics = xr.Dataset({"performance": (("member", "step"), perf)},
+    ...                      coords={"step": np.arange(1, 201)}, attrs={"steps_to_threshold": 180})
+    >>> fig = dplot.learning_curves(metrics)
+    """
+    if not isinstance(metrics, xr.Dataset):
+        raise TypeError(f"metrics is a {type(metrics).__name__}; pass the Dataset of run.metrics() "
+                        f"(trainers.ensemble.ensemble_metrics).")
+    _need(metrics, ["performance"], "metrics", "trainers.ensemble.ensemble_metrics (a trial-task run's .metrics())")
+    if "step" not in metrics["performance"].dims:
+        raise ValueError(f"'performance' has dims {metrics['performance'].dims}, not 'step': this figure needs "
+                         f"per-step metrics of a trial-task run (trainers.ensemble.ensemble_metrics).")
+    if loss:
+        _need(metrics, ["loss"], "metrics", "trainers.ensemble.ensemble_metrics, or use loss=False")
+    if not 0 <= band[0] < band[1] <= 100:
+        raise ValueError(f"band={band}: pass two percentiles 0 <= low < high <= 100, e.g. (10, 90).")
+    steps = metrics["step"].values if "step" in metrics.coords else np.arange(1, metrics.sizes["step"] + 1)
+    window = max(1, len(steps) // 50) if smooth is None else int(smooth)
+    if window < 1:
+        raise ValueError(f"smooth={smooth}: pass a window of at least 1 step (1: no smoothing).")
+    if threshold is None:
+        threshold = _threshold_of(metrics)
+    threshold = 0.99 if threshold is None else float(threshold)
+    fig, axes = _stacked_axes(ax, 2 if loss else 1, [1.6, 1.0] if loss else [1.0],
+                              (8.5, 6.0 if loss else 3.8))
+    pax = axes[0]
+    _member_curves(pax, metrics["performance"], steps, band, window, PALETTE[0], "training performance")
+    if "score" in metrics and "epoch_step" in metrics:
+        pax.plot(metrics["epoch_step"].values, metrics["score"].values, "o-", color=PALETTE[1], ms=4, lw=1.2,
+                 label="evaluated score (10-90 percentile mean)")
+    pax.axhline(threshold, color="0.3", ls="--", lw=1, label=f"threshold {threshold:g}")
+    reached = int(metrics.attrs.get("steps_to_threshold", -1))
+    title = None
+    if reached >= 0:
+        for a in axes:
+            a.axvline(reached, color=PALETTE[2], lw=1.2, label=f"threshold reached at step {reached}" if a is pax else None)
+    elif metrics.attrs.get("stop_reason"):
+        title = f"threshold not reached (stopped: {metrics.attrs['stop_reason']})"
+    pax.set_ylim(-0.03, 1.03)
+    pax.set_ylabel("performance\n(fraction correct)")
+    pax.legend(fontsize=7, frameon=False, title=title, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if loss:
+        lax = axes[1]
+        sm = _member_curves(lax, metrics["loss"], steps, band, window, PALETTE[3], "training loss")
+        if np.nanmin(sm) > 0:
+            lax.set_yscale("log")
+        lax.set_ylabel("training loss")
+        pax.tick_params(labelbottom=False)
+    axes[-1].set_xlabel("training step")
+    if ax is None:
+        fig.tight_layout()
+    return fig
