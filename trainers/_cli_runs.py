@@ -50,6 +50,51 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_trial_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run of a trial task (``time_resolved``); False when it cannot
+    tell (no run there: the caller reports that)."""
+    from trainers.rundir import RunDir
+
+    try:
+        return bool(getattr(RunDir(run_dir).config.classes()[0], "time_resolved", False))
+    except Exception:                    # noqa: BLE001 - not a run directory: the usual error path
+        return False
+
+
+def record_trial_run(args: argparse.Namespace) -> int:
+    """``trainers record RUN_DIR`` for a trial-task run (one network or an ensemble): its
+    latest network(s) on ``--trials`` fresh trials of the run's task (``trainers.record``)."""
+    from trainers.engine import resolve_device
+    from trainers.record import record
+    from trainers.rundir import RunDir
+
+    run_dir = Path(args.run_dir)
+    rd = RunDir(run_dir)
+    if args.N is not None:
+        raise ValueError(f"{run_dir} is a {rd.config.task} run: it has no per-N networks; drop --N.")
+    if args.p is not None:
+        raise ValueError(f"--p sets the probability of a 1 in random-bit inputs; {rd.config.task} draws its "
+                         f"own trials: drop --p.")
+    ck = rd.checkpoint()
+    cfg = ck.config
+    model = ck.model(resolve_device(args.device))
+    history = ck.meta.get("history") or []
+    last = history[-1] if history else {}
+    attrs = {"curriculum": cfg.curriculum, "config": cfg.to_dict(), "train_seed": cfg.seed,
+             "checkpoint": str(ck.path), "epoch": ck.epoch, "train_step": int(last.get("iteration", 0)),
+             "performance": list(last.get("members_performance", [])), "stop_reason": ck.meta.get("stop_reason", "")}
+    rec = record(model, cfg.make_task(), steps=args.steps, trials=args.trials, burn_in=args.burn_in,
+                 out=args.output, seed=args.seed, attrs=attrs, noise=args.noise)
+    if not args.quiet:
+        k = rec.sizes.get("member")
+        who = f"{k} networks" if k else "1 network"
+        lengths = rec["trial_length"].values
+        print(f"wrote {args.output}: activity {dict(rec.activity.sizes)} (firing rates, time in s; trials of "
+              f"{int(lengths.min())}..{int(lengths.max())} steps) of {who} from {ck.path.name}, "
+              f"{'with' if args.noise else 'without'} private noise")
+    return 0
+
+
 def _load(source: Path, N: int | None, dtype: str) -> tuple[Any, Any, list[int] | None, Any]:
     """The network of a run directory (its latest checkpoint, or the one saved when N was solved)
     or of a checkpoint file: ``(model in dtype, task, Ns or None for a task without N, checkpoint)``."""

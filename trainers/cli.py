@@ -213,8 +213,11 @@ def _load(run_dir: Path, N: int | None, device: str | None):
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
+    from trainers._cli_runs import is_trial_run, record_trial_run
     from trainers.record import record
 
+    if is_trial_run(args.run_dir):                       # cognitive / multi-timescale tasks, ensembles
+        return record_trial_run(args)
     run_dir = Path(args.run_dir)
     model, cfg, ck, path = _load(run_dir, args.N, args.device)
     Ns = ck.Ns or None
@@ -224,9 +227,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
         p = None if args.p is None else args.p if args.p == "uniform" else float(args.p)
     except ValueError:
         raise ValueError(f"--p must be a probability in [0, 1] or 'uniform'; found {args.p!r}.") from None
-    rec = record(model, cfg.make_task(), Ns=Ns, steps=args.steps, trials=args.trials,
-                 burn_in=args.burn_in, out=args.output, p=p, seed=args.seed, attrs=attrs,
-                 progress=not args.quiet)
+    rec = record(model, cfg.make_task(), Ns=Ns, steps=100_000 if args.steps is None else args.steps,
+                 trials=args.trials, burn_in=500 if args.burn_in is None else args.burn_in, out=args.output,
+                 p=p, seed=args.seed, attrs=attrs, progress=not args.quiet, noise=args.noise)
     if not args.quiet:
         heads = f" (Ns {Ns[0]}..{Ns[-1]})" if Ns else ""
         print(f"wrote {args.output}: activity {dict(rec.activity.sizes)} from {path.name}{heads}")
@@ -303,9 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run directory of a 'trainers train' run")
     p.add_argument("--N", type=int, help="network saved when N was solved (default: the latest, "
                                          "with the heads of its last epoch)")
-    p.add_argument("--steps", type=int, default=100_000, help="time steps per trial (default 1e5)")
+    p.add_argument("--steps", type=int, help="time steps per trial (default 1e5; trial tasks: each trial's own "
+                                             "length, padded to the longest; a number pads or cuts)")
     p.add_argument("--trials", type=int, default=10, help="trials (default 10)")
-    p.add_argument("--burn-in", type=int, default=500, help="discarded initial steps (default 500)")
+    p.add_argument("--burn-in", type=int, help="discarded initial steps (default 500; trial tasks: none)")
+    p.add_argument("--noise", action="store_true",
+                   help="trial tasks: simulate with the network's private noise (default: none, as evaluated)")
     p.add_argument("--p", metavar="P",
                    help="parity/DMS: probability of a 1 in the input bits: a number for every trial (default "
                         "0.5), or 'uniform' for p ~ U(0,1) drawn per trial (the authors' timescale protocol)")
