@@ -930,7 +930,9 @@ def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None =
     recording : xarray.Dataset or mapping
         A recording-like Dataset with ``input`` ``(trial, time, input_dim)`` and optionally
         ``target`` and ``output`` ``(trial, time, head)`` (an ensemble's ``output`` may lead with
-        ``member``), ``period``, ``trial_length``, attribute ``dt``; or a mapping of arrays
+        ``member``; extra dims such as ``class`` are drawn as more channels; without a
+        time-resolved ``target``, ``task_target`` as :func:`trainers.record` writes it is drawn),
+        ``period``, ``trial_length``, attribute ``dt``; or a mapping of arrays
         ``{"input": ..., "target": ..., "output": ..., "period": ..., "dt": ..., "time_units": ...}``.
     trial : int, default=0
         Position of the trial.
@@ -967,13 +969,12 @@ def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None =
     if "member" in ds.dims:
         if member is None:
             ds = ds.isel(member=0)
-        elif "member" in ds.coords:
-            if member not in list(ds["member"].values):
-                raise ValueError(f"member {member!r} not found; the recording's members are "
-                                 f"{list(ds['member'].values)[:10]}: pass one of them.")
-            ds = ds.sel(member=member)
         else:
-            ds = ds.isel(member=int(member))
+            labels = list(ds["member"].values) if "member" in ds.coords else list(range(ds.sizes["member"]))
+            if member not in labels:
+                raise ValueError(f"member {member!r} not found; the recording's members are "
+                                 f"{labels[:10]}{' ...' if len(labels) > 10 else ''}: pass one of them.")
+            ds = ds.isel(member=labels.index(member))
     elif member is not None:
         raise ValueError("member given but the recording has no 'member' dim; leave member=None.")
     n_trials = ds.sizes["trial"]
@@ -989,9 +990,12 @@ def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None =
     dt = float(ds.attrs.get("dt", time[1] - time[0] if n_time > 1 else 1.0))
     t0, t1 = float(time[0]), float(time[length - 1] + dt)
 
-    variables = [(v, _channels(one[v], length)) for v in ("input", "target", "output")
-                 if v in one and "time" in one[v].dims]
-    skipped = [v for v in ("target", "output") if v in one and "time" not in one[v].dims]
+    source = {"input": "input", "target": "target", "output": "output"}
+    if ("target" not in one or "time" not in one["target"].dims) and "task_target" in one:
+        source["target"] = "task_target"           # trainers.record: the task's target with its class dim
+    variables = [(v, _channels(one[name], length)) for v, name in source.items()
+                 if name in one and "time" in one[name].dims]
+    skipped = [v for v in ("target", "output") if source[v] in one and "time" not in one[source[v]].dims]
     fix = []
     if fixation is not None:
         if not all(0 <= fixation < a.shape[1] for _, a in variables):
@@ -1016,9 +1020,9 @@ def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None =
             a, b = time[start], time[end - 1] + dt
             color = _PERIOD_COLORS.get(name) or PALETTE[(others.index(name) + 5) % len(PALETTE)]
             pax.axvspan(a, b, color=color, alpha=0.3, lw=0)
-            text = name if (b - a) / (t1 - t0) > 0.016 * len(name) * font / 8 else name[:4]
-            if (b - a) / (t1 - t0) < 0.035:
-                text = name[:1]
+            inches = (b - a) / (t1 - t0) * pax.get_position().width * fig.get_figwidth()
+            char = 0.6 * font / 72                  # a character's width (in), roughly
+            text = name if inches > char * (len(name) + 1) else name[:4] if inches > 5 * char else name[:1]
             pax.text((a + b) / 2, 0.5, text, ha="center", va="center", fontsize=font, clip_on=True)
         pax.set_yticks([])
         pax.set_ylim(0, 1)
