@@ -966,8 +966,10 @@ def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None =
     if not {"trial", "time"} <= set(ds["input"].dims):
         raise ValueError(f"'input' has dims {ds['input'].dims}; expected (trial, time, input_dim): add the "
                          f"missing dim with ds.expand_dims('trial').")
+    shown_member = member
     if "member" in ds.dims:
         if member is None:
+            shown_member = ds["member"].values[0] if "member" in ds.coords else 0
             ds = ds.isel(member=0)
         else:
             labels = list(ds["member"].values) if "member" in ds.coords else list(range(ds.sizes["member"]))
@@ -1065,7 +1067,7 @@ def task_trial(recording, trial: int = 0, *, member=None, fixation: int | None =
         a.tick_params(labelbottom=False)
     axes[-1].set_xlabel(f"time ({units})", fontsize=font)
     axes[-1].set_xlim(t0, t1)
-    title = f"trial {label}" + (f", member {member}" if member is not None else "")
+    title = f"trial {label}" + (f", member {shown_member}" if shown_member is not None else "")
     if ds.attrs.get("task"):
         title = f"{ds.attrs['task']}: {title}"
     if skipped:
@@ -1128,10 +1130,15 @@ def _member_curves(ax, da: xr.DataArray, steps: np.ndarray, band: tuple[float, f
         return sm
     for i, row in enumerate(sm):
         ax.plot(steps, row, color=color, lw=0.6, alpha=0.35, label=f"members{smooth}" if i == 0 else None)
-    lo, hi = np.nanpercentile(sm, band, axis=0)
+    import warnings
+
+    with warnings.catch_warnings():             # steps where every member is NaN stay gaps
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(sm, band, axis=0)
+        median = np.nanmedian(sm, axis=0)
     ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0,
                     label=f"{band[0]:g}-{band[1]:g}th percentile over {k} members")
-    ax.plot(steps, np.nanmedian(sm, axis=0), color=color, lw=1.8, label=f"median over {k} members")
+    ax.plot(steps, median, color=color, lw=1.8, label=f"median over {k} members")
     return sm
 
 
@@ -1214,7 +1221,7 @@ def learning_curves(metrics: xr.Dataset, *, ax=None, band: tuple[float, float] =
     if loss:
         lax = axes[1]
         sm = _member_curves(lax, metrics["loss"], steps, band, window, PALETTE[3], "training loss")
-        if np.nanmin(sm) > 0:
+        if np.isfinite(sm).any() and np.nanmin(sm) > 0:
             lax.set_yscale("log")
         lax.set_ylabel("training loss")
         pax.tick_params(labelbottom=False)

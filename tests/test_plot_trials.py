@@ -98,6 +98,11 @@ def test_task_trial_ensemble_member_and_an_axes_of_a_grid():
     assert out is fig and len(fig.axes) == 1 + 4            # grid[1] split into 4 panels
     output = _images(fig)[-1].get_array()
     np.testing.assert_allclose(output, ds.output.values[2, 1, :30].T)       # member label 2, trial 1
+    assert "member 2" in fig.axes[1].get_title()
+    plt.close(fig)
+    fig = plot.task_trial(ds.assign_coords(member=[5, 6, 7]))               # default: the first member
+    assert "member 5" in fig.axes[0].get_title()
+    np.testing.assert_allclose(_images(fig)[-1].get_array(), ds.output.values[0, 0, :40].T)
     plt.close(fig)
     with pytest.raises(ValueError, match="member 7 not found"):
         plot.task_trial(ds, member=7)
@@ -219,6 +224,15 @@ def test_learning_curves_one_member_has_no_band_and_loss_panel():
     np.testing.assert_allclose(perf[0].get_ydata(), ds.performance.values[0])
     assert fig.axes[1].get_yscale() == "log" and fig.axes[1].get_ylabel() == "training loss"
     assert fig.axes[1].get_xlabel() == "training step"
+    plt.close(fig)
+
+
+def test_learning_curves_steps_without_any_value_are_gaps():
+    ds = _metrics()
+    ds["performance"][:, 10] = np.nan
+    fig = plot.learning_curves(ds, smooth=1)
+    median = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("median")][0]
+    assert np.isnan(median.get_ydata()[10]) and np.isfinite(median.get_ydata()[11])
     plt.close(fig)
 
 
