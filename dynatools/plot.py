@@ -872,7 +872,8 @@ def _as_trials(recording) -> xr.Dataset:
             if a.ndim == 2:
                 a = a[None]
             if a.ndim != 3:
-                raise ValueError(f"{name!r} has shape {a.shape}; expected (trial, time, {channel}) or (time, {channel}).")
+                raise ValueError(f"{name!r} has shape {a.shape}; expected (trial, time, {channel}) or "
+                                 f"(time, {channel}).")
             data[name] = (("trial", "time", channel), a)
     ds = xr.Dataset(data)
     if "period" in recording and recording["period"] is not None:
@@ -1212,7 +1213,8 @@ def learning_curves(metrics: xr.Dataset, *, ax=None, band: tuple[float, float] =
     title = None
     if reached >= 0:
         for a in axes:
-            a.axvline(reached, color=PALETTE[2], lw=1.2, label=f"threshold reached at step {reached}" if a is pax else None)
+            a.axvline(reached, color=PALETTE[2], lw=1.2,
+                      label=f"threshold reached at step {reached}" if a is pax else None)
     elif metrics.attrs.get("stop_reason"):
         title = f"threshold not reached (stopped: {metrics.attrs['stop_reason']})"
     pax.set_ylim(-0.03, 1.03)
