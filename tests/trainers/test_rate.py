@@ -382,8 +382,9 @@ def test_train_on_parity_reload_and_record(tmp_path):
         ({"noise": "pink"}, r"noise='pink'.*'white', 'ou'"),
         ({"noise_tau_ms": 0.0}, r"noise_tau_ms must be a positive number of ms"),
         ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; use fewer"),
-        ({"input_units": -1}, r"input_units must be a non-negative integer"),
-        ({"output_units": 1.5}, r"output_units must be a non-negative integer"),
+        ({"input_units": -1}, r"input_units must be a number of units \(an integer\), a fraction"),
+        ({"output_units": 1.5}, r"output_units must be a number of units \(an integer\), a fraction"),
+        ({"init": "xavier"}, r"init='xavier' is not a valid option"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -395,8 +396,8 @@ def test_bad_arguments(kwargs, match):
 @pytest.mark.parametrize(
     "options, match",
     [
-        ({"input_units": -2}, r"input_units must be a non-negative integer"),
-        ({"output_units": "4"}, r"output_units must be an integer"),
+        ({"input_units": -2}, r"input_units must be >= 0"),
+        ({"output_units": "4"}, r"output_units must be a finite number"),
         ({"input_units": 10, "output_units": 10}, r"input_units \+ output_units = 20 exceeds n_units=16"),
         ({"noise": "brown"}, r"noise='brown'.*'white', 'ou'"),
         ({"noise_tau_ms": -5.0}, r"noise_tau_ms must be a positive number"),
@@ -428,3 +429,23 @@ def test_bad_options_through_the_registry():
     with pytest.raises(ValueError, match="tau_distribution"):
         trainers.train({"model": "rate", "task": "parity", "tau_distribution": "x", "device": "cpu"},
                        progress=False)
+
+
+@pytest.mark.parametrize("given, n_in, n_out", [(0.4, 20, 20), (20, 20, 20), (0, 0, 0), (0.01, 1, 1)])
+def test_population_sizes_as_fractions_or_counts(given, n_in, n_out):
+    net = RateRNN(50, input_units=given, output_units=given)
+    assert (net.input_units, net.output_units) == (n_in, n_out)
+    assert net.config()["input_units"] == given                    # rebuilds with the same rule
+    coords = net.unit_coords()["population"]
+    assert (coords == "input").sum() == n_in and (coords == "output").sum() == n_out
+
+
+def test_init_002_follows_the_authors_scales():
+    """002's code: recurrent N(0, 1/n^2), input, readout and bias N(0, 1), no readout bias."""
+    n = 400
+    net = RateRNN(n, input_dim=50, n_classes=30, init="002", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert abs(float(net.W_rec.std()) * n - 1) < 0.02
+        for w in (net.W_in, net.b, net.heads.weight):
+            assert abs(float(w.std()) - 1) < 0.05 and abs(float(w.mean())) < 0.05
+        assert float(net.heads.bias.abs().max()) == 0.0

@@ -40,6 +40,8 @@ RATE_ACTIVATIONS = ("relu", "tanh", "softplus", "linear")
 NOISE_FORMS = ("white", "ou")
 #: Output nonlinearities g of 002 Eq. 2, applied over the class axis of the readout.
 OUTPUT_ACTIVATIONS = ("linear", "sigmoid", "softmax")
+#: Weight initialisations: PyTorch's Linear bounds, or the authors' code of 002.
+INITS = ("uniform", "002")
 #: Timescale distributions of 001 (``vanilla``: every unit has ``tau``).
 TAU_DISTRIBUTIONS = ("vanilla", "normal", "uniform", "bimodal")
 
@@ -183,12 +185,21 @@ class RateRNN(RecurrentModel):
         ``dale=True`` (without Dale's law there are no inhibitory units).
     gain : float, default=1.0
         Initial recurrent weights N(0, gain^2 / n_units) (magnitudes for Dale's law).
+    init : {"uniform", "002"}, default="uniform"
+        Initialisation of the other weights. ``uniform``: PyTorch's ``nn.Linear`` bounds for the
+        input and readout weights, zero bias, recurrent weights by ``gain``. ``002``: the authors'
+        code (``func_standardtasks.py``): recurrent N(0, 1/n^2) (``gain`` is not used), input and
+        readout weights and the bias N(0, 1), readout bias 0. The cognitive tasks train with
+        ``002``: with the ``uniform`` scales their ReLU networks saturate the sigmoid readout and
+        stop learning.
     output_activation : {"linear", "sigmoid", "softmax"}, default="linear"
         ``g`` of 002 Eq. 2 (002: sigmoid for the cognitive tasks, softmax in Sec. 4.1), over the
         class axis. ``linear`` returns logits, which the cross-entropy of the binary tasks expects.
-    input_units, output_units : int, default=0
+    input_units, output_units : float, default=0
         Populations (002 Sec. 2.2): the inputs project only onto the first ``input_units`` units,
-        the readout reads only the next ``output_units`` units, the rest are auxiliary. 0: no
+        the readout reads only the next ``output_units`` units, the rest are auxiliary. A value in
+        (0, 1) is a fraction of ``n_units`` (rounded; 002's code: 0.4 and 0.4), a value >= 1 a
+        number of units (an integer). 0: no
         restriction on that side (every unit receives input / is read out). Fixed masks multiply
         ``W_in`` (rows) and the readout weights (columns) in the forward pass, and the masked
         weights start at zero, so no optimiser step can use them. Under Dale's law the E units
@@ -233,10 +244,12 @@ class RateRNN(RecurrentModel):
         Option("gain", 1.0, "initial recurrent weights N(0, gain^2/n)", float, positive=True),
         Option("output_activation", "linear", "g of 002 Eq. 2 on the readout: linear (logits), sigmoid or "
                "softmax over classes", str, OUTPUT_ACTIVATIONS),
-        Option("input_units", 0, "units receiving the input: the first ones (002 Sec. 2.2); 0 = all", int,
-               minimum=0),
-        Option("output_units", 0, "units read out: the next ones after the input units (002 Sec. 2.2); "
-               "0 = all", int, minimum=0),
+        Option("input_units", 0, "units receiving the input: the first ones (002 Sec. 2.2); a fraction of the "
+               "units if below 1 (002: 0.4); 0 = all", float, minimum=0),
+        Option("output_units", 0, "units read out: the next ones after the input units (002 Sec. 2.2); a "
+               "fraction of the units if below 1 (002: 0.4); 0 = all", float, minimum=0),
+        Option("init", "uniform", "weight initialisation: uniform (PyTorch's Linear bounds) or 002 (the "
+               "authors' code: N(0, 1) input, readout and bias; N(0, 1/n^2) recurrent)", str, INITS),
     )
     #: 002 trains with Adam (the learning rate is the task's: 2e-3 for the cognitive tasks, the
     #: authors' 0.1 / 50 units; without one, Adam's 1e-3); inputs +-1.
@@ -260,8 +273,9 @@ class RateRNN(RecurrentModel):
         inhibitory_tau_half: bool = False,
         gain: float = 1.0,
         output_activation: str = "linear",
-        input_units: int = 0,
-        output_units: int = 0,
+        input_units: float = 0,
+        output_units: float = 0,
+        init: str = "uniform",
         input_dim: int = 1,
         n_heads: int = 1,
         n_classes: int = 2,
@@ -298,10 +312,17 @@ class RateRNN(RecurrentModel):
             raise ValueError(f"e_fraction must lie in (0, 1), e.g. 0.8 for an 80/20 E/I split; "
                              f"found {e_fraction!r}.")
         self.noise_generator: torch.Generator | None = None
+        self.init = check_choice("init", init, INITS)
+        sizes = []
         for name, value in (("input_units", input_units), ("output_units", output_units)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer (0: no restriction); found {value!r}.")
-        self.input_units, self.output_units = int(input_units), int(output_units)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or value < 0 or (value >= 1 and not float(value).is_integer()):
+                raise ValueError(f"{name} must be a number of units (an integer), a fraction of the units in "
+                                 f"(0, 1), or 0 for no restriction; found {value!r}.")
+            sizes.append(int(value) if value >= 1 or value == 0 else max(1, round(float(value) * n)))
+        self._population_options = (float(input_units) if 0 < input_units < 1 else int(input_units),
+                                    float(output_units) if 0 < output_units < 1 else int(output_units))
+        self.input_units, self.output_units = sizes
         if self.input_units + self.output_units > n:
             raise ValueError(f"input_units + output_units = {self.input_units + self.output_units} exceeds "
                              f"n_units={n}; use fewer population units or more units (0 = no restriction).")
@@ -328,9 +349,15 @@ class RateRNN(RecurrentModel):
         self.log_tau_excess = nn.Parameter(torch.log(tau_init.double() - self.dt).float(),
                                            requires_grad=bool(train_tau))
 
-        self.W_in = nn.Parameter(uniform_(torch.empty(n, self.input_dim), linear_bound(self.input_dim), generator))
-        self.b = nn.Parameter(torch.zeros(n))
-        W = torch.randn(n, n, generator=generator) * (self.gain / math.sqrt(n))
+        if self.init == "002":                     # the authors' code (func_standardtasks.py)
+            self.W_in = nn.Parameter(torch.randn(n, self.input_dim, generator=generator))
+            self.b = nn.Parameter(torch.randn(n, generator=generator))
+            W = torch.randn(n, n, generator=generator) / n
+        else:
+            self.W_in = nn.Parameter(uniform_(torch.empty(n, self.input_dim), linear_bound(self.input_dim),
+                                              generator))
+            self.b = nn.Parameter(torch.zeros(n))
+            W = torch.randn(n, n, generator=generator) * (self.gain / math.sqrt(n))
         self.n_excitatory = n_e if self.dale else n
         sign = torch.ones(n)
         if self.dale:
@@ -341,6 +368,10 @@ class RateRNN(RecurrentModel):
         self.register_buffer("sign", sign, persistent=False)
         self.W_rec = nn.Parameter(W)
         self.heads = MultiHeadReadout(n, n_heads, n_classes, generator=generator)
+        if self.init == "002":
+            with torch.no_grad():
+                self.heads.weight.copy_(torch.randn(self.heads.weight.shape, generator=generator))
+                self.heads.bias.zero_()
         # populations (002 Sec. 2.2): input = units [0, n_in), output = [n_in, n_in + n_out), 0 = all
         n_in, n_out = self.input_units, self.output_units
         input_mask = torch.zeros(n)
@@ -367,8 +398,8 @@ class RateRNN(RecurrentModel):
             "activation": self.activation, "sigma": self.sigma, "noise": self.noise,
             "noise_tau_ms": self.noise_tau_ms, "dale": self.dale, "e_fraction": self.e_fraction,
             "inhibitory_tau_half": self.inhibitory_tau_half, "gain": self.gain,
-            "output_activation": self.output_activation, "input_units": self.input_units,
-            "output_units": self.output_units,
+            "output_activation": self.output_activation, "input_units": self._population_options[0],
+            "output_units": self._population_options[1], "init": self.init,
         }
 
     def unit_axes(self) -> dict[str, tuple[int, ...]]:

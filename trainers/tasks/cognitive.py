@@ -189,10 +189,12 @@ class CognitiveTask(TrialTask):
     #: func_standardtasks.py: 20 trials per step, Adam with lr 1e-1/N = 2e-3; func_init.py: private
     #: Ornstein-Uhlenbeck noise 0.1 eta inside f with tau_n = tau = 100 ms); the percentile
     #: stopping rule checked every 100 steps on 10 x 20 fresh trials per network (the authors
-    #: evaluate 200 trials every 10 steps); 40,000 steps at most.
+    #: evaluate 200 trials every 10 steps); 40,000 steps at most; the authors' initialisation and
+    #: populations (0.4 n input units, 0.4 n output units, the rest auxiliary).
     defaults = {"model": "rate", "curriculum": "percentile", "output_activation": "sigmoid", "units": 50,
                 "batch": 20, "optimizer": "adam", "lr": 2e-3, "steps_per_epoch": 100, "eval_batches": 10,
-                "max_epochs": 400, "noise": "ou", "sigma": 0.1, "noise_tau_ms": 100.0}
+                "max_epochs": 400, "noise": "ou", "sigma": 0.1, "noise_tau_ms": 100.0, "init": "002",
+                "input_units": 0.4, "output_units": 0.4}
     minimal_performance = None
 
     def __init__(self, *, dt: float = 5.0, n_ring: int = 32, tolerance: float = 0.2 * math.pi,
