@@ -168,7 +168,7 @@ def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | 
     >>> rec = trainers.record(net, "go", trials=3, seed=0)
     >>> rec.activity.dims, rec.time.attrs["units"], rec.attrs["dt"]
     (('trial', 'time', 'unit'), 's', 0.005)
-    >>> sorted(set(rec.period.values.ravel()) - {"pad"})
+    >>> sorted(set(rec.period.values.ravel().tolist()) - {"pad"})
     ['fixation', 'response', 'stimulus']
     """
     if isinstance(task, str):
