@@ -432,7 +432,8 @@ def select_period(rec: xr.Dataset, period: str | Sequence[str], *, trial_dim: st
                              time_dim: (time_dim, np.arange(n_new) * dt, rec[time_dim].attrs),
                              "trial_length": (trial_dim, lengths.astype(np.int64)),
                              "period": ((trial_dim, time_dim), np.where(pad, PAD, labels[trial_idx, time_idx]))})
-    cut = cut.transpose(*[d for d in rec.dims if d in cut.dims])
+    for name, var in rec.data_vars.items():            # each variable keeps its own dim order
+        cut[name] = cut[name].transpose(*var.dims)
     cut.attrs = dict(rec.attrs)
     cut.attrs["selected_period"] = ", ".join(names)
     return validate(cut)

@@ -183,6 +183,9 @@ def test_select_period_analyses_one_period_of_each_trial(ensemble):
     res = dt.timescales(delay)
     assert res.tau_net.dims == ("member", "unit")
     np.testing.assert_allclose(res.tau_net.values, TAUS * DT, rtol=0.25)
+    with_weights = ensemble.assign(W_out=(("member", "head", "class", "unit"),
+                                          np.zeros((ensemble.sizes["member"], 1, 2, ensemble.sizes["unit"]))))
+    assert dt.select_period(with_weights, "delay")["W_out"].dims == ("member", "head", "class", "unit")
     with pytest.raises(RecordingError, match=r"no step labelled \['go'\]; the periods found are"):
         dt.select_period(ensemble, "go")
     with pytest.raises(RecordingError, match=r"not contiguous"):
