@@ -230,8 +230,8 @@ def percentile_mean(values: Sequence[float], low: float = 10.0, high: float = 90
     Examples
     --------
     >>> from trainers.curricula import percentile_mean
-    >>> percentile_mean([0.0] + [1.0] * 9 + [0.5] * 10)    # the lowest 2 and the highest 2 are left out
-    0.75
+    >>> percentile_mean([0.0, 0.2] + [0.5] * 16 + [1.0, 1.0])   # 20 values: the lowest 2 and highest 2 out
+    0.5
     """
     v = np.sort(np.asarray(values, dtype=float).ravel())
     n = v.size
