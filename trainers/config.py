@@ -190,7 +190,8 @@ class TrainConfig:
         if out["members"] > 1 and not getattr(task_cls, "time_resolved", False):
             raise ValueError(f"members={out['members']}: ensembles are trained on trial tasks (the cognitive "
                              f"tasks, e.g. --task go); task {self.task!r} trains one network per run, so "
-                             f"leave members at 1.")
+                             f"leave members at 1" + ("; 002's delayed match-to-sample is --task dms-cog."
+                                                      if self.task == "dms" else "."))
         sections = _share({"task_options": (task_cls, dict(self.task_options)),
                            "model_options": (model_cls, dict(self.model_options)),
                            "curriculum_options": (cur_cls, dict(self.curriculum_options))})

@@ -122,6 +122,8 @@ class Option:
                 value = os.path.abspath(os.path.expanduser(value))
         if self.choices is not None:
             check_choice(self.name, value, self.choices)
+        if self.positive and self.below is not None and not 0 < value < self.below:
+            raise ValueError(f"{where}{self.name} must lie in (0, {self.below:g}) ({self.help}); found {value!r}.")
         if self.positive and not value > 0:
             raise ValueError(f"{where}{self.name} must be a positive number; found {value!r}.")
         if self.minimum is not None and self.below is not None and not self.minimum <= value < self.below:

@@ -208,14 +208,22 @@ def test_run_directory_loads_an_ensemble_or_one_network(tmp_path):
 
 @pytest.mark.parametrize("config, match", [
     ({"task": "parity", "members": 2}, "ensembles are trained on trial tasks"),
+    ({"task": "dms", "model": "rate", "members": 2}, "delayed match-to-sample is --task dms-cog"),
+    ({"task": "go", "dale": True, "e_fraction": 1.2}, r"e_fraction must lie in \(0, 1\) \(excitatory fraction"),
+    ({"task": "go", "units": 30, "input_units": 20, "output_units": 20}, "exceeds n_units=30; give smaller"),
+    ({"task": "go", "dt": 150.0}, r"dt=150 ms must be smaller than every tau"),
+    ({"task": "gogo"}, r"task='gogo' is not a valid option; choose one of 'parity'"),
     ({"task": "parity", "curriculum": "percentile"}, "needs a trial task"),
     (_cfg(model_options={"dt": 5.0}, task_options={"dt": 10.0}), "dt differs between sections"),
     (_cfg(members=0), "members must be a positive integer"),
     (_cfg(threshold=1.5), "threshold is a performance"),
 ])
 def test_bad_configurations_are_refused(config, match):
-    with pytest.raises(ValueError, match=match):
-        trainers.TrainConfig.from_dict(config).resolved().make_curriculum()
+    with pytest.raises(ValueError, match=match) as err:
+        cfg = trainers.TrainConfig.from_dict(config).resolved()
+        cfg.make_curriculum()
+        cfg.make_model()
+    assert "\n" not in str(err.value)                     # one line
 
 
 def test_dt_given_once_reaches_the_model_and_the_task():

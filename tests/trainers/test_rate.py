@@ -381,7 +381,7 @@ def test_train_on_parity_reload_and_record(tmp_path):
         ({"output_activation": "relu"}, r"output_activation='relu'.*'linear', 'sigmoid', 'softmax'"),
         ({"noise": "pink"}, r"noise='pink'.*'white', 'ou'"),
         ({"noise_tau_ms": 0.0}, r"noise_tau_ms must be a positive number of ms"),
-        ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; use fewer"),
+        ({"input_units": 3, "output_units": 2}, r"input_units \+ output_units = 5 exceeds n_units=4; give smaller --input-units"),
         ({"input_units": -1}, r"input_units must be a number of units \(an integer\), a fraction"),
         ({"output_units": 1.5}, r"output_units must be a number of units \(an integer\), a fraction"),
         ({"init": "xavier"}, r"init='xavier' is not a valid option"),

@@ -325,7 +325,8 @@ class RateRNN(RecurrentModel):
         self.input_units, self.output_units = sizes
         if self.input_units + self.output_units > n:
             raise ValueError(f"input_units + output_units = {self.input_units + self.output_units} exceeds "
-                             f"n_units={n}; use fewer population units or more units (0 = no restriction).")
+                             f"n_units={n}; give smaller --input-units/--output-units (fractions such as 0.4 scale "
+                             f"with the network; 0 = no restriction) or more --units.")
 
         tau = tau_ms
         tau_arr = np.asarray(tau.detach().cpu() if isinstance(tau, torch.Tensor) else tau, dtype=np.float64)
