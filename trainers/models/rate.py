@@ -104,6 +104,13 @@ def _f(z: torch.Tensor, activation: str) -> torch.Tensor:
     return z
 
 
+def _addmm(ext: torch.Tensor, h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``ext + h @ W.T`` in one operation for a ``(batch, unit)`` state (``linear`` otherwise)."""
+    if h.ndim == 2:
+        return torch.addmm(ext, h, W.mT)
+    return torch.nn.functional.linear(h, W) + ext
+
+
 def _df(z: torch.Tensor, activation: str) -> torch.Tensor:
     if activation == "relu":
         return (z > 0).to(z.dtype)
@@ -493,14 +500,13 @@ class RateRNN(RecurrentModel):
             out.append(o)
         return self.sigma * torch.stack(out, dim=1)
 
-    def _update(self, h: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor,
-                decay: torch.Tensor | None = None) -> torch.Tensor:
-        """One Euler step (002 Eq. 5) given the external drive ``ext = W_in u + b + eta``
-        (``decay = 1 - alpha``, precomputed by the time loop)."""
-        decay = 1.0 - alpha if decay is None else decay
+    def _update(self, h: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """One Euler step (002 Eq. 5) given the external drive ``ext = W_in u + b + eta``:
+        ``h + alpha (f(W h + ext) - h)`` (rate form) or ``h + alpha (W f(h) + ext - h)`` (current
+        form), as one fused matrix product (``addmm``) and one ``lerp``."""
         if self.form == "rate":
-            return decay * h + alpha * _f(torch.nn.functional.linear(h, W) + ext, self.activation)
-        return decay * h + alpha * (torch.nn.functional.linear(_f(h, self.activation), W) + ext)
+            return torch.lerp(h, _f(_addmm(ext, h, W), self.activation), alpha)
+        return torch.lerp(h, _addmm(ext, _f(h, self.activation), W), alpha)
 
     def step(self, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """One Euler step ``h -> h_next`` (002 Eq. 5) for ``h`` ``(batch, unit)`` and ``u``
@@ -558,21 +564,13 @@ class RateRNN(RecurrentModel):
         alpha = self.alpha()
         W = self.effective_W_rec()
         ext = self._input(u)                                  # (batch, time, unit): one matmul
-        ou = self._noise_on() and self.noise == "ou"
         if self._noise_on():
             if noise is None:
                 noise = self.draw_noise(batch, steps, device=u.device, dtype=u.dtype)
-            if not ou:
-                ext = ext + self._white(noise, alpha)
-        a, c = self._ou_coefficients()
-        decay = 1.0 - alpha
-        xs = noise.unbind(1) if ou else None                  # unbind: one backward node, not T slices
-        hs, h, o = [], h0, None
-        for t, ext_t in enumerate(ext.unbind(1)):
-            if ou:                                            # OU filtering of the draws, in the loop
-                o = xs[0] if t == 0 else a * o + c * xs[t]
-                ext_t = ext_t + self.sigma * o
-            h = self._update(h, ext_t, alpha, W, decay)
+            ext = ext + self.input_noise(noise)               # white, or OU filtered before the loop
+        hs, h = [], h0
+        for ext_t in ext.unbind(1):                           # unbind: one backward node, not T slices
+            h = self._update(h, ext_t, alpha, W)
             hs.append(h)
         return torch.stack(hs, dim=1)
 
