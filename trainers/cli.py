@@ -246,15 +246,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     task = cfg.make_task()
     dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(args.seed)
-    values = evaluate(model, task, Ns, batches=args.batches, batch=args.batch, generator=gen)
-    labels = [str(n) for n in Ns] if Ns else ["test"]
+    if hasattr(model, "members"):          # an ensemble: every member on the same fresh trials
+        from trainers.curricula import percentile_mean
+        from trainers.ensemble import evaluate_members
+
+        gens = [torch.Generator(device=dev).manual_seed(args.seed) for _ in model.members]
+        values = evaluate_members(model, task, batch=args.batch, batches=args.batches, generators=gens, device=dev)
+        labels = [f"member {k}" for k in range(len(values))] + ["10-90 %"]
+        values = [*values, percentile_mean(values)]
+    else:
+        values = evaluate(model, task, Ns, batches=args.batches, batch=args.batch, generator=gen)
+        labels = [str(n) for n in Ns] if Ns else ["test"]
     result = {lb: round(float(a), 4) for lb, a in zip(labels, values)}
     if args.json:
         print(json.dumps({"checkpoint": str(path), task.metric: result}))
     else:
         print(f"{path} ({cfg.task}, {cfg.curriculum}), {task.metric}{' in %' if task.metric == 'accuracy' else ''}:")
         for lb, a in result.items():
-            print(f"  {'N=' + lb if Ns else lb:>6}: {a:9.4f}")
+            print(f"  {'N=' + lb if Ns else lb:>9}: {a:9.4f}")
     return 0
 
 

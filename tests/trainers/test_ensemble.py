@@ -231,3 +231,21 @@ def test_dt_given_once_reaches_the_model_and_the_task():
     assert cfg.model_options["dt"] == 2.0 and cfg.task_options["dt"] == 2.0
     cfg = trainers.TrainConfig.from_dict(_cfg(task_options={"dt": 2.5})).resolved()
     assert cfg.model_options["dt"] == 2.5
+
+
+def test_cli_trains_and_evaluates_an_ensemble(tmp_path, capsys):
+    from trainers.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--task", "toy-sign", "--members", "3", "--steps-per-epoch", "2", "--max-epochs", "1",
+                 "--seed", "0", "--device", "cpu", "--out", str(run), "-q"]) == 0
+    assert "stopped (max_epochs) after 2 steps of toy-sign (3 networks)" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--json", "--batches", "2", "--batch", "8"]) == 0
+    result = json.loads(capsys.readouterr().out)["performance"]
+    members = [result[f"member {k}"] for k in range(3)]
+    assert result["10-90 %"] == pytest.approx(percentile_mean(members), abs=1e-4)
+    ens = trainers.RunDir(run).load().model
+    from trainers.ensemble import evaluate_members
+    gens = [torch.Generator().manual_seed(0) for _ in range(3)]         # the CLI's default seed
+    direct = evaluate_members(ens, ToySign(), batch=8, batches=2, generators=gens, device=torch.device("cpu"))
+    np.testing.assert_allclose(members, direct, atol=1e-4)
