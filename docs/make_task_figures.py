@@ -2,12 +2,14 @@
 
     python docs/make_task_figures.py            # both figures (about half a minute on a CPU)
     python docs/make_task_figures.py --tasks    # docs/images/cognitive_tasks.png only
+    python docs/make_task_figures.py --run runs/go   # the learning curves of a trained run
 
 - ``docs/images/cognitive_tasks.png``: one trial of each of the 16 cognitive tasks (seed 0):
   periods, inputs (fixation, ring 1, ring 2) and targets (fixation output, output ring);
-- ``docs/images/ensemble_learning.png``: learning curves of a tiny ensemble (8 rate networks of
-  32 units on ``go``, 5 epochs of 20 steps, seed 0): far too short to solve the task, it shows
-  what the figure draws.
+- ``docs/images/ensemble_learning.png``: learning curves of an ensemble: of the run directory
+  given with ``--run`` (the docs' figure: the fidelity run of docs/ensembles.md, 8 networks on
+  ``go``), else of a tiny ensemble trained here (8 rate networks of 32 units on ``go``, 5 epochs of
+  20 steps, seed 0: far too short to solve the task, it shows what the figure draws).
 
 The figures come from :func:`dynatools.plot.task_trial` and :func:`dynatools.plot.learning_curves`;
 this script is the only place that turns trainers' objects into their Datasets.
@@ -63,13 +65,20 @@ def cognitive_tasks(path: Path) -> None:
     plt.close(fig)
 
 
-def ensemble_learning(path: Path) -> None:
+def ensemble_learning(path: Path, run_dir: str | None = None) -> None:
     import trainers
 
-    run = trainers.train({"task": "go", "members": 8, "units": 32, "steps_per_epoch": 20, "max_epochs": 5,
-                          "seed": 0, "device": "cpu"}, progress=False)
-    fig = plot.learning_curves(run.metrics(), loss=True)
-    fig.suptitle("go: 8 rate networks of 32 units, 5 epochs of 20 steps (seed 0)", fontsize=10)
+    if run_dir is not None:
+        rd = trainers.RunDir(run_dir)
+        metrics, cfg = rd.metrics(), rd.config()
+        title = (f"{cfg.task}: {cfg.members} rate networks of {cfg.units} units (002's defaults, seed "
+                 f"{cfg.seed}); stopped: {metrics.attrs['stop_reason']}")
+    else:
+        run = trainers.train({"task": "go", "members": 8, "units": 32, "steps_per_epoch": 20, "max_epochs": 5,
+                              "seed": 0, "device": "cpu"}, progress=False)
+        metrics, title = run.metrics(), "go: 8 rate networks of 32 units, 5 epochs of 20 steps (seed 0)"
+    fig = plot.learning_curves(metrics, loss=True)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -78,12 +87,13 @@ def ensemble_learning(path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", action="store_true", help="only the figure of the 16 tasks")
+    parser.add_argument("--run", help="a trained run directory whose learning curves to draw")
     args = parser.parse_args()
     IMAGES.mkdir(exist_ok=True)
     cognitive_tasks(IMAGES / "cognitive_tasks.png")
     print(IMAGES / "cognitive_tasks.png")
     if not args.tasks:
-        ensemble_learning(IMAGES / "ensemble_learning.png")
+        ensemble_learning(IMAGES / "ensemble_learning.png", args.run)
         print(IMAGES / "ensemble_learning.png")
 
 

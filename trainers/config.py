@@ -336,7 +336,8 @@ def _share(sections: dict[str, tuple[type, dict[str, Any]]]) -> dict[str, dict[s
     for key in set().union(*declared.values()):
         holders = [name for name in out if key in declared[name]]
         given = {name: out[name][key] for name in holders if key in out[name]}
-        if len(set(map(repr, given.values()))) > 1:
+        if len({float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+                for v in given.values()}) > 1:
             listed = ", ".join(f"{name} {v!r}" for name, v in given.items())
             raise ValueError(f"{key} differs between sections ({listed}); it is one quantity of the run: "
                              f"give it once (--{key.replace('_', '-')}).")

@@ -272,9 +272,9 @@ class Percentile:
     uses_N = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.low <= self.high <= 100.0:
-            raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100; found low={self.low}, "
-                             f"high={self.high}.")
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100 (002: 10 and 90); found "
+                             f"low={self.low}, high={self.high}.")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold is a performance in (0, 1] (002: 0.99); found {self.threshold}.")
 

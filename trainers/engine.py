@@ -184,7 +184,7 @@ def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | Non
     device = resolve_device(cfg.device)
     task = cfg.make_task()
     if getattr(task, "time_resolved", False):
-        return _train_trials(cfg, task, device, run_dir, init=init, progress=progress)
+        return _train_trials(cfg, task, device, run_dir, init=init, init_readout=init_readout, progress=progress)
     init_seed, data_seed, length_seed = _seeds(cfg.seed)
     model = cfg.make_model(task, generator=torch.Generator().manual_seed(init_seed))
     if init is not None:
@@ -435,17 +435,25 @@ def _streams_state(streams: list[_Streams], device: torch.device) -> dict[str, A
     return state
 
 
-def _train_trials(cfg: TrainConfig, task, device: torch.device, run_dir, *, init, progress: bool) -> Run:
+def _train_trials(cfg: TrainConfig, task, device: torch.device, run_dir, *, init, init_readout: bool = True,
+                  progress: bool) -> Run:
     """Train ``cfg.members`` networks on a trial task as one ensemble (:mod:`trainers.ensemble`);
-    member k is initialised as a single run with seed ``cfg.seed + k``."""
+    member k is initialised as a single run with seed ``cfg.seed + k`` (or from ``init``: one
+    network for every member, or an ensemble of as many members)."""
     from trainers.ensemble import Ensemble
 
+    if isinstance(init, Ensemble) and init.size != cfg.members:
+        raise ValueError(f"init is an ensemble of {init.size} networks but members={cfg.members}; give as "
+                         f"many members, or one network to start every member from.")
     members = []
     for k in range(cfg.members):
         init_seed, _, _ = _seeds(cfg.seed + k)
         member = cfg.make_model(task, generator=torch.Generator().manual_seed(init_seed))
         if init is not None:
-            _copy_matching(init.members[k] if isinstance(init, Ensemble) else init, member)
+            source = init.members[k] if isinstance(init, Ensemble) else init
+            _copy_matching(source, member, heads=init_readout)
+            if hasattr(source, "h0_scale") and hasattr(member, "h0_scale"):
+                member.h0_scale = float(source.h0_scale)
         members.append(member)
     rd = None
     if run_dir is not None:
@@ -514,8 +522,10 @@ def _trial_loop(run: Run, ensemble, task, optimizer, streams: list[_Streams], de
             loss_mean = float(np.mean(rec["loss"]))
             broken = nonfinite_names(ensemble.named_parameters())
             if not math.isfinite(loss_mean) or broken:
-                what = f"the loss became {loss_mean}" if not math.isfinite(loss_mean) else \
-                    f"the parameters {broken} became NaN or inf"
+                bad = sorted({k for row in rec["loss"] for k, v in enumerate(row) if not math.isfinite(v)}
+                             | {int(n.split(".")[1]) for n in broken if n.startswith("members.")})
+                what = (f"the loss of member(s) {bad} became NaN or inf" if bad else
+                        f"the parameters {broken} became NaN or inf")
                 raise FloatingPointError(
                     f"{what} in epoch {epoch + 1}; lower lr (now {cfg.lr}) or set clip (now {cfg.clip}). "
                     f"The last good state is in the latest checkpoint (not overwritten).")

@@ -69,7 +69,10 @@ class Ensemble(nn.Module):
                 raise ValueError(f"member {k} has another architecture than member 0; an ensemble stacks "
                                  f"networks of one configuration.")
         self.members = nn.ModuleList(members)
-        self._runner = [_Runner(copy.deepcopy(members[0]).to("meta"))]   # a list: not a submodule
+        base = copy.deepcopy(members[0]).to("meta")
+        if hasattr(base, "fused"):          # a hand-written autograd recurrence has no vmap rule
+            base.fused = False
+        self._runner = [_Runner(base)]      # a list: not a submodule
 
     @property
     def size(self) -> int:
@@ -135,6 +138,10 @@ class Ensemble(nn.Module):
             h0 = self.initial_state(u.shape[1])
         runner = self._runner[0]
         runner.train(self.training)
+        if noise is None and self.training and any(_draws_noise(m) for m in self.members):
+            T = u.shape[2]                  # each member's draws from its own noise_generator
+            noise = torch.stack([m.draw_noise(u.shape[1], T, generator=m.noise_generator, device=u.device,
+                                              dtype=u.dtype) for m in self.members])
         runner.heads = heads
         params = self._stacked()
 
@@ -175,7 +182,7 @@ def training_flops(model: nn.Module, batch: int, steps: int) -> int:
     ``torch.utils.flop_counter`` counts them (2 per multiply-add; element-wise work is not counted).
 
     Forward, per Euler step: the recurrent product ``2 B N^2``, the input projection ``2 B N I``
-    and the readout ``2 B N O``. Backward: the recurrent product twice (gradients of the weights
+    and the readout ``2 B N O`` (O outputs of the one head that trial tasks train). Backward: the recurrent product twice (gradients of the weights
     and of the state) except the state gradient of the first step (the initial state is not
     trained), the input projection once (the inputs need no gradient), the readout twice.
 
@@ -187,7 +194,7 @@ def training_flops(model: nn.Module, batch: int, steps: int) -> int:
     128
     """
     N, I = int(model.n_units), int(model.input_dim)
-    O = int(model.heads.weight.shape[0] * model.heads.weight.shape[1])
+    O = int(model.heads.weight.shape[1])          # training reads out one head
     B, T = int(batch), int(steps)
     return 2 * B * ((3 * T - 1) * N * N + 2 * T * N * I + 3 * T * N * O)
 
@@ -306,6 +313,8 @@ def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg,
             perf = member_performance(task, Y.detach(), sb).mean(1)
         rec["loss"].append(losses.detach().cpu().tolist())
         rec["performance"].append(perf.cpu().tolist())
+        # each member's own trials (a single run's work); the batched step also computes the
+        # padding up to the longest member's trials, which is not counted
         rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, t) for t in lengths])
         rec["wall_seconds"].append(time.perf_counter() - t0)
         if progress_bar is not None:

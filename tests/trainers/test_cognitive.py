@@ -321,3 +321,11 @@ def test_a_large_batch_is_built_quickly():
     start = time.perf_counter()
     b = task.sample(256, generator=torch.Generator().manual_seed(0))
     assert time.perf_counter() - start < 5.0 and b.inputs.shape[0] == 256
+
+
+def test_performance_scores_the_first_head_of_several():
+    task = TASKS["go"]()
+    b = task.sample(4, generator=torch.Generator().manual_seed(0))
+    wrong = torch.zeros_like(b.targets)
+    outputs = torch.stack([b.targets, wrong], dim=-2)            # (batch, time, head=2, output)
+    assert task.performance(outputs, b).tolist() == [1.0] * 4

@@ -249,3 +249,51 @@ def test_cli_trains_and_evaluates_an_ensemble(tmp_path, capsys):
     gens = [torch.Generator().manual_seed(0) for _ in range(3)]         # the CLI's default seed
     direct = evaluate_members(ens, ToySign(), batch=8, batches=2, generators=gens, device=torch.device("cpu"))
     np.testing.assert_allclose(members, direct, atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["leaky", "gru"])
+def test_other_models_train_as_ensembles_and_equal_their_single_runs(model):
+    """The fused leaky recurrence has no vmap rule: the ensemble runs its unfused twin."""
+    ens = trainers.train(_cfg(model=model, members=2, max_epochs=1, optimizer="adam", lr=1e-2), progress=False)
+    one = trainers.train(_cfg(model=model, seed=4, max_epochs=1, optimizer="adam", lr=1e-2), progress=False)
+    a = np.array([row[1] for h in ens.history for row in h["steps"]["loss"]])
+    b = np.array([row[0] for h in one.history for row in h["steps"]["loss"]])
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_training_flops_count_the_one_trained_head():
+    net = RateRNN(7, input_dim=2, n_heads=3, n_classes=4)
+    u = torch.randn(2, 5, 2)
+    with FlopCounterMode(display=False) as counter:
+        net.readout(net(u), heads=1).square().sum().backward()
+    assert counter.get_total_flops() == training_flops(net, 2, 5)
+
+
+def test_an_ensemble_in_training_mode_draws_each_members_noise():
+    members = [RateRNN(5, sigma=0.5, generator=torch.Generator().manual_seed(k)) for k in range(2)]
+    for k, m in enumerate(members):
+        m.noise_generator = torch.Generator().manual_seed(10 + k)
+    H, _ = Ensemble(members).train().run(torch.ones(2, 3, 6, 1))
+    for k, m in enumerate(members):
+        m.noise_generator = torch.Generator().manual_seed(10 + k)
+        torch.testing.assert_close(H[k], m.train()(torch.ones(3, 6, 1)), atol=1e-6, rtol=1e-6)
+
+
+def test_init_seeds_every_member_and_keeps_fresh_readouts_when_asked():
+    src = trainers.train(_cfg(members=2, max_epochs=1), progress=False).model
+    run = trainers.train(_cfg(members=2, max_epochs=1, steps_per_epoch=1, lr=1e-9), init=src, init_readout=False,
+                         progress=False)
+    fresh = trainers.train(_cfg(members=2, max_epochs=1, steps_per_epoch=1, lr=1e-9), progress=False)
+    for k in range(2):
+        new, old, init = run.model.members[k], src.members[k], fresh.model.members[k]
+        torch.testing.assert_close(new.W_rec, old.W_rec, atol=1e-6, rtol=0)
+        torch.testing.assert_close(new.heads.weight, init.heads.weight, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="init is an ensemble of 2 networks but members=3"):
+        trainers.train(_cfg(members=3, max_epochs=1), init=src, progress=False)
+
+
+def test_equal_numbers_in_two_sections_agree_and_percentiles_must_be_ordered():
+    cfg = trainers.TrainConfig.from_dict(_cfg(model_options={"dt": 5}, task_options={"dt": 5.0})).resolved()
+    assert cfg.model_options["dt"] == cfg.task_options["dt"] == 5.0
+    with pytest.raises(ValueError, match="0 <= low < high <= 100"):
+        Percentile(low=50, high=50)

@@ -333,9 +333,9 @@ class CognitiveTask(TrialTask):
 
     def performance(self, outputs: torch.Tensor, batch: TrialBatch) -> torch.Tensor:
         """``(batch,)`` float 1/0 per trial (see the class notes); ``outputs`` is the readout
-        ``(batch, time, output_dim)`` in [0, 1] (a head axis of length 1 is accepted)."""
+        ``(batch, time, output_dim)`` in [0, 1] (with a head axis, the first head is scored)."""
         if outputs.ndim == 4:
-            outputs = outputs.squeeze(-2)
+            outputs = outputs[..., 0, :]                 # the first (the trained) head
         fix = outputs[..., 0]
         must_fix = (batch.periods != PAD) & (batch.periods != RESPONSE) & (batch.mask[..., 0] > 0)
         held = ((fix > 0.5) | ~must_fix).all(1)
