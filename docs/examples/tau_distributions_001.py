@@ -56,7 +56,9 @@ import trainers
 from trainers.ensemble import Ensemble
 
 DISTRIBUTIONS = ("vanilla", "normal", "uniform", "bimodal")
-CONDITIONS = ("task", "noise")
+CONDITIONS = ("trials", "task", "noise")
+#: Upper bound of every fitted timescale, in s (dynatools' default, 100 lags, would be 0.5 s at 5 ms).
+TAU_MAX_S = 5.0
 
 
 # ---------------------------------------------------------------------------- training
@@ -120,14 +122,19 @@ def noise_stream(task, streams: int, steps: int, generator: torch.Generator) -> 
 
 # ---------------------------------------------------------------------------- recording and fits
 @torch.no_grad()
-def record_rates(ens: Ensemble, u: torch.Tensor, *, subsample: int) -> np.ndarray:
+def record_rates(ens: Ensemble, u: torch.Tensor, *, subsample: int) -> tuple[np.ndarray, np.ndarray]:
     """Firing rates ``(member, stream, time, unit)`` of every member driven by ``u`` (shared),
-    from the initial state, evaluation mode, every ``subsample``-th step kept."""
+    from the initial state, evaluation mode, every ``subsample``-th step kept; and the time in s
+    (on the Euler grid) at which each ``(member, stream)`` first has a rate above 1e6 or not
+    finite (inf: never), i.e. where the network diverges."""
     ens = ens.eval()
     U = u.unsqueeze(0).expand(ens.size, *u.shape).contiguous()
     H, _ = ens.run(U)
     R = torch.stack([m.rates(H[k]) for k, m in enumerate(ens.members)])
-    return R[:, :, subsample - 1::subsample].numpy().astype(np.float32)
+    bad = ~(R.abs() <= 1e6).all(-1)                                        # (member, stream, time)
+    first = torch.where(bad.any(-1), bad.float().argmax(-1).double(), torch.tensor(float("inf"), dtype=torch.float64))
+    return (R[:, :, subsample - 1::subsample].numpy().astype(np.float32),
+            first.numpy() * float(ens.members[0].dt) / 1000.0)
 
 
 def intrinsic_tau(ens: Ensemble) -> np.ndarray:
@@ -135,13 +142,13 @@ def intrinsic_tau(ens: Ensemble) -> np.ndarray:
     return np.stack([np.asarray(m.unit_coords()["tau"], dtype=float) for m in ens.members])
 
 
-def effective_timescales(rates: np.ndarray, tau: np.ndarray, *, dt_s: float, fit_lag: int):
-    """Recording (``dynatools.from_array``, time in s) and ``dynatools.timescales`` of it;
-    returns ``(tau_net, reliable_tau_net, status)`` as ``(member, unit)`` arrays (s)."""
-    rec = dt.from_array(rates, dims=("member", "trial", "time", "unit"), dt=dt_s, time_units="s", tau=tau)
+def effective_timescales(rec, *, fit_lag: int, min_length_ratio: float | None = 50.0):
+    """``dynatools.timescales`` of a recording (time in s) with timescales bounded by
+    :data:`TAU_MAX_S`; returns ``(tau_net, reliable_tau_net, status)`` as ``(member, unit)``
+    arrays (s)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # constant (silent) units, short fits: in status
-        ts = dt.timescales(rec, fit_lag=fit_lag)
+        ts = dt.timescales(rec, fit_lag=fit_lag, tau_max=TAU_MAX_S, min_length_ratio=min_length_ratio)
     order = ("member", "unit")
     return (ts.tau_net.transpose(*order).values, dt.reliable_tau_net(ts).transpose(*order).values,
             ts.status.transpose(*order).values)
@@ -159,11 +166,13 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 def summarize(tau: np.ndarray, reliable: np.ndarray, status: np.ndarray) -> dict[str, float]:
     """Quantiles of the reliable ``tau_net``, the fraction of reliable fits, of silent units
     (status ``constant``: a ReLU unit at 0 throughout) and of ``short`` fits (tau_net above 1/50 of
-    the stream), and the Spearman correlation of intrinsic tau and reliable tau_net over units."""
+    the stream), of units whose activity diverged (``nonfinite``), and the Spearman correlation
+    of intrinsic tau and reliable tau_net over units."""
     eff = reliable[np.isfinite(reliable)]
     q = np.quantile(eff, [0.25, 0.5, 0.75]) if eff.size else np.full(3, np.nan)
     return {"eff_q25": q[0], "eff_median": q[1], "eff_q75": q[2], "reliable": float(np.isfinite(reliable).mean()),
             "silent": float((status == "constant").mean()), "short": float((status == "short").mean()),
+            "diverged": float((status == "nonfinite").mean()),
             "rho": spearman(tau.ravel(), reliable.ravel())}
 
 
@@ -171,9 +180,17 @@ def summarize(tau: np.ndarray, reliable: np.ndarray, status: np.ndarray) -> dict
 def compare_distribution(distribution: str, *, task: str = "mtwm", members: int = 4, units: int = 64,
                          steps: int = 400, steps_per_epoch: int = 50, batch: int = 64, eval_batches: int = 4,
                          seed: int = 0, streams: int = 4, seconds: float = 150.0, subsample: int = 10,
-                         fit_lag: int = 60, record_seed: int = 1234) -> dict[str, Any]:
-    """Train, record and fit one distribution; returns the row of the table (keys below) and the
-    per-unit arrays (``tau``, ``trained`` / ``initial`` -> condition -> reliable ``tau_net``)."""
+                         fit_lag: int = 60, trials: int = 64, trial_fit_lag: int = 100,
+                         record_seed: int = 1234) -> dict[str, Any]:
+    """Train, record and fit one distribution; returns the row of the table (keys below), the
+    per-unit arrays (``tau``; ``effective`` and ``status``: ``trained`` / ``initial`` -> condition
+    -> reliable ``tau_net`` / fit status) and the trained weights (``state_dict``, ``config``).
+
+    Conditions: ``trials``: ``trials`` trials of the task recorded with ``trainers.record``, each
+    from the initial state as in training (1.4-3.2 s each, so the short-trial rule is off and
+    tau_net is biased low), fitted on lags up to ``trial_fit_lag`` steps; ``task`` and ``noise``:
+    ``streams`` long streams of ``seconds`` each (module docstring), sampled every ``subsample``
+    steps, fitted on ``fit_lag`` samples with the 50-tau rule."""
     config = train_config(distribution, task=task, members=members, units=units, steps=steps,
                           steps_per_epoch=steps_per_epoch, batch=batch, eval_batches=eval_batches, seed=seed)
     initial = initial_ensemble(config)
@@ -195,23 +212,33 @@ def compare_distribution(distribution: str, *, task: str = "mtwm", members: int 
     inputs = {"task": task_stream(task_obj, streams, n_steps, g), "noise": noise_stream(task_obj, streams, n_steps, g)}
     effective: dict[str, dict[str, np.ndarray]] = {"trained": {}, "initial": {}}
     status: dict[str, dict[str, np.ndarray]] = {"trained": {}, "initial": {}}
+    blowup: dict[str, float] = {}
     t1 = time.perf_counter()
     for which, ens in (("trained", trained), ("initial", initial)):
+        rec = trainers.record(ens, task_obj, trials=trials, seed=record_seed, outputs=False)
+        _, rel, st = effective_timescales(rec[["activity"]], fit_lag=trial_fit_lag, min_length_ratio=None)
+        effective[which]["trials"], status[which]["trials"] = rel, st
         for cond, u in inputs.items():
-            rates = record_rates(ens, u, subsample=subsample)
-            _, rel, st = effective_timescales(rates, tau, dt_s=dt_ms * subsample / 1000.0, fit_lag=fit_lag)
+            rates, first = record_rates(ens, u, subsample=subsample)
+            rec = dt.from_array(rates, dims=("member", "trial", "time", "unit"), dt=dt_ms * subsample / 1000.0,
+                                time_units="s", tau=tau)
+            _, rel, st = effective_timescales(rec, fit_lag=fit_lag)
             effective[which][cond], status[which][cond] = rel, st
+            blowup[f"{which}_{cond}_diverged_streams"] = float(np.isfinite(first).mean())
+            blowup[f"{which}_{cond}_first_divergence_s"] = float(first.min())
     analysis_s = time.perf_counter() - t1
     row = {"distribution": distribution, "task": task, "tau_mean": tau.mean(), "tau_sd": tau.std(),
            "tau_q10": np.quantile(tau, 0.1), "tau_q50": np.quantile(tau, 0.5), "tau_q90": np.quantile(tau, 0.9),
            "perf_mean": float(final.mean()), "perf_min": float(final.min()), "perf_max": float(final.max()),
            "score": float(m.score.isel(epoch=-1)), "steps": int(m.step.size),
-           "reached": int(m.attrs.get("steps_to_threshold", -1)), "train_s": train_s, "analysis_s": analysis_s}
+           "reached": int(m.attrs.get("steps_to_threshold", -1)), "train_s": train_s, "analysis_s": analysis_s,
+           **blowup}
     for which in effective:
         for cond in CONDITIONS:
             for k, v in summarize(tau, effective[which][cond], status[which][cond]).items():
                 row[f"{which}_{cond}_{k}"] = v
-    return {"row": row, "tau": tau, "effective": effective, "status": status}
+    return {"row": row, "tau": tau, "effective": effective, "status": status, "config": config,
+            "state_dict": {k: v.clone() for k, v in trained.state_dict().items()}}
 
 
 # ---------------------------------------------------------------------------- output
@@ -224,8 +251,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['task']} | {r['distribution']} | {r['tau_mean']:.3f} ± {r['tau_sd']:.3f} | "
                      f"{r['tau_q10']:.2f} / {r['tau_q50']:.2f} / {r['tau_q90']:.2f} | {r['steps']} | "
                      f"{r['perf_mean']:.3f} ({r['perf_min']:.3f}-{r['perf_max']:.3f}) | {r['score']:.3f} |")
-    lines += ["", "| task | distribution | input | network | tau_net median [IQR] (s) | reliable | silent | short | "
-              "Spearman rho (intrinsic, tau_net) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| task | distribution | input | network | tau_net median [IQR] (s) | reliable | silent | "
+              "diverged | Spearman rho (intrinsic, tau_net) |", "|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(x: float) -> str:
         return "n/a" if not np.isfinite(x) else f"{x:.2f}"
@@ -234,27 +261,29 @@ def table(rows: list[dict[str, Any]]) -> str:
         for cond in CONDITIONS:
             for which in ("initial", "trained"):
                 p = f"{which}_{cond}_"
-                lines.append(f"| {r['task']} | {r['distribution']} | {cond} | {which} | "
-                             f"{r[p + 'eff_median']:.3f} [{r[p + 'eff_q25']:.3f}, {r[p + 'eff_q75']:.3f}] | "
-                             f"{r[p + 'reliable']:.2f} | {r[p + 'silent']:.2f} | {r[p + 'short']:.2f} | "
+                eff = ("n/a" if not np.isfinite(r[p + "eff_median"]) else
+                       f"{r[p + 'eff_median']:.3f} [{r[p + 'eff_q25']:.3f}, {r[p + 'eff_q75']:.3f}]")
+                lines.append(f"| {r['task']} | {r['distribution']} | {cond} | {which} | {eff} | "
+                             f"{r[p + 'reliable']:.2f} | {r[p + 'silent']:.2f} | {r[p + 'diverged']:.2f} | "
                              f"{fmt(r[p + 'rho'])} |")
     return "\n".join(lines)
 
 
-def figure(results: list[dict[str, Any]], path: str, condition: str = "task") -> None:
-    """Per task (row) and distribution (column): reliable tau_net against intrinsic tau, log
-    axes, initial (grey) and trained (colour) networks, the identity line."""
+def figure(results: list[dict[str, Any]], path: str, conditions: tuple[str, ...] = ("trials",)) -> None:
+    """Per task and condition (row) and distribution (column): reliable tau_net against
+    intrinsic tau, log axes, initial (grey) and trained (colour) networks, the identity line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["row"]["task"] for r in results))
-    fig, axes = plt.subplots(len(tasks), len(DISTRIBUTIONS), figsize=(3.0 * len(DISTRIBUTIONS), 2.9 * len(tasks)),
+    rows = [(t, c) for t in tasks for c in conditions]
+    fig, axes = plt.subplots(len(rows), len(DISTRIBUTIONS), figsize=(3.0 * len(DISTRIBUTIONS), 2.9 * len(rows)),
                              squeeze=False, sharex=True, sharey=True)
     rng = np.random.default_rng(0)
-    for res in results:
+    for (res, condition) in ((res, c) for res in results for c in conditions):
         r = res["row"]
-        ax = axes[tasks.index(r["task"]), DISTRIBUTIONS.index(r["distribution"])]
+        ax = axes[rows.index((r["task"], condition)), DISTRIBUTIONS.index(r["distribution"])]
         tau = res["tau"].ravel()
         jitter = tau * np.exp(rng.normal(0, 0.02, tau.size)) if np.ptp(tau) == 0 else tau
         for which, style in (("initial", dict(color="0.6", s=7, marker="x", lw=0.6)),
@@ -264,13 +293,13 @@ def figure(results: list[dict[str, Any]], path: str, condition: str = "task") ->
             ax.scatter(jitter[ok], eff[ok], label=f"{which} ({ok.mean():.0%} reliable)", **style)
         ax.plot([0.05, 20], [0.05, 20], "k--", lw=0.7)
         ax.set(xscale="log", yscale="log", xlim=(0.07, 3), ylim=(0.01, 20))
-        ax.set_title(f"{r['task']}, {r['distribution']} (perf {r['perf_mean']:.2f})", fontsize=9)
+        ax.set_title(f"{r['task']}, {r['distribution']}, {condition} (perf {r['perf_mean']:.2f})", fontsize=9)
         ax.legend(fontsize=6.5, loc="upper left", frameon=False)
         ax.tick_params(labelsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("intrinsic tau (s)", fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"effective tau_net (s), {condition} input", fontsize=8)
+    for ax, (_, condition) in zip(axes[:, 0], rows):
+        ax.set_ylabel(f"effective tau_net (s), {condition}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -291,7 +320,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--seconds", type=float, default=150.0, help="length of each recorded stream in s")
     p.add_argument("--subsample", type=int, default=10, help="Euler steps between recorded samples")
     p.add_argument("--fit-lag", type=int, default=60, help="lags (samples) in the exponential fits")
-    p.add_argument("--condition", default="task", choices=CONDITIONS, help="input drawn in the figure")
+    p.add_argument("--trials", type=int, default=64, help="trials of the 'trials' recording")
+    p.add_argument("--trial-fit-lag", type=int, default=100, help="lags (steps) of the fits on single trials")
+    p.add_argument("--conditions", nargs="+", default=["trials"], choices=CONDITIONS, help="inputs drawn in the figure")
     p.add_argument("--out", default=None, help="figure path (PNG)")
     p.add_argument("--cache", default=None, help="folder: keep each distribution's result there (pickle) and "
                    "reuse it on a later call with the same options (to redraw the figure or the table)")
@@ -305,7 +336,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for dist in a.distributions:
             opts = dict(task=task, members=a.members, units=a.units, steps=a.steps, steps_per_epoch=a.steps_per_epoch,
                         batch=a.batch, eval_batches=a.eval_batches, seed=a.seed, streams=a.streams,
-                        seconds=a.seconds, subsample=a.subsample, fit_lag=a.fit_lag)
+                        seconds=a.seconds, subsample=a.subsample, fit_lag=a.fit_lag, trials=a.trials,
+                        trial_fit_lag=a.trial_fit_lag)
             cached = None
             if a.cache:
                 key = "_".join(f"{k}={v}" for k, v in sorted(opts.items()))
@@ -321,12 +353,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         pickle.dump(res, fh)
             r = res["row"]
             print(f"[{time.perf_counter() - t0:6.0f} s] {task} {dist}: trained {r['steps']} steps in "
-                  f"{r['train_s']:.0f} s, performance {r['perf_mean']:.3f}, analysis {r['analysis_s']:.0f} s",
-                  flush=True)
+                  f"{r['train_s']:.0f} s, performance {r['perf_mean']:.3f}, analysis {r['analysis_s']:.0f} s; "
+                  + "; ".join(f"{w} {c}: {r[f'{w}_{c}_diverged_streams']:.0%} of (member, stream) diverge, first "
+                              f"after {r[f'{w}_{c}_first_divergence_s']:.1f} s"
+                              for w in ("initial", "trained") for c in ("task", "noise")), flush=True)
             results.append(res)
     print(table([r["row"] for r in results]))
     if a.out:
-        figure(results, a.out, a.condition)
+        figure(results, a.out, tuple(a.conditions))
         print(f"figure: {a.out} ({os.path.getsize(a.out) / 1024:.0f} kB)")
     print(f"total wall-clock: {time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} torch thread(s)")
     return results

@@ -36,7 +36,8 @@ def test_streams_have_the_task_inputs(script):
 
 def test_compare_distribution_tiny(script):
     res = script.compare_distribution("bimodal", members=2, units=8, steps=2, steps_per_epoch=2, batch=4,
-                                      eval_batches=1, streams=2, seconds=10.0, subsample=10, fit_lag=10)
+                                      eval_batches=1, streams=2, seconds=10.0, subsample=10, fit_lag=10,
+                                      trials=4, trial_fit_lag=20)
     row = res["row"]
     assert res["tau"].shape == (2, 8)
     assert set(np.unique(np.round(res["tau"], 3))) == {0.5, 1.5}     # 001's bimodal, in s
@@ -47,8 +48,11 @@ def test_compare_distribution_tiny(script):
             assert eff.shape == (2, 8)
             assert np.all(eff[np.isfinite(eff)] > 0)
             assert 0.0 <= row[f"{which}_{cond}_reliable"] <= 1.0
+            assert res["status"][which][cond].shape == (2, 8)
+        for cond in ("task", "noise"):
+            assert 0.0 <= row[f"{which}_{cond}_diverged_streams"] <= 1.0
     text = script.table([row])
-    assert "bimodal" in text and text.count("\n| mtwm") == 5
+    assert "bimodal" in text and text.count("\n| mtwm") == 1 + 2 * len(script.CONDITIONS)
 
 
 def test_spearman_is_nan_for_equal_timescales(script):
