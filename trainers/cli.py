@@ -143,7 +143,7 @@ def _summary(run) -> None:
     metric = last["metric"] if last else ""
     value = f", last mean {metric} {last[f'mean_{metric}']:.4g}" if last else ""
     parts = []
-    if last and "steps" in last:                      # a trial task: one or more networks
+    if last and "members_performance" in last:        # a trial task: one or more networks
         ds = run.metrics()
         k = ds.sizes["member"]
         reached = ds.attrs["steps_to_threshold"]

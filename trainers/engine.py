@@ -75,6 +75,7 @@ class Run:
     solved: list[list[int]] = field(default_factory=list)
     stop_reason: str = "running"
     run_dir: Path | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def max_solved_N(self) -> int | None:
@@ -89,7 +90,7 @@ class Run:
     def metrics(self):
         """The history as an :class:`xarray.Dataset` over ``epoch`` (and ``N`` for curricula);
         see :func:`trainers.rundir.metrics_dataset`."""
-        return metrics_dataset(self.history, self.config, self.stop_reason)
+        return metrics_dataset(self.history, self.config, self.stop_reason, steps=self.steps or None)
 
 
 def evaluate(model: torch.nn.Module, task, Ns: Sequence[int] | None = None, *, batches: int = 50,
@@ -486,6 +487,7 @@ def _resume_trials(run: Run, task, payload: dict[str, Any], device: torch.device
         st.lengths.set_state(rng[f"lengths{k}"])
         streams.append(st)
     run.model = ensemble if ensemble.size > 1 else ensemble.members[0]
+    run.steps = RunDir(run.run_dir).truncate_steps(meta["epoch"])
     with torch_threads(work=3 * step_work(ensemble, cfg.batch)):
         return _trial_loop(run, ensemble, task, optimizer, streams, device, start_epoch=meta["epoch"],
                            wall0=meta["wall_seconds"], progress=progress)
@@ -541,9 +543,12 @@ def _trial_loop(run: Run, ensemble, task, optimizer, streams: list[_Streams], de
                 **_tau_stats(ensemble.members[0]),
                 "iteration": iteration, "wall_seconds": wall, "epoch_seconds": time.perf_counter() - t0,
                 "sequences_per_s": cfg.steps_per_epoch * cfg.batch * ensemble.size / train_seconds,
-                "flops": float(np.sum(rec["flops"])), "steps": rec,
+                "flops": float(np.sum(rec["flops"])),
             }
             run.history.append(entry)
+            run.steps.append(rec)
+            if rd is not None:               # before the checkpoint: a line without one is dropped on resume
+                rd.append_steps(epoch + 1, rec)
             if solved and rule.finished([]):
                 run.stop_reason = "target"
             elif epoch + 1 >= cfg.max_epochs:

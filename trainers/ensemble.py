@@ -322,8 +322,11 @@ def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg,
     return rec, iteration
 
 
-def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", config_json: str = ""):
-    """The history of a trial-task run as an :class:`xarray.Dataset`.
+def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", config_json: str = "",
+                     steps: Sequence[dict[str, Any]] | None = None):
+    """The history of a trial-task run as an :class:`xarray.Dataset`: ``history`` has one
+    entry per epoch (the lines of ``metrics.jsonl``), ``steps`` one per-step record per epoch
+    (``Run.steps``, ``steps.jsonl``; default: ``history[i]["steps"]``).
 
     Over ``(member, step)``: ``loss``, ``performance`` (on each training batch, with noise) and
     ``flops`` (:func:`training_flops`); over ``step``: ``wall_seconds`` (one step of all members
@@ -334,10 +337,12 @@ def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", c
     """
     import xarray as xr
 
-    loss = np.array([row for h in history for row in h["steps"]["loss"]], dtype=float)
-    perf = np.array([row for h in history for row in h["steps"]["performance"]], dtype=float)
-    flops = np.array([row for h in history for row in h["steps"]["flops"]], dtype=float)
-    wall = np.array([w for h in history for w in h["steps"]["wall_seconds"]], dtype=float)
+    if steps is None:                                  # records kept in the history entries
+        steps = [h["steps"] for h in history]
+    loss = np.array([row for r in steps for row in r["loss"]], dtype=float)
+    perf = np.array([row for r in steps for row in r["performance"]], dtype=float)
+    flops = np.array([row for r in steps for row in r["flops"]], dtype=float)
+    wall = np.array([w for r in steps for w in r["wall_seconds"]], dtype=float)
     K = loss.shape[1] if loss.ndim == 2 else 0
     steps = np.arange(1, loss.shape[0] + 1)
     evals = np.array([h["members_performance"] for h in history], dtype=float).reshape(len(history), K)

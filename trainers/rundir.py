@@ -33,6 +33,9 @@ from trainers.config import TrainConfig
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+#: per-step records of trial-task runs (one line per epoch, appended: loss, performance, FLOPs
+#: per member and step), kept out of metrics.jsonl and the checkpoints, which are rewritten
+STEPS = "steps.jsonl"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest.pt"
 ANALYSIS = "analysis"
@@ -144,6 +147,7 @@ class RunDir:
         #: the layout (the only place it is spelled out)
         self.config_path = self.path / CONFIG
         self.metrics_path = self.path / METRICS
+        self.steps_path = self.path / STEPS
         self.checkpoints_dir = self.path / CHECKPOINTS
         self.latest_path = self.checkpoints_dir / LATEST
         self._checkpoints: dict[int | None, Checkpoint] = {}
@@ -243,7 +247,34 @@ class RunDir:
             history = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
         else:
             history = latest.meta.get("history") or []
-        return metrics_dataset(history, latest.config, latest.meta.get("stop_reason", ""))
+        steps = self.steps(len(history)) if history and "members_performance" in history[0] else None
+        return metrics_dataset(history, latest.config, latest.meta.get("stop_reason", ""), steps=steps)
+
+    # ------------------------------------------------------------------ per-step records (trial tasks)
+    def steps(self, epochs: int | None = None) -> list[dict[str, Any]]:
+        """The per-step records of a trial-task run, one dict per epoch (``loss``,
+        ``performance``, ``flops``: lists over steps of per-member values; ``wall_seconds``), for
+        the first ``epochs`` epochs (default all)."""
+        if not self.steps_path.is_file():
+            return []
+        records = [json.loads(line) for line in self.steps_path.read_text().splitlines() if line.strip()]
+        return [r for r in records if epochs is None or r["epoch"] <= epochs]
+
+    def append_steps(self, epoch: int, record: dict[str, Any]) -> None:
+        """Append the per-step record of ``epoch`` (flushed and fsynced; a line of an epoch whose
+        checkpoint was never written is dropped on resume, :meth:`truncate_steps`)."""
+        with open(self.steps_path, "a") as fh:
+            fh.write(json.dumps({"epoch": int(epoch), **record}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def truncate_steps(self, epochs: int) -> list[dict[str, Any]]:
+        """Keep the records of the first ``epochs`` epochs (the latest checkpoint's), atomically;
+        return them."""
+        kept = self.steps(epochs)
+        if self.steps_path.is_file():
+            atomic_write_text(self.steps_path, "".join(json.dumps(r) + "\n" for r in kept))
+        return kept
 
     def load(self, N: int | None = None, *, device: str | torch.device = "cpu") -> Network:
         """``(model, task, head)``: the network saved when N was solved (default: the latest), its
@@ -277,7 +308,7 @@ class RunDir:
     def remove_stale(self) -> None:
         """Delete temporary files of this run's own writes left by a process killed while writing."""
         stale = [*self.checkpoints_dir.glob(".*.pt.*.tmp"), *self.path.glob(f".{METRICS}.*.tmp"),
-                 *self.path.glob(f".{CONFIG}.*.tmp")]
+                 *self.path.glob(f".{CONFIG}.*.tmp"), *self.path.glob(f".{STEPS}.*.tmp")]
         for p in stale:
             p.unlink()
 
@@ -341,7 +372,8 @@ def _interrupt_after() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def metrics_dataset(history: Sequence[dict[str, Any]], config: TrainConfig, stop_reason: str = ""):
+def metrics_dataset(history: Sequence[dict[str, Any]], config: TrainConfig, stop_reason: str = "",
+                    steps: Sequence[dict[str, Any]] | None = None):
     """A run's history as an :class:`xarray.Dataset`.
 
     Variables over ``epoch``: ``loss`` (mean training loss), the task's metric (``accuracy`` in
@@ -354,10 +386,10 @@ def metrics_dataset(history: Sequence[dict[str, Any]], config: TrainConfig, stop
     """
     import xarray as xr
 
-    if history and "steps" in history[0]:        # a trial task: per member and step
+    if history and "members_performance" in history[0]:        # a trial task: per member and step
         from trainers.ensemble import ensemble_metrics
 
-        return ensemble_metrics(history, stop_reason, config.to_json())
+        return ensemble_metrics(history, stop_reason, config.to_json(), steps=steps)
     metric = history[0].get("metric", "accuracy") if history else "accuracy"
     labels = sorted({k for h in history for k in h.get(metric, {})}, key=lambda s: (not s.isdigit(), s.zfill(6)))
     by_N = bool(labels) and all(lb.isdigit() for lb in labels)

@@ -109,11 +109,11 @@ def test_an_ensemble_refuses_members_of_different_architectures():
 def test_ensemble_of_4_equals_4_single_runs_with_the_same_seeds(noise):
     ens = trainers.train(_cfg(members=4, **noise), progress=False)
     assert isinstance(ens.model, Ensemble) and ens.model.size == 4
-    steps_ens = np.array([row for h in ens.history for row in h["steps"]["loss"]])   # (step, member)
+    steps_ens = ens.metrics()["loss"].values.T                                 # (step, member)
     for k in range(4):
         single = trainers.train(_cfg(seed=3 + k, **noise), progress=False)
         assert not isinstance(single.model, Ensemble)
-        steps_one = np.array([row[0] for h in single.history for row in h["steps"]["loss"]])
+        steps_one = single.metrics()["loss"].values[0]
         np.testing.assert_allclose(steps_ens[:, k], steps_one, rtol=1e-5, atol=1e-6)
         for name, p in single.model.named_parameters():
             torch.testing.assert_close(dict(ens.model.members[k].named_parameters())[name], p,
@@ -189,14 +189,20 @@ def test_metrics_have_member_and_step_dims_with_flops_and_wall_clock():
 def test_resume_continues_exactly(tmp_path):
     full = trainers.train(_cfg(members=2, max_epochs=3), progress=False)
     trainers.train(_cfg(members=2, max_epochs=1), tmp_path / "run", progress=False)
+    rd = trainers.RunDir(tmp_path / "run")
+    rd.append_steps(2, {"loss": [[9.0, 9.0]], "performance": [[0, 0]], "flops": [[1, 1]],
+                        "wall_seconds": [1.0]})   # killed after the steps line, before the checkpoint
     resumed = trainers.resume(tmp_path / "run", max_epochs=3, progress=False)
-    a = np.array([h["steps"]["loss"] for h in full.history])
-    b = np.array([h["steps"]["loss"] for h in resumed.history])
+    a = np.array([r["loss"] for r in full.steps])
+    b = np.array([r["loss"] for r in resumed.steps])
     np.testing.assert_allclose(a, b, rtol=1e-6)
     ds = trainers.RunDir(tmp_path / "run").metrics()
     assert ds.sizes["step"] == 9
+    np.testing.assert_allclose(ds["loss"].values.T, a.reshape(-1, 2), rtol=1e-6)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[-1])["members_performance"]
+    assert "steps" not in json.loads(lines[-1])              # per-step records live in steps.jsonl only
+    assert [r["epoch"] for r in rd.steps()] == [1, 2, 3]
 
 
 def test_run_directory_loads_an_ensemble_or_one_network(tmp_path):
@@ -256,8 +262,8 @@ def test_other_models_train_as_ensembles_and_equal_their_single_runs(model):
     """The fused leaky recurrence has no vmap rule: the ensemble runs its unfused twin."""
     ens = trainers.train(_cfg(model=model, members=2, max_epochs=1, optimizer="adam", lr=1e-2), progress=False)
     one = trainers.train(_cfg(model=model, seed=4, max_epochs=1, optimizer="adam", lr=1e-2), progress=False)
-    a = np.array([row[1] for h in ens.history for row in h["steps"]["loss"]])
-    b = np.array([row[0] for h in one.history for row in h["steps"]["loss"]])
+    a = ens.metrics()["loss"].values[1]
+    b = one.metrics()["loss"].values[0]
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
