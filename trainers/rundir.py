@@ -247,7 +247,7 @@ class RunDir:
             history = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
         else:
             history = latest.meta.get("history") or []
-        steps = self.steps(len(history)) if history and "members_performance" in history[0] else None
+        steps = (self.steps(len(history)) or None) if history and "members_performance" in history[0] else None
         return metrics_dataset(history, latest.config, latest.meta.get("stop_reason", ""), steps=steps)
 
     # ------------------------------------------------------------------ per-step records (trial tasks)
