@@ -303,3 +303,20 @@ def test_equal_numbers_in_two_sections_agree_and_percentiles_must_be_ordered():
     assert cfg.model_options["dt"] == cfg.task_options["dt"] == 5.0
     with pytest.raises(ValueError, match="0 <= low < high <= 100"):
         Percentile(low=50, high=50)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_cognitive_ensemble_on_each_device_equals_its_single_runs(device, tmp_path):
+    """A cognitive task with 002's noise on the device: member k == the run with seed + k,
+    checkpointed and resumed on the same device."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cfg = {"task": "go", "units": 12, "batch": 4, "steps_per_epoch": 2, "max_epochs": 1, "eval_batches": 1,
+           "device": device, "seed": 0}
+    ens = trainers.train({**cfg, "members": 3}, tmp_path / "ens", progress=False)
+    assert next(ens.model.parameters()).device.type == device
+    for k in (0, 2):
+        one = trainers.train({**cfg, "seed": k}, progress=False)
+        np.testing.assert_allclose(ens.metrics()["loss"].values[k], one.metrics()["loss"].values[0], rtol=1e-4)
+    resumed = trainers.resume(tmp_path / "ens", max_epochs=2, progress=False)
+    assert resumed.metrics().sizes["step"] == 4
