@@ -242,8 +242,9 @@ def percentile_mean(values: Sequence[float], low: float = 10.0, high: float = 90
 
 
 @dataclass(frozen=True)
-class Percentile:
-    """The stopping rule of 002 (Sec. 2.2, Table 1) for trial tasks: training ends when the mean
+class Percentile(Fixed):
+    """The stopping rule of 002 (Sec. 2.2, Table 1) for trial tasks (one stage without N, as
+    :class:`Fixed`): training ends when the mean
     performance of the networks between the ``low``-th and ``high``-th percentile of an ensemble
     reaches ``threshold`` (0.99), checked after every evaluation; otherwise at the step limit
     (``max_epochs`` x ``steps_per_epoch``, 40,000 steps by default). For one network the rule is
@@ -281,15 +282,6 @@ class Percentile:
     @classmethod
     def from_config(cls, config: dict) -> "Percentile":
         return cls(**{k: v for k, v in config.items() if k != "curriculum"})
-
-    def initial(self) -> list[int]:
-        return []
-
-    def next(self, Ns: Sequence[int]) -> list[int]:
-        return list(Ns)
-
-    def n_heads(self) -> int:
-        return 1
 
     def score(self, performance: Sequence[float]) -> float:
         """The ensemble's performance: :func:`percentile_mean` of the members' performances."""
