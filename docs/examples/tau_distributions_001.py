@@ -9,18 +9,24 @@ decay of the autocorrelation of a unit's firing rate). This script measures, per
 1. trains an ensemble of K networks on one of 001's tasks (``mtwm`` or ``intwm``,
    ``trainers.train``, 001's defaults except the size and the number of steps) for a fixed number
    of steps, and reads the final performance from the run's metrics;
-2. records each member's firing rates (``model.rates``: f(x) of the currents) in two long
-   stretches of input, **far longer than one trial**, because the timescale fits need
-   ``T * dt >= 50 tau_net`` (dynatools' ``short`` rule) and a trial lasts only 1.4-3.2 s:
+2. records each member's firing rates (``model.rates``: f(x) of the currents), evaluation mode,
+   no private noise, the same inputs for every distribution, in three conditions:
 
-   - ``task``: trials of the task drawn one after another and concatenated without resetting the
-     state (evaluation mode, no private noise), ``--seconds`` per stream;
+   - ``trials``: ``--trials`` trials of the task (``trainers.record``), each from the zero state
+     as in training. A trial lasts only 1.4-3.2 s, far below dynatools' ``short`` rule
+     (``T * dt >= 50 tau_net``), so the rule is off there and ``tau_net`` is biased low (capped
+     near 1 s); fits on lags up to ``--trial-fit-lag`` steps;
+   - ``task``: trials of the task drawn one after another and concatenated **without** resetting
+     the state, ``--seconds`` per stream;
    - ``noise``: an endless zero-mean stimulus period: fixation input on, the evidence channels
      white noise of the task's own per-step std (``evidence_noise * sqrt(1000 / dt)``), no cue
      or item; what the network does with pure evidence noise;
 
-   the rates are sampled every ``--subsample`` Euler steps (50 ms by default) and become a
-   recording (``dynatools.from_array``, time in s) with the intrinsic ``tau`` as a unit coordinate;
+   the long streams are sampled every ``--subsample`` Euler steps (50 ms by default) and become a
+   recording (``dynatools.from_array``, time in s) with the intrinsic ``tau`` as a unit
+   coordinate; the script reports when a network's rates diverge on them (above 1e6: trained
+   networks do, after tens of seconds, so their long-stream rows measure no stationary
+   timescale);
 3. fits autocorrelation timescales (``dynatools.timescales``, AIC single/double exponential,
    ``tau_net`` = slowest timescale) and keeps only reliable fits (``dynatools.reliable_tau_net``:
    no ``short``, ``constant``, failed or upper-bound fits);
@@ -31,8 +37,8 @@ The trials of the recordings are the same for every distribution (one recording 
 
 Run from the repository root (one torch thread)::
 
-    DYNATOOLS_THREADS=1 python docs/examples/tau_distributions_001.py --steps 400 \
-        --out docs/images/tau_distributions_001.png
+    DYNATOOLS_THREADS=1 python docs/examples/tau_distributions_001.py --tasks mtwm intwm \
+        --seconds 300 --out docs/images/tau_distributions_001.png
 
 ``--help`` lists the options. The table and the figure are described in docs/rate-rnn.md,
 section "Effective vs intrinsic timescales (001)".
@@ -179,7 +185,7 @@ def summarize(tau: np.ndarray, reliable: np.ndarray, status: np.ndarray) -> dict
 # ---------------------------------------------------------------------------- one distribution
 def compare_distribution(distribution: str, *, task: str = "mtwm", members: int = 4, units: int = 64,
                          steps: int = 400, steps_per_epoch: int = 50, batch: int = 64, eval_batches: int = 4,
-                         seed: int = 0, streams: int = 4, seconds: float = 150.0, subsample: int = 10,
+                         seed: int = 0, streams: int = 4, seconds: float = 300.0, subsample: int = 10,
                          fit_lag: int = 60, trials: int = 64, trial_fit_lag: int = 100,
                          record_seed: int = 1234) -> dict[str, Any]:
     """Train, record and fit one distribution; returns the row of the table (keys below), the
@@ -317,7 +323,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--streams", type=int, default=4, help="recorded streams (trials of the recording)")
-    p.add_argument("--seconds", type=float, default=150.0, help="length of each recorded stream in s")
+    p.add_argument("--seconds", type=float, default=300.0, help="length of each recorded stream in s")
     p.add_argument("--subsample", type=int, default=10, help="Euler steps between recorded samples")
     p.add_argument("--fit-lag", type=int, default=60, help="lags (samples) in the exponential fits")
     p.add_argument("--trials", type=int, default=64, help="trials of the 'trials' recording")
