@@ -143,6 +143,10 @@ class Ensemble(nn.Module):
             noise = torch.stack([m.draw_noise(u.shape[1], T, generator=m.noise_generator, device=u.device,
                                               dtype=u.dtype) for m in self.members])
         runner.heads = heads
+        if self.size == 1:                  # one network: its own forward, no vmap overhead
+            m = self.members[0]
+            H = m(u[0], h0[0]) if noise is None else m(u[0], h0[0], noise=noise[0])
+            return H[None], m.readout(H, heads=heads)[None]
         params = self._stacked()
 
         if noise is None:
