@@ -70,7 +70,7 @@ def ensemble_learning(path: Path, run_dir: str | None = None) -> None:
 
     if run_dir is not None:
         rd = trainers.RunDir(run_dir)
-        metrics, cfg = rd.metrics(), rd.config()
+        metrics, cfg = rd.metrics(), rd.config
         title = (f"{cfg.task}: {cfg.members} rate networks of {cfg.units} units (002's defaults, seed "
                  f"{cfg.seed}); stopped: {metrics.attrs['stop_reason']}")
     else:
