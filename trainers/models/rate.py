@@ -105,10 +105,13 @@ def _f(z: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def _addmm(ext: torch.Tensor, h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """``ext + h @ W.T`` in one operation for a ``(batch, unit)`` state (``linear`` otherwise)."""
-    if h.ndim == 2:
+    """``ext + h @ W.T`` in one operation: ``addmm`` for one network's ``(batch, unit)`` state,
+    ``baddbmm`` for ``(member, batch, unit)`` states and ``(member, unit, unit)`` weights."""
+    if h.ndim == 2 and W.ndim == 2:
         return torch.addmm(ext, h, W.mT)
-    return torch.nn.functional.linear(h, W) + ext
+    if h.ndim == 3 and W.ndim == 3:                            # a member axis: batched products
+        return torch.baddbmm(ext, h, W.mT)
+    return torch.matmul(h, W.mT) + ext
 
 
 def _df(z: torch.Tensor, activation: str) -> torch.Tensor:
@@ -561,18 +564,33 @@ class RateRNN(RecurrentModel):
             if noise.dtype != u.dtype or noise.device != u.device:
                 raise ValueError(f"noise is {noise.dtype} on {noise.device} but u is {u.dtype} on "
                                  f"{u.device}; convert one with .to(...).")
-        alpha = self.alpha()
-        W = self.effective_W_rec()
-        ext = self._input(u)                                  # (batch, time, unit): one matmul
+        return self.scan(h0, self.drive(u, noise), self.alpha(), self.effective_W_rec())
+
+    def drive(self, u: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The external drive of every step, ``(batch, time, unit)``: ``W_in u + b``, plus the
+        input noise eta in training mode with ``sigma > 0`` (from ``noise``, or drawn by
+        :meth:`draw_noise` when None). One matrix product for all steps."""
+        ext = self._input(u)
         if self._noise_on():
             if noise is None:
-                noise = self.draw_noise(batch, steps, device=u.device, dtype=u.dtype)
+                noise = self.draw_noise(u.shape[0], u.shape[1], device=u.device, dtype=u.dtype)
             ext = ext + self.input_noise(noise)               # white, or OU filtered before the loop
+        return ext
+
+    def scan(self, h0: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """The Euler steps (002 Eq. 5) from ``h0`` ``(..., batch, unit)`` driven by ``ext``
+        ``(..., batch, time, unit)``, with ``alpha`` ``(..., unit)`` and the effective recurrent
+        weights ``W`` ``(..., unit, unit)``: the states ``(..., batch, time, unit)``.
+
+        The leading dims are a member axis for ensembles: ``Ensemble.run`` stacks the members'
+        ``drive``, ``alpha`` and ``W`` and runs one scan with batched products (``baddbmm``); a
+        single network's :meth:`forward` is the same scan without it."""
+        a = alpha if alpha.ndim == 1 else alpha.unsqueeze(-2)
         hs, h = [], h0
-        for ext_t in ext.unbind(1):                           # unbind: one backward node, not T slices
-            h = self._update(h, ext_t, alpha, W)
+        for ext_t in ext.unbind(-2):                          # unbind: one backward node, not T slices
+            h = self._update(h, ext_t, a, W)
             hs.append(h)
-        return torch.stack(hs, dim=1)
+        return torch.stack(hs, dim=-2)
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
         """Outputs ``(..., head, class)`` of the rates of ``h`` (``(..., unit)``): 002 Eq. 2,
