@@ -449,3 +449,17 @@ def test_init_002_follows_the_authors_scales():
         for w in (net.W_in, net.b, net.heads.weight):
             assert abs(float(w.std()) - 1) < 0.05 and abs(float(w.mean())) < 0.05
         assert float(net.heads.bias.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("form", ["rate", "current"])
+def test_scan_over_a_member_axis_equals_each_network(form):
+    nets = [RateRNN(6, form=form, activation="tanh", tau_distribution="uniform", input_dim=2,
+                    generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    u = torch.randn(3, 4, 7, 2, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ext = torch.stack([n.drive(u[k]) for k, n in enumerate(nets)])
+        alpha = torch.stack([n.alpha() for n in nets])
+        W = torch.stack([n.effective_W_rec() for n in nets])
+        H = nets[0].scan(torch.zeros(3, 4, 6), ext, alpha, W)
+        for k, n in enumerate(nets):
+            torch.testing.assert_close(H[k], n(u[k]), atol=1e-6, rtol=1e-5)

@@ -582,9 +582,9 @@ class RateRNN(RecurrentModel):
         ``(..., batch, time, unit)``, with ``alpha`` ``(..., unit)`` and the effective recurrent
         weights ``W`` ``(..., unit, unit)``: the states ``(..., batch, time, unit)``.
 
-        The leading dims are a member axis for ensembles: ``Ensemble.run`` stacks the members'
-        ``drive``, ``alpha`` and ``W`` and runs one scan with batched products (``baddbmm``); a
-        single network's :meth:`forward` is the same scan without it."""
+        The leading dims may be a member axis: the stacked ``drive``, ``alpha`` and ``W`` of
+        several networks of this architecture run in one scan with batched products
+        (``baddbmm``); a single network's :meth:`forward` is the same scan without it."""
         a = alpha if alpha.ndim == 1 else alpha.unsqueeze(-2)
         hs, h = [], h0
         for ext_t in ext.unbind(-2):                          # unbind: one backward node, not T slices
