@@ -463,3 +463,57 @@ def test_scan_over_a_member_axis_equals_each_network(form):
         H = nets[0].scan(torch.zeros(3, 4, 6), ext, alpha, W)
         for k, n in enumerate(nets):
             torch.testing.assert_close(H[k], n(u[k]), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["rate", "current"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "softplus", "linear"])
+@pytest.mark.parametrize("extras", [{}, {"dale": True, "train_tau": True, "input_units": 2, "output_units": 2,
+                                         "sigma": 0.2, "noise": "ou"}])
+def test_fused_recurrence_gives_autograds_gradients(form, activation, extras):
+    """The hand-written backward of the fused Euler steps against autograd through the loop."""
+    net = RateRNN(6, input_dim=2, n_classes=3, form=form, activation=activation, tau_distribution="uniform",
+                  generator=torch.Generator().manual_seed(1), **extras).double()
+    gen = torch.Generator().manual_seed(2)
+    u = torch.randn(3, 9, 2, dtype=torch.float64, generator=gen)
+    noise = torch.randn(3, 9, 6, dtype=torch.float64, generator=gen)
+    h0 = torch.randn(3, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    grads = []
+    for fused in (True, False):
+        net.fused = fused
+        net.zero_grad()
+        h0.grad = None
+        (net.readout(net(u, h0, noise=noise), heads=1) ** 2).sum().backward()
+        grads.append([p.grad for p in net.parameters() if p.grad is not None] + [h0.grad])
+    assert len(grads[0]) == len(grads[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+def test_fused_recurrence_over_a_member_axis_and_second_derivatives():
+    from trainers.engine import loss_closure
+
+    nets = [RateRNN(5, input_dim=2, generator=torch.Generator().manual_seed(k)).double() for k in range(2)]
+    u = torch.randn(2, 3, 6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ext = torch.stack([n.drive(u[k]) for k, n in enumerate(nets)])
+    W = torch.stack([n.effective_W_rec() for n in nets])
+    alpha = torch.stack([n.alpha() for n in nets])
+    H = nets[0].scan(torch.zeros(2, 3, 5, dtype=torch.float64), ext, alpha, W)     # fused, batched
+    H.square().sum().backward()
+    for k, n in enumerate(nets):
+        ref = RateRNN(5, input_dim=2, generator=torch.Generator().manual_seed(k)).double()
+        ref.fused = False
+        ref(u[k]).square().sum().backward()
+        torch.testing.assert_close(n.W_rec.grad, ref.W_rec.grad, atol=1e-10, rtol=1e-8)
+    # Hessians need double backward: loss_closure runs the unfused loop on a copy
+    from trainers.tasks import TASKS
+    task = TASKS["go"]()
+    net = RateRNN(8, input_dim=task.input_dim, n_classes=task.n_classes, output_activation="sigmoid").double()
+    loss_fn, params = loss_closure(net, task, batch=2)
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    assert net.fused
+    grads = torch.autograd.grad(loss_fn(params), list(params.values()), create_graph=True)
+    assert torch.autograd.grad(grads[0].sum(), params["W_rec"], allow_unused=True)[0] is not None
+    h = net(torch.ones(1, 4, task.input_dim, dtype=torch.float64))           # fused: first derivatives only
+    g = torch.autograd.grad(h.sum(), net.W_rec, create_graph=True)[0]
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        torch.autograd.grad(g.sum(), net.W_rec)

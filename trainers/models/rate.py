@@ -30,6 +30,7 @@ from trainers.models._common import (
     schema_arrays,
     uniform_,
 )
+from trainers.models._rate_scan import RateScan, activation, activation_grad
 from trainers.registry import Option
 
 #: The forms of the dynamics: 002 Eq. 1 (state = rates) or 001 (state = currents, rates = f(x)).
@@ -94,14 +95,8 @@ def sample_tau(distribution: str, n: int, *, tau: float = 100.0, dt: float = 5.0
     return values
 
 
-def _f(z: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "tanh":
-        return torch.tanh(z)
-    if activation == "softplus":
-        return torch.nn.functional.softplus(z)
-    return z
+_f = activation
+_df = activation_grad
 
 
 def _addmm(ext: torch.Tensor, h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -112,16 +107,6 @@ def _addmm(ext: torch.Tensor, h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     if h.ndim == 3 and W.ndim == 3:                            # a member axis: batched products
         return torch.baddbmm(ext, h, W.mT)
     return torch.matmul(h, W.mT) + ext
-
-
-def _df(z: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "relu":
-        return (z > 0).to(z.dtype)
-    if activation == "tanh":
-        return 1.0 - torch.tanh(z) ** 2
-    if activation == "softplus":
-        return torch.sigmoid(z)
-    return torch.ones_like(z)
 
 
 class RateRNN(RecurrentModel):
@@ -231,6 +216,8 @@ class RateRNN(RecurrentModel):
     """
 
     name = "rate"
+    #: the fused recurrence runs under torch.func.vmap (ensembles keep it)
+    fused_vmappable = True
     options = (
         Option("dt", 5.0, "Euler step in ms (002: 5 ms); shared with trial tasks", float, positive=True,
                shared=True),
@@ -322,6 +309,9 @@ class RateRNN(RecurrentModel):
             raise ValueError(f"e_fraction must lie in (0, 1), e.g. 0.8 for an 80/20 E/I split; "
                              f"found {e_fraction!r}.")
         self.noise_generator: torch.Generator | None = None
+        #: run the Euler steps through the fused recurrence (hand-written backward, first
+        #: derivatives; ``trainers.models._rate_scan``); False: autograd through the loop
+        self.fused = True
         self.init = check_choice("init", init, INITS)
         sizes = []
         for name, value in (("input_units", input_units), ("output_units", output_units)):
@@ -585,6 +575,9 @@ class RateRNN(RecurrentModel):
         The leading dims may be a member axis: the stacked ``drive``, ``alpha`` and ``W`` of
         several networks of this architecture run in one scan with batched products
         (``baddbmm``); a single network's :meth:`forward` is the same scan without it."""
+        if (self.fused and h0.ndim == W.ndim and h0.ndim in (2, 3) and torch.is_grad_enabled()
+                and any(t.requires_grad for t in (h0, ext, alpha, W))):
+            return RateScan.apply(h0, ext, alpha, W, self.form, self.activation)[0]
         a = alpha if alpha.ndim == 1 else alpha.unsqueeze(-2)
         hs, h = [], h0
         for ext_t in ext.unbind(-2):                          # unbind: one backward node, not T slices
