@@ -247,7 +247,15 @@ class RunDir:
             history = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
         else:
             history = latest.meta.get("history") or []
-        steps = (self.steps(len(history)) or None) if history and "members_performance" in history[0] else None
+        steps = None
+        if history and "members_performance" in history[0]:
+            on_file = {r["epoch"]: r for r in self.steps(len(history))}
+            steps = [h.get("steps") or on_file.get(h["epoch"]) for h in history]   # older runs: in the history
+            if any(r is None for r in steps):
+                missing = [h["epoch"] for h, r in zip(history, steps) if r is None][:5]
+                raise CheckpointError(f"{self.steps_path} lacks the per-step records of epochs {missing}; the "
+                                      f"run directory is incomplete (the per-epoch metrics are in "
+                                      f"{self.metrics_path}).")
         return metrics_dataset(history, latest.config, latest.meta.get("stop_reason", ""), steps=steps)
 
     # ------------------------------------------------------------------ per-step records (trial tasks)
