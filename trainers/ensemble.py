@@ -71,7 +71,7 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
         base = copy.deepcopy(members[0]).to("meta")
         if hasattr(base, "fused") and not getattr(base, "fused_vmappable", False):
-            base.fused = False              # a hand-written recurrence without a vmap rule
+            base.fused = False              # a hand-written recurrence without a vmap rule (leaky RNN)
         self._runner = [_Runner(base)]      # a list: not a submodule
 
     @property
@@ -148,8 +148,6 @@ class Ensemble(nn.Module):
             H = m(u[0], h0[0]) if noise is None else m(u[0], h0[0], noise=noise[0])
             return H[None], m.readout(H, heads=heads)[None]
         params = self._stacked()
-        if hasattr(self.members[0], "drive") and hasattr(self.members[0], "scan"):
-            return self._run_scan(params, u, h0, noise, heads)
 
         if noise is None:
             def one(p: dict[str, torch.Tensor], u_k: torch.Tensor, h_k: torch.Tensor):
@@ -159,25 +157,6 @@ class Ensemble(nn.Module):
         def one_noisy(p: dict[str, torch.Tensor], u_k: torch.Tensor, h_k: torch.Tensor, n_k: torch.Tensor):
             return torch.func.functional_call(runner, p, (u_k, h_k, n_k))
         return torch.func.vmap(one_noisy)(params, u, h0, noise)
-
-    def _run_scan(self, params, u, h0, noise, heads):
-        """Networks with ``drive`` and ``scan`` (``RateRNN``): the drives, timescales and
-        recurrent weights of all members by one vmap, then ONE time loop over the stacked states
-        (the fused recurrence with batched products; no per-step vmap), then the readouts by
-        one vmap."""
-        parts, readout = self._runner[0].parts, self._runner[0].readout
-        readout.heads = heads
-
-        def drive(p, u_k, n_k=None):
-            return torch.func.functional_call(parts, p, (u_k,) if n_k is None else (u_k, n_k))
-
-        ext, alpha, W = (torch.func.vmap(drive)(params, u) if noise is None else
-                         torch.func.vmap(drive)(params, u, noise))
-        H = self._runner[0].model.scan(h0, ext, alpha, W)
-
-        def read(p, H_k):
-            return torch.func.functional_call(readout, p, (H_k,))
-        return H, torch.func.vmap(read)(params, H)
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """States ``(member, batch, time, state)`` (see :meth:`run`)."""
@@ -195,35 +174,10 @@ class _Runner(nn.Module):
         super().__init__()
         self.model = model
         self.heads: int | None = 1
-        self.parts = _Parts(model)
-        self.readout = _ReadoutOf(model)
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor, noise: torch.Tensor | None = None):
         H = self.model(u, h0) if noise is None else self.model(u, h0, noise=noise)
         return H, self.model.readout(H, heads=self.heads)
-
-
-class _Parts(nn.Module):
-    """``(model.drive(u, noise), model.alpha(), model.effective_W_rec())`` of a rate network."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, u: torch.Tensor, noise: torch.Tensor | None = None):
-        return self.model.drive(u, noise), self.model.alpha(), self.model.effective_W_rec()
-
-
-class _ReadoutOf(nn.Module):
-    """``model.readout(H, heads)``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.heads: int | None = 1
-
-    def forward(self, H: torch.Tensor) -> torch.Tensor:
-        return self.model.readout(H, heads=self.heads)
 
 
 def training_flops(model: nn.Module, batch: int, steps: int) -> int:

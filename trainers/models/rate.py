@@ -216,7 +216,7 @@ class RateRNN(RecurrentModel):
     """
 
     name = "rate"
-    #: the fused recurrence runs under torch.func.vmap (ensembles keep it)
+    #: the fused recurrence runs under torch.func.vmap (ensembles use it)
     fused_vmappable = True
     options = (
         Option("dt", 5.0, "Euler step in ms (002: 5 ms); shared with trial tasks", float, positive=True,
