@@ -32,6 +32,7 @@ from trainers.models._common import (
 )
 from trainers.models._rate_scan import RateScan, activation, activation_grad
 from trainers.registry import Option
+from trainers.skip import Simulation
 
 #: The forms of the dynamics: 002 Eq. 1 (state = rates) or 001 (state = currents, rates = f(x)).
 FORMS = ("rate", "current")
@@ -474,18 +475,19 @@ class RateRNN(RecurrentModel):
         """Input noise eta of one step from standard-normal draws: ``sqrt(2 / alpha) sigma xi``."""
         return torch.sqrt(2.0 / alpha) * self.sigma * xi
 
-    def _ou_coefficients(self) -> tuple[float, float]:
-        """``(a, sqrt(1 - a^2))`` with ``a = exp(-dt / noise_tau_ms)``: the exact OU update."""
-        a = math.exp(-self.dt / self.noise_tau_ms)
+    def _ou_coefficients(self, coarse: int = 1) -> tuple[float, float]:
+        """``(a, sqrt(1 - a^2))`` with ``a = exp(-coarse dt / noise_tau_ms)``: the exact OU update."""
+        a = math.exp(-coarse * self.dt / self.noise_tau_ms)
         return a, math.sqrt(1.0 - a * a)
 
-    def input_noise(self, noise: torch.Tensor) -> torch.Tensor:
+    def input_noise(self, noise: torch.Tensor, *, coarse: int = 1) -> torch.Tensor:
         """The input noise eta ``(batch, time, unit)`` that :meth:`forward` adds (in training mode
         with ``sigma > 0``) for standard-normal draws ``noise`` ``(batch, time, unit)``: white
-        ``sqrt(2 / alpha) sigma xi_t`` or OU ``sigma o_t`` (class docstring)."""
+        ``sqrt(2 / alpha) sigma xi_t`` or OU ``sigma o_t`` (class docstring); ``coarse``: for steps
+        of ``coarse * dt`` (CD, 002 Eq. 7)."""
         if self.noise == "white":
-            return self._white(noise, self.alpha())
-        a, c = self._ou_coefficients()
+            return self._white(noise, coarse * self.alpha())
+        a, c = self._ou_coefficients(coarse)
         xs = noise.unbind(1)
         o, out = xs[0], [xs[0]]
         for x in xs[1:]:
@@ -528,7 +530,7 @@ class RateRNN(RecurrentModel):
         return eye + (alpha[:, None] * W) * _df(h, self.activation)[:, None, :]
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, *, simulation: Simulation | None = None) -> torch.Tensor:
         """States of every step, ``(batch, time, unit)``, for ``u`` ``(batch, time, input_dim)``
         from ``h0`` (default :meth:`initial_state`).
 
@@ -536,6 +538,11 @@ class RateRNN(RecurrentModel):
         inside. Used only in training mode with ``sigma > 0`` (evaluation mode is noise-free even
         when ``noise`` is given); when None there, the model draws them itself with
         :meth:`draw_noise`. The same ``u``, ``h0`` and ``noise`` give the same trajectory.
+
+        ``simulation``: a training-time method of 002 Sec. 3 (:class:`trainers.skip.Simulation`;
+        None = the base model). CD with factor theta simulates steps of ``theta dt`` from every
+        theta-th input (and noise draw) and returns ``ceil(time / theta)`` states, the state after
+        coarse step k standing for base step ``k theta``; SCTT and DASC return every step.
 
         Works under ``torch.func.vmap`` over stacked parameters and buffers (with
         ``torch.func.functional_call``): no in-place operations on parameters and no control flow
@@ -554,34 +561,55 @@ class RateRNN(RecurrentModel):
             if noise.dtype != u.dtype or noise.device != u.device:
                 raise ValueError(f"noise is {noise.dtype} on {noise.device} but u is {u.dtype} on "
                                  f"{u.device}; convert one with .to(...).")
-        return self.scan(h0, self.drive(u, noise), self.alpha(), self.effective_W_rec())
+        coarse = 1 if simulation is None else simulation.coarse
+        if coarse > 1:                                        # CD (002 Eq. 7): every theta-th input
+            u = u[:, ::coarse]
+            noise = None if noise is None else noise[:, ::coarse]
+        return self.scan(h0, self.drive(u, noise, coarse=coarse), coarse * self.alpha(), self.effective_W_rec(),
+                         simulation=simulation)
 
-    def drive(self, u: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def drive(self, u: torch.Tensor, noise: torch.Tensor | None = None, *, coarse: int = 1) -> torch.Tensor:
         """The external drive of every step, ``(batch, time, unit)``: ``W_in u + b``, plus the
         input noise eta in training mode with ``sigma > 0`` (from ``noise``, or drawn by
-        :meth:`draw_noise` when None). One matrix product for all steps."""
+        :meth:`draw_noise` when None). One matrix product for all steps. ``coarse``: the noise of
+        steps of ``coarse * dt`` (CD)."""
         ext = self._input(u)
         if self._noise_on():
             if noise is None:
                 noise = self.draw_noise(u.shape[0], u.shape[1], device=u.device, dtype=u.dtype)
-            ext = ext + self.input_noise(noise)               # white, or OU filtered before the loop
+            ext = ext + self.input_noise(noise, coarse=coarse)  # white, or OU filtered before the loop
         return ext
 
-    def scan(self, h0: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    def scan(self, h0: torch.Tensor, ext: torch.Tensor, alpha: torch.Tensor, W: torch.Tensor, *,
+             simulation: Simulation | None = None) -> torch.Tensor:
         """The Euler steps (002 Eq. 5) from ``h0`` ``(..., batch, unit)`` driven by ``ext``
         ``(..., batch, time, unit)``, with ``alpha`` ``(..., unit)`` and the effective recurrent
         weights ``W`` ``(..., unit, unit)``: the states ``(..., batch, time, unit)``.
 
         The leading dims may be a member axis: the stacked ``drive``, ``alpha`` and ``W`` of
         several networks of this architecture run in one scan with batched products
-        (``baddbmm``); a single network's :meth:`forward` is the same scan without it."""
+        (``baddbmm``); a single network's :meth:`forward` is the same scan without it.
+        ``simulation``: SCTT or DASC skip connections (002 Eq. 8-9) every ``theta`` steps (CD's
+        coarse step is the caller's: ``alpha`` and ``ext`` at ``theta dt``)."""
+        skip, beta, aligned = 1, 1.0, False
+        if simulation is not None and simulation.method in ("sctt", "dasc") and not simulation.is_base:
+            skip, beta, aligned = simulation.theta, simulation.beta, simulation.method == "dasc"
         if (self.fused and h0.ndim == W.ndim and h0.ndim in (2, 3) and torch.is_grad_enabled()
                 and any(t.requires_grad for t in (h0, ext, alpha, W))):
-            return RateScan.apply(h0, ext, alpha, W, self.form, self.activation)[0]
+            return RateScan.apply(h0, ext, alpha, W, self.form, self.activation, skip, beta, aligned)[0]
         a = alpha if alpha.ndim == 1 else alpha.unsqueeze(-2)
         hs, h = [], h0
-        for ext_t in ext.unbind(-2):                          # unbind: one backward node, not T slices
+        start = first = h0
+        for t, ext_t in enumerate(ext.unbind(-2)):           # unbind: one backward node, not T slices
+            if beta < 1.0 and t % skip == 0:
+                start = h
             h = self._update(h, ext_t, a, W)
+            if beta < 1.0:
+                if t % skip == 0:
+                    first = h
+                if t % skip == skip - 1:                      # 002 Eq. 8 (SCTT) / Eq. 9 (DASC)
+                    estimate = torch.lerp(start, first, float(skip)) if aligned else start
+                    h = torch.lerp(estimate, h, beta)
             hs.append(h)
         return torch.stack(hs, dim=-2)
 
