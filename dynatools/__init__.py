@@ -8,6 +8,8 @@ Timescales
 Dimensionality and connectivity
     pca_dimensionality, participation_ratio, weight_balance, weight_change, weight_conservation,
     weight_spectrum
+Dynamics misalignment (skip-connection paper, Fig. 3B)
+    activity_nmse
 Summaries of one recording (the per-network quantities of the timescale paper's Figs. 4-6)
     analyze_recording, reliable_tau_net
 Model-based dynamics (import torch on first use)
@@ -54,6 +56,7 @@ from dynatools.connectivity import (  # noqa: E402
     weight_spectrum,
 )
 from dynatools.summary import analyze_recording, reliable_tau_net  # noqa: E402
+from dynatools.misalignment import activity_nmse  # noqa: E402
 
 
 _LAZY = {
@@ -124,6 +127,8 @@ __all__ = [
     "weight_change",
     "weight_conservation",
     "weight_spectrum",
+    # dynamics misalignment
+    "activity_nmse",
     # summaries of one recording
     "analyze_recording",
     "reliable_tau_net",

@@ -16,7 +16,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 
 __all__ = ["PALETTE", "autocorrelation_fits", "tau_net_histogram", "timescales_summary", "timescales_vs_N",
            "tau_net_distributions", "weight_balance_vs_N", "dimensionality_vs_N", "ablation_bars",
-           "perturbation_curves", "retraining_curves", "task_trial", "learning_curves"]
+           "perturbation_curves", "retraining_curves", "task_trial", "learning_curves", "misalignment"]
 
 
 def _plt():
@@ -1231,3 +1231,125 @@ def learning_curves(metrics: xr.Dataset, *, ax=None, band: tuple[float, float] =
     if ax is None:
         fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Dynamics misalignment of skip-connection training (skip-connection paper, Fig. 3B-C)
+
+
+#: Colours of the skip-connection paper's methods (CD red as in its Fig. 3); others take the palette.
+_METHOD_COLORS = {"cd": PALETTE[1], "sctt": PALETTE[2], "dasc": PALETTE[0]}
+
+
+def _method_lines(ax, da: xr.DataArray, band: tuple[float, float]) -> None:
+    """One line per method of ``da`` ``(method, theta[, member])`` against theta: the mean over
+    members (NaNs ignored) and, with members, the ``band`` percentiles over them as a shaded band."""
+    import warnings
+
+    theta = np.asarray(da["theta"].values, dtype=float)
+    others = [c for c in PALETTE if c not in _METHOD_COLORS.values()]
+    for i, method in enumerate(da["method"].values):
+        key = str(method)
+        color = _METHOD_COLORS.get(key.lower(), others[i % len(others)])
+        v = da.isel(method=i)
+        v = v.transpose("theta", "member").values.astype(float) if "member" in v.dims else \
+            v.transpose("theta").values.astype(float)[:, None]
+        with warnings.catch_warnings():             # a theta with no finite member stays a gap
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(v, axis=1)
+            if v.shape[1] > 1:
+                lo, hi = np.nanpercentile(v, band, axis=1)
+                ax.fill_between(theta, lo, hi, color=color, alpha=0.2, lw=0)
+        ax.plot(theta, mean, "o-", color=color, ms=4, lw=1.5, label=key.upper())
+
+
+def misalignment(ds: xr.Dataset, ax=None):
+    """Dynamics misalignment against skip length θ, one line per method (Fig. 3B-C of Soo,
+    Goudar & Wang 2023).
+
+    Layout: panel B draws ``nmse`` (:func:`dynatools.activity_nmse` of the modified against the
+    true dynamics) against θ; panel C, when ``ds`` has ``performance_difference``, draws it
+    against θ. In each panel a line with markers per method (the mean over ``member``, NaNs
+    ignored, so a θ a method could not train at is a gap) and, when there is a ``member`` dim, a
+    band between the 10th and 90th percentiles over members. When ``ds.attrs["tau_steps"]`` is
+    set (the single-unit time constant in base steps; 20 in the paper), θ > tau_steps is shaded
+    grey: a skip longer than the time constant. The y axis is logarithmic when the panel's
+    finite values are all positive and span more than two decades.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        ``nmse`` with dims ``(method, theta[, member])`` and optionally ``performance_difference``
+        (modified minus true performance) with the same dims; coordinates ``method`` (strings such
+        as ``"cd"``, ``"sctt"``, ``"dasc"``) and ``theta`` (skip lengths, in base steps).
+    ax : matplotlib Axes or sequence of two Axes, optional
+        None: a new figure, with two panels (B, C) side by side when ``performance_difference``
+        is present, else one. One Axes: ``nmse`` only, drawn there. Two Axes: ``nmse`` and
+        ``performance_difference`` drawn there.
+
+    Returns
+    -------
+    matplotlib.axes.Axes or (Axes, Axes)
+        The ``nmse`` Axes; ``(nmse Axes, performance difference Axes)`` when two panels are drawn.
+        Unlike this module's other functions, the Axes (``ax.figure`` is the Figure), so that the
+        panels can be placed in a larger figure. Each Axes has one line per method (``ax.lines``).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, dynatools.plot as dplot
+    >>> theta = [5, 10, 20, 30, 40]
+    >>> nmse = np.array([[0.02, 0.1, 0.5, np.nan, np.nan], [0.3, 0.4, 0.5, 0.6, 0.7], [0.01, 0.02, 0.05, 0.08, 0.1]])
+    >>> ds = xr.Dataset({"nmse": (("method", "theta"), nmse), "performance_difference": (("method", "theta"), -nmse)},
+    ...                 coords={"method": ["cd", "sctt", "dasc"], "theta": theta}, attrs={"tau_steps": 20})
+    >>> ax_b, ax_c = dplot.misalignment(ds)
+    >>> len(ax_b.lines)
+    3
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds is a {type(ds).__name__}; pass a Dataset with 'nmse' (method, theta[, member]), "
+                        f"e.g. xr.Dataset({{'nmse': nmse}}).")
+    _need(ds, ["nmse"], "misalignment", "dynatools.activity_nmse, stacked over method and theta")
+    names = ["nmse"] + (["performance_difference"] if "performance_difference" in ds else [])
+    for name in names:
+        extra = [str(d) for d in ds[name].dims if d not in ("method", "theta", "member")]
+        if {"method", "theta"} - set(ds[name].dims) or extra:
+            raise ValueError(f"'{name}' has dims {tuple(map(str, ds[name].dims))}; expected (method, theta) with an "
+                             f"optional member. " + (f"Select or average {extra} first, e.g. .mean({extra[0]!r})."
+                                                     if extra else "Stack the results over method and theta."))
+    plt = _plt()
+    if ax is None:
+        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+        axes = list(axes[0])
+    elif isinstance(ax, (list, tuple, np.ndarray)):
+        axes = list(np.ravel(ax))
+        if len(axes) != 2 or len(names) != 2:
+            raise ValueError(f"ax: {len(axes)} axes given; pass two axes for 'nmse' and 'performance_difference' "
+                             f"(the Dataset has {names}), one Axes for 'nmse' only, or None.")
+        fig = axes[0].figure
+    else:
+        axes, names, fig = [ax], ["nmse"], ax.figure
+    theta = np.asarray(ds["theta"].values, dtype=float)
+    tau = ds.attrs.get("tau_steps")
+    members = ds.sizes.get("member", 1)
+    labels = {"nmse": ("activity NMSE\n(modified vs true dynamics)", "B"),
+              "performance_difference": ("performance difference\n(modified − true)", "C")}
+    for a, name in zip(axes, names):
+        _method_lines(a, ds[name], (10, 90))
+        pad = 0.05 * (theta.max() - theta.min()) if theta.size > 1 else 1.0
+        a.set_xlim(theta.min() - pad, theta.max() + pad)
+        if tau is not None and float(tau) < theta.max() + pad:
+            a.axvspan(float(tau), theta.max() + pad, color="0.88", lw=0, zorder=0,
+                      label=f"θ > τ ({float(tau):g} steps)")
+        finite = ds[name].values[np.isfinite(ds[name].values)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+            a.set_yscale("log")
+        a.set_xticks(theta)
+        a.set_xlabel("skip length θ (steps)")
+        a.set_ylabel(labels[name][0])
+        if len(names) > 1:
+            a.set_title(labels[name][1], loc="left", fontweight="bold")
+    axes[0].legend(frameon=False, fontsize=8, title_fontsize=7,
+                   title=f"mean, band 10-90th percentile\nover {members} networks" if members > 1 else None)
+    if ax is None:
+        fig.tight_layout()
+    return tuple(axes) if len(axes) > 1 else axes[0]

@@ -138,6 +138,7 @@ calls = {
     "timescales": lambda: ts,
     "pca_dimensionality": lambda: dt.pca_dimensionality(rec),
     "participation_ratio": lambda: dt.participation_ratio(rec),
+    "activity_nmse": lambda: dt.activity_nmse(small, small.activity + 0.1),
     "weight_balance": lambda: dt.weight_balance(W),
     "weight_change": lambda: dt.weight_change(W, 2 * W),
     "weight_conservation": lambda: dt.weight_conservation([W, 2 * W + 1]),
