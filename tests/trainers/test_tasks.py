@@ -275,7 +275,7 @@ def test_tasks_registry():
     assert TASKS["parity"] is Parity and TASKS["dms"] is DMS
     assert list(TASKS) == ["parity", "dms", "adding", "digits", "pdigits", "smnist", "psmnist", "scifar10",
                            "go", "rtgo", "dgo", "anti", "rtanti", "danti", "dm", "dmd", "msdm", "ddm",
-                           "ddmd", "msddm", "dms-cog", "dnms", "dmc", "dnmc", "mtwm", "intwm"]
+                           "ddmd", "msddm", "dms-cog", "dnms", "dmc", "dnmc", "mtwm", "intwm", "rule-reversal"]
     assert Parity.name == "parity" and DMS.name == "dms"
     assert Parity().config() == {"task": "parity", "k": 1, "encoding": "01"}
     assert DMS(k=3, encoding="pm1").config() == {"task": "dms", "k": 3, "encoding": "pm1"}

@@ -12,6 +12,7 @@ from trainers.registry import Registry
 from trainers.tasks.binary import DMS, BinaryTask, Parity, TaskBatch
 from trainers.tasks.cognitive import COGNITIVE_TASKS, CognitiveTask
 from trainers.tasks.multitau import IntegrationWM, MultiTimescaleWM
+from trainers.tasks.rulereversal import RuleReversal
 from trainers.tasks.sequence import (
     AddingProblem,
     Digits,
@@ -38,8 +39,9 @@ for _cognitive in COGNITIVE_TASKS:   # the 16 cognitive tasks of 002 (go, rtgo, 
     TASKS.register(_cognitive)
 TASKS.register(MultiTimescaleWM)
 TASKS.register(IntegrationWM)
+TASKS.register(RuleReversal)   # 002 Sec. 4.1, closed loop
 
 __all__ = ["BinaryTask", "Parity", "DMS", "TaskBatch", "TASKS", "SequenceTask", "AddingProblem",
            "ImageSequences", "SequenceBatch", "Digits", "PermutedDigits", "SequentialMNIST",
            "PermutedMNIST", "SequentialCIFAR10", "CognitiveTask", "COGNITIVE_TASKS",
-           "MultiTimescaleWM", "IntegrationWM"]
+           "MultiTimescaleWM", "IntegrationWM", "RuleReversal"]
