@@ -18,9 +18,10 @@ from trainers.config import ENGINE_OPTIONS, SECTIONS, TrainConfig
 def _registries():
     from trainers.curricula import CURRICULA
     from trainers.models import MODELS
+    from trainers.skip import METHODS
     from trainers.tasks import TASKS
 
-    return {"task": TASKS, "model": MODELS, "curriculum": CURRICULA}
+    return {"task": TASKS, "model": MODELS, "curriculum": CURRICULA, "method": METHODS}
 
 
 def _declared_options() -> dict[str, tuple]:
@@ -54,7 +55,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         names = f" (one of: {', '.join(registries[opt.name])})" if opt.name in registries else ""
         engine.add_argument("--" + opt.name.replace("_", "-"), dest=opt.name, help=opt.help + names,
                             **_flag_kwargs(opt))
-    group = p.add_argument_group("options of models, tasks and curricula",
+    group = p.add_argument_group("options of models, tasks, curricula and training methods",
                                  "each applies to the classes named in brackets")
     for name, (opt, owners) in sorted(_declared_options().items()):
         default = "" if opt.default is None or opt.type is bool else f"; default {opt.default}"
@@ -183,7 +184,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     for kind, registry in _registries().items():
-        print({"task": "tasks:", "model": "models:", "curriculum": "curricula:"}[kind])
+        print({"task": "tasks:", "model": "models:", "curriculum": "curricula:", "method": "training methods:"}[kind])
         for name in registry:
             cls = registry[name]
             doc = _first_sentence(cls.__doc__ or "")

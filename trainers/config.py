@@ -24,7 +24,8 @@ from trainers.registry import Option
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
-SECTIONS = {"model_options": "model", "task_options": "task", "curriculum_options": "curriculum"}
+SECTIONS = {"model_options": "model", "task_options": "task", "curriculum_options": "curriculum",
+            "method_options": "method"}
 
 #: The engine's fields, with their help (the ``trainers train`` flags) and the default used when
 #: neither the model, the task nor the curriculum carries one.
@@ -62,6 +63,8 @@ ENGINE_OPTIONS = (
            minimum=0),
     Option("members", 1, "networks trained in parallel as one ensemble (trial tasks such as the cognitive "
            "tasks; member k has seed + k); default 1", int, minimum=1),
+    Option("method", "none", "training-time method for long dependencies (002 Sec. 3): none, cd, sctt or dasc "
+           "(rate networks on trial tasks); default none", str, nullable=True),
 )
 _ENGINE = {o.name: o for o in ENGINE_OPTIONS}
 #: learning rate of an optimizer chosen explicitly against the model's default optimizer
@@ -104,11 +107,15 @@ class TrainConfig:
     device : {"auto", "cpu", "cuda"}, optional
     seed : int, optional
         Seeds the initialisation and every batch; default a random seed, stored in the run.
+    method : {"none", "cd", "sctt", "dasc"}, optional
+        Training-time simulation of 002 Sec. 3 (:mod:`trainers.skip`) for rate networks on trial
+        tasks; its options (``skip``, ``beta0``, ``anneal_steps``, ``anneal_span``,
+        ``strategic``) go in ``method_options``. Default ``none`` (the base model).
     members : int, optional
         Networks trained at once as one ensemble (trial tasks only; 002 Sec. 2.2 trains 100):
         member k is the network a single run with seed ``seed + k`` trains
         (:mod:`trainers.ensemble`). Default 1.
-    model_options, task_options, curriculum_options : dict
+    model_options, task_options, curriculum_options, method_options : dict
         The sections (e.g. ``{"tau": 2.0}``, ``{"k": 2}``, ``{"n_max": 30}``).
 
     Examples
@@ -139,9 +146,11 @@ class TrainConfig:
     device: str | None = None
     seed: int | None = None
     members: int | None = None
+    method: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
     curriculum_options: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------
     def classes(self) -> tuple[type, type, type]:
@@ -155,18 +164,28 @@ class TrainConfig:
         curriculum = CURRICULA[self.curriculum or task.defaults.get("curriculum", "multi-head")]
         return task, model, curriculum
 
+    def method_class(self) -> type:
+        """The registered training-method class (:data:`trainers.skip.METHODS`) this configuration
+        names (``none`` when unset)."""
+        from trainers.skip import METHODS
+
+        return METHODS[self.method or "none"]
+
     def resolved(self) -> "TrainConfig":
         """Check every field and section and fill every default (see the module docstring);
         draw the seed if none is given. Raises ValueError naming the field, the value and the
         valid choices. A resolved configuration resolves to itself."""
         from trainers.curricula import CURRICULA
         from trainers.models import MODELS
+        from trainers.skip import METHODS
         from trainers.tasks import TASKS
 
         task_cls, model_cls, cur_cls = self.classes()
         defaults = {**cur_cls.defaults, **task_cls.defaults, **model_cls.defaults}
         given = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS}
-        out: dict[str, Any] = {"task": self.task, "model": model_cls.name, "curriculum": cur_cls.name}
+        method_cls = self.method_class()
+        out: dict[str, Any] = {"task": self.task, "model": model_cls.name, "curriculum": cur_cls.name,
+                               "method": method_cls.name}
         for name, opt in _ENGINE.items():
             if name in out:
                 continue
@@ -192,6 +211,7 @@ class TrainConfig:
                              f"tasks, e.g. --task go); task {self.task!r} trains one network per run, so "
                              f"leave members at 1" + ("; 002's delayed match-to-sample is --task dms-cog."
                                                       if self.task == "dms" else "."))
+        _check_method(method_cls, dict(self.method_options), task_cls, model_cls, self.task)
         sections = _share({"task_options": (task_cls, dict(self.task_options)),
                            "model_options": (model_cls, dict(self.model_options)),
                            "curriculum_options": (cur_cls, dict(self.curriculum_options))})
@@ -199,6 +219,7 @@ class TrainConfig:
         out["model_options"] = MODELS.resolve_options(model_cls.name, sections["model_options"], defaults)
         out["curriculum_options"] = CURRICULA.resolve_options(cur_cls.name, sections["curriculum_options"],
                                                               defaults)
+        out["method_options"] = METHODS.resolve_options(method_cls.name, dict(self.method_options), {})
         needed = cur_cls.from_config(out["curriculum_options"]).n_heads()  # checks n_max >= n_start, ...
         if out["n_heads"] is None:
             out["n_heads"] = needed
@@ -215,6 +236,13 @@ class TrainConfig:
         from trainers.registry import build
 
         return build(CURRICULA, self.classes()[2].name, self.curriculum_options)
+
+    def make_method(self):
+        """The :mod:`trainers.skip` training method this (resolved) configuration names."""
+        from trainers.registry import build
+        from trainers.skip import METHODS
+
+        return build(METHODS, self.method_class().name, self.method_options)
 
     def make_task(self):
         """The :mod:`trainers.tasks` object this (resolved) configuration names."""
@@ -251,6 +279,7 @@ class TrainConfig:
         """
         from trainers.curricula import CURRICULA
         from trainers.models import MODELS
+        from trainers.skip import METHODS
         from trainers.tasks import TASKS
 
         if not isinstance(data, Mapping):
@@ -268,10 +297,10 @@ class TrainConfig:
             clean["clip"] = 0.0                   # 0.1: None disabled clipping
         top = {k: clean.pop(k) for k in list(clean) if k in _ENGINE}
         sections = {s: dict(clean.pop(s) or {}) for s in SECTIONS if s in clean}
-        probe = cls(**{k: v for k, v in top.items() if k in ("task", "model", "curriculum")})
+        probe = cls(**{k: v for k, v in top.items() if k in ("task", "model", "curriculum", "method")})
         task_cls, model_cls, cur_cls = probe.classes()
         owners = {"task_options": (TASKS, task_cls), "model_options": (MODELS, model_cls),
-                  "curriculum_options": (CURRICULA, cur_cls)}
+                  "curriculum_options": (CURRICULA, cur_cls), "method_options": (METHODS, probe.method_class())}
         for key, value in clean.items():
             mine = [s for s, (_, c) in owners.items() if any(o.name == key for o in c.options)]
             if len(mine) > 1 and all(_is_shared(owners[s][1], key) for s in mine):
@@ -297,8 +326,9 @@ class TrainConfig:
             elsewhere = [f"{reg.kind} {n!r}" for reg, _ in owners.values() for n in reg.owners(key)]
             if elsewhere:
                 raise ValueError(f"{key!r} is an option of {', '.join(elsewhere)}, not of this run's "
-                                 f"task {task_cls.name!r}, model {model_cls.name!r} and curriculum "
-                                 f"{cur_cls.name!r}; drop it or choose that {elsewhere[0].split()[0]}.")
+                                 f"task {task_cls.name!r}, model {model_cls.name!r}, curriculum "
+                                 f"{cur_cls.name!r} and method {probe.method_class().name!r}; drop it or "
+                                 f"choose that {elsewhere[0].split()[0]}.")
             valid = sorted(set(_ENGINE) | set(SECTIONS) | {o.name for _, c in owners.values() for o in c.options})
             raise ValueError(f"unknown configuration key {key!r}; valid keys: {valid}.")
         return cls(**top, **sections)
@@ -321,6 +351,22 @@ class TrainConfig:
                                  f"key in [train] or none.")
             data = data["train"]
         return cls.from_dict(data)
+
+
+def _check_method(method_cls: type, given: dict[str, Any], task_cls: type, model_cls: type, task: str) -> None:
+    """A training method other than ``none`` needs a rate network on a trial task; strategic skips
+    need a multi-trial (closed-loop) task."""
+    if method_cls.name != "none":
+        if not getattr(model_cls, "simulations", False):
+            raise ValueError(f"method {method_cls.name!r} (002 Sec. 3) changes a rate network's Euler "
+                             f"simulation; model {model_cls.name!r} has none: use --model rate or --method none.")
+        if not getattr(task_cls, "time_resolved", False):
+            raise ValueError(f"method {method_cls.name!r} trains on trial tasks (the cognitive tasks, "
+                             f"rule-reversal); task {task!r} is not one: use --method none.")
+    if given.get("strategic") and not getattr(task_cls, "closed_loop", False):
+        raise ValueError(f"strategic skip connections join the starts of consecutive trials of a multi-trial "
+                         f"task (002 Sec. 4.1: --task rule-reversal); task {task!r} has one trial per "
+                         f"sequence: drop --strategic.")
 
 
 def _is_shared(cls: type, key: str) -> bool:

@@ -503,6 +503,7 @@ def _trial_loop(run: Run, ensemble, task, optimizer, streams: list[_Streams], de
 
     cfg = run.config
     rule = cfg.make_curriculum()
+    method = cfg.make_method()
     rd = None if run.run_dir is None else RunDir(run.run_dir)
     wall = wall0
     iteration = int(run.history[-1].get("iteration", 0)) if run.history else 0
@@ -519,7 +520,7 @@ def _trial_loop(run: Run, ensemble, task, optimizer, streams: list[_Streams], de
             t0 = time.perf_counter()
             ensemble.train()
             rec, iteration = trial_epoch(ensemble, task, optimizer, cfg, gens, device, iteration=iteration,
-                                         progress_bar=bar)
+                                         progress_bar=bar, method=method)
             train_seconds = time.perf_counter() - t0
             loss_mean = float(np.mean(rec["loss"]))
             broken = nonfinite_names(ensemble.named_parameters())

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainers.skip import Method, Simulation, coarse_batch
 from trainers.tasks.trials import TrialBatch, stack_batches
 
 
@@ -110,7 +111,7 @@ class Ensemble(nn.Module):
         return {f"model.{n}": torch.stack([t[n] for t in tensors]) for n in names}
 
     def run(self, u: torch.Tensor, h0: torch.Tensor | None = None, noise: torch.Tensor | None = None, *,
-            heads: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
+            heads: int | None = 1, simulation: Simulation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """States and readout of every member at every step.
 
         Parameters
@@ -124,6 +125,9 @@ class Ensemble(nn.Module):
             (used in training mode only; see ``RateRNN.draw_noise``).
         heads : int, optional
             Readout heads (the first ``heads``); None: all.
+        simulation : trainers.skip.Simulation, optional
+            A training-time method of 002 Sec. 3 (rate networks): under CD with factor theta the
+            time axis of ``H`` and ``Y`` has ``ceil(time / theta)`` coarse steps.
 
         Returns
         -------
@@ -143,19 +147,20 @@ class Ensemble(nn.Module):
             noise = torch.stack([m.draw_noise(u.shape[1], T, generator=m.noise_generator, device=u.device,
                                               dtype=u.dtype) for m in self.members])
         runner.heads = heads
+        extra = {} if simulation is None or simulation.is_base else {"simulation": simulation}
         if self.size == 1:                  # one network: its own forward, no vmap overhead
             m = self.members[0]
-            H = m(u[0], h0[0]) if noise is None else m(u[0], h0[0], noise=noise[0])
+            H = m(u[0], h0[0], **extra) if noise is None else m(u[0], h0[0], noise=noise[0], **extra)
             return H[None], m.readout(H, heads=heads)[None]
         params = self._stacked()
 
         if noise is None:
             def one(p: dict[str, torch.Tensor], u_k: torch.Tensor, h_k: torch.Tensor):
-                return torch.func.functional_call(runner, p, (u_k, h_k))
+                return torch.func.functional_call(runner, p, (u_k, h_k), extra)
             return torch.func.vmap(one)(params, u, h0)
 
         def one_noisy(p: dict[str, torch.Tensor], u_k: torch.Tensor, h_k: torch.Tensor, n_k: torch.Tensor):
-            return torch.func.functional_call(runner, p, (u_k, h_k, n_k))
+            return torch.func.functional_call(runner, p, (u_k, h_k, n_k), extra)
         return torch.func.vmap(one_noisy)(params, u, h0, noise)
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,8 +180,8 @@ class _Runner(nn.Module):
         self.model = model
         self.heads: int | None = 1
 
-    def forward(self, u: torch.Tensor, h0: torch.Tensor, noise: torch.Tensor | None = None):
-        H = self.model(u, h0) if noise is None else self.model(u, h0, noise=noise)
+    def forward(self, u: torch.Tensor, h0: torch.Tensor, noise: torch.Tensor | None = None, **simulation):
+        H = self.model(u, h0, **simulation) if noise is None else self.model(u, h0, noise=noise, **simulation)
         return H, self.model.readout(H, heads=self.heads)
 
 
@@ -252,6 +257,37 @@ def draw_step(ensemble: Ensemble, task, batch: int, generators: Sequence[torch.G
     return stack_batches(batches), lengths, draws
 
 
+def simulate_trials(ensemble: Ensemble, task, batch: TrialBatch, h0: torch.Tensor, noise: torch.Tensor | None = None,
+                    *, simulation: Simulation | None = None,
+                    strategic: float | None = None) -> tuple[torch.Tensor, TrialBatch]:
+    """The readout of every member on a stacked batch, and the batch to score it against.
+
+    Open-loop tasks run :meth:`Ensemble.run`; under CD with factor theta (002 Eq. 7) the readout
+    has one step per theta and the returned batch is the trials at those steps
+    (:func:`trainers.skip.coarse_batch`). Closed-loop tasks (``task.closed_loop``, e.g.
+    rule-reversal) simulate their segments through ``task.rollout``, which feeds back the network's
+    responses; CD's coarse states are held over the theta base steps they stand for, and
+    ``strategic`` (a ratio below 1) mixes the state at every trial's end with its start (002
+    Sec. 4.1). Returns ``(Y, batch)``: ``Y`` ``(member, batch, time, head, class)``."""
+    sim = None if simulation is None or simulation.is_base else simulation
+    if not getattr(task, "closed_loop", False):
+        _, Y = ensemble.run(batch.inputs.to(h0.dtype), h0, noise, simulation=sim)
+        return Y, (batch if sim is None or sim.coarse == 1 else coarse_batch(batch, sim.coarse))
+    theta = 1 if sim is None else sim.coarse
+
+    def run(h: torch.Tensor, start: int, stop: int, u_seg: torch.Tensor):
+        n = None if noise is None else noise[..., start:stop, :]
+        H, Y = ensemble.run(u_seg.to(h.dtype), h, n, simulation=sim)
+        if theta > 1:                                   # hold each coarse state over its theta steps
+            H = H.repeat_interleave(theta, dim=-2)[..., : stop - start, :]
+            Y = Y.repeat_interleave(theta, dim=-3)[..., : stop - start, :, :]
+        return H, Y
+
+    mix = None if strategic is None else (lambda h_end, h_start: torch.lerp(h_start, h_end, strategic))
+    _, Y, inputs = task.rollout(run, batch, h0, mix=mix)
+    return Y, replace(batch, inputs=inputs)
+
+
 def evaluate_members(ensemble: Ensemble, task, *, batch: int, batches: int,
                      generators: Sequence[torch.Generator], device) -> np.ndarray:
     """Fraction of correct trials of each member on ``batches`` fresh batches of its own stream,
@@ -264,8 +300,8 @@ def evaluate_members(ensemble: Ensemble, task, *, batch: int, batches: int,
         with torch.no_grad():
             for _ in range(batches):
                 sb, _, _ = draw_step(ensemble, task, batch, generators, device, dtype, noise=False)
-                h0 = ensemble.initial_state(batch, generators=generators)
-                _, Y = ensemble.run(sb.inputs.to(dtype), h0)
+                h0 = ensemble.initial_state(batch, generators=generators).to(dtype)
+                Y, sb = simulate_trials(ensemble, task, sb, h0)
                 correct += member_performance(task, Y, sb).sum(1)
     finally:
         ensemble.train(was)
@@ -290,18 +326,24 @@ def clip_per_member(ensemble: Ensemble, max_norm: float) -> None:
 
 
 def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg, generators, device, *,
-                iteration: int, progress_bar=None) -> tuple[dict[str, Any], int]:
+                iteration: int, progress_bar=None, method: Method | None = None) -> tuple[dict[str, Any], int]:
     """``cfg.steps_per_epoch`` optimiser steps of every member; returns the per-step records
-    (lists over steps of per-member values) and the new iteration count."""
+    (lists over steps of per-member values) and the new iteration count. ``method``: the
+    training-time method of 002 Sec. 3 (:mod:`trainers.skip`) whose schedule names the simulation
+    of each step (its ``theta`` and ``beta`` are recorded per step)."""
     dtype = next(ensemble.parameters()).dtype
     noise = any(_draws_noise(m) for m in ensemble.members)
     K = ensemble.size
     rec: dict[str, list] = {"loss": [], "performance": [], "flops": [], "wall_seconds": []}
+    if method is not None and method.name != "none" or method is not None and method.strategic:
+        rec.update(theta=[], beta=[])
     for _ in range(cfg.steps_per_epoch):
         t0 = time.perf_counter()
+        sim = None if method is None else method.simulation(iteration)
+        strategic = None if method is None else method.strategic_beta(iteration)
         sb, lengths, draws = draw_step(ensemble, task, cfg.batch, generators, device, dtype, noise=noise)
-        h0 = ensemble.initial_state(cfg.batch, generators=generators)
-        _, Y = ensemble.run(sb.inputs.to(dtype), h0, draws)
+        h0 = ensemble.initial_state(cfg.batch, generators=generators).to(dtype)
+        Y, sb = simulate_trials(ensemble, task, sb, h0, draws, simulation=sim, strategic=strategic)
         losses = member_losses(task, Y, sb)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
@@ -319,7 +361,11 @@ def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg,
         rec["performance"].append(perf.cpu().tolist())
         # each member's own trials (a single run's work); the batched step also computes the
         # padding up to the longest member's trials, which is not counted
-        rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, t) for t in lengths])
+        theta = 1 if sim is None else sim.coarse
+        rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, -(-t // theta)) for t in lengths])
+        if "theta" in rec:
+            rec["theta"].append(sim.theta)
+            rec["beta"].append(sim.beta if sim.method in ("sctt", "dasc") else (strategic or 1.0))
         rec["wall_seconds"].append(time.perf_counter() - t0)
         if progress_bar is not None:
             progress_bar.update(1)

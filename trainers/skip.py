@@ -30,7 +30,7 @@ Adding a method is one class here plus one ``METHODS.register`` line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trainers.registry import Option, Registry
@@ -94,6 +94,16 @@ class Simulation:
         return {"method": self.method, "theta": self.theta, "beta": self.beta}
 
 
+def coarse_batch(batch, theta: int):
+    """The trials of a :class:`~trainers.tasks.trials.TrialBatch` at every ``theta``-th step
+    (steps 0, theta, 2 theta, ...): what a network simulated with CD's steps of ``theta dt`` (002
+    Eq. 7) is scored against. Works with a leading member axis."""
+    if theta == 1:
+        return batch
+    return replace(batch, inputs=batch.inputs[..., ::theta, :], targets=batch.targets[..., ::theta, :],
+                   mask=batch.mask[..., ::theta, :], periods=batch.periods[..., ::theta])
+
+
 def anneal(value0: float, final: float, n: int, step: int, span: int) -> float:
     """Value of an annealed quantity at optimizer step ``step`` (0-based): ``n + 1`` equal phases
     over the first ``span`` steps going from ``value0`` to ``final`` in equal increments (002
@@ -124,6 +134,8 @@ class Method:
                  strategic: bool = False) -> None:
         self.skip, self.beta0 = int(skip), float(beta0)
         self.anneal_steps, self.anneal_span, self.strategic = int(anneal_steps), int(anneal_span), bool(strategic)
+        if not 0.0 < self.beta0 <= 1.0:
+            raise ValueError(f"beta0 must lie in (0, 1] (the initial weight of the base state); found {beta0!r}.")
 
     @classmethod
     def from_config(cls, config: dict) -> "Method":
@@ -215,4 +227,4 @@ METHODS.register(SkipConnections)
 METHODS.register(DynamicsAlignedSkipConnections)
 
 __all__ = ["Simulation", "SIMULATIONS", "Method", "Control", "CoarsenedDiscretization", "SkipConnections",
-           "DynamicsAlignedSkipConnections", "METHODS", "anneal"]
+           "DynamicsAlignedSkipConnections", "METHODS", "anneal", "coarse_batch"]

@@ -219,6 +219,8 @@ class RateRNN(RecurrentModel):
     name = "rate"
     #: the fused recurrence runs under torch.func.vmap (ensembles use it)
     fused_vmappable = True
+    #: forward takes ``simulation=`` (CD, SCTT, DASC of 002 Sec. 3; ``trainers.skip``)
+    simulations = True
     options = (
         Option("dt", 5.0, "Euler step in ms (002: 5 ms); shared with trial tasks", float, positive=True,
                shared=True),
