@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from dataclasses import replace
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from dynatools.utils import check_positive_int
 from trainers.registry import build
 from trainers.tasks import TASKS
 from trainers.tasks.binary import check_Ns
-from trainers.tasks.trials import PERIODS
+from trainers.tasks.trials import PERIODS, pad_batch
 
 
 def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | None = None,
@@ -161,6 +162,13 @@ def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | 
       from its own copy of the generator (state after the trials), so the members also share the
       noise draws and member k's part equals ``record(ensemble.members[k], ...)`` with the same
       seed.
+    - closed-loop tasks (``task.closed_loop``, e.g. ``rule-reversal``), whose feedback inputs
+      depend on the network's own answers, are simulated through ``task.rollout`` with the plain
+      network (no skip connections): ``input`` holds the realised inputs, feedback included
+      (``(member, trial, time, input_dim)`` for an ensemble: each member gets the feedback on its
+      own answers), and ``period`` the task's ``period_names`` (``"feedback"``). Whole sequences
+      are simulated, then padded or cut to ``steps``. With ``noise=True`` the draws are sliced
+      per segment as in training (OU noise restarts at every segment).
     - the recording is built in memory (``chunk`` and ``progress`` are not used); ``out``
       writes it atomically (:func:`dynatools.save_recording`) and returns it opened lazily.
 
@@ -388,6 +396,45 @@ def _per_member(values: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(v) for v in values])
 
 
+def _closed_loop(model, task, batch, h0, noise):
+    """A closed-loop task's sequences (``task.closed_loop``) through ``task.rollout``: the plain
+    network in its current mode, its own answers fed back, no skip connections (as
+    :func:`trainers.ensemble.simulate_trials` without a simulation method). ``h0`` ``(batch,
+    state)``, or ``(member, batch, state)`` for an Ensemble; ``noise``: standard-normal draws of
+    the whole sequence (sliced per segment) or None. Returns ``H`` ``(..., batch, T, state)``,
+    ``Y`` ``(..., batch, T, 1, class)`` and the realised inputs ``(..., batch, T, input_dim)``."""
+    ensemble = _is_ensemble(model)
+    dtype = h0.dtype
+
+    def run(h, start, stop, u_seg):
+        n = None if noise is None else noise[..., start:stop, :]
+        u_seg = u_seg.to(dtype)
+        if ensemble:
+            return model.run(u_seg, h, n, heads=1)
+        H = model(u_seg, h) if n is None else model(u_seg, h, noise=n)
+        return H, model.readout(H, heads=1)
+
+    H, Y, inputs = task.rollout(run, batch, h0)
+    return H, Y.unsqueeze(-2), inputs
+
+
+def _pad_or_cut(steps, H, Y, u, batch):
+    """``H`` ``(..., T, state)``, ``Y`` ``(..., T, head, class)``, ``u`` ``(..., T, input)`` and
+    the batch padded (zeros; the batch by :func:`~trainers.tasks.trials.pad_batch`) or cut to
+    ``steps``, as ``recording_stream`` pads or cuts open-loop trials."""
+    T = H.shape[-2]
+    if steps < T:
+        return (H[..., :steps, :], Y[..., :steps, :, :], u[..., :steps, :],
+                replace(batch, inputs=batch.inputs[:, :steps], targets=batch.targets[:, :steps],
+                        mask=batch.mask[:, :steps], periods=batch.periods[:, :steps]))
+    extra = steps - T
+
+    def pad(x, dim):
+        return torch.cat([x, x.new_zeros((*x.shape[:dim], extra, *x.shape[dim + 1:]))], dim=dim)
+
+    return pad(H, H.ndim - 2), pad(Y, Y.ndim - 3), pad(u, u.ndim - 2), pad_batch(batch, steps)
+
+
 def _record_trials(model, task, *, Ns, steps, trials, burn_in, out, chunk, outputs, p, seed, device, attrs,
                    noise) -> xr.Dataset:
     """``record`` for trial tasks (``task.time_resolved``), one network or an ensemble."""
@@ -427,7 +474,9 @@ def _record_trials(model, task, *, Ns, steps, trials, burn_in, out, chunk, outpu
     dev = next(model.parameters()).device if device is None else torch.device(device)
     dtype = next(model.parameters()).dtype
     gen = torch.Generator(device=dev).manual_seed(seed)
-    u, batch = task.recording_stream(trials, steps, generator=gen, device=dev)
+    closed = bool(getattr(task, "closed_loop", False))
+    # a closed-loop task feeds back the answers of whole sequences: simulate them, then pad or cut
+    u, batch = task.recording_stream(trials, None if closed else steps, generator=gen, device=dev)
     u = u.to(dtype)
     T = int(u.shape[1])
     state = gen.get_state()
@@ -443,7 +492,15 @@ def _record_trials(model, task, *, Ns, steps, trials, burn_in, out, chunk, outpu
             h0 = [m.initial_state(trials, generator=g).to(device=dev, dtype=dtype) for m, g in zip(members, gens)]
             draws = ([m.draw_noise(trials, T, generator=g, device=dev, dtype=dtype) for m, g in zip(members, gens)]
                      if noise else None)
-            if ensemble:
+            if closed:
+                H, Y, u = _closed_loop(model, task, replace(batch, inputs=u), torch.stack(h0) if ensemble else h0[0],
+                                       None if draws is None else (torch.stack(draws) if ensemble else draws[0]))
+                if steps is not None:
+                    H, Y, u, batch = _pad_or_cut(steps, H, Y, u, batch)
+                    T = steps
+                R = (torch.stack([_rates(m, H[k]) for k, m in enumerate(members)]) if ensemble
+                     else _rates(model, H))
+            elif ensemble:
                 H, Y = model.run(u.expand(len(members), *u.shape), torch.stack(h0),
                                  None if draws is None else torch.stack(draws), heads=1)
                 R = torch.stack([_rates(m, H[k]) for k, m in enumerate(members)])
