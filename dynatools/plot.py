@@ -1242,16 +1242,16 @@ _METHOD_COLORS = {"cd": PALETTE[1], "sctt": PALETTE[2], "dasc": PALETTE[0]}
 
 
 def _method_lines(ax, da: xr.DataArray, band: tuple[float, float]) -> None:
-    """One line per method of ``da`` ``(method, theta[, member])`` against theta: the mean over
+    """One line per method of ``da`` ``(simulation, theta[, member])`` against theta: the mean over
     members (NaNs ignored) and, with members, the ``band`` percentiles over them as a shaded band."""
     import warnings
 
     theta = np.asarray(da["theta"].values, dtype=float)
     others = [c for c in PALETTE if c not in _METHOD_COLORS.values()]
-    for i, method in enumerate(da["method"].values):
+    for i, method in enumerate(da["simulation"].values):
         key = str(method)
         color = _METHOD_COLORS.get(key.lower(), others[i % len(others)])
-        v = da.isel(method=i)
+        v = da.isel(simulation=i)
         v = v.transpose("theta", "member").values.astype(float) if "member" in v.dims else \
             v.transpose("theta").values.astype(float)[:, None]
         with warnings.catch_warnings():             # a theta with no finite member stays a gap
@@ -1279,8 +1279,8 @@ def misalignment(ds: xr.Dataset, ax=None):
     Parameters
     ----------
     ds : xarray.Dataset
-        ``nmse`` with dims ``(method, theta[, member])`` and optionally ``performance_difference``
-        (modified minus true performance) with the same dims; coordinates ``method`` (strings such
+        ``nmse`` with dims ``(simulation, theta[, member])`` and optionally ``performance_difference``
+        (true minus modified performance: the performance the method's dynamics lose) with the same dims; coordinates ``simulation`` (strings such
         as ``"cd"``, ``"sctt"``, ``"dasc"``) and ``theta`` (skip lengths, in base steps).
     ax : matplotlib Axes or sequence of two Axes, optional
         None: a new figure, with two panels (B, C) side by side when ``performance_difference``
@@ -1299,23 +1299,23 @@ def misalignment(ds: xr.Dataset, ax=None):
     >>> import numpy as np, xarray as xr, dynatools.plot as dplot
     >>> theta = [5, 10, 20, 30, 40]
     >>> nmse = np.array([[0.02, 0.1, 0.5, np.nan, np.nan], [0.3, 0.4, 0.5, 0.6, 0.7], [0.01, 0.02, 0.05, 0.08, 0.1]])
-    >>> ds = xr.Dataset({"nmse": (("method", "theta"), nmse), "performance_difference": (("method", "theta"), -nmse)},
-    ...                 coords={"method": ["cd", "sctt", "dasc"], "theta": theta}, attrs={"tau_steps": 20})
+    >>> ds = xr.Dataset({"nmse": (("simulation", "theta"), nmse), "performance_difference": (("simulation", "theta"), -nmse)},
+    ...                 coords={"simulation": ["cd", "sctt", "dasc"], "theta": theta}, attrs={"tau_steps": 20})
     >>> ax_b, ax_c = dplot.misalignment(ds)
     >>> len(ax_b.lines)
     3
     """
     if not isinstance(ds, xr.Dataset):
-        raise TypeError(f"ds is a {type(ds).__name__}; pass a Dataset with 'nmse' (method, theta[, member]), "
+        raise TypeError(f"ds is a {type(ds).__name__}; pass a Dataset with 'nmse' (simulation, theta[, member]), "
                         f"e.g. xr.Dataset({{'nmse': nmse}}).")
-    _need(ds, ["nmse"], "misalignment", "dynatools.activity_nmse, stacked over method and theta")
+    _need(ds, ["nmse"], "misalignment", "dynatools.activity_nmse, stacked over simulation and theta")
     names = ["nmse"] + (["performance_difference"] if "performance_difference" in ds else [])
     for name in names:
-        extra = [str(d) for d in ds[name].dims if d not in ("method", "theta", "member")]
-        if {"method", "theta"} - set(ds[name].dims) or extra:
-            raise ValueError(f"'{name}' has dims {tuple(map(str, ds[name].dims))}; expected (method, theta) with an "
+        extra = [str(d) for d in ds[name].dims if d not in ("simulation", "theta", "member")]
+        if {"simulation", "theta"} - set(ds[name].dims) or extra:
+            raise ValueError(f"'{name}' has dims {tuple(map(str, ds[name].dims))}; expected (simulation, theta) with an "
                              f"optional member. " + (f"Select or average {extra} first, e.g. .mean({extra[0]!r})."
-                                                     if extra else "Stack the results over method and theta."))
+                                                     if extra else "Stack the results over simulation and theta."))
     plt = _plt()
     if ax is None:
         fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)

@@ -110,13 +110,13 @@ def _sweep(members: int | None, performance: bool, tau: int | None = 20) -> xr.D
     rng = np.random.default_rng(3)
     theta = [5, 10, 20, 30, 40]
     shape = (3, 5) + ((members,) if members else ())
-    dims = ("method", "theta") + (("member",) if members else ())
+    dims = ("simulation", "theta") + (("member",) if members else ())
     nmse = rng.uniform(0.01, 2.0, shape)
     nmse[0, 3:] = np.nan                                             # CD could not train at theta > tau
     data = {"nmse": (dims, nmse)}
     if performance:
         data["performance_difference"] = (dims, -rng.uniform(0, 0.2, shape))
-    return xr.Dataset(data, coords={"method": ["cd", "sctt", "dasc"], "theta": theta},
+    return xr.Dataset(data, coords={"simulation": ["cd", "sctt", "dasc"], "theta": theta},
                       attrs={"tau_steps": tau} if tau else {})
 
 
