@@ -48,7 +48,7 @@ def _run(run_dir: Path, config: dict[str, Any], max_epochs: int, progress: bool)
 
     rd = RunDir(run_dir)
     if (run_dir / "config.json").is_file() and rd.checkpoint_path().is_file():
-        latest = rd.latest()
+        latest = rd.latest
         if latest.meta.get("stop_reason") == "target" or latest.epoch >= max_epochs:
             return
         trainers.resume(run_dir, max_epochs=max_epochs, progress=progress)
