@@ -214,7 +214,8 @@ def main() -> None:
         ("cd θ10", Ours(args, Simulation("cd", 10), full), f"base T={Tc}"),
         ("user dasc θ10", UserDASC(args, 10, 0.5, full), None),
     ]
-    group = lambda name: "user" if name.startswith("user") else "cd" if name.startswith(("cd", "base T")) else "skip"  # noqa: E731
+    def group(name: str) -> str:
+        return "user" if name.startswith("user") else "cd" if name.startswith(("cd", "base T")) else "skip"
     rows = [r for r in rows if group(r[0]) in args.rows]
     work = step_work(Ensemble(make_members(args)), args.members * args.batch)
     with torch_threads(work=work) as n_threads:
