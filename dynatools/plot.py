@@ -1332,7 +1332,7 @@ def misalignment(ds: xr.Dataset, ax=None):
     tau = ds.attrs.get("tau_steps")
     members = ds.sizes.get("member", 1)
     labels = {"nmse": ("activity NMSE\n(modified vs true dynamics)", "B"),
-              "performance_difference": ("performance difference\n(modified − true)", "C")}
+              "performance_difference": ("performance lost\n(true − modified)", "C")}
     for a, name in zip(axes, names):
         _method_lines(a, ds[name], (10, 90))
         pad = 0.05 * (theta.max() - theta.min()) if theta.size > 1 else 1.0

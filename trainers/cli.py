@@ -345,8 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     from trainers._cli_runs import add_parsers
+    from trainers._cli_skip import add_parsers as add_skip_parsers
 
     add_parsers(sub)
+    add_skip_parsers(sub)
     add_threads_option(sub, skip=("list",))
     return parser
 

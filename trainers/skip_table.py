@@ -221,7 +221,7 @@ def plot_skip_table(ds):
             cells.append(row)
             bold.append(marks)
             labels.append(False)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(configs), 0.32 * len(cells) + 0.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 1.2 * len(configs)), 0.32 * len(cells) + 0.8))
     ax.axis("off")
     table = ax.table(cellText=cells, colLabels=["Task"] + configs, loc="center", cellLoc="center")
     table.auto_set_font_size(False)
@@ -235,8 +235,8 @@ def plot_skip_table(ds):
             cell.visible_edges = "TB" if c else "TBL"
         elif bold[r - 1][c]:
             cell.set_text_props(weight="bold")
-    ax.set_title(f"Skip-connection training, {int(ds['members'].max()) if np.isfinite(ds['members']).any() else '?'} "
-                 f"members, step limit {ds.attrs.get('max_steps', '?')} (002 Table 1/2 layout)", fontsize=9)
+    members = int(np.nanmax(ds["members"].values)) if np.isfinite(ds["members"].values).any() else "?"
+    ax.set_title(f"{members} members per ensemble, step limit {ds.attrs.get('max_steps', '?')}", fontsize=9)
     fig.tight_layout()
     return fig
 
