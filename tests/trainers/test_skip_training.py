@@ -125,3 +125,15 @@ def test_closed_loop_tasks_get_the_strategic_mix_and_held_cd_states():
     torch.testing.assert_close(Y, coarse.repeat_interleave(4, dim=-3)[..., :10, :, :])
     simulate_trials(ens, spy, batch, h0)
     assert spy.mix is None
+
+
+def test_the_docs_python_example_runs_and_prints_the_quoted_schedule(tmp_path, capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "skip-training.md"
+    block = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)[0]
+    exec(compile(block, str(page), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "[0.5, 1.0, 1.0]"
+    assert "dasc" in "\n".join(printed) and "sctt" in "\n".join(printed)
