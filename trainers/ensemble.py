@@ -380,7 +380,8 @@ def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", c
 
     Over ``(member, step)``: ``loss``, ``performance`` (on each training batch, with noise) and
     ``flops`` (:func:`training_flops`); over ``step``: ``wall_seconds`` (one step of all members
-    together) and ``iteration``; over ``(member, epoch)``: ``eval_performance`` (fresh trials, no
+    together), ``iteration`` and, for runs with a training method (:mod:`trainers.skip`), ``theta``
+    and ``beta``; over ``(member, epoch)``: ``eval_performance`` (fresh trials, no
     noise); over ``epoch``: ``score`` (the stopping rule's 10-90 percentile mean) and
     ``epoch_step`` (the step each evaluation followed). Attrs: ``stop_reason``,
     ``steps_to_threshold`` (the step after which the rule was met; -1 if never), ``config``.
@@ -389,6 +390,7 @@ def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", c
 
     if steps is None:                                  # records kept in the history entries
         steps = [h["steps"] for h in history]
+    records = list(steps)
     loss = np.array([row for r in steps for row in r["loss"]], dtype=float)
     perf = np.array([row for r in steps for row in r["performance"]], dtype=float)
     flops = np.array([row for r in steps for row in r["flops"]], dtype=float)
@@ -407,6 +409,11 @@ def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", c
         coords={"member": np.arange(K), "step": steps, "epoch": np.arange(1, len(history) + 1)},
         attrs={"stop_reason": stop_reason, "steps_to_threshold": int(solved[0]) if solved else -1,
                "config": config_json, "metric": "performance"})
+    if all("theta" in r for r in records):            # a training method's schedule (002 Sec. 4)
+        ds["theta"] = ("step", np.array([v for r in records for v in r["theta"]], dtype=int))
+        ds["beta"] = ("step", np.array([v for r in records for v in r["beta"]], dtype=float))
+        ds["theta"].attrs["description"] = "skip length (SCTT, DASC) or discretization factor (CD) of the step"
+        ds["beta"].attrs["description"] = "mixing ratio of the step's skip connections (1: none)"
     ds["flops"].attrs["description"] = "matrix-product FLOPs of the training step (forward + backward)"
     ds["wall_seconds"].attrs["units"] = "s"
     return ds

@@ -31,6 +31,8 @@ def test_method_is_saved_logged_and_resumed_exactly(tmp_path):
     steps = trainers.RunDir(tmp_path / "run").steps()
     assert [b for r in steps for b in r["beta"]] == [0.5, 0.5, 1.0, 1.0, 1.0, 1.0]
     assert {t for r in steps for t in r["theta"]} == {8}
+    ds = trainers.RunDir(tmp_path / "run").metrics()
+    assert ds["beta"].values.tolist() == [0.5, 0.5, 1.0, 1.0, 1.0, 1.0] and ds["theta"].dims == ("step",)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["method"] == "dasc" and saved["method_options"]["skip"] == 8
 
