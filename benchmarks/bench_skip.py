@@ -73,6 +73,15 @@ def masked_mse(y: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tor
     return ((mask * (y - target) ** 2).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp(min=1)).sum()
 
 
+
+def optimizer_step(loss_fn, opt: torch.optim.Optimizer) -> float:
+    """One training step: the loss, its backward and the optimizer's update; returns the loss."""
+    loss = loss_fn()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
 class Ours:
     """One training step of ``Ensemble.run`` under a simulation (fresh copies of the members)."""
 
@@ -91,11 +100,7 @@ class Ours:
         return masked_mse(Y.squeeze(-2), target, mask)
 
     def step(self) -> float:
-        loss = self.loss()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
+        return optimizer_step(self.loss, self.opt)
 
 
 class UserDASC:
@@ -148,11 +153,7 @@ class UserDASC:
         return masked_mse(y, target, mask)
 
     def step(self) -> float:
-        loss = self.loss()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
+        return optimizer_step(self.loss, self.opt)
 
 
 def check_agreement(args, data) -> None:
