@@ -9,12 +9,12 @@ from pathlib import Path
 
 
 def _cmd_misalignment(args: argparse.Namespace) -> int:
-    from dynatools._atomic import write_atomic
+    from dynatools.utils import write_atomic, write_netcdf_atomic
     from trainers.misalignment import misalignment_of_run
 
     ds = misalignment_of_run(args.run_dir, thetas=args.thetas, beta=args.beta, trials=args.trials, seed=args.seed)
     if args.output is not None:
-        write_atomic(args.output, ds.to_netcdf)
+        write_netcdf_atomic(ds, args.output)
     if args.plot is not None:
         import matplotlib
 
@@ -44,9 +44,12 @@ def _cmd_skip_table(args: argparse.Namespace) -> int:
                     beta0=args.beta0, seed=args.seed, steps_per_epoch=args.steps_per_epoch, options=options,
                     train=not args.read_only, progress=not args.quiet, name=args.name)
     if not args.quiet:
-        steps = ds["steps"].to_pandas()
-        print(f"training steps to the 10-90 percentile 0.99 rule ('failed': not within {args.max_steps}):")
-        print(steps.to_string(float_format=lambda v: f"{v:.0f}", na_rep="failed"))
+        shown = ds["steps"].copy(data=ds["steps"].values.astype(object))
+        for status in ("failed", "incomplete", "missing"):
+            shown = shown.where(ds["status"] != status, status)
+        print(f"training steps to the 10-90 percentile 0.99 rule ('failed': not within {ds.attrs['max_steps']}; "
+              f"'incomplete': stopped earlier; 'missing': no run):")
+        print(shown.to_pandas().to_string(formatters=None, float_format=None))
         print("proportion of members above 0.99:")
         print(ds["learned"].to_pandas().to_string(float_format=lambda v: f"{v:.2f}"))
         print(f"wrote {Path(args.out) / args.name}.nc, .csv and .png")

@@ -268,7 +268,9 @@ def simulate_trials(ensemble: Ensemble, task, batch: TrialBatch, h0: torch.Tenso
     rule-reversal) simulate their segments through ``task.rollout``, which feeds back the network's
     responses; CD's coarse states are held over the theta base steps they stand for, and
     ``strategic`` (a ratio below 1) mixes the state at every trial's end with its start (002
-    Sec. 4.1). Returns ``(Y, batch)``: ``Y`` ``(member, batch, time, head, class)``."""
+    Sec. 4.1). The skip windows of SCTT and DASC start afresh in every segment, as in the authors'
+    code; CD's last coarse step of a segment is shortened to end with it. Returns ``(Y, batch)``:
+    ``Y`` ``(member, batch, time, head, class)``."""
     sim = None if simulation is None or simulation.is_base else simulation
     if not getattr(task, "closed_loop", False):
         _, Y = ensemble.run(batch.inputs.to(h0.dtype), h0, noise, simulation=sim)
@@ -277,15 +279,35 @@ def simulate_trials(ensemble: Ensemble, task, batch: TrialBatch, h0: torch.Tenso
 
     def run(h: torch.Tensor, start: int, stop: int, u_seg: torch.Tensor):
         n = None if noise is None else noise[..., start:stop, :]
-        H, Y = ensemble.run(u_seg.to(h.dtype), h, n, simulation=sim)
-        if theta > 1:                                   # hold each coarse state over its theta steps
-            H = H.repeat_interleave(theta, dim=-2)[..., : stop - start, :]
-            Y = Y.repeat_interleave(theta, dim=-3)[..., : stop - start, :, :]
-        return H, Y
+        u_seg = u_seg.to(h.dtype)
+        if theta == 1:
+            return ensemble.run(u_seg, h, n, simulation=sim)
+        # CD: coarse steps of theta dt, the last one shortened to the segment's end (r dt), each
+        # state held over the base steps it covers
+        full = (stop - start) // theta * theta
+        Hs, Ys = [], []
+        for a, b, factor in ((0, full, theta), (full, stop - start, stop - start - full)):
+            if b > a:
+                H, Y = ensemble.run(u_seg[..., a:b, :], h, None if n is None else n[..., a:b, :],
+                                    simulation=Simulation("cd", theta=factor))
+                h = H[..., -1, :]
+                Hs.append(H.repeat_interleave(factor, dim=-2))
+                Ys.append(Y.repeat_interleave(factor, dim=-3))
+        return torch.cat(Hs, dim=-2), torch.cat(Ys, dim=-3)
 
     mix = None if strategic is None else (lambda h_end, h_start: torch.lerp(h_start, h_end, strategic))
     _, Y, inputs = task.rollout(run, batch, h0, mix=mix)
     return Y, replace(batch, inputs=inputs)
+
+
+def simulated_steps(task, length: int, theta: int = 1) -> int:
+    """Euler steps that :func:`simulate_trials` takes for a trial of ``length`` base steps under CD
+    with factor ``theta``: ``ceil(length / theta)``, or that per segment of a closed-loop task."""
+    if theta == 1:
+        return int(length)
+    if getattr(task, "closed_loop", False) and hasattr(task, "segments"):
+        return sum(-(-(stop - start) // theta) for _, start, stop in task.segments())
+    return -(-int(length) // theta)
 
 
 def evaluate_members(ensemble: Ensemble, task, *, batch: int, batches: int,
@@ -362,7 +384,8 @@ def trial_epoch(ensemble: Ensemble, task, optimizer: torch.optim.Optimizer, cfg,
         # each member's own trials (a single run's work); the batched step also computes the
         # padding up to the longest member's trials, which is not counted
         theta = 1 if sim is None else sim.coarse
-        rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, -(-t // theta)) for t in lengths])
+        rec["flops"].append([training_flops(ensemble.members[0], cfg.batch, simulated_steps(task, t, theta))
+                             for t in lengths])
         if "theta" in rec:
             rec["theta"].append(sim.theta)
             rec["beta"].append(sim.beta if sim.method in ("sctt", "dasc") else (strategic or 1.0))
@@ -420,5 +443,5 @@ def ensemble_metrics(history: Sequence[dict[str, Any]], stop_reason: str = "", c
 
 
 __all__ = ["Ensemble", "training_flops", "ensemble_metrics", "evaluate_members", "member_batch",
-           "member_losses", "member_performance",
+           "member_losses", "member_performance", "simulate_trials", "simulated_steps",
            "trial_epoch", "draw_step", "clip_per_member"]

@@ -6,8 +6,9 @@ The simulation side lives here (it runs networks); the comparison of two recordi
 :func:`dynatools.activity_nmse`. For each member of a trained ensemble, the true activity is the
 plain network on fixed trials (evaluation mode, no noise); the modified activity is the same
 network on the same trials under a :class:`trainers.skip.Simulation` (``beta = 0.5``,
-``theta in {5, 10, 20, 30, 40}`` as in the paper). CD's coarse states are compared at the base
-steps they stand for (steps ``0, theta, 2 theta, ...``).
+``theta in {5, 10, 20, 30, 40}`` as in the paper). CD's coarse states are compared with the
+true states at the same time: coarse step k ends at base step ``(k + 1) theta`` (state index
+``(k + 1) theta - 1``); a last coarse step that ends after the trial is left out.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def misalignment(model, task, *, thetas: Sequence[int] = FIG3_THETAS, beta: floa
     >>> net = RateRNN(16, input_dim=task.input_dim, n_classes=task.n_classes, generator=torch.Generator().manual_seed(0))
     >>> ds = misalignment(net, task, thetas=(5, 10), trials=8)
     >>> ds["nmse"].dims, float(ds["nmse"].sel(simulation="cd", theta=5).min()) >= 0
-    (('method', 'theta', 'member'), True)
+    (('simulation', 'theta', 'member'), True)
     """
     import dynatools
     import xarray as xr
@@ -118,8 +119,9 @@ def misalignment(model, task, *, thetas: Sequence[int] = FIG3_THETAS, beta: floa
                     sim = Simulation(method, theta=theta, beta=beta if method != "cd" else 1.0)
                     Hm, _ = ensemble.run(stacked.inputs.to(dtype), h0, simulation=sim)
                     Ym, scored = simulate_trials(ensemble, task, stacked, h0, simulation=sim)
-                    times = np.arange(0, T, sim.coarse)
-                    modified = _activity(Hm, ensemble, times, dt_s)
+                    # coarse state k is the state at the end of its step: base index (k + 1) theta - 1
+                    times = np.arange(sim.coarse - 1, T, sim.coarse)
+                    modified = _activity(Hm[..., : len(times), :], ensemble, times, dt_s)
                     finite = bool(np.isfinite(modified.values).all())
                     if finite:
                         nmse[i, j] = dynatools.activity_nmse(true, modified).values

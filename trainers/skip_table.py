@@ -40,14 +40,33 @@ LONG_DEPENDENCY_TASKS = ("dmc", "dnmc", "dnms", "dms-cog", "ddmd", "ddm", "msddm
 SUCCESS = 0.99
 
 
+#: Settings a run may change between calls of the runner (a larger step limit continues a run).
+_MAY_DIFFER = ("max_epochs", "time_budget", "device")
+
+
+def _same_settings(rd, config: dict[str, Any]) -> None:
+    """Refuse to resume a run directory trained with other settings than ``config`` asks for."""
+    import trainers
+
+    wanted = trainers.TrainConfig.from_dict({**config, "seed": config.get("seed")}).resolved().to_dict()
+    saved = rd.config.to_dict()
+    differ = sorted(k for k in wanted if k not in _MAY_DIFFER and wanted[k] != saved.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: run {saved.get(k)!r} vs asked {wanted[k]!r}" for k in differ)
+        raise ValueError(f"{rd.path} was trained with other settings ({shown}); use another output folder, "
+                         f"remove that run, or ask for its settings.")
+
+
 def _run(run_dir: Path, config: dict[str, Any], max_epochs: int, progress: bool) -> None:
     """Train ``config`` into ``run_dir``, or resume it up to ``max_epochs`` (nothing when it has
-    finished: reached the rule, or already ``max_epochs`` epochs)."""
+    finished: reached the rule, or already ``max_epochs`` epochs). A run directory made with other
+    settings is refused."""
     import trainers
     from trainers.rundir import RunDir
 
     rd = RunDir(run_dir)
     if (run_dir / "config.json").is_file() and rd.checkpoint_path().is_file():
+        _same_settings(rd, config)
         latest = rd.latest
         if latest.meta.get("stop_reason") == "target" or latest.epoch >= max_epochs:
             return
@@ -56,9 +75,10 @@ def _run(run_dir: Path, config: dict[str, Any], max_epochs: int, progress: bool)
     trainers.train(config, run_dir, progress=progress)
 
 
-def _row(run_dir: Path) -> dict[str, float]:
-    """Steps to the rule (NaN: failed), wall-clock and FLOPs up to then (or up to the stop), the
-    last 10-90 percentile score and the proportion of members above :data:`SUCCESS`."""
+def _row(run_dir: Path, max_steps: int) -> dict[str, Any]:
+    """Steps to the rule (NaN: failed or incomplete), wall-clock and FLOPs up to then (or up to the
+    stop), the last 10-90 percentile score, the proportion of members above :data:`SUCCESS`, and
+    the status: solved, failed (the step limit reached) or incomplete (stopped earlier)."""
     from trainers.rundir import RunDir
 
     ds = RunDir(run_dir).metrics()
@@ -67,7 +87,8 @@ def _row(run_dir: Path) -> dict[str, float]:
     upto = solved_at if solved_at > 0 else last
     part = ds.sel(step=slice(1, upto))
     evals = ds["eval_performance"].isel(epoch=-1).values
-    return {"steps": float(solved_at) if solved_at > 0 else math.nan,
+    status = "solved" if solved_at > 0 else "failed" if last >= max_steps else "incomplete"
+    return {"status": status, "steps": float(solved_at) if solved_at > 0 else math.nan,
             "steps_run": float(last),
             "wall_seconds": float(part["wall_seconds"].sum()),
             "flops": float(part["flops"].sum()),
@@ -95,7 +116,9 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
     members : int, default=100
         Networks per ensemble (002: 100).
     max_steps : int, default=40000
-        Step limit (002: 40,000); a run that has not met the rule by then "failed".
+        Step limit (002: 40,000), rounded up to whole epochs; a run that has not met the rule by
+        then "failed". A run directory that exists with other settings (members, annealing,
+        units, seed, ...) is refused; a larger limit continues its runs.
     anneal_span, anneal_steps, beta0 : default 20000, 5, 0.5
         The annealing of every method (002 Sec. 4; the paper picks the best per task from
         anneal_steps in {1, 5, 10} and beta0 in {0.2, 0.5, 0.8}).
@@ -113,7 +136,8 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
     Returns
     -------
     xarray.Dataset
-        Over ``(task, configuration)``: ``steps`` (to the rule; NaN = failed), ``steps_run``,
+        Over ``(task, configuration)``: ``status`` (solved, failed, incomplete, missing),
+        ``steps`` (to the rule; NaN unless solved), ``steps_run``,
         ``wall_seconds`` and ``flops`` (all members, up to the rule or the stop), ``score`` (the
         last 10-90 percentile mean), ``learned`` (proportion of members above 0.99, Table 2).
 
@@ -142,8 +166,11 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
         raise ValueError("give at least one task (e.g. dgo, dmc; rule-reversal for Table 2).")
     if max_steps < 1 or steps_per_epoch < 1 or members < 1:
         raise ValueError("members, max_steps and steps_per_epoch must be positive integers.")
+    from trainers.rundir import RunDir
+
     max_epochs = -(-int(max_steps) // int(steps_per_epoch))
-    rows: dict[tuple[str, str], dict[str, float]] = {}
+    limit = max_epochs * int(steps_per_epoch)          # whole epochs: the limit the runs really have
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for task in tasks:
         for cname, copts in configs.items():
             run_dir = out / task / cname
@@ -153,24 +180,29 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
                 config = {"anneal_span": anneal_span, "anneal_steps": anneal_steps, "beta0": beta0, **config}
             if train:
                 _run(run_dir, config, max_epochs, progress)
-            if (run_dir / "config.json").is_file():
-                rows[task, cname] = _row(run_dir)
+            if (run_dir / "config.json").is_file() and RunDir(run_dir).checkpoint_path().is_file():
+                rows[task, cname] = _row(run_dir, limit)
     names = ("steps", "steps_run", "wall_seconds", "flops", "score", "learned", "members")
     data = {n: (("task", "configuration"), np.array([[rows.get((t, c), {}).get(n, math.nan) for c in configs]
                                                      for t in tasks])) for n in names}
+    data["status"] = (("task", "configuration"), np.array([[rows.get((t, c), {}).get("status", "missing")
+                                                            for c in configs] for t in tasks], dtype=str))
     ds = xr.Dataset(data, coords={"task": list(tasks), "configuration": list(configs)},
-                    attrs={"max_steps": int(max_steps), "anneal_span": int(anneal_span),
+                    attrs={"max_steps": limit, "anneal_span": int(anneal_span),
                            "anneal_steps": int(anneal_steps), "beta0": float(beta0), "seed": int(seed),
                            "success": SUCCESS,
                            "reference": "Soo, Goudar & Wang (NeurIPS 2023) Table 1 (Sec. 4), Table 2 (Sec. 4.1)"})
-    ds["steps"].attrs["description"] = "training steps until the 10-90 percentile mean reached 0.99; NaN = failed"
+    ds["steps"].attrs["description"] = ("training steps until the 10-90 percentile mean reached 0.99; NaN = not "
+                                        "reached (see status)")
+    ds["status"].attrs["description"] = ("solved; failed (the step limit reached without the rule); incomplete "
+                                         "(stopped earlier: interrupted or still running); missing (no run)")
     ds["wall_seconds"].attrs.update(units="s", description="training-step wall clock of the ensemble until then")
     ds["flops"].attrs["description"] = "matrix-product FLOPs of all members' training steps until then"
     ds["learned"].attrs["description"] = "proportion of members above 0.99 at the last evaluation (Table 2)"
     out.mkdir(parents=True, exist_ok=True)
-    from dynatools._atomic import write_atomic
+    from dynatools.utils import write_atomic, write_netcdf_atomic
 
-    write_atomic(out / f"{name}.nc", ds.to_netcdf)
+    write_netcdf_atomic(ds, out / f"{name}.nc")
     write_atomic(out / f"{name}.csv", ds.to_dataframe().to_csv)
     fig = plot_skip_table(ds)
     write_atomic(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
@@ -202,15 +234,17 @@ def plot_skip_table(ds):
         labels.append(True)
         for t in tasks:
             values = ds[var].sel(task=t).values.astype(float)
-            solved = np.isfinite(ds["steps"].sel(task=t).values.astype(float))
+            statuses = ds["status"].sel(task=t).values if "status" in ds else \
+                np.where(np.isfinite(ds["steps"].sel(task=t).values.astype(float)), "solved", "failed")
+            solved = statuses == "solved"
             row, marks = [t], [False]
             shown = np.where(solved | (not failed_when_unsolved), values, np.nan)
             best = None
             if np.isfinite(shown).any():
                 best = np.nanmin(shown) if failed_when_unsolved else np.nanmax(shown)
-            for v, ok in zip(values, solved):
+            for v, ok, status in zip(values, solved, statuses):
                 if failed_when_unsolved and not ok:
-                    row.append("failed" if np.isfinite(v) or var == "steps" else "-")
+                    row.append("failed" if status == "failed" else "-")
                     marks.append(False)
                 elif not np.isfinite(v):
                     row.append("-")

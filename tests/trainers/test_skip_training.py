@@ -51,21 +51,19 @@ def test_skip_connections_change_training_while_beta_is_below_one():
     assert not np.allclose(_losses(dasc), _losses(base))
 
 
-def test_cd_trains_on_every_theta_th_step_and_counts_its_flops():
-    run = trainers.train({**TINY, "task": "go", "max_epochs": 1, "method": "cd", "skip": 4, "anneal_steps": 1,
-                          "anneal_span": 1}, progress=False)
+def test_cd_counts_the_flops_of_its_coarse_steps():
+    cfg = {**TINY, "task": "rule-reversal", "max_epochs": 1, "steps_per_epoch": 2, "method": "cd", "skip": 40,
+           "anneal_steps": 1, "anneal_span": 2}
+    run = trainers.train(cfg, progress=False)
     rec = run.steps[0]
-    assert rec["theta"] == [4, 1]                     # phase 0: theta0, then the base model
+    assert rec["theta"] == [40, 1]                    # phase 0: theta0, then the base model
     task = run.config.make_task()
-    model = run.model
-    T = [training_flops(model, 4, t) for t in range(1, 400)]
-    # the first step's flops are those of ceil(T / 4) base steps for its trials' length T
-    first = rec["flops"][0][0]
-    assert first in T
-    length = T.index(first) + 1
-    second = rec["flops"][1][0]
-    assert second in T and T.index(second) + 1 > 2 * length
-    assert task.name == "go"
+    segments = task.segments()
+    coarse = sum(math.ceil((stop - start) / 40) for _, start, stop in segments)
+    assert coarse == 5 + 20 * 3                       # settle: 200 / 40; each 100-step segment: 40 + 40 + 20
+    length = segments[-1][2]
+    assert rec["flops"][0] == [training_flops(run.model, 4, coarse)]
+    assert rec["flops"][1] == [training_flops(run.model, 4, length)]
 
 
 def test_rule_reversal_trains_with_strategic_skips_through_the_engine():
@@ -123,8 +121,8 @@ def test_closed_loop_tasks_get_the_strategic_mix_and_held_cd_states():
     a, b = torch.ones(2), torch.zeros(2)
     torch.testing.assert_close(spy.mix(a, b), torch.full((2,), 0.25))    # beta h_end + (1 - beta) h_start
     assert Y.shape[-3] == 10 and torch.equal(out.inputs, u + 1)
-    coarse = ens.run(u, h0, simulation=Simulation("cd", theta=4))[1]         # 3 coarse steps, each held 4 times
-    torch.testing.assert_close(Y, coarse.repeat_interleave(4, dim=-3)[..., :10, :, :])
+    coarse = ens.run(u[..., :8, :], h0, simulation=Simulation("cd", theta=4))[1]   # 2 full coarse steps, held
+    torch.testing.assert_close(Y[..., :8, :, :], coarse.repeat_interleave(4, dim=-3))
     simulate_trials(ens, spy, batch, h0)
     assert spy.mix is None
 
@@ -139,3 +137,38 @@ def test_the_docs_python_example_runs_and_prints_the_quoted_schedule(tmp_path, c
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "[0.5, 1.0, 1.0]"
     assert "dasc" in "\n".join(printed) and "sctt" in "\n".join(printed)
+
+
+def test_closed_loop_cd_shortens_the_last_coarse_step_of_each_segment():
+    """Segments of 10 and 7 steps at theta 4: Euler steps of 4, 4, 2 dt and 4, 3 dt from the inputs
+    at each step's start, each state held over the steps it covers (002 Eq. 7)."""
+    import torch
+
+    from trainers.ensemble import Ensemble, simulate_trials
+    from trainers.models import RateRNN
+    from trainers.skip import Simulation
+    from trainers.tasks.trials import TrialBatch
+
+    class TwoSegments:
+        closed_loop = True
+
+        def segments(self):
+            return [("a", 0, 10), ("b", 10, 17)]
+
+        def rollout(self, run, batch, h0, *, mix=None):
+            H1, Y1 = run(h0, 0, 10, batch.inputs[..., 0:10, :])
+            H2, Y2 = run(H1[..., -1, :], 10, 17, batch.inputs[..., 10:17, :])
+            return torch.cat([H1, H2], -2), torch.cat([Y1, Y2], -3), batch.inputs
+
+    net = RateRNN(5, input_dim=2, generator=torch.Generator().manual_seed(0)).double().eval()
+    u = torch.randn(1, 3, 17, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    batch = TrialBatch(u, torch.zeros(1, 3, 17, 2), torch.ones(1, 3, 17, 2), torch.zeros(1, 3, 17, dtype=torch.long))
+    h0 = torch.zeros(1, 3, 5, dtype=torch.float64)
+    Y, _ = simulate_trials(Ensemble([net]), TwoSegments(), batch, h0, simulation=Simulation("cd", theta=4))
+    W, Win, b, alpha = net.effective_W_rec(), net.effective_W_in(), net.b, net.alpha()
+    r, held = h0[0], []
+    for index, factor in ((0, 4), (4, 4), (8, 2), (10, 4), (14, 3)):
+        r = r + factor * alpha * (torch.relu(r @ W.T + u[0, :, index] @ Win.T + b) - r)
+        held += [r] * factor
+    expected = net.readout(torch.stack(held, -2), heads=1)
+    torch.testing.assert_close(Y[0], expected)
