@@ -58,6 +58,11 @@ def test_the_table_runner_resumes_and_reads_its_runs(tmp_path):
               progress=False, options=opts)
     first = skip_table(tmp_path, ["go"], max_steps=2, **kw)
     assert first["steps_run"].values.tolist() == [[2.0, 2.0]]
+    assert first["status"].values.tolist() == [["failed", "failed"]]
+    pending = skip_table(tmp_path, ["go", "dgo"], max_steps=4, train=False, **kw)
+    assert pending["status"].values.tolist() == [["incomplete", "incomplete"], ["missing", "missing"]]
+    with pytest.raises(ValueError, match=r"other settings \(members: run 2 vs asked 3"):
+        skip_table(tmp_path, ["go"], max_steps=4, **{**kw, "members": 3})
     more = skip_table(tmp_path, ["go"], max_steps=4, **kw)                 # resumes both runs
     assert more["steps_run"].values.tolist() == [[4.0, 4.0]]
     again = skip_table(tmp_path, ["go"], max_steps=4, train=False, **kw)   # only reads
