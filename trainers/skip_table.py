@@ -176,8 +176,7 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
             run_dir = out / task / cname
             config = {"task": task, "members": members, "seed": seed, "steps_per_epoch": steps_per_epoch,
                       "max_epochs": max_epochs, **(options or {}), **copts}
-            if copts.get("method", "none") != "none" or copts.get("strategic"):
-                config = {"anneal_span": anneal_span, "anneal_steps": anneal_steps, "beta0": beta0, **config}
+            config = {"anneal_span": anneal_span, "anneal_steps": anneal_steps, "beta0": beta0, **config}
             if train:
                 _run(run_dir, config, max_epochs, progress)
             if (run_dir / "config.json").is_file() and RunDir(run_dir).checkpoint_path().is_file():
