@@ -172,3 +172,20 @@ def test_closed_loop_cd_shortens_the_last_coarse_step_of_each_segment():
         held += [r] * factor
     expected = net.readout(torch.stack(held, -2), heads=1)
     torch.testing.assert_close(Y[0], expected)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("method", ["cd", "sctt", "dasc"])
+def test_methods_train_an_ensemble_on_each_device_as_its_single_runs(device, method):
+    """Member k of an ensemble trained with a method == the single run with seed + k, on the device."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cfg = {**TINY, "task": "go", "device": device, "max_epochs": 1, "method": method, "skip": 4,
+           "anneal_steps": 1, "anneal_span": 1}
+    ens = trainers.train({**cfg, "members": 2}, progress=False)
+    assert next(ens.model.parameters()).device.type == device
+    one = trainers.train({**cfg, "seed": cfg["seed"] + 1}, progress=False)
+    np.testing.assert_allclose(_losses(ens)[:, 1], _losses(one)[:, 0], rtol=1e-4)
+    assert ens.steps[0]["theta"] == [4, 1 if method == "cd" else 4]
