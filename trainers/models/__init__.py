@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from trainers.models.gated import GRU, LSTM
 from trainers.models.leaky import LeakyRNN
+from trainers.models.modular import ModularRNN
 from trainers.models.rate import RateRNN
 from trainers.models.wcrnn import (
            WCRNN,
@@ -26,6 +27,7 @@ MODELS.register(GRU)
 MODELS.register(LSTM)
 MODELS.register(WCRNN)
 MODELS.register(RateRNN)
+MODELS.register(ModularRNN)
 
-__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "RateRNN", "critical", "rotational", "heterogeneous",
-           "orthonormal", "elman"]
+__all__ = ["LeakyRNN", "GRU", "LSTM", "MODELS", "WCRNN", "RateRNN", "ModularRNN", "critical", "rotational",
+           "heterogeneous", "orthonormal", "elman"]
