@@ -1,7 +1,7 @@
 """trainers: train the reference networks of the papers and export labeled recordings.
 
 Registries (each name -> class that builds itself from its configuration section)
-    MODELS (leaky, gru, lstm, wcrnn, rate), TASKS (parity, dms, adding, digits, pdigits, smnist, psmnist,
+    MODELS (leaky, gru, lstm, wcrnn, rate, modular), TASKS (parity, dms, adding, digits, pdigits, smnist, psmnist,
     scifar10, the cognitive tasks, rule-reversal, ...), CURRICULA (none, single-head, multi-head,
     sliding, all-heads, fixed, percentile), METHODS (none, cd, sctt, dasc: 002's training-time
     simulations)
