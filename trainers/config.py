@@ -220,6 +220,9 @@ class TrainConfig:
         out["curriculum_options"] = CURRICULA.resolve_options(cur_cls.name, sections["curriculum_options"],
                                                               defaults)
         out["method_options"] = METHODS.resolve_options(method_cls.name, dict(self.method_options), {})
+        check_model = getattr(cur_cls, "check_model", None)   # a curriculum that needs a certain model
+        if check_model is not None:
+            check_model(model_cls.name, out["model_options"])
         needed = cur_cls.from_config(out["curriculum_options"]).n_heads()  # checks n_max >= n_start, ...
         if out["n_heads"] is None:
             out["n_heads"] = needed

@@ -189,6 +189,99 @@ class AllHeads(Curriculum):
         return int(self.n_max) - int(self.n_start) + 1
 
 
+#: Freezing variants of the growth curriculum (004 Fig. 6a).
+GROWTH_FREEZING = ("earlier", "recurrent-after-2", "feedforward-after-3")
+
+
+@dataclass(frozen=True)
+class Growth(Curriculum):
+    """004's growth curriculum ("Modular networks"; Fig. 1, 6) for ``--model modular``: start with
+    one module answering ``n_start``; each time the active heads are solved (the authors' rule,
+    :meth:`Curriculum.solved`), add a module and its head for N + 1 (``Ns`` grows as in
+    ``multi-head``: head m reads module m and answers ``n_start + m``) and freeze every earlier
+    module, so that only the newest module's W^R, W^FF, W^I, bias, tau and head train.
+
+    The engine calls :meth:`grow` right after :meth:`next` and rebuilds the optimizer over the
+    trainable parameters. The network must start with one module (``n_modules`` 1).
+
+    Parameters
+    ----------
+    duplicate_recurrent, duplicate_feedforward : bool, default=True
+        The new module's W^R (resp. W^FF) is an exact copy of the last module's, else drawn fresh
+        (004 Fig. 6b). The first grown module has no W^FF to copy: it is drawn fresh.
+    freeze : {"earlier", "recurrent-after-2", "feedforward-after-3"}, default="earlier"
+        ``earlier``: all parameters of earlier modules frozen (004). ``recurrent-after-2``: in
+        addition, the recurrent weights of every module are frozen once the first N is solved
+        (they are duplicated into every new module; W^FF and the rest of the newest module train).
+        ``feedforward-after-3``: in addition, the feed-forward weights are frozen once the second
+        N is solved (the W^FF trained between the first two modules is duplicated into every
+        later module; W^R and the rest train). 004 Fig. 6a, with ``n_start`` 2.
+    """
+
+    duplicate_recurrent: bool = True
+    duplicate_feedforward: bool = True
+    freeze: str = "earlier"
+    name = "growth"
+    options = Curriculum.options + (
+        Option("duplicate_recurrent", True, "growth: copy the last module's W^R into a new module (else "
+               "fresh; 004 Fig. 6b)", bool),
+        Option("duplicate_feedforward", True, "growth: copy the last module's W^FF into a new module "
+               "(else fresh)", bool),
+        Option("freeze", "earlier", "growth: earlier (train only the newest module), recurrent-after-2 or "
+               "feedforward-after-3 (004 Fig. 6a)", str, GROWTH_FREEZING),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.freeze not in GROWTH_FREEZING:
+            raise ValueError(f"freeze={self.freeze!r} is not a growth freezing variant; choose one of "
+                             f"{list(GROWTH_FREEZING)}.")
+        if self.freeze == "recurrent-after-2" and not self.duplicate_recurrent:
+            raise ValueError("freeze='recurrent-after-2' duplicates the frozen recurrent weights into every "
+                             "new module (004 Fig. 6a); leave duplicate_recurrent True.")
+        if self.freeze == "feedforward-after-3" and not self.duplicate_feedforward:
+            raise ValueError("freeze='feedforward-after-3' duplicates the frozen feed-forward weights into "
+                             "every new module (004 Fig. 6a); leave duplicate_feedforward True.")
+
+    @staticmethod
+    def check_model(model: str, model_options: dict) -> None:
+        """Refuse a model the curriculum cannot grow (called by ``TrainConfig.resolved``)."""
+        if model != "modular":
+            raise ValueError(f"curriculum 'growth' adds modules to a modular network; model {model!r} "
+                             f"has none: use --model modular (e.g. --model modular --module-size 10 "
+                             f"--units 10).")
+        if int(model_options.get("n_modules", 1)) != 1 or int(model_options.get("frozen_modules", 0)):
+            raise ValueError(f"curriculum 'growth' starts from one trainable module (n_modules 1, "
+                             f"frozen_modules 0); found n_modules={model_options.get('n_modules')}, "
+                             f"frozen_modules={model_options.get('frozen_modules')}. Give "
+                             f"units = module_size.")
+
+    def next(self, Ns: Sequence[int]) -> list[int]:
+        return list(Ns) + ([Ns[-1] + 1] if Ns[-1] < int(self.n_max) else [])
+
+    def grow(self, model, generator=None) -> None:
+        """Add one module and its head to ``model`` (a :class:`~trainers.models.ModularRNN`) and
+        freeze as ``freeze`` says; new weights are drawn from ``generator``. Rebuild the
+        optimizer afterwards."""
+        from trainers.models.modular import ModularRNN
+
+        if not isinstance(model, ModularRNN):
+            raise TypeError(f"the growth curriculum grows a ModularRNN; found {type(model).__name__}.")
+        n = model.n_modules                      # modules before growing; the new one is module n
+        ff_after = self.freeze == "feedforward-after-3" and n >= 2
+        model.add_module(duplicate_recurrent=bool(self.duplicate_recurrent),
+                         duplicate_feedforward=bool(self.duplicate_feedforward), generator=generator)
+        model.freeze_modules(n)
+        if self.freeze == "recurrent-after-2":
+            model.freeze_weights(recurrent=True)
+        elif ff_after:
+            model.freeze_weights(feedforward=True)
+
+    def config(self) -> dict:
+        return {**super().config(), "duplicate_recurrent": bool(self.duplicate_recurrent),
+                "duplicate_feedforward": bool(self.duplicate_feedforward), "freeze": self.freeze}
+
+
 class Fixed:
     """One stage for tasks without a size N (the sequence tasks of the fading-memory paper): a
     single head, trained until ``max_epochs`` (or the time budget); nothing is "solved"."""
@@ -305,8 +398,9 @@ CURRICULA.register(SingleHead)
 CURRICULA.register(MultiHead)
 CURRICULA.register(Sliding)
 CURRICULA.register(AllHeads)
+CURRICULA.register(Growth)
 CURRICULA.register(Fixed)
 CURRICULA.register(Percentile)
 
 __all__ = ["THRESHOLD", "Curriculum", "NoCurriculum", "SingleHead", "MultiHead", "Sliding",
-           "AllHeads", "Fixed", "Percentile", "percentile_mean", "CURRICULA"]
+           "AllHeads", "Growth", "GROWTH_FREEZING", "Fixed", "Percentile", "percentile_mean", "CURRICULA"]

@@ -132,6 +132,12 @@ class _Streams:
                 "device_type": torch.tensor(list(device.type.encode()), dtype=torch.uint8)}
 
 
+def _growth_generator(seed: int, N: int) -> torch.Generator:
+    """The CPU generator a growth curriculum draws the weights of the module for ``N`` from:
+    seeded from (seed, N), so growth is deterministic and needs no saved state."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(N)]).generate_state(1)[0]))
+
+
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The configuration's optimizer over the trainable parameters: SGD (Nesterov when
     ``nesterov`` and momentum > 0) or Adam."""
@@ -399,6 +405,9 @@ def _loop(run: Run, task, optimizer, streams: _Streams, device, *, start_epoch: 
                     run.stop_reason = "target"
                 else:
                     run.Ns = curriculum.next(Ns)
+                    if hasattr(curriculum, "grow"):     # growth curriculum: add a module for the new N
+                        curriculum.grow(model, _growth_generator(cfg.seed, run.Ns[-1]))
+                        optimizer = make_optimizer(cfg, model)   # parameters were added and frozen
             if run.stop_reason == "running":
                 if epoch + 1 >= cfg.max_epochs:
                     run.stop_reason = "max_epochs"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.curricula import (CURRICULA, THRESHOLD, AllHeads, Fixed, MultiHead, NoCurriculum, Percentile,
-                                SingleHead, Sliding)
+from trainers.curricula import (CURRICULA, THRESHOLD, AllHeads, Fixed, Growth, MultiHead, NoCurriculum,
+                                Percentile, SingleHead, Sliding)
 
 P = 99.5   # a passing head
 F = 60.0   # a failing head
@@ -42,7 +42,7 @@ def r(a, b):
 # ----------------------------------------------------------------------------------------------
 def test_registry():
     assert dict(CURRICULA) == {"none": NoCurriculum, "single-head": SingleHead, "multi-head": MultiHead,
-                               "sliding": Sliding, "all-heads": AllHeads, "fixed": Fixed,
+                               "sliding": Sliding, "all-heads": AllHeads, "growth": Growth, "fixed": Fixed,
                                "percentile": Percentile}
     assert THRESHOLD == 98.0
     with pytest.raises(ValueError, match=r"curriculum='zigzag' is not a valid option; choose one of 'none'"):

@@ -101,6 +101,9 @@ class ModularRNN(RecurrentModel):
         Modules ``0 .. frozen_modules - 1`` (and their heads) start frozen (``requires_grad``
         False), as :meth:`freeze_modules` leaves them; stored in ``config()`` so that a
         checkpoint of a growing network reloads with the same trainable set.
+    frozen_recurrent, frozen_feedforward : bool, default=False
+        ``W_rec`` (resp. ``W_ff``) of every module frozen, as :meth:`freeze_weights` leaves them
+        (004 Fig. 6a); stored in ``config()``.
     fused : bool, default=True
         :meth:`forward` through the fused kernel (first derivatives only); ``False`` loops over
         :meth:`step` with autograd (double backward, ``torch.func``).
@@ -160,6 +163,8 @@ class ModularRNN(RecurrentModel):
         negative_slope: float = 0.1,
         h0_scale: float = 0.1,
         frozen_modules: int = 0,
+        frozen_recurrent: bool = False,
+        frozen_feedforward: bool = False,
         fused: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -210,6 +215,8 @@ class ModularRNN(RecurrentModel):
         frozen = check_positive_int("frozen_modules", frozen_modules, minimum=0)
         if frozen > n_mod:
             raise ValueError(f"frozen_modules={frozen} exceeds n_modules={n_mod}; give 0..{n_mod}.")
+        self.frozen_recurrent = bool(frozen_recurrent)
+        self.frozen_feedforward = bool(frozen_feedforward)
         self.freeze_modules(frozen)
 
     # ------------------------------------------------------------------ structure
@@ -285,7 +292,8 @@ class ModularRNN(RecurrentModel):
     def freeze_modules(self, upto: int) -> None:
         """Freeze modules ``0 .. upto - 1`` and their heads (``requires_grad = False`` on their
         W_rec, W_ff, W_in, bias, tau and heads ``0 .. upto - 1``); every other module and head
-        is made trainable (tau only with ``train_tau``). ``freeze_modules(0)`` unfreezes all.
+        is made trainable (tau only with ``train_tau``, W_rec / W_ff not when
+        :meth:`freeze_weights` froze them). ``freeze_modules(0)`` unfreezes all.
 
         004: at each curriculum step only the newest module is trained. Frozen parameters get no
         gradient (``grad`` stays None), so SGD with momentum, Adam or weight decay leave them
@@ -296,15 +304,29 @@ class ModularRNN(RecurrentModel):
             raise ValueError(f"upto={upto} exceeds n_modules={self.n_modules}; give 0..{self.n_modules}.")
         for m in range(self.n_modules):
             train = m >= upto
-            for p in (self.W_rec[m], self.W_in[m], self.bias[m]):
+            for p in (self.W_in[m], self.bias[m]):
                 p.requires_grad_(train)
+            self.W_rec[m].requires_grad_(train and not self.frozen_recurrent)
             self.tau[m].requires_grad_(train and self.train_tau)
             if m >= 1:
-                self.W_ff[m - 1].requires_grad_(train)
+                self.W_ff[m - 1].requires_grad_(train and not self.frozen_feedforward)
         for k in range(self.heads.n_heads):
             self.heads.weight[k].requires_grad_(k >= upto)
             self.heads.bias[k].requires_grad_(k >= upto)
         self.frozen_modules = upto
+
+    def freeze_weights(self, *, recurrent: bool | None = None, feedforward: bool | None = None) -> None:
+        """Freeze (True) or release (False) the recurrent weights ``W_rec`` / the feed-forward
+        weights ``W_ff`` of EVERY module, on top of :meth:`freeze_modules` (None leaves a setting
+        as it is). 004's weight-freezing experiments (Fig. 6a): recurrent weights frozen after
+        N = 2, or feed-forward weights frozen after N = 3, the rest of the newest module trains.
+        Recorded in ``config()`` (``frozen_recurrent``, ``frozen_feedforward``); rebuild the
+        optimizer afterwards."""
+        if recurrent is not None:
+            self.frozen_recurrent = bool(recurrent)
+        if feedforward is not None:
+            self.frozen_feedforward = bool(feedforward)
+        self.freeze_modules(self.frozen_modules)
 
     def module_of_unit(self) -> np.ndarray:
         """Module index of every unit, ``(unit,)`` ints."""
@@ -342,6 +364,7 @@ class ModularRNN(RecurrentModel):
             "model": self.name, "n_units": self.n_units, "input_dim": self.input_dim,
             "n_heads": self.heads.n_heads, "n_classes": self.n_classes, "n_modules": self.n_modules,
             "module_size": self.module_size, "frozen_modules": self.frozen_modules,
+            "frozen_recurrent": self.frozen_recurrent, "frozen_feedforward": self.frozen_feedforward,
             "train_tau": self.train_tau, "nonlinearity": self.nonlinearity, "activation": self.activation,
             "negative_slope": self.negative_slope, "h0_scale": self.h0_scale,
         }
