@@ -137,7 +137,7 @@ BAD = [
     (dict(negative_slope=1.5), r"negative_slope must lie in \[0, 1\)"),
     (dict(train_tau="yes"), r"train_tau must be true or false"),
     (dict(lr_milestones=[0]), r"lr_milestones must be a positive integer"),
-    (dict(model="gru", tau=2.0), r"'tau' is an option of model 'leaky', not of this run's .* model 'gru'"),
+    (dict(model="gru", tau=2.0), r"'tau' is an option of model 'leaky', model 'modular', not of this run's .* model 'gru'"),
     (dict(length=10), r"'length' is an option of task 'adding'"),
     (dict(task="adding", curriculum="multi-head"), r"task 'adding' has none; use curriculum='fixed'"),
     (dict(curriculum="fixed"), r"curriculum 'fixed' is for tasks without N"),
