@@ -14,7 +14,7 @@ TINY = {"device": "cpu", "seed": 0, "units": 12, "batch": 8, "eval_batches": 1, 
 
 @pytest.fixture(scope="module")
 def trained_go():
-    run = trainers.train({**TINY, "task": "go", "steps_per_epoch": 120, "max_epochs": 1, "members": 2},
+    run = trainers.train({**TINY, "task": "go", "steps_per_epoch": 60, "max_epochs": 1, "members": 2},
                          progress=False)
     return run.model, run.config.make_task()
 
