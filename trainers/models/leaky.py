@@ -28,6 +28,31 @@ from trainers.models._common import (
 NONLINEARITY_PLACEMENTS = ("outside", "inside")
 
 
+
+def leaky_forward(model, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    """States of every step, ``(batch, time, unit)``, of a leaky network (``LeakyRNN``,
+    ``ModularRNN``: anything with ``effective_tau``, ``_drive_input``, ``effective_W_rec``,
+    ``step`` and the activation attributes) for ``u`` ``(batch, time, input_dim)`` from ``h0``:
+    the fused recurrence with its hand-written backward, or ``step`` by step with
+    ``model.fused = False``."""
+    if u.ndim != 3 or u.shape[-1] != model.input_dim:
+        raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {model.input_dim}).")
+    if h0 is None:
+        h0 = model.initial_state(u.shape[0])
+    check_state(h0, u, model.state_size)
+    if not model.fused:
+        hs, h = [], h0
+        for t in range(u.shape[1]):
+            h = model.step(h, u[:, t])
+            hs.append(h)
+        return torch.stack(hs, dim=1)
+    tau = model.effective_tau()
+    x = model._drive_input(u) / tau                       # one matmul for every step's input
+    Wt = (model.effective_W_rec() / tau[:, None]).t()     # W/tau, transposed for h @ Wt
+    H = _LeakyRecurrence.apply(x.transpose(0, 1), h0, Wt, 1.0 - 1.0 / tau,
+                               model.nonlinearity, model.activation, model.negative_slope)
+    return H.transpose(0, 1)
+
 class LeakyRNN(RecurrentModel):
     r"""Leaky RNN whose per-neuron timescales ``tau`` are trained with the weights.
 
@@ -212,25 +237,7 @@ class LeakyRNN(RecurrentModel):
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """States of every step, ``(batch, time, unit)``, for inputs ``u`` of shape
         ``(batch, time, input_dim)`` starting from ``h0`` (default :meth:`initial_state`)."""
-        if u.ndim != 3 or u.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim})."
-            )
-        if h0 is None:
-            h0 = self.initial_state(u.shape[0])
-        check_state(h0, u, self.state_size)
-        if not self.fused:
-            hs, h = [], h0
-            for t in range(u.shape[1]):
-                h = self.step(h, u[:, t])
-                hs.append(h)
-            return torch.stack(hs, dim=1)
-        tau = self.effective_tau()
-        x = self._drive_input(u) / tau                       # one matmul for every step's input
-        Wt = (self.effective_W_rec() / tau[:, None]).t()     # W/tau, transposed for h @ Wt
-        H = _LeakyRecurrence.apply(x.transpose(0, 1), h0, Wt, 1.0 - 1.0 / tau,
-                                   self.nonlinearity, self.activation, self.negative_slope)
-        return H.transpose(0, 1)
+        return leaky_forward(self, u, h0)
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
         """Logits ``(..., head, class)`` of ``h`` (``(..., unit)``); ``heads=k`` keeps the first k."""

@@ -16,12 +16,11 @@ from trainers.models._common import (
     activate,
     activation_grad_from_output,
     check_sizes,
-    check_state,
     linear_bound,
     schema_arrays,
     uniform_,
 )
-from trainers.models.leaky import NONLINEARITY_PLACEMENTS, _LeakyRecurrence
+from trainers.models.leaky import NONLINEARITY_PLACEMENTS, leaky_forward
 from trainers.registry import Option
 
 
@@ -411,23 +410,7 @@ class ModularRNN(RecurrentModel):
         """States of every unit at every step, ``(batch, time, unit)``, for ``u`` of shape
         ``(batch, time, input_dim)`` from ``h0`` (default :meth:`initial_state`): one matmul
         per step for all modules."""
-        if u.ndim != 3 or u.shape[-1] != self.input_dim:
-            raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
-        if h0 is None:
-            h0 = self.initial_state(u.shape[0])
-        check_state(h0, u, self.state_size)
-        if not self.fused:
-            hs, h = [], h0
-            for t in range(u.shape[1]):
-                h = self.step(h, u[:, t])
-                hs.append(h)
-            return torch.stack(hs, dim=1)
-        tau = self.effective_tau()
-        x = self._drive_input(u) / tau
-        Wt = (self.effective_W_rec() / tau[:, None]).t()
-        H = _LeakyRecurrence.apply(x.transpose(0, 1), h0, Wt, 1.0 - 1.0 / tau,
-                                   self.nonlinearity, self.activation, self.negative_slope)
-        return H.transpose(0, 1)
+        return leaky_forward(self, u, h0)
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
         """Logits ``(..., head, class)`` of ``h`` ``(..., unit)``; head k reads only module
