@@ -29,6 +29,23 @@ NONLINEARITY_PLACEMENTS = ("outside", "inside")
 
 
 
+
+def leaky_jacobian(model, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+    """Analytic ``d step(h, u) / d h`` ``(batch, unit, unit)`` of a leaky network (``LeakyRNN``,
+    ``ModularRNN``): inside ``diag(a) + diag(f'(z)) W / tau`` with z = C / tau; outside
+    ``diag(f'(z)) (diag(a) + W / tau)`` with z = a h + C / tau, ``a = 1 - 1 / tau``."""
+    tau = model.effective_tau()
+    a = 1.0 - 1.0 / tau
+    W = model.effective_W_rec()
+    Ws = W / tau[:, None]
+    z_drive = (torch.nn.functional.linear(h, W) + model._drive_input(u)) / tau
+    f = model.activation, model.negative_slope
+    if model.nonlinearity == "outside":
+        fp = activation_grad_from_output(activate(a * h + z_drive, *f), *f)
+        return fp[:, :, None] * (torch.diag(a) + Ws)
+    fp = activation_grad_from_output(activate(z_drive, *f), *f)
+    return torch.diag(a) + fp[:, :, None] * Ws
+
 def leaky_forward(model, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
     """States of every step, ``(batch, time, unit)``, of a leaky network (``LeakyRNN``,
     ``ModularRNN``: anything with ``effective_tau``, ``_drive_input``, ``effective_W_rec``,
@@ -223,16 +240,7 @@ class LeakyRNN(RecurrentModel):
 
         Outside (Eq. 1): ``diag(f'(z)) (diag(a) + W / tau)``, z = a h + d / tau; inside (Eq. 5):
         ``diag(a) + diag(f'(z)) W / tau``, z = d / tau (used by :mod:`dynatools.lyapunov`)."""
-        tau = self.effective_tau()
-        a = 1.0 - 1.0 / tau
-        Ws = self.effective_W_rec() / tau[:, None]
-        z_drive = (torch.nn.functional.linear(h, self.effective_W_rec()) + self._drive_input(u)) / tau
-        f = self.activation, self.negative_slope
-        if self.nonlinearity == "outside":
-            fp = activation_grad_from_output(activate(a * h + z_drive, *f), *f)
-            return fp[:, :, None] * (torch.diag(a) + Ws)
-        fp = activation_grad_from_output(activate(z_drive, *f), *f)
-        return torch.diag(a) + fp[:, :, None] * Ws
+        return leaky_jacobian(self, h, u)
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """States of every step, ``(batch, time, unit)``, for inputs ``u`` of shape

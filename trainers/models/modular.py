@@ -14,13 +14,12 @@ from trainers.models._common import (
     ACTIVATIONS,
     RecurrentModel,
     activate,
-    activation_grad_from_output,
     check_sizes,
     linear_bound,
     schema_arrays,
     uniform_,
 )
-from trainers.models.leaky import NONLINEARITY_PLACEMENTS, leaky_forward
+from trainers.models.leaky import NONLINEARITY_PLACEMENTS, leaky_forward, leaky_jacobian
 from trainers.registry import Option
 
 
@@ -394,17 +393,7 @@ class ModularRNN(RecurrentModel):
         """Analytic ``d step(h, u) / d h``, ``(batch, unit, unit)``: inside (004 Eq. 1)
         ``diag(a) + diag(f'(z)) W / tau`` with z = C / tau; outside ``diag(f'(z)) (diag(a) +
         W / tau)`` with z = a h + C / tau; W the assembled block matrix."""
-        tau = self.effective_tau()
-        a = 1.0 - 1.0 / tau
-        W = self.effective_W_rec()
-        Ws = W / tau[:, None]
-        z_drive = (nn.functional.linear(h, W) + self._drive_input(u)) / tau
-        f = self.activation, self.negative_slope
-        if self.nonlinearity == "outside":
-            fp = activation_grad_from_output(activate(a * h + z_drive, *f), *f)
-            return fp[:, :, None] * (torch.diag(a) + Ws)
-        fp = activation_grad_from_output(activate(z_drive, *f), *f)
-        return torch.diag(a) + fp[:, :, None] * Ws
+        return leaky_jacobian(self, h, u)
 
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """States of every unit at every step, ``(batch, time, unit)``, for ``u`` of shape
