@@ -142,7 +142,11 @@ class ModularRNN(RecurrentModel):
     )
     #: 004 trains with SGD and cross-entropy; the optimiser settings are LeakyRNN's (timescale
     #: paper); units 10 = one module of 10, the start of 004's growth.
-    defaults = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.1, "nesterov": True, "clip": 2.0,
+    # lr 0.1: the default of the authors' growth training (LevinaLab/rnn_timescale_public,
+    # training/config_parser.py, LEARNING_RATE used by training/train_growth.py; 004 gives no
+    # value); the leaky RNN's 0.05 is 000's multi-head setting. Momentum, Nesterov and the clip
+    # at 2 are the same in both.
+    defaults = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.1, "nesterov": True, "clip": 2.0,
                 "encoding": "01", "units": 10}
 
     def __init__(
