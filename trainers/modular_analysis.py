@@ -7,9 +7,13 @@ Hierarchical Networks", ``shared/seeds/004_*``).
   :func:`matched_baseline_units`, :func:`matched_baselines` and :func:`baseline_config` (the
   :class:`~trainers.TrainConfig` dict of the matched multi-head run).
 * Robustness (004 "Robustness", Eq. 5; Fig. 3 and 5a-b): :func:`perturb` returns a copy of a
-  modular network with one parameter group (W^R, W^FF or tau) perturbed as Eq. 5 prescribes;
-  :func:`tasks_solved` counts the heads whose accuracy exceeds 0.9 (Fig. 3) and keeps each head's
-  accuracy (Fig. 5a-b); :func:`perturbation_sweep` does both over targets, strengths and repeats.
+  modular network (or of the non-modular :class:`~trainers.LeakyRNN`, Fig. 3's comparison) with
+  one parameter group (W^R, W^FF or tau) perturbed as Eq. 5 prescribes; :func:`tasks_solved`
+  counts the heads whose accuracy exceeds 0.9 (Fig. 3) and keeps each head's accuracy (Fig. 5a-b);
+  :func:`perturbation_sweep` does both over targets, strengths and repeats, with the mean and
+  spread over repeats; :func:`plot_tasks_solved` and :func:`plot_module_accuracy` draw Fig. 3 and
+  Fig. 5a-b.
+* Weight conservation across modules (004 Fig. 5c): :func:`module_weight_conservation`.
 
 Everything here works on models (and run configurations) of ``trainers``; accuracies come from the
 task's own evaluation (``task.evaluate(model, Ns, ...)``, the one the engine uses: readout on the
@@ -30,9 +34,11 @@ from dynatools.utils import check_choice, check_positive_int
 from trainers.config import TrainConfig
 from trainers.models.modular import ModularRNN
 
-#: Targets of :func:`perturb`: 004's three trained parameter groups and the ModularRNN
-#: parameter lists that hold them.
+#: Targets of :func:`perturb`: 004's three trained parameter groups and the parameter (list) that
+#: holds them (ModularRNN: one per module; LeakyRNN: one ``W_rec`` matrix and one ``tau`` vector).
 TARGETS = {"recurrent": "W_rec", "feedforward": "W_ff", "tau": "tau"}
+#: Every name a target may be given by (the parameter names too: ``--target W_rec``) -> its name.
+TARGET_NAMES = {**{t: t for t in TARGETS}, **{v: k for k, v in TARGETS.items()}}
 
 #: 004's pairs (module size M_m -> non-modular size M), Fig. 1 and "Results".
 PAPER_PAIRS = {5: 20, 10: 54, 15: 91, 20: 128}
@@ -255,11 +261,22 @@ def baseline_config(modular_config: Mapping[str, Any], *, baseline_model: str = 
 
 
 # ---------------------------------------------------------------------------- Eq. 5 perturbation
-def _check_modular(model: Any) -> ModularRNN:
-    if not isinstance(model, ModularRNN):
-        raise TypeError(f"model must be a trainers ModularRNN (004's modular network); found "
-                        f"{type(model).__name__}. For a non-modular network, perturb W_rec or tau with "
-                        f"dynatools.robustness.perturb(model, epsilons, score, target='W_rec').")
+def _target(target: Any) -> str:
+    """The canonical name of a target ("recurrent", "feedforward", "tau") from it or its
+    parameter name ("W_rec", "W_ff")."""
+    if not isinstance(target, str) or target not in TARGET_NAMES:
+        raise ValueError(f"target={target!r} is not a valid option; choose one of "
+                         f"{', '.join(repr(t) for t in TARGET_NAMES)} (004's W^R, W^FF, tau).")
+    return TARGET_NAMES[target]
+
+
+def _check_model(model: Any) -> torch.nn.Module:
+    if not isinstance(model, torch.nn.Module) or not isinstance(getattr(model, "W_rec", None),
+                                                                (torch.nn.Parameter, torch.nn.ParameterList)):
+        raise TypeError(f"model must be a trainers ModularRNN (004's modular network) or LeakyRNN (its "
+                        f"non-modular network, Eq. 3): a network with W_rec and tau parameters; found "
+                        f"{type(model).__name__}. For any other network, perturb one named parameter with "
+                        f"dynatools.robustness.perturb(model, epsilons, score, target=NAME).")
     return model
 
 
@@ -274,28 +291,64 @@ def _check_eps(eps: Any) -> float:
     return value
 
 
-def _group(model: ModularRNN, target: str) -> list[torch.nn.Parameter]:
-    check_choice("target", target, tuple(TARGETS))
-    params = list(getattr(model, TARGETS[target]))
-    if not params:
+def _group(model: torch.nn.Module, target: str) -> list[torch.nn.Parameter]:
+    """The parameters of one target group: a ModularRNN's per-module list, a LeakyRNN's one
+    parameter."""
+    target = _target(target)
+    name = TARGETS[target]
+    held = getattr(model, name, None)
+    if isinstance(held, torch.nn.Parameter):
+        return [held]
+    if isinstance(held, torch.nn.ParameterList) and len(held):
+        return list(held)
+    if isinstance(held, torch.nn.ParameterList):
         raise ValueError(f"target={target!r}: this network has {model.n_modules} module(s) and no feed-forward "
                          f"weights W_ff (module 0 has none); perturb 'recurrent' or 'tau', or grow it first.")
-    return params
+    if target == "feedforward":
+        raise ValueError(f"target='feedforward': a {type(model).__name__} is non-modular (one recurrent matrix "
+                         f"W_rec, no feed-forward weights W_ff between modules); perturb 'recurrent' (W_rec) "
+                         f"or 'tau'.")
+    raise ValueError(f"target={target!r}: {type(model).__name__} has no parameter {name!r}; 004's groups are "
+                     f"W_rec, W_ff (modular networks) and tau.")
 
 
-def _direction(model: ModularRNN, target: str, generator: torch.Generator | None) -> list[torch.Tensor]:
+def model_targets(model: torch.nn.Module) -> list[str]:
+    """The targets a network has: ``["recurrent", "feedforward", "tau"]`` for a ModularRNN of two
+    or more modules, ``["recurrent", "tau"]`` for one module or a non-modular LeakyRNN (004 Fig.
+    3 perturbs W^R and W^FF of modular networks, the recurrent weights of non-modular ones, and
+    tau of both).
+
+    Examples
+    --------
+    >>> import torch, trainers
+    >>> from trainers.modular_analysis import model_targets
+    >>> model_targets(trainers.LeakyRNN(8, generator=torch.Generator().manual_seed(0)))
+    ['recurrent', 'tau']
+    """
+    _check_model(model)
+    out = []
+    for t in TARGETS:
+        try:
+            _group(model, t)
+        except ValueError:
+            continue
+        out.append(t)
+    return out
+
+
+def _direction(model: torch.nn.Module, target: str, generator: torch.Generator | None) -> list[torch.Tensor]:
     """``xi / ||xi|| * ||W||`` over the whole group (float64 on the CPU), split per module; its
     absolute value for tau."""
     params = _group(model, target)
     W = torch.cat([p.detach().double().cpu().reshape(-1) for p in params])
     xi = torch.randn(W.shape, generator=generator, dtype=torch.float64)
     d = xi / torch.linalg.norm(xi) * torch.linalg.norm(W)
-    if target == "tau":
+    if _target(target) == "tau":
         d = d.abs()
     return [x.reshape(p.shape) for x, p in zip(d.split([p.numel() for p in params]), params)]
 
 
-def _apply(model: ModularRNN, target: str, eps: float, direction: list[torch.Tensor]) -> ModularRNN:
+def _apply(model: torch.nn.Module, target: str, eps: float, direction: list[torch.Tensor]) -> torch.nn.Module:
     out = copy.deepcopy(model)
     if eps == 0.0:
         return out                           # bitwise the original (W + 0 would turn -0.0 into 0.0)
@@ -305,30 +358,36 @@ def _apply(model: ModularRNN, target: str, eps: float, direction: list[torch.Ten
     return out
 
 
-def perturb(model: ModularRNN, target: str, eps: float, generator: torch.Generator | None = None) -> ModularRNN:
-    r"""A copy of the modular network with one trained parameter group perturbed as 004 Eq. 5:
+def perturb(model: torch.nn.Module, target: str, eps: float, generator: torch.Generator | None = None,
+            ) -> torch.nn.Module:
+    r"""A copy of the network with one trained parameter group perturbed as 004 Eq. 5:
 
     .. math::
         \widetilde W = W + \varepsilon \frac{\xi}{\|\xi\|} \|W\|, \qquad \xi \sim \mathcal N(0, I),
 
     Frobenius norms, "proportional to the magnitude of the weights of the layer being targeted".
-    The group is one of 004's three: ``"recurrent"`` (W^R of every module), ``"feedforward"``
-    (W^FF of every module m >= 1) or ``"tau"`` (every unit's timescale); W and xi are the whole
-    group, all modules' entries together (one draw, one norm), so the perturbation reaches every
-    module and, through W^FF, every module downstream (004 Fig. 5). For tau, the perturbation is
-    made positive, ``tau + eps * |xi / ||xi|| * ||tau|| |`` (004: "we also only perturb tau_i in
-    positive direction to avoid tau < 1"; DESIGN.md's convention).
+    The group is one of 004's three: ``"recurrent"`` (``"W_rec"``: W^R of every module),
+    ``"feedforward"`` (``"W_ff"``: W^FF of every module m >= 1) or ``"tau"`` (every unit's
+    timescale); W and xi are the whole group, all modules' entries together (one draw, one norm),
+    so the perturbation reaches every module and, through W^FF, every module downstream (004
+    Fig. 5). For tau, the perturbation is made positive, ``tau + eps * |xi / ||xi|| * ||tau|| |``
+    (004: "we also only perturb tau_i in positive direction to avoid tau < 1"; DESIGN.md's
+    convention), so no timescale decreases.
 
-    As stored: xi covers all ``module_size^2`` entries of each W^R (Eq. 5's xi ~ N(0, I^{n x n})),
-    including the diagonal, which the dynamics hold at zero, so the effective strength on the
-    used entries is about ``eps * sqrt(1 - 1/module_size)``; tau is the raw parameter (the
-    dynamics use ``clamp(tau, 1)``).
+    The non-modular network of Fig. 3 (a :class:`~trainers.LeakyRNN`, e.g. the size-matched
+    baseline) is perturbed the same way: ``"recurrent"`` is its whole recurrent matrix W_rec,
+    ``"tau"`` its timescales; it has no ``"feedforward"`` group.
+
+    As stored: xi covers all ``n^2`` entries of each recurrent matrix (Eq. 5's xi ~ N(0, I^{n x
+    n})), including the diagonal, which the dynamics hold at zero, so the effective strength on
+    the used entries is about ``eps * sqrt(1 - 1/n)`` (n the module size, or the units of a
+    LeakyRNN); tau is the raw parameter (the dynamics use ``clamp(tau, 1)``).
 
     Parameters
     ----------
-    model : ModularRNN
+    model : ModularRNN or LeakyRNN
         The (trained) network; not changed.
-    target : {"recurrent", "feedforward", "tau"}
+    target : {"recurrent", "feedforward", "tau"} or {"W_rec", "W_ff"}
     eps : float
         Relative strength epsilon_W >= 0. ``eps = 0`` returns an exact copy (bitwise).
     generator : torch.Generator, optional
@@ -336,7 +395,7 @@ def perturb(model: ModularRNN, target: str, eps: float, generator: torch.Generat
 
     Returns
     -------
-    ModularRNN
+    ModularRNN or LeakyRNN
         A perturbed deep copy (same device, dtype, frozen set).
 
     Examples
@@ -350,7 +409,7 @@ def perturb(model: ModularRNN, target: str, eps: float, generator: torch.Generat
     >>> round(float((W2 - W).norm() / W.norm()), 6)
     0.1
     """
-    _check_modular(model)
+    _check_model(model)
     eps = _check_eps(eps)
     return _apply(model, target, eps, _direction(model, target, generator))
 
@@ -381,11 +440,20 @@ def _heads(model: torch.nn.Module, Ns: Sequence[int] | None, n_start: int) -> li
     return list(range(n_start, n_start + n))
 
 
-def _solved_dataset(acc: np.ndarray, Ns: Sequence[int], threshold: float) -> xr.Dataset:
+def _head_coords(model: torch.nn.Module, Ns: Sequence[int]) -> dict[str, Any]:
+    """Coordinates over N: ``head`` (index), and for a ModularRNN the ``module`` the head reads
+    (head k reads module ``min(k, n_modules - 1)``)."""
+    coords: dict[str, Any] = {"N": list(Ns), "head": (("N",), np.arange(len(Ns)))}
+    if isinstance(model, ModularRNN):
+        coords["module"] = (("N",), np.minimum(np.arange(len(Ns)), model.n_modules - 1))
+    return coords
+
+
+def _solved_dataset(acc: np.ndarray, Ns: Sequence[int], threshold: float, model: torch.nn.Module) -> xr.Dataset:
     return xr.Dataset(
         {"accuracy": (("N",), acc), "solved": (("N",), acc > threshold),
          "tasks_solved": ((), int((acc > threshold).sum()))},
-        coords={"N": list(Ns), "head": (("N",), np.arange(len(Ns)))},
+        coords=_head_coords(model, Ns),
         attrs={"threshold": threshold},
     )
 
@@ -428,8 +496,18 @@ def tasks_solved(model: torch.nn.Module, task: Any = "parity", *, threshold: flo
     Returns
     -------
     xarray.Dataset
-        ``accuracy`` (fraction) and ``solved`` over ``N`` (coordinate ``head``), the scalar
-        ``tasks_solved``; attrs ``threshold``, ``batches``, ``batch``.
+        ``accuracy`` (fraction) and ``solved`` over ``N`` (coordinates ``head`` and, for a
+        ModularRNN, ``module``: the module that head reads), the scalar ``tasks_solved``; attrs
+        ``threshold``, ``batches``, ``batch``.
+
+    Examples
+    --------
+    >>> import torch, trainers
+    >>> from trainers.modular_analysis import tasks_solved
+    >>> net = trainers.LeakyRNN(8, n_heads=3, generator=torch.Generator().manual_seed(0))
+    >>> ds = tasks_solved(net, "parity", batches=1, batch=16, generator=torch.Generator().manual_seed(0))
+    >>> ds["N"].values.tolist()              # head i answers N = 2 + i
+    [2, 3, 4]
     """
     threshold = _check_threshold(threshold)
     Ns = _heads(model, Ns, n_start)
@@ -445,31 +523,48 @@ def tasks_solved(model: torch.nn.Module, task: Any = "parity", *, threshold: flo
     if acc.shape != (len(Ns),):
         raise ValueError(f"{type(task).__name__}.evaluate returned shape {acc.shape} for {len(Ns)} heads; "
                          f"tasks_solved needs one accuracy per head (a multi-head binary task such as parity).")
-    ds = _solved_dataset(acc, Ns, threshold)
+    ds = _solved_dataset(acc, Ns, threshold, model)
     ds.attrs.update(batches=batches, batch=batch)
     return ds
 
 
-def perturbation_sweep(model: ModularRNN, task: Any = "parity", eps_values: Sequence[float] = (0.0, 0.1, 0.2),
-                       targets: Sequence[str] = ("recurrent", "feedforward", "tau"), repeats: int = 10,
+def _spread(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, standard deviation (ddof 1) and standard error of the mean over ``axis``; the
+    spread is NaN with one sample."""
+    n = values.shape[axis]
+    mean = values.mean(axis)
+    if n < 2:
+        nan = np.full(mean.shape, np.nan)
+        return mean, nan, nan
+    std = values.std(axis, ddof=1)
+    return mean, std, std / np.sqrt(n)
+
+
+def perturbation_sweep(model: torch.nn.Module, task: Any = "parity", eps_values: Sequence[float] = (0.0, 0.1, 0.2),
+                       targets: Sequence[str] | None = None, repeats: int = 10,
                        seed: int | None = None, *, threshold: float = 0.9, Ns: Sequence[int] | None = None,
                        n_start: int = 2, batches: int = 10, batch: int = 256, progress: bool = False) -> xr.Dataset:
-    """Tasks solved and per-head accuracy of a modular network under Eq. 5 perturbations of each
-    target group, over strengths and repeats (004 Fig. 3, Fig. 5a-b).
+    """Tasks solved and per-head (per-module) accuracy of a network under Eq. 5 perturbations of
+    each target group, over strengths and repeats (004 Fig. 3 for modular and non-modular
+    networks; Fig. 5a-b, the accuracy of each module on its N).
 
-    Repeat r of target t draws one direction xi (from ``seed``, t and r) and scales it by every
-    eps (:func:`perturb`), so the curves over eps are smooth; every evaluation (the unperturbed
-    one included) sees the same batches (a generator seeded from ``seed`` on the model's device).
+    Repeat r of target t draws one direction xi (from ``seed``, t and r: the same direction
+    whatever other targets are swept) and scales it by every eps (:func:`perturb`), so the
+    curves over eps are smooth; every evaluation (the unperturbed one included) sees the same
+    batches (a generator seeded from ``seed`` on the model's device). eps = 0 is the unperturbed
+    network (not evaluated again).
 
     Parameters
     ----------
-    model : ModularRNN
+    model : ModularRNN or LeakyRNN
+        004's modular network, or the non-modular one of Fig. 3 (e.g. the size-matched baseline).
     task : str or task object, default "parity"
     eps_values : sequence of float
         Relative strengths >= 0.
-    targets : sequence of {"recurrent", "feedforward", "tau"}
+    targets : sequence of {"recurrent", "feedforward", "tau"} (or "W_rec", "W_ff"), optional
+        Default: every group the network has (:func:`model_targets`).
     repeats : int, default 10
-        004 Fig. 5: 10 perturbations per network.
+        Random directions per target (004 Fig. 5: 10 perturbations per network).
     seed : int or None, default None
         None draws a fresh seed; the seed used is in ``attrs["seed"]`` (pass it back to reproduce).
     threshold, Ns, n_start, batches, batch
@@ -480,9 +575,14 @@ def perturbation_sweep(model: ModularRNN, task: Any = "parity", eps_values: Sequ
     Returns
     -------
     xarray.Dataset
-        ``tasks_solved`` over ``(target, epsilon, repeat)`` and ``accuracy`` over ``(target,
-        epsilon, repeat, N)``; ``base_accuracy`` over ``N`` and ``base_tasks_solved`` (the
-        unperturbed network); attrs ``threshold``, ``seed``, ``batches``, ``batch``, ``method``.
+        ``tasks_solved`` over ``(target, epsilon, repeat)`` and ``accuracy`` (fraction) over
+        ``(target, epsilon, repeat, N)`` (coordinates ``head`` and, for a ModularRNN,
+        ``module``); over the repeats: ``tasks_solved_mean``, ``tasks_solved_std``,
+        ``tasks_solved_sem``, ``accuracy_mean``, ``accuracy_sem`` (std with ddof 1, SEM = std /
+        sqrt(repeats); NaN with one repeat); ``base_accuracy`` over ``N`` and
+        ``base_tasks_solved`` (the unperturbed network); attrs ``threshold``, ``seed``,
+        ``repeats``, ``batches``, ``batch``, ``task``, ``model``, ``n_modules`` (0 for a
+        non-modular network), ``method``.
 
     Examples
     --------
@@ -492,16 +592,21 @@ def perturbation_sweep(model: ModularRNN, task: Any = "parity", eps_values: Sequ
     >>> net = ModularRNN(12, n_modules=3, n_heads=3, generator=torch.Generator().manual_seed(0))
     >>> ds = perturbation_sweep(net, "parity", [0.0, 0.5], ["recurrent", "feedforward"], repeats=2,
     ...                         seed=0, batches=1, batch=16)
-    >>> dict(ds.sizes)
+    >>> dict(ds["accuracy"].sizes)
     {'target': 2, 'epsilon': 2, 'repeat': 2, 'N': 3}
+    >>> base = trainers.LeakyRNN(8, n_heads=2, generator=torch.Generator().manual_seed(0))
+    >>> perturbation_sweep(base, "parity", [0.0, 0.5], repeats=1, seed=0, batches=1, batch=16)["target"].values.tolist()
+    ['recurrent', 'tau']
     """
     from tqdm.auto import tqdm
 
-    _check_modular(model)
+    _check_model(model)
     eps = [_check_eps(e) for e in np.atleast_1d(np.asarray(eps_values, dtype=object))]
-    targets = [check_choice("target", t, tuple(TARGETS)) for t in targets]
+    targets = model_targets(model) if targets is None else [_target(t) for t in targets]
     if not targets or not eps:
         raise ValueError("targets and eps_values must not be empty.")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"targets {targets} name a group twice; give each once.")
     for t in targets:
         _group(model, t)                     # refuse before evaluating anything
     repeats = check_positive_int("repeats", repeats)
@@ -521,26 +626,258 @@ def perturbation_sweep(model: ModularRNN, task: Any = "parity", eps_values: Sequ
 
     base = evaluate(model)
     acc = np.empty((len(targets), len(eps), repeats, len(Ns)))
-    bar = tqdm(total=acc.shape[0] * acc.shape[1] * repeats, desc="perturb modular", disable=not progress)
+    bar = tqdm(total=acc.shape[0] * acc.shape[1] * repeats, desc="perturb (Eq. 5)", disable=not progress)
     for ti, t in enumerate(targets):
         for r in range(repeats):
-            xi_seed = int(np.random.SeedSequence([seed, 1, ti, r]).generate_state(1)[0])
+            xi_seed = int(np.random.SeedSequence([seed, 1, list(TARGETS).index(t), r]).generate_state(1)[0])
             direction = _direction(model, t, torch.Generator().manual_seed(xi_seed))
             for ei, e in enumerate(eps):
                 acc[ti, ei, r] = base if e == 0.0 else evaluate(_apply(model, t, e, direction))
                 bar.update()
     bar.close()
+    solved = (acc > threshold).sum(-1)
+    s_mean, s_std, s_sem = _spread(solved.astype(float), 2)
+    a_mean, _, a_sem = _spread(acc, 2)
     dims = ("target", "epsilon", "repeat", "N")
+    te, ten = ("target", "epsilon"), ("target", "epsilon", "N")
     return xr.Dataset(
-        {"accuracy": (dims, acc), "tasks_solved": (dims[:-1], (acc > threshold).sum(-1)),
+        {"accuracy": (dims, acc), "tasks_solved": (dims[:-1], solved),
+         "tasks_solved_mean": (te, s_mean), "tasks_solved_std": (te, s_std), "tasks_solved_sem": (te, s_sem),
+         "accuracy_mean": (ten, a_mean), "accuracy_sem": (ten, a_sem),
          "base_accuracy": (("N",), base), "base_tasks_solved": ((), int((base > threshold).sum()))},
-        coords={"target": targets, "epsilon": eps, "repeat": np.arange(repeats), "N": Ns,
-                "head": (("N",), np.arange(len(Ns)))},
-        attrs={"threshold": threshold, "seed": seed, "batches": batches, "batch": batch,
-               "task": getattr(task, "name", type(task).__name__), "method": EQ5},
+        coords={"target": targets, "epsilon": eps, "repeat": np.arange(repeats), **_head_coords(model, Ns)},
+        attrs={"threshold": threshold, "seed": seed, "repeats": repeats, "batches": batches, "batch": batch,
+               "task": getattr(task, "name", type(task).__name__), "model": type(model).__name__,
+               "n_modules": int(model.n_modules) if isinstance(model, ModularRNN) else 0, "method": EQ5},
     )
 
 
-__all__ = ["TARGETS", "PAPER_PAIRS", "trainable_parameters", "modular_parameters", "baseline_parameters",
-           "matched_baseline_units", "matched_baselines", "baseline_config", "perturb", "tasks_solved",
-           "perturbation_sweep"]
+# ---------------------------------------------------------------------------- weight conservation
+def module_weight_conservation(model: ModularRNN) -> xr.Dataset:
+    """How much of each module's W^R and W^FF is kept from the module before it (004 Fig. 5c):
+    :func:`dynatools.connectivity.weight_conservation` of consecutive modules' blocks.
+
+    Each block is normalised by its own mean and std and the variance of the change ``W_bar^m -
+    W_bar^(m-1)`` taken (lower = more conserved; 0 for an exact or affine copy, about 2 for
+    independent weights). W^R uses the off-diagonal entries only (the diagonal is no weight: the
+    dynamics hold it at zero).
+
+    Parameters
+    ----------
+    model : ModularRNN
+        With at least 2 modules (W^FF needs 3: module 0 has none).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``recurrent`` and ``feedforward`` over ``module`` = 1 .. n_modules - 1 (the change from
+        module m - 1 to m; ``feedforward`` is NaN at module 1, whose predecessor has no W^FF);
+        attrs ``recurrent_mean``, ``feedforward_mean`` (NaN when there is no value).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.models import ModularRNN
+    >>> from trainers.modular_analysis import module_weight_conservation
+    >>> net = ModularRNN(5, n_modules=1, generator=torch.Generator().manual_seed(0))
+    >>> net.add_module(duplicate_recurrent=True, duplicate_feedforward=False)
+    >>> float(module_weight_conservation(net)["recurrent"].sel(module=1))     # an exact copy
+    0.0
+    """
+    from dynatools.connectivity import weight_conservation
+
+    if not isinstance(model, ModularRNN):
+        raise TypeError(f"model must be a trainers ModularRNN; found {type(model).__name__} (a non-modular "
+                        f"network has no modules to compare).")
+    n = model.n_modules
+    if n < 2:
+        raise ValueError(f"this network has {n} module; weight conservation compares consecutive modules "
+                         f"and needs at least 2 (grow it first).")
+    off = ~torch.eye(model.module_size, dtype=torch.bool)
+    rec = weight_conservation([w.detach().cpu().double()[off].numpy() for w in model.W_rec]).values
+    ff = np.full(n - 1, np.nan)
+    if len(model.W_ff) >= 2:
+        ff[1:] = weight_conservation([w.detach().cpu().double().numpy() for w in model.W_ff]).values
+    mean = (lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
+    return xr.Dataset({"recurrent": (("module",), rec), "feedforward": (("module",), ff)},
+                      coords={"module": np.arange(1, n)},
+                      attrs={"recurrent_mean": mean(rec), "feedforward_mean": mean(ff),
+                             "method": "dynatools.connectivity.weight_conservation of consecutive modules; "
+                                       "W_rec off-diagonal entries (004 Fig. 5c)"})
+
+
+# ---------------------------------------------------------------------------- figures
+#: Okabe-Ito colour-blind-safe palette (as dynatools.plot), one colour per network or target.
+_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+_TITLES = {"recurrent": "recurrent weights $W^R$", "feedforward": "feed-forward weights $W^{FF}$",
+           "tau": r"timescales $\tau$ (upward only)"}
+
+
+def _as_sweeps(sweeps: Any) -> dict[str, xr.Dataset]:
+    if isinstance(sweeps, xr.Dataset):
+        sweeps = {sweeps.attrs.get("label", sweeps.attrs.get("model", "network")): sweeps}
+    if not isinstance(sweeps, Mapping) or not sweeps:
+        raise TypeError("give a perturbation_sweep Dataset or a dict {label: Dataset} of them.")
+    for label, ds in sweeps.items():
+        if not isinstance(ds, xr.Dataset) or "tasks_solved" not in ds or "accuracy" not in ds:
+            raise TypeError(f"{label!r}: expected a perturbation_sweep Dataset (tasks_solved, accuracy); "
+                            f"found {type(ds).__name__}.")
+    return dict(sweeps)
+
+
+def _band(ax: Any, x: np.ndarray, mean: np.ndarray, sem: np.ndarray, **style: Any) -> None:
+    ax.plot(x, mean, marker="o", ms=3, **style)
+    if np.isfinite(sem).any():
+        ax.fill_between(x, mean - np.nan_to_num(sem), mean + np.nan_to_num(sem), alpha=0.2, lw=0,
+                        color=style.get("color"))
+
+
+def plot_tasks_solved(sweeps: Any, *, targets: Sequence[str] | None = None) -> Any:
+    """004 Fig. 3: the number of tasks still solved (accuracy > threshold) against the relative
+    perturbation strength eps, one panel per target, one line per network (mean over repeats,
+    band: SEM over repeats).
+
+    Parameters
+    ----------
+    sweeps : Dataset or dict of str to Dataset
+        :func:`perturbation_sweep` results (modular and non-modular networks overlaid).
+    targets : sequence of str, optional
+        Panels (default: every target of any sweep, in the order W^R, W^FF, tau).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import torch, trainers
+    >>> from trainers.modular_analysis import perturbation_sweep, plot_tasks_solved
+    >>> net = trainers.LeakyRNN(8, n_heads=2, generator=torch.Generator().manual_seed(0))
+    >>> fig = plot_tasks_solved({"leaky": perturbation_sweep(net, "parity", [0, 1], repeats=2, seed=0,
+    ...                                                       batches=1, batch=16)})
+    >>> len(fig.axes)
+    2
+    """
+    import matplotlib.pyplot as plt
+
+    runs = _as_sweeps(sweeps)
+    present = {str(t) for ds in runs.values() for t in ds["target"].values}
+    targets = [t for t in TARGETS if t in present] if targets is None else [_target(t) for t in targets]
+    if not targets:
+        raise ValueError("no target to draw; the sweeps hold none of the targets asked for.")
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2), squeeze=False,
+                             constrained_layout=True)
+    for ax, t in zip(axes[0], targets):
+        for i, (label, ds) in enumerate(runs.items()):
+            if t not in [str(v) for v in ds["target"].values]:
+                continue
+            d = ds.sel(target=t)
+            solved = d["tasks_solved"].values.astype(float)
+            mean, _, sem = _spread(solved, 1)
+            _band(ax, d["epsilon"].values, mean, sem, color=_COLOURS[i % len(_COLOURS)],
+                  label=f"{label} ({ds.sizes['N']} heads)")
+        ax.set_title(_TITLES[t])
+        ax.set_xlabel(r"relative perturbation $\varepsilon$ (Eq. 5)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    thr = next(iter(runs.values())).attrs.get("threshold", 0.9)
+    axes[0][0].set_ylabel(f"tasks solved (accuracy > {thr:g})")
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+def plot_module_accuracy(sweep: xr.Dataset, *, targets: Sequence[str] | None = None) -> Any:
+    """004 Fig. 5a-b: the accuracy of each module (head) on its N against the perturbation
+    strength, one panel per target, one line per N (darker: larger N; mean over repeats, band:
+    SEM over repeats).
+
+    Parameters
+    ----------
+    sweep : Dataset
+        A :func:`perturbation_sweep` result.
+    targets : sequence of str, optional
+        Panels (default: W^FF then W^R, as Fig. 5a-b, and tau, those the sweep holds).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.models import ModularRNN
+    >>> from trainers.modular_analysis import perturbation_sweep, plot_module_accuracy
+    >>> net = ModularRNN(12, n_modules=3, n_heads=3, generator=torch.Generator().manual_seed(0))
+    >>> fig = plot_module_accuracy(perturbation_sweep(net, "parity", [0, 1], repeats=2, seed=0, batches=1, batch=16))
+    >>> len(fig.axes)       # W^FF, W^R, tau and the colour bar
+    4
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import cm, colors
+
+    if not isinstance(sweep, xr.Dataset):
+        raise TypeError(f"plot_module_accuracy draws one network: give one perturbation_sweep Dataset; found "
+                        f"{type(sweep).__name__}.")
+    ds = next(iter(_as_sweeps(sweep).values()))
+    present = [str(t) for t in ds["target"].values]
+    order = ("feedforward", "recurrent", "tau")
+    targets = [t for t in order if t in present] if targets is None else [_target(t) for t in targets]
+    missing = [t for t in targets if t not in present]
+    if missing or not targets:
+        raise ValueError(f"the sweep holds targets {present}; asked for {targets}.")
+    Ns = ds["N"].values
+    norm = colors.Normalize(vmin=Ns.min() - 0.5 * max(1, np.ptp(Ns)), vmax=Ns.max())
+    cmap = plt.get_cmap("Blues")
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets) + 0.8, 3.2), squeeze=False,
+                             constrained_layout=True)
+    for ax, t in zip(axes[0], targets):
+        d = ds.sel(target=t)
+        acc = d["accuracy"].transpose("epsilon", "repeat", "N").values
+        mean, _, sem = _spread(acc, 1)
+        for k, N in enumerate(Ns):
+            _band(ax, d["epsilon"].values, mean[:, k], sem[:, k], color=cmap(norm(N)))
+        ax.axhline(ds.attrs.get("threshold", 0.9), color="0.5", ls=":", lw=1)
+        ax.set_title(_TITLES[t])
+        ax.set_xlabel(r"relative perturbation $\varepsilon$ (Eq. 5)")
+        ax.set_ylim(0.4, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy of each module on its N")
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label="N (module's task)")
+    return fig
+
+
+def plot_weight_conservation(conservation: xr.Dataset) -> Any:
+    """004 Fig. 5c: the variance of the normalised weight change between consecutive modules,
+    W^R and W^FF (a :func:`module_weight_conservation` result), against the module; lower =
+    more conserved.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.models import ModularRNN
+    >>> from trainers.modular_analysis import module_weight_conservation, plot_weight_conservation
+    >>> net = ModularRNN(12, n_modules=3, generator=torch.Generator().manual_seed(0))
+    >>> fig = plot_weight_conservation(module_weight_conservation(net))
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.4, 3.2), constrained_layout=True)
+    m = conservation["module"].values
+    for i, (name, label) in enumerate((("recurrent", "$W^R$"), ("feedforward", "$W^{FF}$"))):
+        v = conservation[name].values
+        if np.isfinite(v).any():
+            ax.plot(m, v, marker="o", color=_COLOURS[i],
+                    label=f"{label} (mean {np.nanmean(v):.3g})")
+    ax.set_xlabel("module m (change from m - 1 to m)")
+    ax.set_ylabel("variance of the normalised change")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+__all__ = ["TARGETS", "TARGET_NAMES", "PAPER_PAIRS", "trainable_parameters", "modular_parameters",
+           "baseline_parameters", "matched_baseline_units", "matched_baselines", "baseline_config", "perturb",
+           "model_targets", "tasks_solved", "perturbation_sweep", "module_weight_conservation",
+           "plot_tasks_solved", "plot_module_accuracy", "plot_weight_conservation"]

@@ -9,15 +9,19 @@ import pytest
 import torch
 
 import trainers
-from trainers.models import ModularRNN
+from trainers.models import GRU, LeakyRNN, ModularRNN
 from trainers.modular_analysis import (
     baseline_config,
     baseline_parameters,
     matched_baseline_units,
     matched_baselines,
     modular_parameters,
+    module_weight_conservation,
     perturb,
     perturbation_sweep,
+    plot_module_accuracy,
+    plot_tasks_solved,
+    plot_weight_conservation,
     tasks_solved,
 )
 
@@ -138,16 +142,20 @@ def test_perturbation_follows_eq5(target):
 
 def test_refusals_say_what_is_wrong():
     net = _net()
-    with pytest.raises(TypeError, match="ModularRNN.*dynatools.robustness.perturb"):
-        perturb(trainers.LeakyRNN(8, generator=_gen(0)), "recurrent", 0.1)
+    with pytest.raises(TypeError, match="ModularRNN.*LeakyRNN.*dynatools.robustness.perturb"):
+        perturb(GRU(8, generator=_gen(0)), "recurrent", 0.1)
     with pytest.raises(ValueError, match="target"):
         perturb(net, "W_in", 0.1)
     with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
         perturb(net, "recurrent", -0.1)
     with pytest.raises(ValueError, match="no feed-forward"):
         perturb(_net(n_modules=1), "feedforward", 0.1)
-    with pytest.raises(TypeError, match="ModularRNN"):
-        perturbation_sweep(trainers.LeakyRNN(8, generator=_gen(0)), "parity", [0.1], ["recurrent"], 1, 0)
+    with pytest.raises(ValueError, match="non-modular.*no feed-forward"):
+        perturb(trainers.LeakyRNN(8, generator=_gen(0)), "W_ff", 0.1)
+    with pytest.raises(ValueError, match="non-modular"):
+        perturbation_sweep(trainers.LeakyRNN(8, generator=_gen(0)), "parity", [0.1], ["feedforward"], 1, 0)
+    with pytest.raises(ValueError, match="twice"):
+        perturbation_sweep(net, "parity", [0.1], ["recurrent", "W_rec"], 1, 0)
     with pytest.raises(ValueError, match="threshold"):
         tasks_solved(net, KnownAccuracies([99, 99, 99]), threshold=90)
 
@@ -202,3 +210,214 @@ def test_perturbation_sweep_dataset():
     np.testing.assert_array_equal(ds["accuracy"], again["accuracy"])
     drawn = perturbation_sweep(net, KnownAccuracies([99, 99, 99]), [0.1], ["tau"], repeats=1, batches=1, batch=4)
     assert isinstance(drawn.attrs["seed"], int) and int(drawn["tasks_solved"].sum()) == 3
+
+
+# ------------------------------------------------------------------ non-modular networks (Fig. 3)
+def _leaky(n: int = 6, heads: int = 3, seed: int = 0) -> LeakyRNN:
+    return LeakyRNN(n, n_heads=heads, generator=_gen(seed))
+
+
+@pytest.mark.parametrize("target", ["recurrent", "W_rec", "tau"])
+def test_leaky_eps_zero_is_a_bitwise_copy_with_the_same_accuracy(target):
+    net = _leaky()
+    out = perturb(net, target, 0.0, _gen(1))
+    assert out is not net
+    for (name, p), (name2, q) in zip(net.named_parameters(), out.named_parameters()):
+        assert name == name2 and torch.equal(p, q)
+    a = tasks_solved(net, "parity", batches=2, batch=32, generator=_gen(5))
+    b = tasks_solved(out, "parity", batches=2, batch=32, generator=_gen(5))
+    np.testing.assert_array_equal(a["accuracy"], b["accuracy"])
+    ds = perturbation_sweep(net, "parity", [0.0, 0.7], [target], repeats=3, seed=2, batches=1, batch=32)
+    for r in range(3):
+        np.testing.assert_array_equal(ds["accuracy"].isel(target=0, repeat=r).sel(epsilon=0.0), ds["base_accuracy"])
+
+
+def _frobenius(tensors) -> float:
+    """Frobenius norm by hand: the square root of the sum of squared entries (numpy, float64)."""
+    return float(np.sqrt(sum((np.asarray(t.detach(), dtype=np.float64) ** 2).sum() for t in tensors)))
+
+
+@pytest.mark.parametrize("model, target, name", [
+    ("leaky", "recurrent", "W_rec"), ("leaky", "tau", "tau"),
+    ("modular", "recurrent", "W_rec"), ("modular", "W_ff", "W_ff"), ("modular", "tau", "tau")])
+@pytest.mark.parametrize("eps", [0.05, 0.5, 2.0])
+def test_the_perturbation_norm_is_eps_times_the_norm_of_the_group(model, target, name, eps):
+    """Eq. 5 in float64: ||W~ - W||_F = eps ||W||_F over the whole group (every module's block
+    together), computed entry by entry in the test."""
+    net = (_leaky(9) if model == "leaky" else _net(n_modules=3, module_size=5)).double()
+    out = perturb(net, target, eps, _gen(3))
+    before, after = getattr(net, name), getattr(out, name)
+    before = [before] if isinstance(before, torch.Tensor) else list(before)
+    after = [after] if isinstance(after, torch.Tensor) else list(after)
+    change = _frobenius([b - a for a, b in zip(before, after)])
+    assert change == pytest.approx(eps * _frobenius(before), rel=1e-12)
+
+
+@pytest.mark.parametrize("model", ["leaky", "modular"])
+def test_tau_only_increases(model):
+    """004: "we also only perturb tau_i in positive direction to avoid tau < 1": every unit's
+    tau is at least what it was, for every seed and strength, and the dynamics' tau too."""
+    net = _leaky(20) if model == "leaky" else _net(n_modules=4, module_size=5)
+    tau = torch.cat([t.detach().flatten() for t in ([net.tau] if model == "leaky" else net.tau)])
+    for seed in range(20):
+        for eps in (0.01, 0.3, 3.0):
+            out = perturb(net, "tau", eps, _gen(seed))
+            new = torch.cat([t.detach().flatten() for t in ([out.tau] if model == "leaky" else out.tau)])
+            assert (new >= tau).all() and (new > tau).any()
+            assert (out.effective_tau() >= net.effective_tau()).all()
+
+
+def test_sweep_of_a_non_modular_network_and_its_statistics():
+    net = _leaky(8, heads=3)
+    ds = perturbation_sweep(net, "parity", [0.0, 0.4, 2.0], repeats=4, seed=1, batches=1, batch=32)
+    assert ds["target"].values.tolist() == ["recurrent", "tau"]          # no W_ff in a non-modular network
+    assert "module" not in ds.coords and ds.attrs["model"] == "LeakyRNN" and ds.attrs["n_modules"] == 0
+    assert ds["N"].values.tolist() == [2, 3, 4]                           # one per head
+    solved = ds["tasks_solved"].values.astype(float)                      # (target, epsilon, repeat)
+    np.testing.assert_allclose(ds["tasks_solved_mean"], solved.sum(2) / 4)
+    dev = np.sqrt(((solved - solved.mean(2, keepdims=True)) ** 2).sum(2) / 3)
+    np.testing.assert_allclose(ds["tasks_solved_std"], dev)
+    np.testing.assert_allclose(ds["tasks_solved_sem"], dev / 2)
+    np.testing.assert_allclose(ds["accuracy_mean"], ds["accuracy"].values.mean(2))
+    one = perturbation_sweep(net, "parity", [0.4], ["tau"], repeats=1, seed=1, batches=1, batch=32)
+    assert np.isnan(one["tasks_solved_sem"]).all()                        # no spread from one repeat
+
+
+def test_a_target_draws_the_same_directions_whatever_else_is_swept():
+    net = _net(n_modules=3, module_size=4)
+    both = perturbation_sweep(net, "parity", [0.0, 0.8], ["recurrent", "tau"], repeats=2, seed=9, batches=1, batch=32)
+    alone = perturbation_sweep(net, "parity", [0.0, 0.8], ["tau"], repeats=2, seed=9, batches=1, batch=32)
+    np.testing.assert_array_equal(both["accuracy"].sel(target="tau"), alone["accuracy"].sel(target="tau"))
+    assert both["module"].values.tolist() == [0, 1, 2] and both.attrs["n_modules"] == 3
+
+
+# ------------------------------------------------------------------ hand-built networks
+def _heads_for(net, vectors) -> None:
+    """Head k says 1 when ``vectors[k] . h > 0.5`` (None: a constant head that always says 0)."""
+    with torch.no_grad():
+        for k, v in enumerate(vectors):
+            w = torch.zeros_like(net.heads.weight[k])
+            b = torch.zeros_like(net.heads.bias[k])
+            if v is None:
+                b[0] = 1.0
+            else:
+                w[1] = 10.0 * torch.as_tensor(v, dtype=w.dtype)
+                b[1] = -5.0
+            net.heads.weight[k].copy_(w)
+            net.heads.bias[k].copy_(b)
+
+
+def hand_built_leaky() -> LeakyRNN:
+    """Six ReLU units with tau = 1 (r_t = relu(W r_{t-1} + W_in s_t + b)), wired as a delay line
+    and threshold units: c = s_t, d = s_{t-1}, d2 = s_{t-2}, e = [s_t + s_{t-1} >= 2],
+    g1 - g2 = [s_t + s_{t-1} + s_{t-2} >= 2]. Then 2-parity = c + d - 2e and 3-parity =
+    c + d + d2 - 2 (g1 - g2) exactly: head 0 (N = 2) and head 1 (N = 3) are always right; head 2
+    (N = 4) is constant."""
+    net = LeakyRNN(6, n_heads=3, tau=1.0, train_tau=False, nonlinearity="inside", activation="relu",
+                   generator=_gen(0))
+    W = torch.zeros(6, 6)
+    W[1, 0] = W[2, 1] = W[3, 0] = 1.0                 # d <- c, d2 <- d, e <- c
+    W[4, 0] = W[4, 1] = W[5, 0] = W[5, 1] = 1.0       # g1, g2 <- c + d
+    with torch.no_grad():
+        net.W_rec.copy_(W)
+        net.W_in.copy_(torch.tensor([[1.0], [0.0], [0.0], [1.0], [1.0], [1.0]]))
+        net.b_in.copy_(torch.tensor([0.0, 0.0, 0.0, -1.0, -1.0, -2.0]))
+        net.b_rec.zero_()
+    _heads_for(net, [[1, 1, 0, -2, 0, 0], [1, 1, 1, 0, -2, 2], None])
+    return net
+
+
+def hand_built_modular() -> ModularRNN:
+    """Three modules of 5 ReLU units, tau = 1. Module 0: c = s_t, d = s_{t-1}, e = [s_t + s_{t-1}
+    >= 2] (2-parity = c + d - 2e); module 1, through W^FF from module 0's previous step: c' = s_t,
+    d' = s_{t-1}, d2' = s_{t-2}, g1 - g2 = [s_t + s_{t-1} + s_{t-2} >= 2] (3-parity = c' + d' +
+    d2' - 2 (g1 - g2)); module 2 silent with a constant head."""
+    net = ModularRNN(15, n_modules=3, n_heads=3, tau=1.0, train_tau=False, activation="relu",
+                     generator=_gen(0))
+    with torch.no_grad():
+        for p in [*net.W_rec, *net.W_ff, *net.W_in, *net.bias]:
+            p.zero_()
+        net.W_rec[0][1, 0] = net.W_rec[0][2, 0] = 1.0           # d <- c, e <- c
+        net.W_in[0][[0, 2], 0] = 1.0
+        net.bias[0][2] = -1.0
+        net.W_ff[0][1, 0] = net.W_ff[0][2, 1] = 1.0             # d' <- c, d2' <- d (module 0)
+        net.W_ff[0][3, 0] = net.W_ff[0][3, 1] = net.W_ff[0][4, 0] = net.W_ff[0][4, 1] = 1.0
+        net.W_in[1][[0, 3, 4], 0] = 1.0
+        net.bias[1][3], net.bias[1][4] = -1.0, -2.0
+        net.W_ff[1][0, 0] = 1.0                                   # module 2 gets something to lose
+    _heads_for(net, [[1, 1, -2, 0, 0], [1, 1, 1, -2, 2], None])
+    return net
+
+
+@pytest.mark.parametrize("build", [hand_built_leaky, hand_built_modular])
+def test_tasks_solved_of_hand_built_parity_networks(build):
+    net = build()
+    ds = tasks_solved(net, "parity", batches=4, batch=128, generator=_gen(0))
+    assert ds["N"].values.tolist() == [2, 3, 4]
+    np.testing.assert_array_equal(ds["accuracy"].values[:2], [1.0, 1.0])       # exact by construction
+    assert ds["accuracy"].values[2] < 0.9                                      # a constant answer to 4-parity
+    assert int(ds["tasks_solved"]) == 2 and ds["solved"].values.tolist() == [True, True, False]
+    sweep = perturbation_sweep(net, "parity", [0.0, 0.01], repeats=2, seed=0, batches=2, batch=64)
+    assert int(sweep["base_tasks_solved"]) == 2
+    assert (sweep["tasks_solved"].sel(epsilon=0.0) == 2).all()
+
+
+def test_a_feedforward_perturbation_never_reaches_upstream_modules():
+    """004 Fig. 5: "the effect of a perturbation is always downstream". W^FF feeds modules 1 and
+    2 only, so module 0's accuracy on N = 2 is exactly the unperturbed one at every strength, while
+    a strong perturbation breaks module 1's 3-parity."""
+    net = hand_built_modular()
+    ds = perturbation_sweep(net, "parity", [0.0, 0.5, 2.0, 8.0], ["feedforward"], repeats=3, seed=0, batches=2,
+                            batch=64)
+    assert ds["module"].values.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(ds["accuracy"].sel(N=2), 1.0)
+    assert float(ds["accuracy"].sel(N=3, epsilon=8.0).min()) < 1.0
+
+
+# ------------------------------------------------------------------ weight conservation (Fig. 5c)
+def test_module_weight_conservation_against_a_direct_computation():
+    net = _net(n_modules=4, module_size=5, seed=2)
+    with torch.no_grad():
+        net.W_rec[2].copy_(3.0 * net.W_rec[1] + 0.5)        # an affine copy (the diagonal is left out)
+    ds = module_weight_conservation(net)
+    off = ~np.eye(5, dtype=bool)
+
+    def direct(a, b):
+        a, b = (np.asarray(x.detach(), dtype=np.float64) for x in (a, b))
+        za, zb = ((x - x.mean()) / x.std() for x in (a, b))
+        return ((zb - za) ** 2).mean() - (zb - za).mean() ** 2
+
+    expected_rec = [direct(net.W_rec[m - 1][off], net.W_rec[m][off]) for m in (1, 2, 3)]
+    np.testing.assert_allclose(ds["recurrent"], expected_rec, rtol=1e-10)
+    assert ds["recurrent"].sel(module=2) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(ds["feedforward"].sel(module=1))
+    np.testing.assert_allclose(ds["feedforward"].values[1:], [direct(net.W_ff[0], net.W_ff[1]),
+                                                              direct(net.W_ff[1], net.W_ff[2])], rtol=1e-10)
+    assert ds.attrs["recurrent_mean"] == pytest.approx(np.mean(expected_rec))
+    with pytest.raises(ValueError, match="at least 2"):
+        module_weight_conservation(_net(n_modules=1))
+    with pytest.raises(TypeError, match="ModularRNN"):
+        module_weight_conservation(_leaky())
+
+
+def test_figures_draw_every_target():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mod = perturbation_sweep(_net(n_modules=3, module_size=4), "parity", [0.0, 1.0], repeats=2, seed=0, batches=1,
+                             batch=16)
+    base = perturbation_sweep(_leaky(8), "parity", [0.0, 1.0], repeats=2, seed=0, batches=1, batch=16)
+    fig = plot_tasks_solved({"modular": mod, "non-modular": base})
+    assert [ax.get_title() for ax in fig.axes] == ["recurrent weights $W^R$", "feed-forward weights $W^{FF}$",
+                                                   r"timescales $\tau$ (upward only)"]
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1     # W^FF: the modular network only
+    fig2 = plot_module_accuracy(mod)
+    assert len(fig2.axes[0].lines) == 3 + 1                                # one line per N, and the threshold
+    fig3 = plot_weight_conservation(module_weight_conservation(_net(n_modules=3, module_size=4)))
+    with pytest.raises(TypeError, match="one perturbation_sweep"):
+        plot_module_accuracy({"a": mod})
+    for f in (fig, fig2, fig3):
+        plt.close(f)
