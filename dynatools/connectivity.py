@@ -186,26 +186,60 @@ def weight_change(W_before: Any, W_after: Any, *, name: str = "W_rec") -> xr.Dat
     )
 
 
-def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: str = "module") -> xr.DataArray:
-    """Variance of the normalised weight change between consecutive modules (004, Fig. 5c).
+def weight_conservation(modules: Sequence[Any] | xr.DataArray | xr.Dataset, *, module_dim: str = "module",
+                        name: str = "W_rec", blocks: Sequence[str] = ("W_R", "W_FF"),
+                        exclude_self: bool = True) -> xr.DataArray | xr.Dataset:
+    r"""Variance of the normalised weight change between consecutive modules (004, Fig. 5c).
 
-    Each module's weights are normalised by their own mean and standard deviation,
-    ``W_bar = (W - mean W) / std W``; the change between corresponding units of consecutive
-    modules is ``dW_bar = W_bar^m - W_bar^(m-1)`` and its variance over all (i, j) measures how
-    little the weights were conserved (lower = more conserved).
+    Modular-growth paper (``shared/seeds/004_*``), "Recurrent vs Feedforward Connections": each
+    module's weights are normalised by their own mean and standard deviation,
+    :math:`\overline{W} = (W - \langle W \rangle) / \sigma_W`; the change between corresponding
+    neurons i, j of consecutive modules is
+    :math:`\Delta\overline{W}_{ij} = \overline{W}^m_{ij} - \overline{W}^{m-1}_{ij}`, and its
+    variance over all (i, j), :math:`\sigma^2_{\Delta\overline{W}}`, measures how little the
+    weights were conserved (lower = more conserved; 0 for an exact or affine copy).
 
     Parameters
     ----------
-    modules : sequence of arrays of one shape, or DataArray with dim ``module_dim``
-        The corresponding weight blocks of modules 0, 1, ... (e.g. each module's recurrent
-        block ``W_R``, or its feedforward block ``W_FF``); they need not be square.
+    modules : sequence of arrays of one shape, DataArray with dim ``module_dim``, or Dataset
+        - the corresponding weight blocks of modules 0, 1, ... (e.g. each module's recurrent
+          block ``W_R``, or its feed-forward block ``W_FF``); they need not be square;
+        - a modular recording (or any Dataset) with the recurrent weights ``name`` ``(unit,
+          unit_pre)`` and a ``module_dim`` coordinate on ``unit`` (``trainers.record`` of a
+          ``ModularRNN`` stores both): each module's recurrent block :math:`W^R_m` (rows and
+          columns of module m) and feed-forward block :math:`W^{FF}_m` (rows of module m,
+          columns of module m - 1; 004 Eq. 4) are cut out of the matrix and compared. Unit i of
+          module m corresponds to unit i of module m - 1 in the order of the ``unit`` dim; the
+          modules are taken in ascending order of their labels.
     module_dim : str, default="module"
+        The DataArray's module dim, or the Dataset's per-unit module coordinate.
+    name : str, default="W_rec"
+        Dataset only: the recurrent weight variable.
+    blocks : sequence of {"W_R", "W_FF"}, default=("W_R", "W_FF")
+        Dataset only: the blocks compared. ``W_R`` needs 2 modules, ``W_FF`` 3 (module 0 has no
+        feed-forward block, so the first change is from module 1's to module 2's).
+    exclude_self : bool, default=True
+        Dataset only: leave out the diagonal of the recurrent blocks (004's networks have no
+        self-connections: those entries are fixed at zero and are not weights).
 
     Returns
     -------
-    xarray.DataArray
-        ``variance`` over ``module`` = 1, 2, ... (the change from module m-1 to m; the later
-        module's label when a DataArray with a ``module`` coordinate is given); attrs ``mean``.
+    xarray.DataArray or xarray.Dataset
+        Blocks given: ``variance`` over ``module`` = 1, 2, ... (the change from module m-1 to
+        m; the later module's label when a DataArray with a ``module`` coordinate is given);
+        attrs ``mean``.
+        Dataset given: a Dataset over ``module`` (the later module's label of each change) with
+        ``W_R`` (the change between the recurrent blocks of modules m-1 and m, from the second
+        module on) and ``W_FF`` (between the feed-forward blocks of modules m-1 and m, from the
+        third module on; NaN at the second), as requested by ``blocks``; attrs ``mean_W_R``,
+        ``mean_W_FF``, ``module_size``, ``exclude_self``, ``weights``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 modules (3 for ``W_FF``), blocks of different shapes, a block whose weights
+        are all equal; for a Dataset also: no weights ``name``, no ``module_dim`` coordinate on
+        ``unit``, or modules of unequal size.
 
     Examples
     --------
@@ -214,17 +248,42 @@ def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: st
     >>> W0 = np.array([[1.0, 2.0], [3.0, 4.0]])
     >>> weight_conservation([W0, 2 * W0 + 1]).values   # an affine copy is perfectly conserved
     array([0.])
+
+    A modular recording: three modules of two units whose blocks are exact copies.
+
+    >>> import xarray as xr
+    >>> R, F = np.array([[0.0, 1.0], [-2.0, 0.0]]), np.array([[0.5, -1.0], [2.0, 3.0]])
+    >>> Z = np.zeros((2, 2))
+    >>> W = np.block([[R, Z, Z], [F, R, Z], [Z, F, R]])
+    >>> rec = xr.Dataset({"W_rec": (("unit", "unit_pre"), W)},
+    ...                  coords={"unit": np.arange(6), "module": ("unit", [0, 0, 1, 1, 2, 2])})
+    >>> res = weight_conservation(rec)
+    >>> res.W_R.values, res.W_FF.values
+    (array([0., 0.]), array([nan,  0.]))
     """
+    if isinstance(modules, xr.Dataset):
+        return _conservation_of_recording(modules, module_dim=module_dim, name=name, blocks=blocks,
+                                          exclude_self=exclude_self)
     labels = None
     if isinstance(modules, xr.DataArray):
         if module_dim not in modules.dims:
             raise ValueError(f"dimension {module_dim!r} not found in {tuple(modules.dims)}; pass module_dim=.")
-        blocks = [np.asarray(modules.isel({module_dim: i}).values, dtype=np.float64)
-                  for i in range(modules.sizes[module_dim])]
+        parts = [np.asarray(modules.isel({module_dim: i}).values, dtype=np.float64)
+                 for i in range(modules.sizes[module_dim])]
         if module_dim in modules.coords:
             labels = modules[module_dim].values[1:]
     else:
-        blocks = [np.asarray(b, dtype=np.float64) for b in modules]
+        parts = [np.asarray(b, dtype=np.float64) for b in modules]
+    var = _conservation_variance(parts)
+    return xr.DataArray(var, dims=[module_dim],
+                        coords={module_dim: labels if labels is not None else np.arange(1, len(parts))},
+                        name="variance", attrs={"mean": float(var.mean()),
+                                                "long_name": "variance of the normalised weight change"})
+
+
+def _conservation_variance(blocks: list[np.ndarray]) -> np.ndarray:
+    """``var(W_bar^m - W_bar^(m-1))`` for m = 1..len(blocks)-1, each block normalised by its own
+    mean and std (004 Fig. 5c), with the checks of :func:`weight_conservation`."""
     if len(blocks) < 2:
         raise ValueError(f"weight_conservation needs at least 2 modules; found {len(blocks)}.")
     shapes = {b.shape for b in blocks}
@@ -242,11 +301,66 @@ def weight_conservation(modules: Sequence[Any] | xr.DataArray, *, module_dim: st
         if not sd > 0:
             raise ValueError(f"module {m}'s weights are all equal; they cannot be normalised by their std.")
         normalised.append((b - b.mean()) / sd)
-    var = np.array([np.var(normalised[m] - normalised[m - 1]) for m in range(1, len(blocks))])
-    return xr.DataArray(var, dims=[module_dim],
-                        coords={module_dim: labels if labels is not None else np.arange(1, len(blocks))},
-                        name="variance", attrs={"mean": float(var.mean()),
-                                                "long_name": "variance of the normalised weight change"})
+    return np.array([np.var(normalised[m] - normalised[m - 1]) for m in range(1, len(blocks))])
+
+
+_BLOCKS = ("W_R", "W_FF")
+
+
+def _conservation_of_recording(ds: xr.Dataset, *, module_dim: str, name: str, blocks: Sequence[str],
+                               exclude_self: bool) -> xr.Dataset:
+    """:func:`weight_conservation` of a Dataset with ``name`` (unit, unit_pre) and a per-unit
+    ``module_dim`` coordinate: the W^R and W^FF blocks of every module, compared."""
+    if isinstance(blocks, str):
+        blocks = (blocks,)
+    blocks = tuple(blocks)
+    unknown = [b for b in blocks if b not in _BLOCKS]
+    if unknown or not blocks:
+        raise ValueError(f"blocks={blocks!r}: choose one or both of {list(_BLOCKS)}.")
+    W = as_weights(ds, name)
+    if module_dim not in ds.coords or tuple(ds[module_dim].dims) != ("unit",):
+        found = f"dims {tuple(ds[module_dim].dims)}" if module_dim in ds.coords else "none"
+        raise ValueError(f"weight_conservation of a recording needs a {module_dim!r} coordinate on 'unit' (the "
+                         f"module of every unit; found {found}). Record a modular network (trainers.record of a "
+                         f"ModularRNN stores it), assign it (ds.assign_coords({module_dim}=('unit', labels))), or "
+                         f"pass the modules' weight blocks as a list.")
+    module = np.asarray(ds[module_dim].values)
+    if "unit_pre" in ds.coords and not np.array_equal(ds["unit_pre"].values, ds["unit"].values):
+        raise ValueError(f"{name}'s columns (unit_pre {ds['unit_pre'].values.tolist()[:6]}...) are not in the order "
+                         f"of its rows (unit {ds['unit'].values.tolist()[:6]}...); reorder them "
+                         f"(ds.reindex(unit_pre=ds.unit.values)) so that block (m, m-1) is module m's W^FF.")
+    labels, sizes = np.unique(module, return_counts=True)
+    if len(set(sizes.tolist())) != 1:
+        raise ValueError(f"the modules have unequal sizes ({dict(zip(labels.tolist(), sizes.tolist()))} units); "
+                         f"corresponding weights of consecutive modules need modules of one size.")
+    need = 3 if "W_FF" in blocks else 2
+    if len(labels) < need:
+        hint = " Pass blocks=('W_R',) to compare only the recurrent blocks." if len(labels) == 2 else ""
+        raise ValueError(f"weight_conservation compares consecutive modules; the recording has {len(labels)} "
+                         f"module(s) ({labels.tolist()}), and {'W_FF' if need == 3 else 'W_R'} needs at least "
+                         f"{need} (module 0 has no feed-forward block).{hint}")
+    idx = [np.flatnonzero(module == lab) for lab in labels]
+    size = int(sizes[0])
+    off = ~np.eye(size, dtype=bool) if exclude_self else np.ones((size, size), dtype=bool)
+    if off.sum() < 2:
+        raise ValueError(f"modules of {size} unit(s) have {int(off.sum())} recurrent weight(s) (diagonal "
+                         f"{'excluded' if exclude_self else 'included'}); a std needs 2.")
+    out = xr.Dataset(coords={module_dim: labels[1:]})
+    attrs: dict[str, Any] = {"module_size": size, "exclude_self": int(exclude_self), "weights": name}
+    if "W_R" in blocks:
+        rec_blocks = [W[np.ix_(i, i)][off] for i in idx]
+        out["W_R"] = (module_dim, _conservation_variance(rec_blocks))
+        out["W_R"].attrs["long_name"] = "variance of the normalised change of the recurrent weights W^R"
+        attrs["mean_W_R"] = float(out["W_R"].mean())
+    if "W_FF" in blocks:
+        ff_blocks = [W[np.ix_(idx[m], idx[m - 1])] for m in range(1, len(idx))]
+        var = np.concatenate([[np.nan], _conservation_variance(ff_blocks)])
+        out["W_FF"] = (module_dim, var)
+        out["W_FF"].attrs["long_name"] = "variance of the normalised change of the feed-forward weights W^FF"
+        attrs["mean_W_FF"] = float(np.nanmean(var))
+    out[module_dim].attrs["description"] = "the later module m of each change m-1 -> m"
+    out.attrs = attrs
+    return out
 
 
 def weight_spectrum(W: Any, *, name: str = "W_rec") -> xr.Dataset:
