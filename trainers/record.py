@@ -304,9 +304,17 @@ def _check_p(p: Any, trials: int) -> tuple[float | str, np.ndarray | None]:
 
 
 def _static_fields(model: torch.nn.Module, Ns: Sequence[int] | None) -> dict[str, Any]:
+    """Weights, per-unit coordinates and head labels of a random-bit recording (time in steps).
+
+    Per-unit coordinates come from ``model.unit_coords()`` when the model has it (e.g.
+    ``module`` of a :class:`~trainers.models.ModularRNN`, 004 Fig. 4-5), as on the trial-task
+    path; ``tau`` is ``effective_tau()`` when the model has it (the timescales the dynamics use,
+    in the model's own units, as before), else ``unit_coords()``'s ``tau``."""
     fields: dict[str, Any] = {}
     if hasattr(model, "recording_weights"):
         fields.update(model.recording_weights())
+    if hasattr(model, "unit_coords"):
+        fields.update(model.unit_coords())
     if hasattr(model, "effective_tau"):
         with torch.no_grad():
             fields["tau"] = model.effective_tau().cpu().numpy()
