@@ -108,7 +108,9 @@ def record(model: torch.nn.Module, task: Any = "parity", *, Ns: Sequence[int] | 
     xarray.Dataset
         A recording that passes :func:`dynatools.validate`: ``activity`` (trial, time, unit)
         float32, ``input`` (trial, time, input_dim), ``tau`` as a unit coordinate (leaky RNN),
-        weights ``W_rec``, ``W_in``, ``W_out``, ``bias``, heads labeled by their ``N``.
+        the model's other per-unit labels from ``unit_coords()`` (e.g. ``module`` of a
+        :class:`~trainers.models.ModularRNN`, on every task), weights ``W_rec``, ``W_in``,
+        ``W_out``, ``bias``, heads labeled by their ``N``.
 
     Examples
     --------
