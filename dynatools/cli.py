@@ -1,4 +1,4 @@
-"""Command line: ``dynatools info | timescales | demo``, on recordings.
+"""Command line: ``dynatools info | timescales | spectrum | demo``, on recordings.
 
 Run ``dynatools --help`` or ``dynatools SUBCOMMAND --help``; docs/cli.md has examples. Commands
 that load trained networks from run directories (analyze, report, lyapunov, hessian) are
@@ -121,6 +121,56 @@ def _one_line_warnings(prefix: str, spell_flags: bool = True):
                     print(f"{prefix}: warning: {text}", file=sys.stderr)
 
 
+def _cmd_spectrum(args: argparse.Namespace) -> int:
+    from dynatools.recording import open_recording, write_netcdf_atomic
+    from dynatools.spectrum import plot_power_spectrum, power_spectrum
+
+    if args.output is None and args.plot is None and args.quiet:
+        raise ValueError("nothing to do: -q hides the summary and neither --out nor --plot was given; pass "
+                         "--out spectrum.nc and/or --plot spectrum.png.")
+    ds = open_recording(args.file)
+    if args.period:
+        from dynatools.recording import select_period
+
+        ds = select_period(ds, args.period)
+    try:
+        res = power_spectrum(ds, var=args.var, nperseg=args.nperseg, noverlap=args.noverlap, detrend=args.detrend)
+    except ValueError as exc:       # name this command's flags, not the keywords
+        import re
+
+        text = re.sub(r"\b(nperseg|noverlap)=(\d+)", r"--\1 \2", str(exc)).replace("pass var=", "pass --var")
+        raise ValueError(text) from exc
+    if "member" in res.dims and "member" not in res.coords:        # label the members 0..K-1
+        res = res.assign_coords(member=np.arange(res.sizes["member"]))
+    res.attrs["source"] = str(args.file)
+    if args.period:
+        res.attrs["selected_period"] = ", ".join(args.period)
+    if args.output is not None:
+        out = write_netcdf_atomic(res, args.output)
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        fig = plot_power_spectrum(res)
+        fig.savefig(args.plot, dpi=120)
+    if not args.quiet:
+        units = res["frequency"].attrs["units"]
+        fc = np.atleast_1d(res["mean_characteristic_frequency"].values)
+        per_unit = res["characteristic_frequency"].values
+        median = f"{np.nanmedian(per_unit):.4g}" if np.isfinite(per_unit).any() else "nan"
+        channels = res["characteristic_frequency"].sizes
+        shape = " x ".join(f"{n} {d}(s)" for d, n in channels.items())
+        print(f"{args.file}: Welch spectra of {args.var} for {shape}, nperseg {res.attrs['nperseg']} "
+              f"(resolution {res.attrs['frequency_resolution']:.4g} {units}, {res.attrs['n_segments']} segments)")
+        print(f"  characteristic frequency (peak of the unit-averaged spectrum): "
+              f"{', '.join(f'{v:.4g}' for v in fc)} {units}; per unit median {median} {units}")
+        if args.output is not None:
+            print(f"  wrote {out}")
+        if args.plot is not None:
+            print(f"  figure: {args.plot}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dynatools as dt
     from dynatools import plot
@@ -189,6 +239,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "each trial's segment from its start (needs a 'period' coordinate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_timescales)
+
+    p = sub.add_parser(
+        "spectrum",
+        help="Welch power spectra per unit and of the population, with the characteristic frequency",
+        description="Welch power spectra of a recording variable (activity or input) per unit, averaged over "
+        "trials, their average over units and the spectrum of the population-averaged signal, in cycles/step "
+        "(or Hz for recordings in seconds), with the characteristic frequency (the maximal peak, Dubinin & "
+        "Effenberger 2024, Sec. 4.2); optionally written to netCDF and drawn.",
+    )
+    p.add_argument("file", type=Path, help="a recording (netCDF4)")
+    p.add_argument("-o", "--output", "--out", type=Path, default=None, metavar="FILE",
+                   help="result file (netCDF4); default: print the summary only")
+    p.add_argument("--var", default="activity", help="the variable to analyse: activity (default) or input")
+    p.add_argument("--nperseg", type=int, default=None, metavar="N",
+                   help="samples per Welch segment (default 256, or the shortest trial); resolution 1/(N dt)")
+    p.add_argument("--noverlap", type=int, default=None, metavar="N", help="overlap of segments (default N/2)")
+    p.add_argument("--detrend", choices=("constant", "linear"), default="constant",
+                   help="removed from each segment before its periodogram (default: its mean)")
+    p.add_argument("--plot", type=Path, default=None, metavar="FIG", help="draw the spectra to this image file")
+    p.add_argument("--period", action="append", default=None, metavar="NAME",
+                   help="analyse only the steps of this task period (repeat for consecutive periods)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=_cmd_spectrum)
 
     p = sub.add_parser(
         "demo",

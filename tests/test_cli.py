@@ -136,3 +136,35 @@ def test_timescales_dtype_and_short_rule_flags(tmp_path, capsys):
     a, b = xr.load_dataset(tmp_path / "a.nc"), xr.load_dataset(tmp_path / "b.nc")
     assert a.status.values.tolist() == ["ok", "short"] and "short" not in b.status.values
     np.testing.assert_allclose(b.tau_net, a.tau_net, rtol=1e-4)
+
+
+@pytest.fixture
+def sine_recording(tmp_path):
+    """Two trials x 2048 steps of 3 units oscillating at 0.125 cycles/step (dt = 0.01 s), plus noise."""
+    t = np.arange(2048)
+    x = np.sin(2 * np.pi * 0.125 * t)[None, :, None] + 0.1 * np.random.default_rng(0).standard_normal((2, 2048, 3))
+    path = tmp_path / "sine.nc"
+    dt.save_recording(dt.from_array(x, dt=0.01, time_units="s"), path)
+    return path
+
+
+def test_spectrum_writes_the_spectra_and_a_figure(sine_recording, tmp_path, capsys):
+    out, fig = tmp_path / "spectrum.nc", tmp_path / "spectrum.png"
+    assert main(["spectrum", str(sine_recording), "--nperseg", "128", "--out", str(out), "--plot", str(fig)]) == 0
+    printed = capsys.readouterr().out
+    assert "characteristic frequency (peak of the unit-averaged spectrum): 12.5 Hz" in printed and "wrote" in printed
+    import xarray as xr
+
+    res = xr.load_dataset(out)
+    assert res.power.dims == ("unit", "frequency") and res.sizes["frequency"] == 65
+    assert res.frequency.attrs["units"] == "Hz" and float(res.mean_characteristic_frequency) == 12.5
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_spectrum_names_its_flags_in_errors(sine_recording, tmp_path, capsys):
+    assert main(["spectrum", str(sine_recording), "--nperseg", "4096", "-o", str(tmp_path / "s.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: --nperseg 4096 is longer than the data" in err
+    assert not (tmp_path / "s.nc").exists()
+    assert main(["spectrum", str(sine_recording), "--var", "input"]) == 2
+    assert "no variable 'input'" in capsys.readouterr().err
