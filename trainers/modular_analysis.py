@@ -809,8 +809,8 @@ def plot_module_accuracy(sweep: xr.Dataset, *, targets: Sequence[str] | None = N
     >>> from trainers.modular_analysis import perturbation_sweep, plot_module_accuracy
     >>> net = ModularRNN(12, n_modules=3, n_heads=3, generator=torch.Generator().manual_seed(0))
     >>> fig = plot_module_accuracy(perturbation_sweep(net, "parity", [0, 1], repeats=2, seed=0, batches=1, batch=16))
-    >>> len(fig.axes)       # W^FF, W^R, tau and the colour bar
-    4
+    >>> len(fig.axes)       # W^FF, W^R, tau
+    3
     """
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
@@ -835,14 +835,18 @@ def plot_module_accuracy(sweep: xr.Dataset, *, targets: Sequence[str] | None = N
         acc = d["accuracy"].transpose("epsilon", "repeat", "N").values
         mean, _, sem = _spread(acc, 1)
         for k, N in enumerate(Ns):
-            _band(ax, d["epsilon"].values, mean[:, k], sem[:, k], color=cmap(norm(N)))
+            _band(ax, d["epsilon"].values, mean[:, k], sem[:, k], color=cmap(norm(N)), label=f"N = {N}")
         ax.axhline(ds.attrs.get("threshold", 0.9), color="0.5", ls=":", lw=1)
         ax.set_title(_TITLES[t])
         ax.set_xlabel(r"relative perturbation $\varepsilon$ (Eq. 5)")
-        ax.set_ylim(0.4, 1.02)
+        ax.set_ylim(min(0.4, float(np.nanmin(mean)) - 0.02), 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy of each module on its N")
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label="N (module's task)")
+    if len(Ns) <= 8:
+        axes[0][-1].legend(fontsize=8, title="module's task", title_fontsize=8)
+    else:
+        bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label="N (module's task)")
+        bar.ax.yaxis.get_major_locator().set_params(integer=True)
     return fig
 
 

@@ -421,3 +421,118 @@ def test_figures_draw_every_target():
         plot_module_accuracy({"a": mod})
     for f in (fig, fig2, fig3):
         plt.close(f)
+
+
+# ------------------------------------------------------------------ trainers modular (CLI)
+#: A growth run that solves N = 2 (epoch 5) and N = 3 (epoch 13) and grows a third module, in seconds.
+TINY_GROWTH = {"task": "parity", "model": "modular", "curriculum": "growth", "units": 10, "module_size": 10,
+               "batch": 32, "steps_per_epoch": 50, "eval_batches": 2, "max_epochs": 14, "n_max": 4, "seed": 0,
+               "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def growth_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("runs") / "growth"
+    trainers.train(dict(TINY_GROWTH), d, progress=False)
+    rd = trainers.RunDir(d)
+    assert 2 in rd.solved() and rd.latest.model().n_modules >= 2
+    return d
+
+
+@pytest.fixture(scope="module")
+def leaky_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("runs") / "leaky"
+    trainers.train({"units": 8, "batch": 16, "steps_per_epoch": 4, "eval_batches": 1, "max_epochs": 1, "n_max": 4,
+                    "device": "cpu", "seed": 0}, d, progress=False)
+    return d
+
+
+def test_cli_baseline_prints_the_matched_size_and_both_counts(capsys):
+    from trainers.cli import main
+
+    assert main(["modular", "baseline", "--module-size", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "29 modules of 10 units (N = 2..30), 7208 trainable parameters" in out   # the count by hand above
+    assert "59 units with 29 heads, 7197 trainable parameters (-11)" in out
+    assert "004's pair: 54 units, 6322" in out
+    assert main(["modular", "baseline", "--module-size", "5", "--n-max", "6", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == str(matched_baseline_units(5, 6))
+
+
+def test_cli_perturb_writes_a_labelled_file_and_figures(growth_run, tmp_path, capsys):
+    import xarray as xr
+
+    from trainers.cli import main
+
+    pytest.importorskip("matplotlib")
+    out, fig, mod = tmp_path / "p.nc", tmp_path / "fig.png", tmp_path / "modules.svg"
+    argv = ["modular", "perturb", str(growth_run), "--N", "2", "--target", "W_rec", "tau", "--eps", "0", "0.3",
+            "--repeats", "2", "--batches", "1", "--batch", "32", "--out", str(out), "--plot", str(fig),
+            "--plot-modules", str(mod), "--threads", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "tasks solved, mean ± SEM over repeats" in printed and f"wrote {out}" in printed
+    ds = xr.load_dataset(out)
+    assert ds["target"].values.tolist() == ["recurrent", "tau"] and ds["epsilon"].values.tolist() == [0.0, 0.3]
+    assert ds["accuracy"].dims == ("target", "epsilon", "repeat", "N") and ds["N"].values.tolist() == [2]
+    assert ds["module"].values.tolist() == [0]
+    assert ds.attrs["checkpoint"].endswith("N002.pt") and ds.attrs["model"] == "ModularRNN"
+    assert ds.attrs["seed"] == 0 and ds.attrs["repeats"] == 2
+    # the same sweep from Python on the same network: the file holds exactly its numbers
+    model = trainers.RunDir(growth_run).checkpoint(2).model()
+    direct = perturbation_sweep(model, "parity", [0.0, 0.3], ["W_rec", "tau"], repeats=2, seed=0, Ns=[2], batches=1,
+                                batch=32)
+    np.testing.assert_array_equal(ds["accuracy"], direct["accuracy"])
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "<svg" in mod.read_text()
+    # the latest network, every target by default, quiet
+    assert main(["modular", "perturb", str(growth_run), "--eps", "0", "0.3", "--repeats", "1", "--batches", "1",
+                 "--batch", "16", "-o", str(tmp_path / "all.nc"), "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    assert xr.load_dataset(tmp_path / "all.nc")["target"].values.tolist() == ["recurrent", "feedforward", "tau"]
+
+
+def test_cli_perturb_of_a_non_modular_run(leaky_run, tmp_path, capsys):
+    import xarray as xr
+
+    from trainers.cli import main
+
+    assert main(["modular", "perturb", str(leaky_run), "--eps", "0", "0.5", "--repeats", "2", "--batches", "1",
+                 "--batch", "16", "-o", str(tmp_path / "l.nc")]) == 0
+    assert "LeakyRNN" in capsys.readouterr().out
+    ds = xr.load_dataset(tmp_path / "l.nc")
+    assert ds["target"].values.tolist() == ["recurrent", "tau"] and "module" not in ds.coords
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target", "W_ff"], "non-modular"),
+    (["--eps", "-0.1"], "eps must be a finite number >= 0"),
+    (["--repeats", "0"], "--repeats must be an integer >= 1"),
+    (["--plot", "{tmp}/fig.txt"], "the suffix sets the format"),
+    (["-o", "{tmp}/missing/p.nc"], "does not exist; create it first"),
+    (["--plot-modules", "{tmp}/m.png"], "non-modular LeakyRNN"),
+    (["--N", "9"], "no checkpoint for N=9"),
+])
+def test_cli_perturb_errors_are_one_line_messages(leaky_run, tmp_path, capsys, extra, message):
+    from trainers.cli import main
+
+    argv = ["modular", "perturb", str(leaky_run), "--repeats", "1", "--batches", "1", "--batch", "8",
+            *[a.format(tmp=tmp_path) for a in extra]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainers modular perturb: error: ") and message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())                       # nothing written
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    from trainers.cli import main
+
+    for argv, message in ((["modular"], "required: SUBCOMMAND"),
+                          (["modular", "perturb", str(tmp_path), "--target", "W_in"], "invalid choice: 'W_in'"),
+                          (["modular", "baseline"], "--module-size"),
+                          (["modular", "perturb", str(tmp_path / "none")], "not a trainers run directory")):
+        try:
+            code = main(argv)
+        except SystemExit as exc:                             # argparse's usage errors
+            code = exc.code
+        assert code == 2
+        assert message in capsys.readouterr().err
