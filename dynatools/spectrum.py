@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -38,8 +38,9 @@ __all__ = ["power_spectrum", "plot_power_spectrum", "DEFAULT_NPERSEG"]
 
 #: Welch segment length when ``nperseg`` is not given (scipy's default), capped at the shortest trial.
 DEFAULT_NPERSEG = 256
-#: Values of one variable read at once (trial x time x units), about 64 MB in float64.
-_BLOCK_VALUES = 2**23
+#: Values of one variable read at once (trial x time x units), 16 MB in float64; Welch's segments,
+#: windows and FFTs take about 6 times that while a block is analysed.
+_BLOCK_VALUES = 2**21
 #: The definition implemented, stored in the result's attributes.
 _DEFINITION = ("frequency > 0 of the highest value of the power spectrum (its maximal peak): the characteristic "
                "frequency of Dubinin & Effenberger 2024, Sec. 4.2 (peak of the average power spectrum of the "
@@ -87,8 +88,9 @@ def _channel_dim(da: xr.DataArray, var: str, time_dim: str, trial_dim: str, unit
     others = [str(d) for d in da.dims if d not in (time_dim, trial_dim, "member")]
     if var != "activity" and len(others) == 1:
         return others[0]
-    check_core_dims(da, [time_dim, unit_dim])
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise ValueError(f"Dimension(s) [{unit_dim!r}] not found in the data's dimensions {tuple(map(str, da.dims))}. "
+                     f"Pass the names your data uses (e.g. unit_dim='neuron'), or rename with "
+                     f"da.rename({{'your_name': '{unit_dim}'}}).")
 
 
 def _n_segments(length: int, nperseg: int, noverlap: int) -> int:
@@ -135,8 +137,8 @@ def power_spectrum(
     nperseg: int | None = None,
     noverlap: int | None = None,
     window: str | tuple | Sequence[float] = "hann",
-    detrend: str | bool = "constant",
-    scaling: str = "density",
+    detrend: Literal["constant", "linear", False] = "constant",
+    scaling: Literal["density", "spectrum"] = "density",
     chunk: int | None = None,
     time_dim: str = "time",
     trial_dim: str = "trial",
@@ -180,8 +182,8 @@ def power_spectrum(
         Power spectral density (units of the variable squared per frequency unit; integrates to
         the variance over frequency) or power spectrum (squared units), as in scipy.
     chunk : int, optional
-        Units (channels) read at once; default: as many as fit about 8 million values
-        (64 MB in float64) of ``trial x time`` each.
+        Units (channels) read at once; default: as many as fit 2**21 values (16 MB in float64)
+        of ``trial x time`` each. The working memory is about 6 times a block.
     time_dim, trial_dim, unit_dim : str
         Dimension names.
 
@@ -362,8 +364,7 @@ def plot_power_spectrum(spec: xr.Dataset, *, units: Sequence[Any] | None = None,
         A :func:`power_spectrum` result. With batch dims (an ensemble's ``member``), the
         unit-averaged spectrum of every entry is drawn, one line each, and no single units.
     units : sequence, optional
-        Labels of the units whose spectra are drawn thinly; default the first three (none for
-        more than 3 when ``units=[]``).
+        Labels of the units whose spectra are drawn thinly; default the first three; ``[]`` for none.
     ax : matplotlib Axes, optional
         Where to draw; a new figure by default.
     logy : bool, default=True
