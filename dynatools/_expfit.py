@@ -24,6 +24,7 @@ STATUS = (
     "tau_at_bound",  # tau_net of the selected model sits at a bound of the fit
     "tie",  # reference mode: equal criteria, tau_net is NaN (as in the authors' code)
     "failed",  # both fits failed: NaN results
+    "lag0_noise",  # the drop at lag 0 is observation noise: single model with a lag-0 noise term
 )
 FIELDS = (
     "tau_single",
@@ -39,6 +40,8 @@ FIELDS = (
     "tau_net",
     "r2",
     "n_timescales",
+    "noise_fraction",
+    "noise_term",
     "status",
 )
 _CODE = {name: i for i, name in enumerate(STATUS)}
@@ -104,6 +107,34 @@ def bartlett_se_ar1(t: np.ndarray, tau: np.ndarray, n_samples: float, spacing: f
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         p2k = phi2**k
         var = ((1 + phi2) * (1 - p2k) / (1 - phi2) - 2 * k * p2k) / n_samples
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def bartlett_se_noisy(t: np.ndarray, tau: np.ndarray, amplitude: np.ndarray, n_samples: float,
+                      spacing: float) -> np.ndarray:
+    """Standard error of an autocorrelation estimate at lags ``t >= spacing`` for an AR(1) process
+    observed with white noise: ``rho_0 = 1``, ``rho_k = a phi^k`` for ``k >= 1`` (``a`` =
+    ``amplitude``, ``1 - a`` the noise fraction).
+
+    Bartlett's formula (Box & Jenkins, Eq. 2.1.13),
+    ``N var r_k = sum_j (rho_j^2 + rho_{j+k} rho_{j-k} - 4 rho_k rho_j rho_{j+k} + 2 rho_j^2 rho_k^2)``,
+    summed in closed form for this ``rho``; with ``a = 1`` it is :func:`bartlett_se_ar1`. Lag 0
+    (where the estimate is exactly 1) gets 0. Returns ``(batch, n_lags)``.
+    """
+    k = (t / spacing)[None, :]
+    a = np.asarray(amplitude, dtype=np.float64)[:, None]
+    nu = 1.0 - a
+    phi2 = np.exp(-2.0 * spacing / tau)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        pk = np.sqrt(phi2) ** k
+        p2k = phi2**k
+        geo = phi2 / (1 - phi2)                                  # sum_{j>=1} phi^2j
+        s_sq = a**2 * (1 + 2 * geo) + 2 * nu * a + nu**2         # sum_j rho_j^2
+        s_cross = a**2 * ((2 * k + 1) * p2k + 2 * p2k * geo) + 2 * nu * a * p2k   # sum_j rho_{j+k} rho_{j-k}
+        s_lag = a**2 * pk * ((k + 1) + 2 * geo) + 2 * nu * a * pk                # sum_j rho_j rho_{j+k}
+        rho_k = a * pk
+        var = (s_sq + s_cross - 4 * rho_k * s_lag + 2 * rho_k**2 * s_sq) / n_samples
+    var = np.where(k > 0, var, 0.0)
     return np.sqrt(np.maximum(var, 0.0))
 
 
@@ -284,6 +315,121 @@ def criterion_value(rss: np.ndarray, n: int, k: int, criterion: str) -> np.ndarr
     return (2 * k if criterion == "aic" else k * np.log(n)) + base
 
 
+#: Ways to treat lag 0, see :func:`dynatools.timescales.fit_timescales`.
+LAG0 = ("auto", "include", "exclude")
+#: In ``lag0="auto"``, a lag-0 noise term smaller than this fraction of the lag-0 autocovariance
+#: never replaces the model without it (on noiseless data both fits are equally exact).
+NOISE_MIN = 1e-3
+#: Fewest fitted lags (from lag 1) for the double model with a lag-0 noise term (4 parameters).
+_MIN_LAGS_DOUBLE_LAG1 = 6
+
+
+def lag1_single_starts(t: np.ndarray, y: np.ndarray, bounds) -> np.ndarray:
+    """Starting points ``(batch, 2)`` for the single fit on lags from 1 (``t``, ``y`` without lag
+    0): tau from the log-linear slope of ``y / y[:, 0]``, amplitude ``y[:, 0] exp(t[0] / tau)``."""
+    lo, hi = bounds
+    first = y[:, :1]
+    positive = first[:, 0] > 0
+    yn = np.where(positive[:, None], y / np.where(positive[:, None], first, 1.0), y)
+    tau = _loglinear_tau(t - t[0], yn, lo[1], hi[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.where(positive, first[:, 0] * np.exp(t[0] / tau), 0.5)
+    return np.stack([np.clip(np.nan_to_num(a, nan=0.5), 0.01, hi[0]), tau], axis=1)
+
+
+def _fit_family(t: np.ndarray, y: np.ndarray, bounds, reference: bool, lag1: bool) -> dict:
+    """Single and double fits of one family: from lag 0, or from lag 1 (= a free lag-0 noise term:
+    the normalised lag 0 is then fitted exactly by ``a + noise``)."""
+    if lag1:
+        tt, yy = t[1:], y[:, 1:]
+        x0 = lag1_single_starts(tt, yy, bounds)
+    else:
+        tt, yy = t, y
+        x0 = single_starts(tt, yy, bounds, reference)
+    s = fit_single(tt, yy, bounds, x0, reference)
+    s_ok = s.converged & np.isfinite(s.cost)
+    if lag1 and tt.size < _MIN_LAGS_DOUBLE_LAG1:
+        dx = np.full((len(y), 4), np.nan)
+        d_cost = np.full(len(y), np.inf)
+        d_ok = np.zeros(len(y), dtype=bool)
+    else:
+        dx, d_cost, d_ok = fit_double(tt, yy, bounds, double_starts(tt, yy, s.x, bounds, reference), reference)
+    # order the components: fast first
+    swap = dx[:, 1] > dx[:, 2]
+    dx[swap] = dx[swap][:, [0, 2, 1, 3]]
+    dx[swap, 3] = 1 - dx[swap, 3]
+    return {"sx": s.x, "s_ok": s_ok, "rss1": np.where(s_ok, 2 * s.cost, np.nan),
+            "dx": dx, "d_ok": d_ok, "rss2": np.where(d_ok, 2 * d_cost, np.nan)}
+
+
+def _select(fam: dict, t: np.ndarray, n: int, lag1: bool, *, tau_max: float, criterion: str, reference: bool,
+            min_weight: float, min_ratio: float, noise_z: float | None, n_samples: float | None,
+            min_timescale: float) -> dict:
+    """Model selection within one family (see :func:`fit_and_select`); adds ``use_double``,
+    ``use_single``, ``st`` (status codes), ``c1``, ``c2`` (criteria) and ``subfast`` (the double
+    model won but its fast component is faster than ``min_timescale``: lag-0 noise)."""
+    sx, s_ok, dx, d_ok = fam["sx"], fam["s_ok"], fam["dx"], fam["d_ok"]
+    k1, k2 = (3, 5) if lag1 else (2, 4)
+    c1 = criterion_value(fam["rss1"], n, k1, criterion)
+    c2 = criterion_value(fam["rss2"], n, k2, criterion)
+    # the authors' code scores a failed fit as AIC = 1e5, i.e. it never wins
+    c1s = np.where(s_ok, c1, np.inf)
+    c2s = np.where(d_ok, c2, np.inf)
+    prefer_double = c2s < c1s
+    prefer_single = c1s < c2s
+    st = np.zeros(len(sx), dtype=np.int64)
+    use_double = prefer_double.copy()
+    subfast = np.zeros(len(sx), dtype=bool)
+    if not reference:
+        lower = dx[:, 1:3] <= AT_BOUND_RTOL
+        upper = dx[:, 1:3] >= (1 - AT_BOUND_RTOL) * tau_max
+        negligible = np.minimum(dx[:, 3], 1 - dx[:, 3]) < min_weight
+        duplicate = dx[:, 2] < min_ratio * dx[:, 1]
+        reasons = [
+            (negligible, "double_negligible_weight"),
+            # the fast timescale at the lower bound is a component faster than one step: below
+            (upper.any(axis=1) | lower[:, 1], "double_at_bound"),
+            (duplicate, "double_duplicate"),
+        ]
+        if noise_z is not None and n_samples is not None and t.size > 1:
+            # is the double model's curve further from the single model's than the estimation
+            # noise of the autocorrelation (if the single model were true)?
+            f1 = single_exp(t[1:], sx[:, 0], sx[:, 1])
+            f2 = double_exp(t[1:], dx[:, 0], dx[:, 1], dx[:, 2], dx[:, 3])
+            if lag1:
+                se = bartlett_se_noisy(t[1:], sx[:, 1], sx[:, 0], n_samples, 1.0)
+            else:
+                se = bartlett_se_ar1(t[1:], sx[:, 1], n_samples, 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                z = np.max(np.abs(f2 - f1) / se, axis=1)
+            reasons.append((z < noise_z, "double_within_noise"))
+        for mask, name in reasons:
+            reject = use_double & mask & s_ok
+            st[reject] = _CODE[name]
+            use_double &= ~reject
+        # a credible double model whose fast component has decayed within min_timescale: at the
+        # sampled lags it only changes lag 0, which is what observation noise does
+        subfast = use_double & s_ok & (dx[:, 1] < min_timescale)
+        st[subfast] = _CODE["lag0_noise"]
+        use_double &= ~subfast
+    use_single = prefer_single if reference else (~use_double & s_ok)
+    st[use_double & ~s_ok] = _CODE["single_failed"]
+    st[~use_double & ~s_ok & ~d_ok] = _CODE["failed"]
+    st[use_single & ~d_ok & (st == 0)] = _CODE["double_failed"]
+    tie = ~use_double & ~use_single & (s_ok | d_ok)
+    st[tie] = _CODE["tie"]
+    return dict(fam, use_double=use_double, use_single=use_single, st=st, c1=c1, c2=c2, subfast=subfast)
+
+
+def _curve(sel: dict, t: np.ndarray) -> np.ndarray:
+    """The selected model's curve of each unit at ``t`` (NaN where none was selected)."""
+    sx, dx = sel["sx"], sel["dx"]
+    with np.errstate(invalid="ignore", over="ignore"):
+        f1 = single_exp(t, sx[:, 0], sx[:, 1])
+        f2 = double_exp(t, dx[:, 0], dx[:, 1], dx[:, 2], dx[:, 3])
+    return np.where(sel["use_double"][:, None], f2, np.where(sel["use_single"][:, None], f1, np.nan))
+
+
 def fit_and_select(
     y: np.ndarray,
     t: np.ndarray,
@@ -295,8 +441,15 @@ def fit_and_select(
     min_ratio: float = 1.5,
     noise_z: float | None = 5.0,
     n_samples: float | None = None,
+    lag0: str = "auto",
+    min_timescale: float | None = None,
 ) -> np.ndarray:
     """Fit both models to each row of ``y`` (already normalised so ``y[:, 0] == 1``) and select one.
+
+    Two families of fits: from lag 0 (lag 0 an ordinary data point), and from lag 1 (a free
+    observation-noise term at lag 0, ``noise_fraction = 1 - a``); ``lag0`` says which are
+    candidates (:func:`dynatools.timescales.fit_timescales` documents the rules). ``min_timescale``
+    (units of ``t``; default one lag step): a selected double model never has a faster component.
 
     Returns a float array ``(batch, len(FIELDS))``; ``n_timescales`` is 1, 2 or NaN and
     ``status`` holds an index into :data:`STATUS`.
@@ -312,6 +465,7 @@ def fit_and_select(
     spacing = t[1] - t[0] if n > 1 else 1.0
     t = _whole_steps(t / spacing)
     tau_max = float(_whole_steps(np.array(tau_max / spacing)))
+    min_ts = 1.0 if min_timescale is None else float(_whole_steps(np.array(min_timescale / spacing)))
     out = np.full((B, len(FIELDS)), np.nan)
     col = {f: i for i, f in enumerate(FIELDS)}
     status = np.zeros(B, dtype=np.int64)
@@ -325,75 +479,77 @@ def fit_and_select(
         lo = np.array([0.0, tiny, tiny, 0.0])
         hi = np.array([1.0, tau_max, tau_max, 1.0])
         bounds = (lo, hi)
-        s = fit_single(t, yg, bounds, single_starts(t, yg, bounds, reference), reference)
-        s_ok = s.converged & np.isfinite(s.cost)
-        dx, d_cost, d_ok = fit_double(t, yg, bounds, double_starts(t, yg, s.x, bounds, reference), reference)
-        # order the components: fast first
-        swap = dx[:, 1] > dx[:, 2]
-        dx[swap] = dx[swap][:, [0, 2, 1, 3]]
-        dx[swap, 3] = 1 - dx[swap, 3]
-        rss1 = np.where(s_ok, 2 * s.cost, np.nan)
-        rss2 = np.where(d_ok, 2 * d_cost, np.nan)
-        c1 = criterion_value(rss1, n, 2, criterion)
-        c2 = criterion_value(rss2, n, 4, criterion)
-        # the authors' code scores a failed fit as AIC = 1e5, i.e. it never wins
-        c1s = np.where(s_ok, c1, np.inf)
-        c2s = np.where(d_ok, c2, np.inf)
-        prefer_double = c2s < c1s
-        prefer_single = c1s < c2s
-        st = np.zeros(good.size, dtype=np.int64)
-        use_double = prefer_double.copy()
-        if not reference:
-            at_bound = _at_bound(dx[:, 1:3], tau_max, 1.0)
-            negligible = np.minimum(dx[:, 3], 1 - dx[:, 3]) < min_weight
-            duplicate = dx[:, 2] < min_ratio * dx[:, 1]
-            reasons = [
-                (negligible, "double_negligible_weight"),
-                (at_bound.any(axis=1), "double_at_bound"),
-                (duplicate, "double_duplicate"),
-            ]
-            if noise_z is not None and n_samples is not None and n > 1:
-                # is the double model's curve further from the single model's than the
-                # estimation noise of the autocorrelation (if the single model were true)?
-                f1 = single_exp(t, s.x[:, 0], s.x[:, 1])
-                f2 = double_exp(t, dx[:, 0], dx[:, 1], dx[:, 2], dx[:, 3])
-                se = bartlett_se_ar1(t[1:], s.x[:, 1], n_samples, 1.0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    z = np.max(np.abs(f2 - f1)[:, 1:] / se, axis=1)
-                reasons.append((z < noise_z, "double_within_noise"))
-            for mask, name in reasons:
-                reject = use_double & mask & s_ok
-                st[reject] = _CODE[name]
-                use_double &= ~reject
-        use_single = prefer_single if reference else (~use_double & s_ok)
-        st[use_double & ~s_ok] = _CODE["single_failed"]
-        st[~use_double & ~s_ok & ~d_ok] = _CODE["failed"]
-        st[use_single & ~d_ok & (st == 0)] = _CODE["double_failed"]
-        tie = ~use_double & ~use_single & (s_ok | d_ok)
-        st[tie] = _CODE["tie"]
-
-        tau_net = np.where(use_double, dx[:, 2], np.where(use_single, s.x[:, 1], np.nan))
-        rss_sel = np.where(use_double, rss2, np.where(use_single, rss1, np.nan))
+        options = dict(tau_max=tau_max, criterion=criterion, reference=reference, min_weight=min_weight,
+                       min_ratio=min_ratio, noise_z=noise_z, n_samples=n_samples, min_timescale=min_ts)
+        if lag0 != "exclude" or reference:
+            P = _select(_fit_family(t, yg, bounds, reference, lag1=False), t, n, False, **options)
+        if reference:
+            sel, from_n = P, np.zeros(good.size, dtype=bool)
+        else:
+            N = _select(_fit_family(t, yg, bounds, reference, lag1=True), t, n, True, **options)
+            if lag0 == "exclude":
+                P, from_n = N, np.ones(good.size, dtype=bool)
+            elif lag0 == "include":
+                from_n = P["subfast"].copy()
+            else:
+                crit_p = np.where(P["use_double"], P["c2"], np.where(P["use_single"], P["c1"], np.inf))
+                crit_n = np.where(N["use_double"], N["c2"], np.where(N["use_single"], N["c1"], np.inf))
+                amp_n = np.where(N["use_double"], N["dx"][:, 0], N["sx"][:, 0])
+                better = (crit_n < crit_p) & (1 - amp_n >= NOISE_MIN)
+                if noise_z is None or n_samples is None or n < 3:
+                    # the criterion alone counts correlated lags as independent and would add the
+                    # term to clean data too: without the noise test only the sub-step rule adds it
+                    better[:] = False
+                else:
+                    # the lag-0 term must change the fitted curve at lags >= 1 by more than the
+                    # estimation noise (the errors expected if the noisy single model were true)
+                    se = bartlett_se_noisy(t, N["sx"][:, 1], N["sx"][:, 0], n_samples, 1.0)
+                    # lag 0: the noise term is 1 - a, and a = r_1 exp(1 / tau) extrapolates the
+                    # estimate at lag 1, whose error it scales by exp(1 / tau)
+                    with np.errstate(over="ignore"):
+                        se[:, 0] = se[:, 1] * np.exp(np.minimum(1.0 / N["sx"][:, 1], 700.0))
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        z = np.max(np.abs(_curve(N, t) - _curve(P, t)) / se, axis=1)
+                    better &= z >= noise_z
+                from_n = P["subfast"] | better
+            # a double model with a sub-step component, or a criterion that prefers the lag-0
+            # term: the family with the term, whose model is credible (or the single one)
+            from_n &= N["use_double"] | N["use_single"]
+            sel = {key: (np.where(from_n.reshape((-1,) + (1,) * (np.ndim(P[key]) - 1)), N[key], P[key])
+                         if key != "st" else None) for key in P}
+            st = np.where(from_n, N["st"], P["st"])
+            if lag0 != "exclude":
+                # the single model with a lag-0 noise term: the drop at lag 0 is observation noise
+                st[from_n & N["use_single"]] = _CODE["lag0_noise"]
+            sel["st"] = st
+        use_double, use_single, st = sel["use_double"], sel["use_single"], sel["st"]
+        sx, dx, s_ok, d_ok = sel["sx"], sel["dx"], sel["s_ok"], sel["d_ok"]
+        tau_net = np.where(use_double, dx[:, 2], np.where(use_single, sx[:, 1], np.nan))
+        rss_sel = np.where(use_double, sel["rss2"], np.where(use_single, sel["rss1"], np.nan))
+        amp_sel = np.where(use_double, dx[:, 0], np.where(use_single, sx[:, 0], np.nan))
         tss = ((yg - yg.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = 1 - rss_sel / tss
         sel_at_bound = (use_double | use_single) & _at_bound(tau_net, tau_max, 1.0)
         st[sel_at_bound & (st == 0)] = _CODE["tau_at_bound"]
+        selected = use_double | use_single
 
         vals = {
-            "tau_single": np.where(s_ok, s.x[:, 1], np.nan),
-            "amplitude_single": np.where(s_ok, s.x[:, 0], np.nan),
+            "tau_single": np.where(s_ok, sx[:, 1], np.nan),
+            "amplitude_single": np.where(s_ok, sx[:, 0], np.nan),
             "tau_fast": np.where(d_ok, dx[:, 1], np.nan),
             "tau_slow": np.where(d_ok, dx[:, 2], np.nan),
             "weight_fast": np.where(d_ok, dx[:, 3], np.nan),
             "amplitude_double": np.where(d_ok, dx[:, 0], np.nan),
-            "criterion_single": c1,
-            "criterion_double": c2,
-            "rss_single": rss1,
-            "rss_double": rss2,
+            "criterion_single": sel["c1"],
+            "criterion_double": sel["c2"],
+            "rss_single": sel["rss1"],
+            "rss_double": sel["rss2"],
             "tau_net": tau_net,
             "r2": r2,
             "n_timescales": np.where(use_double, 2.0, np.where(use_single, 1.0, np.nan)),
+            "noise_fraction": 1.0 - amp_sel,
+            "noise_term": np.where(selected, from_n.astype(np.float64), np.nan),
         }
         for name, v in vals.items():
             out[good, col[name]] = v * spacing if name.startswith("tau") else v

@@ -47,18 +47,20 @@ __all__ = ["autocorrelation", "fit_timescales", "timescales", "STATUS", "RELIABL
 STATUS = _expfit.STATUS + ("nonfinite", "short")
 #: The statuses whose ``tau_net`` is a credible fitted value: the selected model was fitted and
 #: its slowest timescale is inside the bounds (``"double_*"``: the single model was kept for the
-#: reason named). Not listed: ``constant``, ``nonfinite``, ``failed``, ``tie`` (NaN),
+#: reason named; ``"lag0_noise"``: the single model with a lag-0 observation-noise term). Not listed: ``constant``, ``nonfinite``, ``failed``, ``tie`` (NaN),
 #: ``single_failed`` (the single fit failed, so AIC had nothing to compare), ``short`` (biased by
 #: the trial length) and ``tau_at_bound``, which :func:`dynatools.summary.reliable_tau_net` keeps
 #: at the lower bound only.
 RELIABLE = ("ok", "double_negligible_weight", "double_at_bound", "double_duplicate", "double_within_noise",
-            "double_failed")
+            "double_failed", "lag0_noise")
 #: Default upper bound of every timescale, in steps of the lag coordinate (the authors' bound).
 TAU_MAX_STEPS = 100.0
 #: Default ``min_length_ratio``: a fit is ``short`` when the trial length T is below this many
 #: ``tau_net``. On AR(1) units (docs/timescales.md, "Short trials") the per-trial mean removal
 #: biases ``tau_net`` low by 5-11% at T = 50 tau and 13-22% at T = 20 tau.
 MIN_LENGTH_RATIO = 50.0
+#: Default ``lag0`` of :func:`fit_timescales` (docs/timescales.md, "Subsampled and noisy data").
+LAG0_DEFAULT = "auto"
 _CODE = {name: i for i, name in enumerate(STATUS)}
 _FIELD = {name: i for i, name in enumerate(_expfit.FIELDS)}
 
@@ -436,6 +438,8 @@ def fit_timescales(
     n_samples: float | None = None,
     min_length_ratio: float | None = MIN_LENGTH_RATIO,
     errors: Literal["ignore", "raise"] = "ignore",
+    lag0: Literal["auto", "include", "exclude"] | None = None,
+    min_timescale: float | None = None,
 ) -> xr.Dataset:
     r"""Fit single and double exponentials to autocorrelations and select a model per unit.
 
@@ -533,7 +537,8 @@ def fit_timescales(
     return _fit_timescales(
         acf, None, fit_lag=fit_lag, criterion=criterion, reference=reference, lag_dim=lag_dim,
         tau_max=tau_max, min_weight=min_weight, min_ratio=min_ratio, noise_z=noise_z,
-        n_samples=n_samples, min_length_ratio=min_length_ratio, errors=errors,
+        n_samples=n_samples, min_length_ratio=min_length_ratio, errors=errors, lag0=lag0,
+        min_timescale=min_timescale,
     )
 
 
@@ -552,6 +557,8 @@ def _fit_timescales(
     n_samples: float | None,
     min_length_ratio: float | None,
     errors: str,
+    lag0: str | None = None,
+    min_timescale: float | None = None,
 ) -> xr.Dataset:
     """:func:`fit_timescales`; ``nonfinite`` (boolean, over the non-lag dims of ``acf``) marks the
     units whose activity was not finite: status ``nonfinite`` instead of ``constant``."""
@@ -566,6 +573,12 @@ def _fit_timescales(
     check_choice("errors", errors, ("ignore", "raise"))
     if reference and criterion != "aic":
         raise ValueError("reference=True reproduces the authors' AIC selection; use criterion='aic'.")
+    if lag0 is not None:
+        check_choice("lag0", lag0, _expfit.LAG0)
+        if reference:
+            raise ValueError(f"reference=True fits lag 0 as the authors do (no lag-0 noise term); leave lag0 "
+                             f"unset, or pass reference=False to use lag0={lag0!r}.")
+    lag0 = LAG0_DEFAULT if lag0 is None else lag0
     if acf.sizes[lag_dim] < fit_lag + 1:
         raise ValueError(
             f"fit_lag={fit_lag} needs lags 0..{fit_lag}, but acf has {acf.sizes[lag_dim]} lags. "
@@ -583,6 +596,12 @@ def _fit_timescales(
     tau_max = float(tau_max)
     if not (math.isfinite(tau_max) and tau_max > spacing * 1e-6):
         raise ValueError(f"tau_max must be a positive finite number; found {tau_max}.")
+    min_timescale = spacing if min_timescale is None else min_timescale
+    if not (isinstance(min_timescale, (int, float, np.number)) and math.isfinite(min_timescale)
+            and 0 < min_timescale < tau_max):
+        raise ValueError(f"min_timescale must be a positive number below tau_max ({tau_max:g}), in the units of "
+                         f"the {lag_dim!r} coordinate (default: one lag step, {spacing:g}); found {min_timescale!r}.")
+    min_timescale = float(min_timescale)
     lazy = is_dask(acf)
     if n_samples is not None and not (np.isfinite(n_samples) and n_samples > 0):
         raise ValueError(f"n_samples must be a positive number (trials x time steps); found {n_samples}.")
@@ -615,6 +634,7 @@ def _fit_timescales(
         res = _expfit.fit_and_select(
             yn, t, tau_max=tau_max, criterion=criterion, reference=reference,
             min_weight=min_weight, min_ratio=min_ratio, noise_z=noise_z, n_samples=n_samples,
+            lag0=lag0, min_timescale=min_timescale,
         )
         status = res[:, -1].astype(np.int64)
         if mask:
@@ -657,6 +677,10 @@ def _fit_timescales(
         out[name].attrs["units"] = units if units is not None else f"units of the {lag_dim!r} coordinate"
     out["tau_net"].attrs["long_name"] = "network-mediated timescale (slowest of the selected model)"
     out["weight_fast"].attrs["long_name"] = "weight c of the fast component"
+    out["noise_fraction"].attrs["long_name"] = ("fraction of the lag-0 autocovariance outside the selected model's "
+                                                "exponentials (1 - amplitude): observation noise")
+    out["noise_term"].attrs["long_name"] = ("1 where the selected model has a lag-0 noise term (fitted from lag 1), "
+                                            "0 where lag 0 was fitted as a data point")
     out["status"].attrs["values"] = ", ".join(STATUS)
     out.attrs = {
         "fit_lag": fit_lag,
@@ -668,6 +692,8 @@ def _fit_timescales(
         "noise_z": noise_z if (noise_z is not None and n_samples is not None and not reference) else np.nan,
         "n_samples": n_samples if n_samples is not None else np.nan,
         "min_length_ratio": min_length_ratio if short_rule else np.nan,
+        "lag0": lag0 if not reference else "include (reference)",
+        "min_timescale": min_timescale if not reference else np.nan,
         "reference_paper": "Khajehabdollahi, Zeraati et al., ICLR 2024, Sec. 2",
     }
     if not is_dask(code):

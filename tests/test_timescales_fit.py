@@ -62,16 +62,20 @@ def test_exact_double_exponential_is_recovered(tf, ts, w):
 def test_criteria_follow_their_formulas():
     rng = np.random.default_rng(3)
     y = np.exp(-LAG / 5.0) + rng.normal(0, 0.01, LAG.size)
-    for criterion in ("aic", "bic"):
-        res = dt.fit_timescales(_acf(y), criterion=criterion)
+    for criterion, lag0 in [("aic", "include"), ("bic", "include"), ("aic", "exclude"), ("bic", "exclude")]:
+        res = dt.fit_timescales(_acf(y), criterion=criterion, lag0=lag0)
         n = LAG.size
         rss1, rss2 = res.rss_single.item(), res.rss_double.item()
         pen = (lambda k: 2 * k) if criterion == "aic" else (lambda k: k * np.log(n))
-        np.testing.assert_allclose(res.criterion_single.item(), pen(2) + n * np.log(rss1 / n))
-        np.testing.assert_allclose(res.criterion_double.item(), pen(4) + n * np.log(rss2 / n))
-        # residual sums of squares recomputed from the returned parameters
+        # with a lag-0 noise term (fitted from lag 1) each model has one parameter more
+        extra = int(lag0 == "exclude")
+        assert res.noise_term.item() == extra
+        np.testing.assert_allclose(res.criterion_single.item(), pen(2 + extra) + n * np.log(rss1 / n))
+        np.testing.assert_allclose(res.criterion_double.item(), pen(4 + extra) + n * np.log(rss2 / n))
+        # residual sums of squares recomputed from the returned parameters (the noise term fits lag 0)
         y1 = res.amplitude_single.item() * np.exp(-LAG / res.tau_single.item())
-        np.testing.assert_allclose(rss1, ((y1 - y / y[0]) ** 2).sum(), rtol=1e-10)
+        lags = slice(extra, None)
+        np.testing.assert_allclose(rss1, ((y1 - y / y[0])[lags] ** 2).sum(), rtol=1e-10)
 
 
 def _ar1_acfs(rng, taus, n_trials=10, n_time=100_000):
@@ -145,14 +149,14 @@ def _double(t, a, t1, t2, c):
 TIGHT = dict(ftol=1e-13, xtol=1e-13, gtol=1e-13, max_nfev=20_000)
 
 
-def _curve_fit_best(fun, y, starts, lo, hi):
+def _curve_fit_best(fun, y, starts, lo, hi, t=LAG):
     best = None
     for x0 in starts:
         try:
-            p, _ = curve_fit(fun, LAG, y, p0=x0, bounds=(lo, hi), **TIGHT)
+            p, _ = curve_fit(fun, t, y, p0=x0, bounds=(lo, hi), **TIGHT)
         except RuntimeError:
             continue
-        rss = ((fun(LAG, *p) - y) ** 2).sum()
+        rss = ((fun(t, *p) - y) ** 2).sum()
         if best is None or rss < best[0]:
             best = (rss, p)
     return best[1]
@@ -171,19 +175,28 @@ def test_batched_solver_agrees_with_curve_fit(reference):
     res = dt.fit_timescales(_acf(y), reference=reference)
     lo = np.array([0.0, 1e-6, 1e-6, 0.0])
     hi = np.array([1.0, 100.0, 100.0, 1.0])
-    s0 = _expfit.single_starts(LAG, y, (lo, hi), reference)
     single_x = np.c_[res.amplitude_single.values, res.tau_single.values]
-    d_starts = _expfit.double_starts(LAG, y, single_x, (lo, hi), reference)
+    # units whose selected model has a lag-0 noise term report the fits from lag 1 (issue 20)
+    term = res.noise_term.values == 1
+    assert not reference or not term.any()
+    starts = {}
+    for lag1 in (False, True):
+        t, yy = (LAG[1:], y[:, 1:]) if lag1 else (LAG, y)
+        s0 = (_expfit.lag1_single_starts(t, yy, (lo, hi)) if lag1
+              else _expfit.single_starts(t, yy, (lo, hi), reference))
+        starts[lag1] = (t, s0, _expfit.double_starts(t, yy, single_x, (lo, hi), reference))
     rel_single, rel_double, rss_ratio = [], [], []
     for i in range(len(y)):
-        p1 = _curve_fit_best(_single, y[i], [s0[i]], lo[:2], hi[:2])
+        t, s0, d_starts = starts[bool(term[i])]
+        yi = y[i, LAG.size - t.size:]
+        p1 = _curve_fit_best(_single, yi, [s0[i]], lo[:2], hi[:2], t)
         rel_single.append(np.max(np.abs(p1 - single_x[i]) / np.abs(p1)))
-        p2 = _curve_fit_best(_double, y[i], [s[i] for s in d_starts], lo, hi)
+        p2 = _curve_fit_best(_double, yi, [s[i] for s in d_starts], lo, hi, t)
         if p2[1] > p2[2]:
             p2 = np.array([p2[0], p2[2], p2[1], 1 - p2[3]])
         ours = np.array([res.amplitude_double[i], res.tau_fast[i], res.tau_slow[i], res.weight_fast[i]])
         rel_double.append(np.max(np.abs(p2 - ours) / np.abs(p2)))
-        rss_ratio.append(float(res.rss_double[i]) / np.sum((_double(LAG, *p2) - y[i]) ** 2))
+        rss_ratio.append(float(res.rss_double[i]) / np.sum((_double(t, *p2) - yi) ** 2))
     rel_single, rel_double = np.array(rel_single), np.array(rel_double)
     assert rel_single.max() < 1e-4
     assert np.max(rss_ratio) < 1 + 1e-4                 # never stuck above curve_fit's minimum
