@@ -139,6 +139,7 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
         import re
 
         text = re.sub(r"\b(nperseg|noverlap)=(\d+)", r"--\1 \2", str(exc)).replace("pass var=", "pass --var")
+        text = text.replace("Lower nperseg", "Lower --nperseg")
         raise ValueError(text) from exc
     if "member" in res.dims and "member" not in res.coords:        # label the members 0..K-1
         res = res.assign_coords(member=np.arange(res.sizes["member"]))

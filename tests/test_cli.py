@@ -168,3 +168,26 @@ def test_spectrum_names_its_flags_in_errors(sine_recording, tmp_path, capsys):
     assert not (tmp_path / "s.nc").exists()
     assert main(["spectrum", str(sine_recording), "--var", "input"]) == 2
     assert "no variable 'input'" in capsys.readouterr().err
+
+
+def test_spectrum_of_an_ensemble_period(tmp_path, capsys):
+    """--period cuts the trials to the delay (padded at the end); each member gets its spectra and
+    the Welch segments are those of the valid parts (9 + 6 + 8 at nperseg 64)."""
+    lengths = np.array([400, 300, 350])
+    period = np.full((3, 400), "pad", dtype="<U8")
+    for i, n in enumerate(lengths):
+        period[i, :50], period[i, 50:n] = "fixation", "delay"
+    x = np.random.default_rng(0).standard_normal((2, 3, 400, 4))
+    ens = dt.from_array(x, dt=0.01, time_units="s", dims=("member", "trial", "time", "unit"), trial_length=lengths,
+                        period=period)
+    dt.save_recording(ens, tmp_path / "ens.nc")
+    out, fig = tmp_path / "s.nc", tmp_path / "s.png"
+    assert main(["spectrum", str(tmp_path / "ens.nc"), "--period", "delay", "--nperseg", "64", "-o", str(out),
+                 "--plot", str(fig), "-q"]) == 0
+    import xarray as xr
+
+    res = xr.load_dataset(out)
+    assert res.characteristic_frequency.dims == ("member", "unit") and res.attrs["n_segments"] == 23
+    assert res.attrs["selected_period"] == "delay" and fig.stat().st_size > 10_000
+    assert main(["spectrum", str(tmp_path / "ens.nc"), "--period", "delay", "--nperseg", "300"]) == 2
+    assert "shortest trial has 250 valid samples" in capsys.readouterr().err
