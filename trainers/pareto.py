@@ -146,20 +146,21 @@ def run_point(run: str | os.PathLike | RunDir, epochs: int = 60) -> dict[str, An
         raise ValueError(f"{rd.path} has no completed epoch (metrics.jsonl is empty); train it first.")
     n = n_solved_after(history, epochs, n_start)
     arch = _architecture(cfg)
-    model, _, head = rd.load(n) if n >= n_start else rd.load()
-    if n < n_start:
-        head = 0                         # nothing solved: the network as it trained for n_start
+    # the heads trained up to N_solved: those active when it was solved (modular: one per module);
+    # nothing solved: those of the first stage (the latest network holds them)
+    ck = rd.checkpoint(n if n >= n_start else None)
+    model = ck.model()
+    trained = max(len(ck.Ns if n >= n_start else history[0].get("Ns") or [n_start]), 1)
     model_parameters = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
     if arch == MODULAR:
         if not isinstance(model, ModularRNN):
             raise TypeError(f"{rd.path}: a growth run should hold a ModularRNN; found {type(model).__name__}.")
-        n_mod = head + 1                 # module m answers n_start + m
-        parameters = grown_parameters(model, n_mod, freeze=str(cur.get("freeze", "earlier")))
+        parameters = grown_parameters(model, min(trained, model.n_modules), freeze=str(cur.get("freeze", "earlier")))
         model_parameters = int(sum(p.numel() for p in model.parameters()))
         size, module_size, units = model.module_size, model.module_size, model.n_units
     else:
         core, per_head = _head_parameters(model)
-        parameters = core + (head + 1) * per_head
+        parameters = core + min(trained, model.heads.n_heads) * per_head
         size, module_size, units = int(cfg.units), -1, int(cfg.units)
     last = history[-1]
     epochs_run = int(last["epoch"])
@@ -191,9 +192,10 @@ def pareto_table(runs: Sequence[str | os.PathLike | RunDir], epochs: int = 60, *
       W^FF, W^I, bias, tau and head train in the step that adds it, then freeze). The module in
       training at the epoch limit (for ``N_solved + 1``) is not counted. At 004's default this
       equals ``modular_parameters(module_size, N_solved)``.
-    * non-modular: the whole recurrent core plus the heads for N = n_start..N_solved (the heads of
-      later N exist in the network but were never in the loss). Equals
-      ``baseline_parameters(units, N_solved)`` for a multi-head leaky run.
+    * non-modular: the whole recurrent core plus the heads that were active when N_solved was
+      solved (multi-head: those of N = n_start..N_solved; the heads of later N exist in the
+      network but were never in the loss). Equals ``baseline_parameters(units, N_solved)`` for a
+      multi-head leaky run.
 
     ``model_parameters`` is every trainable entry of that saved network as it stands (for a
     non-modular run: all heads the curriculum built, the count 004 matched "at N = 30"; for a
