@@ -220,6 +220,16 @@ def generalisation(run: str | os.PathLike | RunDir, N: int, Ks: Sequence[int] = 
                              f"re-trains, so generalisation supports the 'earlier' runs (004's) only.")
     elif fresh_head:
         raise ValueError("fresh_head is for modular runs; a non-modular network always gets a new head for N + K.")
+    fixed = sorted(set(config) & {"max_epochs", "time_budget", "model", "curriculum", "units", "n_heads", "task",
+                                  "members", "model_options", "curriculum_options", "task_options"})
+    if fixed:
+        raise ValueError(f"{fixed} are set by generalisation (the network, task and N + K come from the run, the "
+                         f"epochs from `epochs`); give only training settings such as batch, steps_per_epoch, lr.")
+    if run_dir is not None:
+        taken = [str(RunDir(Path(run_dir) / f"K{K:03d}").path) for K in Ks
+                 if RunDir(Path(run_dir) / f"K{K:03d}").latest_path.exists()]
+        if taken:
+            raise FileExistsError(f"run_dir already holds re-training runs {taken}; give an empty run_dir.")
     settings = {k: getattr(run_cfg, k) for k in SETTINGS}
     settings.update(device=device, **config)
     cfgs = {K: _configs(model, task, mode, N + K, settings, seed) for K in Ks} if mode != "readout" else {}

@@ -188,6 +188,11 @@ def test_refusals(runs, tmp_path):
         generalisation(runs["modular"], 3, [0], **RETRAIN)
     with pytest.raises(ValueError, match="threshold"):
         generalisation(runs["modular"], 3, [1], threshold=0.98 * 1e3, **RETRAIN)
+    with pytest.raises(ValueError, match="set by generalisation"):
+        generalisation(runs["modular"], 3, [1], max_epochs=3, **RETRAIN)
+    generalisation(runs["modular"], 3, [1], epochs=1, threshold=99.99, run_dir=tmp_path / "kept", **RETRAIN)
+    with pytest.raises(FileExistsError, match="already holds re-training runs"):
+        generalisation(runs["modular"], 3, [1], epochs=1, run_dir=tmp_path / "kept", **RETRAIN)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Growth, "solved", lambda self, acc: len(acc) < 3)
         trainers.train({**COMMON, "max_epochs": 2, "model": "modular", "curriculum": "growth", "module_size": 4,
