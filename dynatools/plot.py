@@ -104,14 +104,26 @@ def _fit_curves(r: xr.Dataset, t: np.ndarray) -> tuple[np.ndarray | None, np.nda
     return single, double
 
 
-def _fit_labels(r: xr.Dataset, units: str) -> tuple[str, str]:
+def _fit_labels(r: xr.Dataset, units: str, step: float = 1.0) -> tuple[str, str]:
     """Legend labels of one unit's single and double fits: parameter names, values and units,
-    and which model was selected."""
+    and which model was selected. A fast component below one lag ``step`` (or the result's
+    ``min_timescale``) is not labeled as a timescale: it only shapes lag 0, like observation
+    noise (docs/timescales.md, "Subsampled and noisy data"); a lag-0 noise term is named."""
     u = _per(units)
     selected = str(r["selected_model"].values)
     single = f"single: τ = {float(r['tau_single']):.3g} {u}"
-    double = (f"double: τ_fast = {float(r['tau_fast']):.3g}, τ_slow = {float(r['tau_slow']):.3g} {u},\n"
-              f"    weight_fast = {float(r['weight_fast']):.2f}")
+    term = "noise_term" in r and float(r["noise_term"]) == 1
+    if term:
+        single += f" + lag-0 noise {1 - float(r['amplitude_single']):.2f}"
+    minimum = float(r.attrs.get("min_timescale", step)) if np.isfinite(r.attrs.get("min_timescale", step)) else step
+    if float(r["tau_fast"]) < minimum:
+        double = (f"double: τ_slow = {float(r['tau_slow']):.3g} {u}; its fast component (weight "
+                  f"{float(r['weight_fast']):.2f})\n    decays within {minimum:g} {u}: lag-0 noise, not a timescale")
+    else:
+        double = (f"double: τ_fast = {float(r['tau_fast']):.3g}, τ_slow = {float(r['tau_slow']):.3g} {u},\n"
+                  f"    weight_fast = {float(r['weight_fast']):.2f}")
+    if term:
+        double += f" + lag-0 noise {1 - float(r['amplitude_double']):.2f}"
     return (single + (" (selected)" if selected == "single" else ""),
             double + (" (selected)" if selected == "double" else ""))
 
@@ -249,7 +261,7 @@ def autocorrelation_fits(
         ax.plot(lag, y, "o", ms=3, color="0.35", label="data")
         single, double = _fit_curves(r, t)
         selected = str(r["selected_model"].values)
-        single_label, double_label = _fit_labels(r, units_label)
+        single_label, double_label = _fit_labels(r, units_label, _lag_step(result)[0])
         if single is not None:
             ax.plot(t, single, "--", color=PALETTE[0], lw=2.2 if selected == "single" else 1.1, label=single_label)
         if double is not None:
@@ -405,6 +417,8 @@ def timescales_summary(result: xr.Dataset, units: Sequence[int] | int | None = 4
             ax1.plot(t, double, "-", lw=1, color=color)
         label = r["unit"].values if "unit" in r.coords else i
         text = f"{_unit_title(label)}: {str(r['selected_model'].values)}, τ_net = {float(r['tau_net']):.3g} {u}"
+        if "noise_term" in r and float(r["noise_term"]) == 1:
+            text += f", lag-0 noise {float(r['noise_fraction']):.2f}"
         true = _true_tau(r)
         if true is not None:
             text += f" (true {true:.3g})"

@@ -9,7 +9,8 @@ Hamidi et al., "Modular Growth of Hierarchical Networks", section "Timescale Est
 2. a single exponential ``a exp(-t/tau)`` and a double exponential
    ``a (c exp(-t/tau_1) + (1-c) exp(-t/tau_2))`` fitted to AC/AC[0] on lags 0..fit_lag, one
    model selected by AIC (or BIC), and the network-mediated timescale ``tau_net`` taken as the
-   slowest timescale of the selected model (:func:`fit_timescales`).
+   slowest timescale of the selected model (:func:`fit_timescales`); each model also with a
+   lag-0 observation-noise term (fitted from lag 1), for subsampled and noisy recordings.
 
 ``docs/timescales.md`` gives the equations, the defaults and every difference from the authors'
 code.
@@ -506,6 +507,29 @@ def fit_timescales(
     errors : {"ignore", "raise"}, default="ignore"
         With "raise", a unit whose fits both fail raises; with "ignore" it gets NaN and
         ``status = "failed"``.
+    lag0 : {"auto", "include", "exclude"}, optional
+        How the drop at lag 0 that observation noise causes (subsampled spikes, measurement
+        noise: variance at lag 0 only) is modelled. Each model is also fitted with a free
+        lag-0 noise term, which is the same as fitting it to lags ``1..fit_lag`` only; the
+        noise fraction is then ``1 - a`` (Spitzner et al., PLoS ONE 2021, and Wilting &
+        Priesemann, Nat. Commun. 2018, fit from lag 1 for subsampled data; Zeraati et al. 2022
+        discuss the bias of lag 0). Default (None): ``"auto"``, or the authors' fit with
+        ``reference=True``.
+
+        - ``"auto"``: the term is used where the criterion prefers it *and* the fitted curve
+          with it differs from the one without by at least ``noise_z`` standard errors
+          (Bartlett's formula for AR(1) plus noise; at lag 0 the error of ``r_1`` times
+          ``exp(1/tau)``, the extrapolation); without ``n_samples`` only the rule below adds it.
+        - ``"include"``: lag 0 is a data point (the behaviour before), but for the rule below.
+        - ``"exclude"``: always fit from lag 1 (every model has the term).
+
+        In every mode but ``reference=True``, a double model whose fast timescale is below
+        ``min_timescale`` is not reported: that component has decayed before lag 1, which is
+        what lag-0 noise does, and the unit gets the single model with the term, status
+        ``"lag0_noise"``.
+    min_timescale : float, optional
+        Shortest timescale a selected double model may report, in the units of the lag
+        coordinate; default one lag step.
 
     Returns
     -------
@@ -520,8 +544,15 @@ def fit_timescales(
           NaN;
         - ``tau_net``: slowest timescale of the selected model; ``r2``: its coefficient of
           determination on the fitted lags;
+        - ``noise_fraction``: ``1 - a`` of the selected model, the fraction of the lag-0
+          autocovariance outside its exponentials (observation noise; about 0 on clean data);
+          ``noise_term``: 1 where the selected model has the lag-0 noise term, else 0 (the
+          single and double fit variables above are those of the family selected: with the
+          term, fitted from lag 1);
         - ``status``: one of :data:`STATUS` (``"ok"`` when nothing needs saying; ``"short"``
-          when the trials are too short for the fitted timescale, see ``min_length_ratio``).
+          when the trials are too short for the fitted timescale, see ``min_length_ratio``;
+          ``"lag0_noise"``: the single model with a lag-0 noise term, the drop at lag 0 being
+          observation noise, not a second timescale).
 
         Timescales are in the units of the lag coordinate. Attributes record the parameters.
 
@@ -533,6 +564,13 @@ def fit_timescales(
     >>> res = dt.fit_timescales(acf)
     >>> round(float(res.tau_net[0]), 6), str(res.selected_model[0].values)
     (4.0, 'single')
+
+    A drop at lag 0 (here 40% of the variance is noise) is not a second timescale:
+
+    >>> noisy = acf.where(acf.lag == 0, 0.6 * acf)
+    >>> res = dt.fit_timescales(noisy)
+    >>> round(float(res.tau_net[0]), 6), round(float(res.noise_fraction[0]), 6), str(res.status[0].values)
+    (4.0, 0.4, 'lag0_noise')
     """
     return _fit_timescales(
         acf, None, fit_lag=fit_lag, criterion=criterion, reference=reference, lag_dim=lag_dim,
@@ -761,7 +799,7 @@ def timescales(
         results and status ``"nonfinite"`` or ``"failed"``.
     **fit_kwargs
         More options of :func:`fit_timescales` (``tau_max``, ``min_weight``, ``min_ratio``,
-        ``noise_z``, ``n_samples``).
+        ``noise_z``, ``n_samples``, ``lag0``, ``min_timescale``).
 
     Returns
     -------

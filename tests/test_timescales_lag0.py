@@ -226,3 +226,38 @@ def test_status_and_options_are_validated():
     rng = np.random.default_rng(0)
     res = dt.timescales(ar1(rng, 3, 2_000, 3.0)[None], lag0="exclude")
     assert res.attrs["lag0"] == "exclude" and np.all(res.noise_term.values == 1)
+
+
+def test_plots_do_not_label_a_substep_component_as_a_timescale():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import dynatools.plot as dplot
+
+    rng = np.random.default_rng(21)
+    obs, _ = branching(rng, 3, 5_000, 10.0)
+    # the authors' procedure keeps the double fit with its sub-step fast component ...
+    ref = dt.timescales(obs[None, :, :, 0], reference=True)
+    assert np.all(ref.tau_fast.values < 1) and np.all(ref.selected_model.values == "double")
+
+    def labels(fig):
+        return [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
+
+    fig = dplot.autocorrelation_fits(ref)
+    text = labels(fig)
+    plt.close(fig)
+    # ... which the plot does not label as a timescale
+    assert text and not any("τ_fast =" in t for t in text)
+    assert any("lag-0 noise, not a timescale" in t for t in text)
+    res = dt.timescales(obs[None, :, :, 0])
+    assert np.all(res.status.values == "lag0_noise")
+    fig = dplot.autocorrelation_fits(res)
+    assert any("+ lag-0 noise" in t for t in labels(fig))
+    plt.close(fig)
+    fig = dplot.timescales_summary(res, units=2)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts] + [t.get_text() for t in fig.texts]
+    plt.close(fig)
+    assert not any("τ_fast" in text for text in texts)
