@@ -345,6 +345,9 @@ def plot_generalisation(ds: xr.Dataset, ax: Any = None) -> Any:
         n = acc.sizes["run"]
         ax.errorbar(ds["K"].values, mean.values, yerr=None if std is None else std.values, marker="o", ms=4,
                     capsize=3, color=PALETTE[i % len(PALETTE)], label=f"{label} ({n} run{'s' * (n > 1)})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.axhline(50.0, color="0.6", lw=0.8, ls=":")
     ax.set_xlabel(f"K (tested on N = {ds.attrs.get('N', 'N')} + K)")
     ax.set_ylabel("accuracy (%)")

@@ -339,8 +339,12 @@ def plot_pareto(ds: xr.Dataset, ax: Any = None, *, log: bool = True) -> Any:
                            label=a if done else f"{a} (stopped early)")
         f = front.isel(run=front["architecture"].values.astype(str) == a)
         ax.step(f["parameters"].values, f["n_solved"].values, where="post", color=colour, lw=1.2)
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
     if log:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel(f"N solved after {ds.attrs.get('epochs', '?')} epochs")
     ax.legend(frameon=False, fontsize=8)
