@@ -6,6 +6,12 @@ tau and perturbations of W_rec and tau (App. F accuracy; cached), and optionally
 Ns. Figures (:mod:`dynatools.plot`, which takes the result Datasets) are written as PNG and SVG with
 an ``index.html`` that shows them all; several runs are overlaid in one figure where the paper
 compares curricula. Needs matplotlib. Command line: ``trainers report``.
+
+Modular runs (model ``modular``; 004, Hamidi, Khajehabdollahi et al., "Modular Growth of
+Hierarchical Networks") get a section of their own: tasks solved under Eq. 5 perturbations of W^R,
+W^FF and tau (Fig. 3, with every leaky run of the report overlaid as the non-modular comparison),
+the accuracy of each module on its N (Fig. 5a-b) and the weight conservation across modules
+(Fig. 5c), from :mod:`trainers.modular_analysis`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ EPS_TAU = (0.0, 0.5, 1.0, 2.0, 4.0)
 #: give other results (2: independent bit / initial-state streams in the App. F accuracy, a fresh
 #: head for single-head re-training, ties of the clamped tau broken by the raw tau).
 METHOD = 2
+
+
+#: Perturbation strengths of the modular section (004 Eq. 5, relative to the group's norm).
+EPS_MODULAR = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: Evaluation of the modular section's sweeps: fresh batches x sequences per evaluation (the
+#: task's per-sequence evaluation, as in training).
+MODULAR_EVALUATION = {"batches": 10, "batch": 256}
 
 
 #: Below this App. F accuracy a network is too close to chance (0.5) for relative accuracies.
@@ -84,6 +97,8 @@ def _robustness(run: _Run, N: int, *, repeats: int, accuracy: dict[str, Any], n_
     if not (hasattr(model, "unit_axes") and hasattr(model, "effective_tau")):
         out["skipped"] = (f"ablation by tau and perturbation of W_rec / tau need a leaky RNN (trained tau "
                           f"per unit); this run's model is {type(model).__name__}.")
+        if getattr(model, "name", "") == "modular":
+            out["skipped"] += " Its Eq. 5 perturbations are in the modular section below."
         return out
     if base <= MIN_BASE_ACCURACY:
         out["skipped"] = _too_close_to_chance(base, N)
@@ -119,6 +134,75 @@ def _retrain(run: _Run, N: int, new_Ns: Sequence[int], epochs: int, accuracy: di
                                          accuracy=accuracy, progress=progress, **training), refresh)
 
 
+def _is_modular(run: _Run, N: int) -> bool:
+    """Whether a run trains 004's modular network: the model of its configuration
+    (``config.json``, else the checkpoint saved when N was solved) is ``modular``."""
+    cfg = run.dir.config if run.dir.config_path.is_file() else run.checkpoint(N).config
+    return cfg.model == "modular"
+
+
+def _perturbation_sweep(run: _Run, N: int, *, repeats: int, evaluation: dict[str, int], progress: bool,
+                        refresh: bool = False) -> xr.Dataset | str:
+    """004 Eq. 5 sweep (:func:`trainers.modular_analysis.perturbation_sweep`) of the network saved
+    when N was solved, over its heads; cached. A string says why there is none (a model without
+    W_rec and tau)."""
+    from trainers.modular_analysis import model_targets, perturbation_sweep
+
+    model, task, _, stamp = _network(run, N)
+    try:
+        model_targets(model)
+    except TypeError:
+        return f"the Eq. 5 sweep needs a modular or leaky network (W_rec and tau); this run's model is " \
+               f"{type(model).__name__}."
+    Ns = run.checkpoint(N).Ns or None
+    key = cache_key(checkpoint=stamp, N=N, repeats=repeats, eps=list(EPS_MODULAR), Ns=Ns, method=METHOD,
+                    **evaluation)
+    return _cached(run.dir.analysis_path("perturbation_sweep", N), key,
+                   lambda: perturbation_sweep(model, task, EPS_MODULAR, repeats=repeats, seed=0, Ns=Ns,
+                                              progress=progress, **evaluation), refresh)
+
+
+def _conservation(run: _Run, N: int) -> xr.Dataset | str:
+    """Weight conservation across the modules of the network saved when N was solved (cheap: not
+    cached); a string says why there is none."""
+    from trainers.modular_analysis import module_weight_conservation
+
+    model = _network(run, N)[0]
+    if getattr(model, "n_modules", 0) < 2:
+        return f"the network saved at N={N} has one module; weight conservation compares consecutive modules."
+    return module_weight_conservation(model)
+
+
+def _modular_rows(extra: dict[str, dict[str, Any]]) -> str:
+    """The modular section's table (HTML): per modular run, its modules, tasks solved and mean
+    weight conservation."""
+    esc = html.escape
+    rows = []
+    for label, e in extra.items():
+        if not e.get("modular"):
+            continue
+        sweep, cons = e.get("sweep"), e.get("conservation")
+        solved = (f"{int(sweep['base_tasks_solved'])} of {sweep.sizes['N']}" if isinstance(sweep, xr.Dataset)
+                  else "–")
+        if isinstance(cons, xr.Dataset):
+            rec = f"{cons.attrs['recurrent_mean']:.3g}"
+            ff = f"{cons.attrs['feedforward_mean']:.3g}" if np.isfinite(cons.attrs["feedforward_mean"]) else "–"
+        else:
+            rec = ff = "–"
+        rows.append(f"<tr><td>{esc(label)}</td><td>{e['top']}</td><td>{e['n_modules']} × {e['module_size']}</td>"
+                    f"<td>{solved}</td><td>{rec}</td><td>{ff}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Modular networks (Hamidi, Khajehabdollahi et al., “Modular Growth of Hierarchical Networks”)</h2>\n"
+            "<p>Each modular network is the one saved at its largest solved N. Tasks solved: heads above 0.9 "
+            "accuracy on fresh batches (readout at the end of each sequence, as in training). Weight "
+            "conservation: variance of the normalised change of W<sup>R</sup> (off-diagonal) and W<sup>FF</sup> "
+            "between consecutive modules, mean over modules (004 Fig. 5c; lower = more conserved).</p>\n"
+            "<table><tr><th>label</th><th>largest solved N</th><th>modules × units</th><th>tasks solved "
+            "(unperturbed)</th><th>W<sup>R</sup> conservation</th><th>W<sup>FF</sup> conservation</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
     labels: list[str] = []
     for d in run_dirs:
@@ -135,7 +219,7 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 accuracy: dict[str, Any] | None = None, n_ablate: int = 20,
                 retrain_Ns: Sequence[int] | None = None, retrain_epochs: int = 20, burn_in: int = 500,
                 fit_lag: int = 30, refresh: bool = False, parallel: str = "auto", workers: int | None = None,
-                progress: bool = True) -> Path:
+                modular_evaluation: dict[str, int] | None = None, progress: bool = True) -> Path:
     """Analyse the runs (what is not cached yet) and write every figure and ``index.html``.
 
     Parameters
@@ -165,6 +249,13 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     refresh : bool, default=False
         Recompute every analysis instead of reusing the caches in ``RUN_DIR/analysis``.
     parallel, workers : see :func:`trainers.analyze.analyze_run`.
+    modular_evaluation : dict, optional
+        ``batches`` and ``batch`` of every evaluation of the modular section's perturbation sweeps
+        (default 10 x 256). The modular section (runs of model ``modular``): tasks solved under
+        Eq. 5 perturbations of W^R, W^FF and tau (``EPS_MODULAR``, ``repeats`` directions; 004
+        Fig. 3, every leaky run of the report overlaid as non-modular), the accuracy of each
+        module (Fig. 5a-b), both with ``robustness``, and weight conservation across modules
+        (Fig. 5c). The sweeps are cached in ``RUN_DIR/analysis/perturbation_sweep_N{N:03d}.nc``.
     progress : bool, default=True
 
     Returns
@@ -202,6 +293,9 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         bad = [n for n in retrain_Ns if int(n) < 2]
         if bad:
             raise ValueError(f"retrain_Ns must be task sizes N >= 2; found {bad}.")
+    modular_evaluation = {**MODULAR_EVALUATION, **(modular_evaluation or {})}
+    for name in ("batches", "batch"):
+        check_positive_int(f"modular_evaluation {name}", modular_evaluation[name])
     accuracy = {"burn_in": 100, "steps": 1000, "trials": 10, "seed": 0, **(accuracy or {})}
     for name in ("burn_in", "steps", "trials"):
         check_positive_int(f"accuracy {name}", accuracy[name], minimum=0 if name == "burn_in" else 1)
@@ -233,6 +327,27 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 notes.append(f"{label}: re-training skipped: {_too_close_to_chance(base, top)}")
             else:
                 extra[label]["retrain"] = _retrain(run, top, retrain_Ns, retrain_epochs, accuracy, progress, refresh)
+
+    if any(_is_modular(run, extra[label]["top"]) for label, run in zip(labels, runs)):
+        for label, run in zip(labels, runs):
+            top = extra[label]["top"]
+            modular = _is_modular(run, top)
+            if modular:
+                model = _network(run, top)[0]
+                extra[label].update(modular=True, n_modules=int(model.n_modules), module_size=int(model.module_size))
+                cons = _conservation(run, top)
+                if isinstance(cons, str):
+                    notes.append(f"{label}: weight conservation skipped: {cons}")
+                else:
+                    extra[label]["conservation"] = cons
+            if robustness:
+                sweep = _perturbation_sweep(run, top, repeats=repeats, evaluation=modular_evaluation,
+                                            progress=progress, refresh=refresh)
+                if isinstance(sweep, str):
+                    if modular:
+                        notes.append(f"{label}: Eq. 5 perturbation skipped: {sweep}")
+                else:
+                    extra[label]["sweep"] = sweep
 
     def having(*names: str) -> dict[str, xr.Dataset]:
         return {lb: ds for lb, ds in summaries.items() if all(n in ds for n in names)}
@@ -295,6 +410,7 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                                       f"largest solved N; median and interquartile range over trials ("
                                       + ", ".join(f"{lb}: N = {extra[lb]['top']}" for lb in retrained) + ").",
                         lambda: dplot.retraining_curves({lb: extra[lb]["retrain"] for lb in retrained})))
+    figures.extend(_modular_figures(extra, repeats))
     written = []
     for name, caption, make in figures:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -312,13 +428,45 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 (out / old).unlink(missing_ok=True)
     write_atomic(manifest, lambda tmp: tmp.write_text("\n".join(files) + "\n", encoding="utf-8"))
     index = out / "index.html"
-    text = _html(summaries, extra, written, notes)
+    text = _html(summaries, extra, written, notes, _modular_rows(extra))
     write_atomic(index, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return index
 
 
+def _modular_figures(extra: dict[str, dict[str, Any]], repeats: int) -> list[tuple[str, str, Any]]:
+    """The modular section's figures: Fig. 3 (every sweep overlaid), and per modular run Fig. 5a-b
+    and Fig. 5c."""
+    from trainers.modular_analysis import plot_module_accuracy, plot_tasks_solved, plot_weight_conservation
+
+    figures: list[tuple[str, str, Any]] = []
+    sweeps = {lb: e["sweep"] for lb, e in extra.items() if "sweep" in e}
+    where = ", ".join(f"{lb}: N = {extra[lb]['top']}" for lb in sweeps)
+    if sweeps:
+        figures.append(("modular_tasks_solved",
+                        "Tasks still solved (accuracy > 0.9) under random perturbations of the recurrent weights "
+                        "W^R, the feed-forward weights W^FF (modular networks) and the timescales τ (upward only) "
+                        "of strength ε relative to the group's Frobenius norm (004 Eq. 5, Fig. 3; non-modular "
+                        f"leaky runs overlaid); mean over {repeats} random directions, band: SEM. Each network is "
+                        f"the one saved at its largest solved N ({where}).",
+                        lambda: plot_tasks_solved(sweeps)))
+    for label, e in extra.items():
+        if e.get("modular") and "sweep" in e:
+            figures.append((f"modular_module_accuracy_{label}",
+                            f"{label}: accuracy of each module on its N under perturbations of W^FF, W^R and τ "
+                            f"(004 Fig. 5a-b; darker: larger N; a perturbation reaches only the modules "
+                            f"downstream); mean over {repeats} directions, band: SEM; dotted: 0.9.",
+                            lambda s=e["sweep"]: plot_module_accuracy(s)))
+        if e.get("modular") and "conservation" in e:
+            figures.append((f"modular_weight_conservation_{label}",
+                            f"{label}: variance of the normalised weight change between consecutive modules, "
+                            f"W^R (off-diagonal) and W^FF (004 Fig. 5c; lower = more conserved; an exact copy "
+                            f"gives 0, independent weights about 2).",
+                            lambda c=e["conservation"]: plot_weight_conservation(c)))
+    return figures
+
+
 def _html(summaries: dict[str, xr.Dataset], extra: dict[str, dict[str, Any]], figures: list[tuple[str, str]],
-          notes: list[str]) -> str:
+          notes: list[str], modular: str = "") -> str:
     esc = html.escape
     rows = []
     for label, s in summaries.items():
@@ -348,6 +496,7 @@ every step).</p>
 <table><tr><th>label</th><th>run directory</th><th>curriculum</th><th>task</th><th>model</th><th>checkpoints</th>
 <th>N</th><th>App. F accuracy at largest N</th></tr>
 {''.join(rows)}</table>
+{modular}
 {note_html}
 <ul>{toc}</ul>
 {body}
@@ -355,4 +504,4 @@ every step).</p>
 """
 
 
-__all__ = ["make_report", "EPS_W", "EPS_TAU"]
+__all__ = ["make_report", "EPS_W", "EPS_TAU", "EPS_MODULAR"]

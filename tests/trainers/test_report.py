@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 import trainers
@@ -63,6 +64,7 @@ def test_report_reuses_the_cache_and_refuses_an_empty_run(tiny_run, tmp_path, ca
     stamp = cache.stat().st_mtime_ns
     assert main(["report", str(tiny_run), "-o", str(out), "--no-robustness", *SMALL]) == 0
     assert cache.stat().st_mtime_ns == stamp
+    assert not list(out.glob("modular_*")) and "Modular networks" not in (out / "index.html").read_text()
     trainers.RunDir(tmp_path / "empty").checkpoints_dir.mkdir(parents=True)
     assert main(["report", str(tmp_path / "empty"), "-o", str(out), *SMALL]) == 2
     assert "has not solved any N" in capsys.readouterr().err
@@ -145,3 +147,61 @@ def test_make_report_records_as_the_authors_and_reads_each_checkpoint_once(tmp_p
     direct = analyze_run(run, steps=600, trials=2, burn_in=50, fit_lag=10, parallel="serial", progress=False,
                          refresh=True)
     xr.testing.assert_allclose(summary, direct)
+
+
+# ------------------------------------------------------------------ modular runs (004)
+@pytest.fixture(scope="module")
+def growth_run(tmp_path_factory):
+    """A growth run of 004's modular network that solves N = 2 and 3 (two modules at N = 3)."""
+    d = tmp_path_factory.mktemp("runs") / "growth"
+    trainers.train({"task": "parity", "model": "modular", "curriculum": "growth", "units": 10, "module_size": 10,
+                    "batch": 32, "steps_per_epoch": 50, "eval_batches": 2, "max_epochs": 14, "n_max": 4, "seed": 0,
+                    "device": "cpu"}, d, progress=False)
+    assert trainers.RunDir(d).solved()[-1] >= 3
+    return d
+
+
+def test_report_of_a_modular_run_adds_the_modular_section(growth_run, tiny_run, tmp_path):
+    import xarray as xr
+
+    from trainers.modular_analysis import module_weight_conservation, perturbation_sweep
+    from trainers.report import EPS_MODULAR, make_report
+
+    out = tmp_path / "report"
+    kw = dict(steps=1500, trials=2, repeats=2, n_ablate=3, accuracy={"steps": 200, "trials": 3}, parallel="serial",
+              modular_evaluation={"batches": 1, "batch": 32}, progress=False)
+    index = make_report([growth_run, tiny_run], out, **kw)
+    for name in ("modular_tasks_solved", "modular_module_accuracy_growth", "modular_weight_conservation_growth",
+                 "timescales_vs_N", "ablation"):                   # the leaky run's figures are still there
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (out / f"{name}.svg").read_text()
+    assert not (out / "modular_module_accuracy_multi-head.png").exists()      # per-module: modular runs only
+    page = index.read_text()
+    assert "<h2>Modular networks" in page and "<td>growth</td><td>3</td><td>2 × 10</td>" in page
+    assert "Eq. 5 perturbations are in the modular section" in page
+    top = trainers.RunDir(growth_run).solved()[-1]
+    sweep = xr.load_dataset(_an(growth_run, f"perturbation_sweep_N{top:03d}.nc"))
+    assert sweep["target"].values.tolist() == ["recurrent", "feedforward", "tau"]
+    assert sweep["epsilon"].values.tolist() == list(EPS_MODULAR) and sweep["N"].values.tolist() == [2, 3]
+    model = trainers.RunDir(growth_run).checkpoint(top).model()
+    direct = perturbation_sweep(model, "parity", EPS_MODULAR, repeats=2, seed=0, Ns=[2, 3], batches=1, batch=32)
+    np.testing.assert_array_equal(sweep["accuracy"], direct["accuracy"])
+    cons = module_weight_conservation(model)
+    assert f"<td>{cons.attrs['recurrent_mean']:.3g}</td>" in page
+    # the leaky run is swept too, as the non-modular network of Fig. 3 (W_rec and tau)
+    leaky = xr.load_dataset(_an(tiny_run, "perturbation_sweep_N003.nc"))
+    assert leaky["target"].values.tolist() == ["recurrent", "tau"]
+    # a second report reuses the cached sweeps; without robustness only weight conservation is drawn
+    stamp = _an(growth_run, f"perturbation_sweep_N{top:03d}.nc").stat().st_mtime_ns
+    make_report([growth_run], out, **kw)
+    assert _an(growth_run, f"perturbation_sweep_N{top:03d}.nc").stat().st_mtime_ns == stamp
+    make_report([growth_run], out, **{**kw, "robustness": False})
+    assert (out / "modular_weight_conservation_growth.png").is_file() and not (out / "modular_tasks_solved.png").exists()
+
+
+def test_a_modular_report_checks_its_options_first(growth_run, tmp_path):
+    from trainers.report import make_report
+
+    with pytest.raises(ValueError, match="modular_evaluation batch"):
+        make_report([growth_run], tmp_path / "never", modular_evaluation={"batch": 0}, progress=False)
+    assert not (tmp_path / "never").exists()
