@@ -536,3 +536,19 @@ def test_cli_usage_errors(tmp_path, capsys):
             code = exc.code
         assert code == 2
         assert message in capsys.readouterr().err
+
+
+def test_module_weight_conservation_agrees_with_the_recording_route():
+    """The model route equals dynatools' weight_conservation of a modular recording's assembled
+    W_rec with its module coordinate (what trainers.record stores)."""
+    import xarray as xr
+
+    from dynatools.connectivity import weight_conservation
+
+    net = _net(n_modules=4, module_size=5, seed=3)
+    rec = xr.Dataset({"W_rec": (("unit", "unit_pre"), net.recording_weights()["W_rec"])},
+                     coords={"unit": np.arange(20), "module": ("unit", net.unit_coords()["module"])})
+    other = weight_conservation(rec)
+    ours = module_weight_conservation(net)
+    np.testing.assert_allclose(ours["recurrent"], other["W_R"], rtol=1e-6)
+    np.testing.assert_allclose(ours["feedforward"], other["W_FF"], rtol=1e-6)
