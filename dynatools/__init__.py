@@ -57,6 +57,7 @@ from dynatools.connectivity import (  # noqa: E402
 )
 from dynatools.summary import analyze_recording, reliable_tau_net  # noqa: E402
 from dynatools.misalignment import activity_nmse  # noqa: E402
+from dynatools.spectra import power_spectrum  # noqa: E402
 
 
 _LAZY = {
@@ -129,6 +130,8 @@ __all__ = [
     "weight_spectrum",
     # dynamics misalignment
     "activity_nmse",
+    # power spectra
+    "power_spectrum",
     # summaries of one recording
     "analyze_recording",
     "reliable_tau_net",

@@ -123,7 +123,7 @@ def _one_line_warnings(prefix: str, spell_flags: bool = True):
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
     from dynatools.recording import open_recording, write_netcdf_atomic
-    from dynatools.spectrum import plot_power_spectrum, power_spectrum
+    from dynatools.spectra import plot_power_spectrum, power_spectrum
 
     if args.output is None and args.plot is None and args.quiet:
         raise ValueError("nothing to do: -q hides the summary and neither --out nor --plot was given; pass "

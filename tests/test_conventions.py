@@ -26,7 +26,8 @@ TORCH = {"lyapunov_spectrum", "hessian_eigenvalues", "hessian_density", "hessian
 PROGRESS = {"autocorrelation", "timescales", "pca_dimensionality", "participation_ratio", "analyze_recording",
             "lyapunov_spectrum", "hessian_eigenvalues", "hessian_density", "hessian_trace", "ablation_by_tau",
             "perturb"}
-ACTIVITY = {"autocorrelation", "timescales", "pca_dimensionality", "participation_ratio", "analyze_recording"}
+ACTIVITY = {"autocorrelation", "timescales", "pca_dimensionality", "participation_ratio", "analyze_recording",
+            "power_spectrum"}
 
 
 def _functions():

@@ -97,6 +97,7 @@ for info in pkgutil.walk_packages(dt.__path__, "dynatools."):
 # every command of the dynatools CLI
 demo = str(dt.demo_path())
 for argv in (["info", demo], ["timescales", demo, "-o", str(tmp / "ts.nc"), "--max-lag", "40", "-q"],
+             ["spectrum", demo, "--nperseg", "128", "-q", "-o", str(tmp / "sp.nc")],
              ["demo", "-o", str(tmp / "demo")]):
     report["commands"][argv[0]] = cli.main(argv)
 report["subcommands"] = sorted(cli.build_parser()._subparsers._group_actions[0].choices)
@@ -139,6 +140,7 @@ calls = {
     "pca_dimensionality": lambda: dt.pca_dimensionality(rec),
     "participation_ratio": lambda: dt.participation_ratio(rec),
     "activity_nmse": lambda: dt.activity_nmse(small, small.activity + 0.1),
+    "power_spectrum": lambda: dt.power_spectrum(rec, nperseg=64),
     "weight_balance": lambda: dt.weight_balance(W),
     "weight_change": lambda: dt.weight_change(W, 2 * W),
     "weight_conservation": lambda: dt.weight_conservation([W, 2 * W + 1]),
@@ -203,8 +205,8 @@ def test_every_command_and_public_function_works_without_trainers(tmp_path):
     assert report["called"] == sorted(dynatools.__all__)
     expected_modules = {f"dynatools.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert expected_modules <= set(report["modules"])
-    assert report["commands"] == {"info": 0, "timescales": 0, "demo": 0}
-    assert report["subcommands"] == ["demo", "info", "timescales"]
+    assert report["commands"] == {"info": 0, "timescales": 0, "spectrum": 0, "demo": 0}
+    assert report["subcommands"] == ["demo", "info", "spectrum", "timescales"]
     assert report["trainers_loaded"] == []
     assert (tmp_path / "ts.nc").is_file() and (tmp_path / "demo" / "demo_timescales.png").is_file()
 

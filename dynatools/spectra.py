@@ -217,7 +217,7 @@ def power_spectrum(
     Examples
     --------
     >>> import numpy as np
-    >>> from dynatools.spectrum import power_spectrum
+    >>> from dynatools.spectra import power_spectrum
     >>> t = np.arange(4096)
     >>> x = np.sin(2 * np.pi * 0.125 * t)[None, :, None] * np.ones((2, 1, 3))   # (trial, time, unit)
     >>> res = power_spectrum(x, nperseg=128)
@@ -379,7 +379,7 @@ def plot_power_spectrum(spec: xr.Dataset, *, units: Sequence[Any] | None = None,
     Examples
     --------
     >>> import numpy as np
-    >>> from dynatools.spectrum import power_spectrum, plot_power_spectrum
+    >>> from dynatools.spectra import power_spectrum, plot_power_spectrum
     >>> x = np.random.default_rng(0).standard_normal((2, 1024, 4))
     >>> fig = plot_power_spectrum(power_spectrum(x, nperseg=128))
     """
@@ -389,7 +389,7 @@ def plot_power_spectrum(spec: xr.Dataset, *, units: Sequence[Any] | None = None,
 
     if "mean_power" not in spec or "frequency" not in spec.dims:
         raise ValueError("spec is not a power_spectrum result (no 'mean_power' over 'frequency'); pass "
-                         "dynatools.spectrum.power_spectrum(rec).")
+                         "dynatools.spectra.power_spectrum(rec).")
     channel = unit_dim if unit_dim in spec["power"].dims else \
         next(d for d in spec["power"].dims if d != "frequency" and d not in spec["mean_power"].dims)
     if ax is None:

@@ -1,4 +1,4 @@
-"""Power spectra (dynatools.spectrum) against known answers: sums of sines, the AR(1) spectrum in
+"""Power spectra (dynatools.spectra) against known answers: sums of sines, the AR(1) spectrum in
 closed form, Welch's estimator written out by hand, Hz vs cycles per step, padded trials,
 ensembles, dask, the characteristic frequency of 003 Sec. 4.2, and bad input."""
 
@@ -10,7 +10,7 @@ import xarray as xr
 from scipy.signal import find_peaks, lfilter
 
 import dynatools as dt
-from dynatools.spectrum import plot_power_spectrum, power_spectrum
+from dynatools.spectra import plot_power_spectrum, power_spectrum
 
 
 def _sines(freqs, amps, n_trials=4, n_time=4096, noise=0.1, seed=0):
