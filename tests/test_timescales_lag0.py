@@ -69,9 +69,11 @@ def _no_substep_timescale(res: xr.Dataset, step: float = 1.0) -> None:
 
 
 def test_subsampled_branching_process_is_one_timescale_with_noise():
-    """Issue 20's case, test-sized: tau = 20 steps, 5% of events observed, 60 units x 1e4 steps."""
+    """Issue 20's case, test-sized: tau = 20 steps, 5% of events observed, 50 units x 3e4 steps
+    (at 1e4 steps the median tau_net is within 2.5% for seeds 0-5, but only 97-100% of the
+    units' noise fractions are within 0.05: too close to the 95% asked)."""
     rng = np.random.default_rng(20)
-    obs, nu = branching(rng, 60, 10_000, 20.0)
+    obs, nu = branching(rng, 50, 30_000, 20.0)
     res = dt.timescales(obs[None, :, :, 0])
     assert np.mean(res.selected_model.values == "single") >= 0.95
     assert abs(np.median(res.tau_net.values) / 20.0 - 1) < 0.05
