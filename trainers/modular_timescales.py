@@ -132,8 +132,9 @@ def module_timescales(run_dir: str | os.PathLike, *, steps: int = 100_000, trial
         todo = sorted({int(n) for n in Ns})
         missing = [n for n in todo if n not in solved]
         if missing or not todo:
-            raise ValueError(f"Ns={list(Ns)}: {missing or 'none given'}; {run.path} has solved-N checkpoints for "
-                             f"{solved}. Give some of those (or leave Ns unset for all).")
+            what = f"N {missing} not solved" if missing else "no N given"
+            raise ValueError(f"Ns={list(Ns)}: {what}; {run.path} has solved-N checkpoints for {solved}. Give "
+                             f"some of those (or leave Ns unset for all).")
     rows = []
     for N in tqdm(todo, desc="module timescales", unit="network", disable=not progress):
         ck = run.checkpoint(N)                         # read first: the cache key is for these weights

@@ -185,8 +185,10 @@ def test_shares_analyze_runs_cache_and_selects_Ns(tmp_path, monkeypatch):
     monkeypatch.setattr(analyze, "_analyze_checkpoint", fail)
     res = module_timescales(run, Ns=[3], **FAST)
     assert res["N"].values.tolist() == [3] and res["solving_module"].values.tolist() == [1]
-    with pytest.raises(ValueError, match=r"Ns=\[5\].*solved-N checkpoints for \[2, 3, 4\]"):
+    with pytest.raises(ValueError, match=r"Ns=\[5\]: N \[5\] not solved.*solved-N checkpoints for \[2, 3, 4\]"):
         module_timescales(run, Ns=[5], **FAST)
+    with pytest.raises(ValueError, match="no N given"):
+        module_timescales(run, Ns=[], **FAST)
     with pytest.raises(FileNotFoundError, match="not a trainers run directory"):
         module_timescales(tmp_path / "nothing", **FAST)
 
