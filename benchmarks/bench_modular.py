@@ -1,17 +1,26 @@
-"""Benchmark: the fused block recurrence of :class:`trainers.models.ModularRNN` against a per-module
-Python loop, forward + backward (goal of issue 15: >= 3x).
+"""Benchmark: the fused recurrence of :class:`trainers.models.ModularRNN` against a per-module
+Python loop, forward + backward (goal of issue 15: >= 3x at 30 modules of 10 units).
 
-- fused: ``ModularRNN.forward`` (all modules in one recurrence over ``modules * module_size``
-  units, one matmul per step with the assembled block matrix, the leaky RNN's fused kernel and
-  hand-written backward pass), then the readout of the last state through every head.
 - loop: what a user would write from 004 Eq. 4: for every time step, for every module, the
   module's own small matmuls (``W_rec`` with zero diagonal, ``W_ff`` from the previous module's
-  previous state, ``W_in``, bias), the leaky update, then each module's head; autograd for the
-  backward pass. Same parameters (shared tensors).
+  previous state, ``W_in``, bias), the leaky update (Eq. 1), then each module's head; autograd
+  for the backward pass. Same parameters (shared tensors).
+- fused, default: ``ModularRNN.forward`` with automatic ``block_modules``
+  (:meth:`ModularRNN.blocks`; on CPU at batch 256, blocks of about 50 units): one loop over
+  time, one batched matmul per step over blocks of consecutive modules (each block also reads
+  the module before it), the hand-written backward pass, weight gradients as one batched
+  product after the time loop. ``--blocks`` sets ``block_modules`` instead.
+- fused, dense: the same kernel with ``block_modules = n_modules``: the dense ``(unit, unit)``
+  block-bidiagonal matrix in one matmul per step (the arithmetic of the fused path before the
+  banded kernel).
 
-Loss: ``logsumexp`` of every head's logits on the last state, summed. Before timing, the two
-losses and the gradients of every parameter are checked to agree. Times are the median of
-``--repeats`` forward+backward passes after one warm-up.
+Each is followed by the readout of the last state through every head. Loss: ``logsumexp`` of
+every head's logits on the last state, summed. Before timing, the losses and the gradients of
+every parameter are checked to agree with the loop's. The variants are timed in turn (one
+forward+backward each, ``--repeats`` rounds, after a warm-up), so that they share the machine's
+load; the table gives the median wall time and the median CPU time of the thread (less
+sensitive to other processes on a loaded machine). The load average is printed before and
+after.
 
     DYNATOOLS_THREADS=1 python benchmarks/bench_modular.py [--modules 30] [--module-size 10] [--batch 256] [--time 100]
 """
@@ -19,8 +28,10 @@ losses and the gradients of every parameter are checked to agree. Times are the 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -49,8 +60,12 @@ def loop_forward(net: ModularRNN, u: torch.Tensor, h0: torch.Tensor) -> torch.Te
                         for k in range(net.n_heads)], dim=1)
 
 
-def fused_forward(net: ModularRNN, u: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-    return net.readout(net(u, h0)[:, -1])
+def fused_forward(blocks: int | None) -> Callable[[ModularRNN, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The model's fused forward with ``block_modules = blocks``, then every head on the last state."""
+    def run(net: ModularRNN, u: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        net.block_modules = blocks
+        return net.readout(net(u, h0)[:, -1])
+    return run
 
 
 def _pass(fn, net, u, h0):
@@ -60,14 +75,10 @@ def _pass(fn, net, u, h0):
     return loss.detach(), [p.grad.clone() for p in net.parameters()]
 
 
-def _time(fn, net, u, h0, repeats: int) -> float:
-    _pass(fn, net, u, h0)                              # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _pass(fn, net, u, h0)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _timed(fn, net, u, h0) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    _pass(fn, net, u, h0)
+    return time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def main() -> None:
@@ -77,6 +88,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--time", type=int, default=100, help="sequence length (parity at N=25: up to 100)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--blocks", type=int, default=None,
+                    help="block_modules of the banded variant (default: automatic)")
     args = ap.parse_args()
 
     net = ModularRNN(args.modules * args.module_size, n_modules=args.modules, module_size=args.module_size,
@@ -84,19 +97,37 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     u = torch.randint(0, 2, (args.batch, args.time, 1), generator=g).float()
     h0 = net.initial_state(args.batch, generator=g)
+    net.block_modules = args.blocks
+    variants = {
+        "per-module loop": loop_forward,
+        f"fused, dense (1 block of {args.modules})": fused_forward(args.modules),
+        f"fused, default ({net.blocks(args.batch)} modules/block)": fused_forward(args.blocks),
+    }
+    load0 = os.getloadavg()
     with torch_threads():
         threads = torch.get_num_threads()
-        (lf, gf), (ll, gl) = _pass(fused_forward, net, u, h0), _pass(loop_forward, net, u, h0)
-        torch.testing.assert_close(lf, ll, rtol=1e-4, atol=1e-4)
-        for a, b in zip(gf, gl):
-            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
-        t_fused = _time(fused_forward, net, u, h0, args.repeats)
-        t_loop = _time(loop_forward, net, u, h0, args.repeats)
+        ll, gl = _pass(loop_forward, net, u, h0)
+        for name, fn in list(variants.items())[1:]:
+            lf, gf = _pass(fn, net, u, h0)
+            torch.testing.assert_close(lf, ll, rtol=1e-4, atol=1e-4, msg=f"{name}: loss differs")
+            for a, b in zip(gf, gl):
+                torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=f"{name}: gradient differs")
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for _ in range(args.repeats):
+            for name, fn in variants.items():
+                times[name].append(_timed(fn, net, u, h0))
+    load1 = os.getloadavg()
+    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    base = "per-module loop"
     print(f"{args.modules} modules x {args.module_size} units, batch {args.batch}, {args.time} steps, "
-          f"forward+backward, {threads} torch thread(s); results agree")
-    print(f"  per-module loop : {t_loop * 1e3:9.1f} ms")
-    print(f"  fused           : {t_fused * 1e3:9.1f} ms")
-    print(f"  speed-up        : {t_loop / t_fused:9.1f}x  (goal >= 3x)")
+          f"forward+backward, {threads} torch thread(s); results agree. Load average "
+          f"{load0[0]:.1f} before, {load1[0]:.1f} after ({os.cpu_count()} CPUs)")
+    print(f"  {'':34s} {'wall':>9s} {'cpu':>9s} {'speed-up wall':>14s} {'cpu':>6s}")
+    for k in variants:
+        print(f"  {k:34s} {wall[k] * 1e3:6.1f} ms {cpu[k] * 1e3:6.1f} ms {wall[base] / wall[k]:13.1f}x "
+              f"{cpu[base] / cpu[k]:5.1f}x")
+    print("  goal: fused >= 3x the per-module loop")
 
 
 if __name__ == "__main__":

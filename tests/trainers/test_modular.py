@@ -247,3 +247,150 @@ def test_trains_one_epoch_on_parity_and_reloads(tmp_path):
     assert isinstance(loaded.model, ModularRNN) and loaded.model.config() == model.config()
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
         assert k == k2 and torch.equal(a.cpu(), b.cpu())
+
+
+# ---------------------------------------------------------------- the banded fused kernel
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device(name)
+
+
+def _slow_loop(net: ModularRNN, u: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """004 Eq. 1, 2, 4 per module and per step with autograd, for both placements and every
+    activation: C^m = W^R_m r^m (diagonal removed) + W^FF_m r^{m-1} + W^I_m S + b_m; inside
+    r^m <- a r^m + f(C^m / tau), outside r^m <- f(a r^m + C^m / tau), a = 1 - 1/tau, tau
+    clamped at 1."""
+    ms, M = net.module_size, net.n_modules
+    eye = torch.eye(ms, dtype=h0.dtype, device=h0.device)
+    acts = {"leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, net.negative_slope),
+            "relu": torch.relu, "tanh": torch.tanh}
+    f = acts[net.activation]
+    r = list(h0.split(ms, dim=-1))
+    out = []
+    for t in range(u.shape[1]):
+        new = []
+        for m in range(M):
+            C = r[m] @ (net.W_rec[m] * (1 - eye)).T + u[:, t] @ net.W_in[m].T + net.bias[m]
+            if m > 0:
+                C = C + r[m - 1] @ net.W_ff[m - 1].T
+            tau = net.tau[m].clamp(min=1.0)
+            a = 1 - 1 / tau
+            new.append(a * r[m] + f(C / tau) if net.nonlinearity == "inside" else f(a * r[m] + C / tau))
+        r = new
+        out.append(torch.cat(r, dim=-1))
+    return torch.stack(out, dim=1)
+
+
+def _states_and_grads(net: ModularRNN, forward, u: torch.Tensor, h0: torch.Tensor):
+    """States and the gradients of a loss on every step and every head with respect to every
+    parameter (None where frozen), h0 and u."""
+    u, h0 = u.clone().requires_grad_(True), h0.clone().requires_grad_(True)
+    H = forward(u, h0)
+    w = torch.linspace(0.5, 1.5, H.shape[1], dtype=H.dtype, device=H.device)[None, :, None]
+    loss = (net.readout(H).logsumexp(-1) * w).sum() + (H ** 2).sum()
+    params = [p for p in net.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params + [u, h0])
+    return H.detach(), dict(zip([n for n, p in net.named_parameters() if p.requires_grad], grads[:-2])), grads[-2:]
+
+
+def _check_against_loop(net: ModularRNN, u: torch.Tensor, h0: torch.Tensor, blocks: int | None) -> None:
+    net.fused, net.block_modules = True, blocks
+    Hf, gf, (duf, dhf) = _states_and_grads(net, net, u, h0)
+    Hl, gl, (dul, dhl) = _states_and_grads(net, lambda u_, h_: _slow_loop(net, u_, h_), u, h0)
+    torch.testing.assert_close(Hf, Hl, rtol=1e-10, atol=1e-12)
+    assert gf.keys() == gl.keys()
+    for name in gf:
+        torch.testing.assert_close(gf[name], gl[name], rtol=1e-9, atol=1e-11, msg=name)
+    torch.testing.assert_close(duf, dul, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(dhf, dhl, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("n_modules, blocks", [(1, None), (1, 1), (2, 1), (3, None), (3, 2), (5, 1), (5, 2),
+                                               (5, 3), (5, 5), (5, 9), (6, 4)])
+def test_banded_kernel_states_and_all_gradients_equal_the_per_module_loop(n_modules, blocks):
+    # blocks 2 and 3 of 5 modules and 4 of 6 need zero padding modules in the last block
+    net = _net(n_modules, module_size=3, seed=30 + n_modules, input_dim=2)
+    with torch.no_grad():
+        for w in net.W_rec:                    # the diagonal must not act, nor get a gradient
+            w.diagonal().fill_(3.0)
+        net.tau[0][0] = 0.5                    # clamped to 1: no gradient
+    u = torch.rand(4, 7, 2, generator=_gen(31), dtype=torch.float64)
+    h0 = net.initial_state(4, generator=_gen(32))
+    _check_against_loop(net, u, h0, blocks)
+
+
+@pytest.mark.parametrize("nonlinearity", ["inside", "outside"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "relu", "tanh"])
+def test_banded_kernel_equals_the_loop_for_every_placement_and_activation(nonlinearity, activation):
+    net = _net(4, module_size=3, seed=33, nonlinearity=nonlinearity, activation=activation)
+    u = torch.rand(3, 6, 1, generator=_gen(34), dtype=torch.float64) - 0.5
+    h0 = net.initial_state(3, generator=_gen(35)) - 0.05
+    for blocks in (1, 3, 4):
+        _check_against_loop(net, u, h0, blocks)
+
+
+@pytest.mark.parametrize("freeze", ["modules", "recurrent", "feedforward", "all"])
+def test_banded_kernel_gradients_with_frozen_modules_and_heads(freeze):
+    net = _net(3, module_size=3, seed=36)
+    net.add_module(duplicate_recurrent=True, duplicate_feedforward=True, generator=_gen(37))
+    net.freeze_modules(4 if freeze == "all" else 2)
+    if freeze == "recurrent":
+        net.freeze_weights(recurrent=True)
+    elif freeze == "feedforward":
+        net.freeze_weights(feedforward=True)
+    u = torch.rand(3, 6, 1, generator=_gen(38), dtype=torch.float64)
+    h0 = net.initial_state(3, generator=_gen(39))
+    for blocks in (1, 2, 3, None):
+        _check_against_loop(net, u, h0, blocks)   # same trainable set, same gradients
+    net.zero_grad(set_to_none=True)
+    net.block_modules = 2
+    net.readout(net(u, h0.requires_grad_(True))[:, -1]).logsumexp(-1).sum().backward()
+    for p in net.parameters():                    # frozen parameters get no gradient at all
+        assert (p.grad is not None) == p.requires_grad
+    assert h0.grad is not None
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_banded_and_dense_blocks_equal_the_loop_on_device(device):
+    dev = _device(device)
+    net = _net(5, module_size=4, seed=40).to(dev)
+    u = torch.rand(3, 8, 1, generator=_gen(41), dtype=torch.float64).to(dev)
+    h0 = net.initial_state(3, generator=torch.Generator(device=dev).manual_seed(42))
+    for blocks in (None, 1, 2, 5):
+        _check_against_loop(net, u, h0, blocks)
+
+
+def test_block_size_rule():
+    def blocks(n_modules, module_size, **kw):
+        return ModularRNN(n_modules * module_size, n_modules=n_modules, module_size=module_size, **kw)
+
+    assert blocks(30, 10).blocks(256) == 5         # about 50 units per block on CPU
+    assert blocks(30, 10).blocks() == 5
+    assert blocks(30, 5).blocks(256) == 10 and blocks(30, 20).blocks(256) == 2 and blocks(30, 15).blocks(256) == 3
+    assert blocks(7, 10).blocks(256) == 4          # 2 blocks of 4 (one padding module), not 5 + 2
+    assert blocks(4, 10).blocks(256) == 4          # fewer modules than a block: one dense block
+    assert blocks(30, 10).blocks(5) == 30 and blocks(30, 10).blocks(6) == 5   # small batch: dense
+    assert blocks(30, 10).blocks(256, "cuda") == 30   # CUDA: one dense matmul per step
+    assert blocks(30, 10, block_modules=3).blocks(1) == 3
+    assert blocks(30, 10, block_modules=100).blocks(256) == 30
+    with pytest.raises(ValueError, match="block_modules"):
+        blocks(3, 4, block_modules=0)
+
+
+def test_fused_modular_refuses_double_backward_with_a_message():
+    net = _net(2)
+    params = list(net.parameters())
+
+    def hessian_vector(net):
+        loss = net.readout(net(_inputs())[:, -1]).logsumexp(-1).sum()
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        return torch.autograd.grad(sum(g.sum() for g in grads), params, allow_unused=True)
+
+    with pytest.raises(RuntimeError, match="fused = False"):
+        hessian_vector(net)
+    net.fused = False                                  # the step loop: double backward works
+    assert any(h is not None and h.abs().sum() > 0 for h in hessian_vector(net))

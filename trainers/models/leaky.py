@@ -47,11 +47,12 @@ def leaky_jacobian(model, h: torch.Tensor, u: torch.Tensor | None) -> torch.Tens
     return torch.diag(a) + fp[:, :, None] * Ws
 
 def leaky_forward(model, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
-    """States of every step, ``(batch, time, unit)``, of a leaky network (``LeakyRNN``,
-    ``ModularRNN``: anything with ``effective_tau``, ``_drive_input``, ``effective_W_rec``,
-    ``step`` and the activation attributes) for ``u`` ``(batch, time, input_dim)`` from ``h0``:
-    the fused recurrence with its hand-written backward, or ``step`` by step with
-    ``model.fused = False``."""
+    """States of every step, ``(batch, time, unit)``, of a leaky network (``LeakyRNN``;
+    anything with ``effective_tau``, ``_drive_input``, ``effective_W_rec``, ``step`` and the
+    activation attributes) for ``u`` ``(batch, time, input_dim)`` from ``h0``: the fused
+    recurrence with its hand-written backward, or ``step`` by step with ``model.fused = False``.
+    ``ModularRNN`` uses it for ``fused = False`` only; its fused path is the banded kernel
+    ``_ModularRecurrence`` in ``trainers/models/modular.py``."""
     if u.ndim != 3 or u.shape[-1] != model.input_dim:
         raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {model.input_dim}).")
     if h0 is None:

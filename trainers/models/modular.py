@@ -14,8 +14,11 @@ from trainers.models._common import (
     ACTIVATIONS,
     RecurrentModel,
     activate,
+    activate_,
     check_sizes,
+    check_state,
     linear_bound,
+    refuse_double_backward,
     schema_arrays,
     uniform_,
 )
@@ -43,11 +46,17 @@ class ModularRNN(RecurrentModel):
     zero) and the previous step's activity of module m - 1, nothing else.
 
     **Fused recurrence.** All modules run as ONE leaky RNN over ``n_units = n_modules *
-    module_size`` units whose recurrent matrix is assembled from the per-module blocks: the
-    :math:`W^{R,m}` on the block diagonal (diagonal zero), :math:`W^{FF,m}` on the block
-    sub-diagonal (rows of module m, columns of module m - 1), zeros elsewhere. One matmul per time
-    step covers every module (and :meth:`forward` uses LeakyRNN's fused kernel with a hand-written
-    backward pass); gradients flow back into the per-module parameters through the assembly.
+    module_size`` units whose recurrent matrix (:meth:`effective_W_rec`) is block-bidiagonal:
+    the :math:`W^{R,m}` on the block diagonal (diagonal zero), :math:`W^{FF,m}` on the block
+    sub-diagonal (rows of module m, columns of module m - 1), zeros elsewhere. :meth:`forward`
+    runs a single loop over time (never over modules) with a hand-written backward pass
+    (:class:`_ModularRecurrence`): consecutive modules are grouped into blocks of
+    ``block_modules`` modules, and each step is ONE batched matmul over the blocks, each block
+    reading its own units and the last module of the block before it (for :math:`W^{FF}`). The
+    zeros outside the band are skipped (at 30 modules of 10 the dense matrix is 93% zeros), the
+    weight gradients are one batched product over all steps after the time loop, restricted to
+    the blocks. With ``block_modules >= n_modules`` this is one dense matmul per step.
+    Gradients reach the per-module parameters.
 
     **Per-module parameters** (``nn.ParameterList``, index = module): ``W_rec[m]``
     ``(module_size, module_size)``, ``W_ff[m - 1]`` ``(module_size, module_size)`` for module
@@ -105,6 +114,13 @@ class ModularRNN(RecurrentModel):
     fused : bool, default=True
         :meth:`forward` through the fused kernel (first derivatives only); ``False`` loops over
         :meth:`step` with autograd (double backward, ``torch.func``).
+    block_modules : int or None, default=None
+        Modules per block of the fused recurrence (a speed setting: results are equal up to
+        float rounding). ``None`` picks automatically (:meth:`blocks`): on CPU blocks of about
+        50 units (``round(50 / module_size)`` modules), the fastest measured on one CPU thread,
+        except for small batches (dense per-step product under 5e5 multiply-adds); on CUDA
+        every module in one block (one dense matmul per step). A number >= ``n_modules`` forces
+        the dense matrix. Not part of ``config()``; can be changed on the instance.
     generator : torch.Generator, optional
         Source of the random initialisation: per module, in order, tau, W_in, bias, W_rec, W_ff
         (modules >= 1), then that module's head; then any further heads. Weights are
@@ -168,11 +184,13 @@ class ModularRNN(RecurrentModel):
         frozen_recurrent: bool = False,
         frozen_feedforward: bool = False,
         fused: bool = True,
+        block_modules: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         n, self.input_dim = check_sizes(n_units, input_dim, n_heads, n_classes)
         n_mod = check_positive_int("n_modules", n_modules)
+        self.block_modules = None if block_modules is None else check_positive_int("block_modules", block_modules)
         if module_size is None:
             if n % n_mod:
                 raise ValueError(
@@ -399,11 +417,47 @@ class ModularRNN(RecurrentModel):
         W / tau)`` with z = a h + C / tau; W the assembled block matrix."""
         return leaky_jacobian(self, h, u)
 
+    def blocks(self, batch: int | None = None, device: torch.device | str | None = None) -> int:
+        """Modules per block of the fused recurrence for a batch of ``batch`` sequences on
+        ``device`` (default: the model's).
+
+        ``block_modules`` when set (at most ``n_modules``). Otherwise ``n_modules`` (one dense
+        block) on CUDA, or on CPU when the dense per-step product is small (``batch *
+        n_units**2 < 5e5`` multiply-adds: the per-operation overhead then dominates, e.g. batch
+        <= 5 at 30 modules of 10); else blocks of about 50 units (``round(50 / module_size)``
+        modules, balanced so that the last block needs the fewest padding modules): the
+        fastest measured on one CPU thread (``benchmarks/bench_modular.py``, docs/benchmarks.md).
+        """
+        nm = self.n_modules
+        device = torch.device(self.W_rec[0].device if device is None else device)
+        if self.block_modules is not None:
+            return min(self.block_modules, nm)
+        if device.type != "cpu" or (batch is not None and batch * self.n_units ** 2 < 500_000):
+            return nm
+        g = min(nm, max(1, round(50 / self.module_size)))
+        return -(-nm // -(-nm // g))               # the same number of blocks, least padding
+
     def forward(self, u: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """States of every unit at every step, ``(batch, time, unit)``, for ``u`` of shape
-        ``(batch, time, input_dim)`` from ``h0`` (default :meth:`initial_state`): one matmul
-        per step for all modules."""
-        return leaky_forward(self, u, h0)
+        ``(batch, time, input_dim)`` from ``h0`` (default :meth:`initial_state`): one loop over
+        time, one batched matmul per step for all modules (:class:`_ModularRecurrence`), or
+        :meth:`step` by step with autograd when ``fused`` is False."""
+        if not self.fused:
+            return leaky_forward(self, u, h0)
+        if u.ndim != 3 or u.shape[-1] != self.input_dim:
+            raise ValueError(f"u has shape {tuple(u.shape)}; expected (batch, time, {self.input_dim}).")
+        if h0 is None:
+            h0 = self.initial_state(u.shape[0])
+        check_state(h0, u, self.state_size)
+        nm, ms = self.n_modules, self.module_size
+        tau = self.effective_tau()
+        tau_rows = tau.view(nm, ms, 1)                     # each row (post-synaptic unit) / its tau
+        R = torch.stack(list(self.W_rec)) * self.mask / tau_rows
+        F = torch.stack([self.W_rec[0].new_zeros(ms, ms), *self.W_ff]) / tau_rows
+        H = _ModularRecurrence.apply(
+            u.transpose(0, 1), h0, R, F, self.effective_W_in() / tau[:, None], self.effective_bias() / tau,
+            1.0 - 1.0 / tau, self.blocks(u.shape[0], u.device), self.nonlinearity, self.activation, self.negative_slope)
+        return H.transpose(0, 1)
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
         """Logits ``(..., head, class)`` of ``h`` ``(..., unit)``; head k reads only module
@@ -473,3 +527,140 @@ class ModuleHeads(nn.Module):
                                  f"for 1..{self.n_heads}.")
             return list(range(heads))
         return list(range(self.n_heads))[heads]
+
+
+def _activation_backward(grad: torch.Tensor, y: torch.Tensor, activation: str, slope: float,
+                         out: torch.Tensor) -> torch.Tensor:
+    """``grad * f'(z)`` written into ``out``, with f'(z) read from the output ``y = f(z)`` (one
+    fused op; the same values as ``grad * activation_grad_from_output(y)``)."""
+    if activation == "leaky_relu":
+        return torch.ops.aten.leaky_relu_backward.grad_input(grad, y, slope, True, grad_input=out)
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward.grad_input(grad, y, 0.0, grad_input=out)
+    return torch.ops.aten.tanh_backward.grad_input(grad, y, grad_input=out)
+
+
+def _module_blocks(W: torch.Tensor, g: int, ms: int, shift: int) -> torch.Tensor:
+    """Writable view ``(block, ms, ms, g)`` of the module-sized sub-blocks ``[shift + l, l]``
+    (``l = 0 .. g - 1``) of ``W`` ``(block, (g + 1) * ms, g * ms)``: row block ``shift + l``,
+    column block ``l``."""
+    W5 = W.view(W.shape[0], g + 1, ms, g, ms)
+    return W5[:, shift:shift + g].diagonal(dim1=1, dim2=3)
+
+
+class _ModularRecurrence(torch.autograd.Function):
+    r"""The modular recurrence (004 Eq. 1, 4) in one autograd node, with a hand-written BPTT
+    that uses only the band of the block-bidiagonal recurrent matrix.
+
+    Modules are grouped into ``G`` blocks of ``g`` consecutive modules (``S = g * ms`` units;
+    modules beyond ``n_modules`` that fill the last block are zero padding: zero weights, zero
+    state). The state lives in a buffer ``P`` ``(G, T + 1, batch, K)`` whose row for block j at
+    step t is ``[1, u_t, halo, r_t of block j]``, ``K = 1 + input_dim + ms + S``, with the halo
+    the previous step's state of the module before the block (zeros for block 0). One step is
+    ``z = P[:, t] @ Wf`` (one ``bmm`` over blocks), where ``Wf`` ``(G, K, S)`` stacks bias,
+    input weights, the blocks' :math:`W^{FF}` (halo rows and the shifted block sub-diagonal) and
+    :math:`W^R` (block diagonal), all divided by the post-synaptic tau; then the leaky update
+    (inside: ``r = a r + f(z)``; outside: ``r = f(a r + z)``) and the halo copy.
+
+    Backward: per step the gradient on the window, ``dz @ Wf^T`` (one ``bmm``), with the halo
+    part added to the last module of the block before; after the time loop ``dWf`` is ONE
+    batched product over all steps, ``P[:, :T]^T dZ``, from which the module blocks, input
+    weights and bias are read off (entries of ``Wf`` that are structurally zero are dropped).
+
+    Inputs: ``u`` (time, batch, input_dim), ``h0`` (batch, unit), ``R`` (module, ms, ms) =
+    :math:`W^R_m` (zero diagonal) / tau, ``F`` (module, ms, ms) = :math:`W^{FF}_m` / tau with
+    ``F[0]`` zero, ``Win`` (unit, input_dim) and ``b`` (unit,) divided by tau, ``a = 1 - 1/tau``,
+    then the block size ``g``, the placement, activation and slope. Output: states
+    (time, batch, unit).
+    """
+
+    @staticmethod
+    def forward(ctx, u, h0, R, F, Win, b, a, g, placement, activation, slope):  # type: ignore[override]
+        T, B, I = u.shape
+        nm, ms = R.shape[0], R.shape[1]
+        n = nm * ms
+        G = -(-nm // g)
+        S = g * ms
+        npad, c0 = G * S, 1 + I + ms              # padded units; first state column of a row
+        K = c0 + S
+        if npad > n:                              # zero padding modules fill the last block
+            zero = R.new_zeros(G * g - nm, ms, ms)
+            R, F = torch.cat([R, zero]), torch.cat([F, zero])
+            Win = torch.cat([Win, Win.new_zeros(npad - n, I)])
+            b, a = torch.cat([b, b.new_zeros(npad - n)]), torch.cat([a, a.new_zeros(npad - n)])
+            h0 = torch.cat([h0, h0.new_zeros(B, npad - n)], 1)
+        Wf = R.new_zeros(G, K, S)
+        Wf[:, 0] = b.view(G, S)
+        Wf[:, 1:1 + I] = Win.view(G, S, I).transpose(1, 2)
+        blocks = Wf[:, 1 + I:]                    # (G, (g + 1) ms, S): halo and block rows
+        _module_blocks(blocks, g, ms, 1).copy_(R.transpose(1, 2).reshape(G, g, ms, ms).permute(0, 2, 3, 1))
+        _module_blocks(blocks, g, ms, 0).copy_(F.transpose(1, 2).reshape(G, g, ms, ms).permute(0, 2, 3, 1))
+
+        P = R.new_empty(G, T + 1, B, K)
+        P[..., 0] = 1.0
+        P[:, :T, :, 1:1 + I] = u
+        P[:, T, :, 1:1 + I] = 0.0
+        P[0, :, :, 1 + I:c0] = 0.0
+        P[:, 0, :, c0:] = h0.view(B, G, S).transpose(0, 1)
+        P[1:, 0, :, 1 + I:c0] = P[:-1, 0, :, K - ms:]
+        ag = a.view(G, 1, S)
+        inside = placement == "inside"
+        # inside: f(z) is kept, so that f'(z) is exact in the backward pass
+        Fz = R.new_empty(G, T, B, S) if inside else R.new_empty(G, B, S)
+        for t in range(T):
+            z = Fz[:, t] if inside else Fz
+            torch.bmm(P[:, t], Wf, out=z)
+            h, out = P[:, t, :, c0:], P[:, t + 1, :, c0:]
+            if inside:
+                activate_(z, activation, slope)
+                torch.addcmul(z, h, ag, out=out)
+            else:
+                z.addcmul_(h, ag)
+                activate_(z, activation, slope)
+                out.copy_(z)
+            if G > 1:
+                P[1:, t + 1, :, 1 + I:c0].copy_(P[:-1, t + 1, :, K - ms:])
+        ctx.save_for_backward(P, Fz if inside else P, Wf, a)
+        ctx.cfg = (nm, g, ms, I, placement, activation, slope)
+        H = P[:, 1:, :, c0:].permute(1, 2, 0, 3).reshape(T, B, npad)
+        return H[..., :n] if npad > n else H
+
+    @staticmethod
+    def backward(ctx, gH):  # type: ignore[override]
+        refuse_double_backward("ModularRNN")
+        P, Fz, Wf, a = ctx.saved_tensors
+        nm, g, ms, I, placement, activation, slope = ctx.cfg
+        G, T1, B, K = P.shape
+        T, n, S = T1 - 1, nm * ms, g * ms
+        npad, c0 = G * S, 1 + I + ms
+        inside = placement == "inside"
+        if npad > n:
+            gH = torch.cat([gH, gH.new_zeros(T, B, npad - n)], -1)
+        gHg = gH.reshape(T, B, G, S).permute(2, 0, 1, 3)   # (G, T, B, S)
+        Wb = Wf[:, 1 + I:].transpose(1, 2).contiguous()   # (G, S, ms + S): window gradient
+        Gz = P.new_empty(G, T, B, S)                       # gradient with respect to z
+        CB = P.new_zeros(G, B, ms + S)                     # gradient on [halo, block state]
+        carry = CB[..., ms:]                               # ... on the block state r_{t-1}
+        gh = P.new_empty(G, B, S)                          # total gradient on r_t
+        acc = P.new_zeros(G, B, S)                         # for the gradient on a
+        ag = a.view(G, 1, S)
+        for t in range(T - 1, -1, -1):
+            torch.add(carry, gHg[:, t], out=gh)
+            gz = Gz[:, t]
+            _activation_backward(gh, Fz[:, t] if inside else P[:, t + 1, :, c0:], activation, slope, gz)
+            leak = gh if inside else gz
+            acc.addcmul_(leak, P[:, t, :, c0:])
+            torch.bmm(gz, Wb, out=CB)
+            if G > 1:                                      # halo: the module before the block
+                CB[:-1, :, -ms:] += CB[1:, :, :ms]
+            carry.addcmul_(leak, ag)
+        dWf = torch.bmm(P[:, :T].reshape(G, T * B, K).transpose(1, 2), Gz.reshape(G, T * B, S))
+        blocks = dWf[:, 1 + I:]
+        dR = _module_blocks(blocks, g, ms, 1).permute(0, 3, 2, 1).reshape(G * g, ms, ms)[:nm]
+        dF = _module_blocks(blocks, g, ms, 0).permute(0, 3, 2, 1).reshape(G * g, ms, ms)[:nm]
+        db = dWf[:, 0].reshape(npad)[:n]
+        dWin = dWf[:, 1:1 + I].transpose(1, 2).reshape(npad, I)[:n]
+        da = acc.sum(1).reshape(npad)[:n]
+        dh0 = carry.transpose(0, 1).reshape(B, npad)[:, :n]
+        du = torch.einsum("gtbs,gis->tbi", Gz, Wf[:, 1:1 + I]) if ctx.needs_input_grad[0] else None
+        return du, dh0, dR, dF, dWin, db, da, None, None, None, None
