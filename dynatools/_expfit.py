@@ -337,9 +337,12 @@ def lag1_single_starts(t: np.ndarray, y: np.ndarray, bounds) -> np.ndarray:
     return np.stack([np.clip(np.nan_to_num(a, nan=0.5), 0.01, hi[0]), tau], axis=1)
 
 
-def _fit_family(t: np.ndarray, y: np.ndarray, bounds, reference: bool, lag1: bool) -> dict:
+def _fit_family(t: np.ndarray, y: np.ndarray, bounds, reference: bool, lag1: bool,
+                double_rows=None) -> dict:
     """Single and double fits of one family: from lag 0, or from lag 1 (= a free lag-0 noise term:
-    the normalised lag 0 is then fitted exactly by ``a + noise``)."""
+    the normalised lag 0 is then fitted exactly by ``a + noise``). ``double_rows`` (a function of
+    the single fit's parameters, returning a boolean mask): fit the double model on those rows
+    only (the others get a failed double fit)."""
     if lag1:
         tt, yy = t[1:], y[:, 1:]
         x0 = lag1_single_starts(tt, yy, bounds)
@@ -348,12 +351,23 @@ def _fit_family(t: np.ndarray, y: np.ndarray, bounds, reference: bool, lag1: boo
         x0 = single_starts(tt, yy, bounds, reference)
     s = fit_single(tt, yy, bounds, x0, reference)
     s_ok = s.converged & np.isfinite(s.cost)
+    rows, warm = (np.ones(len(y), dtype=bool), None) if double_rows is None else double_rows(s.x, s_ok)
     if lag1 and tt.size < _MIN_LAGS_DOUBLE_LAG1:
-        dx = np.full((len(y), 4), np.nan)
-        d_cost = np.full(len(y), np.inf)
-        d_ok = np.zeros(len(y), dtype=bool)
-    else:
-        dx, d_cost, d_ok = fit_double(tt, yy, bounds, double_starts(tt, yy, s.x, bounds, reference), reference)
+        rows[:] = False
+    dx = np.full((len(y), 4), np.nan)
+    d_cost = np.full(len(y), np.inf)
+    d_ok = np.zeros(len(y), dtype=bool)
+    # rows with a warm start (a credible double fit of the other family): that start alone
+    warm_rows = rows & np.isfinite(warm).all(axis=1) if warm is not None else np.zeros(len(y), dtype=bool)
+    cold_rows = rows & ~warm_rows
+    if cold_rows.any():
+        sub = slice(None) if cold_rows.all() else cold_rows
+        dx[sub], d_cost[sub], d_ok[sub] = fit_double(tt, yy[sub], bounds,
+                                                     double_starts(tt, yy[sub], s.x[sub], bounds, reference), reference)
+    if warm_rows.any():
+        lo, hi = bounds
+        dx[warm_rows], d_cost[warm_rows], d_ok[warm_rows] = fit_double(
+            tt, yy[warm_rows], bounds, [np.clip(warm[warm_rows], lo, hi)], reference)
     # order the components: fast first
     swap = dx[:, 1] > dx[:, 2]
     dx[swap] = dx[swap][:, [0, 2, 1, 3]]
@@ -421,6 +435,30 @@ def _select(fam: dict, t: np.ndarray, n: int, lag1: bool, *, tau_max: float, cri
     return dict(fam, use_double=use_double, use_single=use_single, st=st, c1=c1, c2=c2, subfast=subfast)
 
 
+def _needs_lag1_double(P: dict | None, lag0: str, t: np.ndarray, noise_z: float | None, n_samples: float | None):
+    """Which units need the double fit with a lag-0 noise term (it costs as much as all the other
+    fits together), from the single fit with the term (``sx``, ``s_ok``): in ``"exclude"`` mode
+    all; else those whose double model without the term has a sub-step component (the rule), and
+    in ``"auto"`` also those whose double model without the term was selected and those whose
+    single fit with the term shows a lag-0 excess ``1 - a`` of at least half the noise test's
+    threshold (``noise_z / 2`` standard errors at lag 0). Elsewhere the term cannot pass the
+    noise test, so that fit could not be selected."""
+    def rows(sx: np.ndarray, s_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if P is None:
+            return np.ones(len(sx), dtype=bool), None
+        need = P["subfast"].copy()
+        # a selected double model without the term: its fit is the start of the one with it
+        warm = np.where(P["use_double"][:, None], P["dx"], np.nan)
+        if lag0 == "auto" and noise_z is not None and n_samples is not None and t.size > 2:
+            se1 = bartlett_se_noisy(t[1:2], sx[:, 1], sx[:, 0], n_samples, 1.0)[:, 0]
+            with np.errstate(over="ignore", invalid="ignore"):
+                se0 = se1 * np.exp(np.minimum(1.0 / sx[:, 1], 700.0))
+                excess = (1 - sx[:, 0] >= NOISE_MIN) & (1 - sx[:, 0] >= 0.5 * noise_z * se0)
+            need |= P["use_double"] | excess | ~s_ok
+        return need, warm
+    return rows
+
+
 def _curve(sel: dict, t: np.ndarray) -> np.ndarray:
     """The selected model's curve of each unit at ``t`` (NaN where none was selected)."""
     sx, dx = sel["sx"], sel["dx"]
@@ -486,7 +524,8 @@ def fit_and_select(
         if reference:
             sel, from_n = P, np.zeros(good.size, dtype=bool)
         else:
-            N = _select(_fit_family(t, yg, bounds, reference, lag1=True), t, n, True, **options)
+            N = _select(_fit_family(t, yg, bounds, reference, lag1=True, double_rows=_needs_lag1_double(
+                P if lag0 != "exclude" else None, lag0, t, noise_z, n_samples)), t, n, True, **options)
             if lag0 == "exclude":
                 P, from_n = N, np.ones(good.size, dtype=bool)
             elif lag0 == "include":
