@@ -193,7 +193,8 @@ def _modular_rows(extra: dict[str, dict[str, Any]]) -> str:
                     f"<td>{solved}</td><td>{rec}</td><td>{ff}</td></tr>")
     if not rows:
         return ""
-    return ("<h2>Modular networks (Hamidi, Khajehabdollahi et al., “Modular Growth of Hierarchical Networks”)</h2>\n"
+    return ("<h2>Modular networks (Hamidi, Khajehabdollahi et al., “Modular Growth of Hierarchical "
+            "Networks”)</h2>\n"
             "<p>Each modular network is the one saved at its largest solved N. Tasks solved: heads above 0.9 "
             "accuracy on fresh batches (readout at the end of each sequence, as in training). Weight "
             "conservation: variance of the normalised change of W<sup>R</sup> (off-diagonal) and W<sup>FF</sup> "
