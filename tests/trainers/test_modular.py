@@ -324,6 +324,17 @@ def test_banded_kernel_states_and_all_gradients_equal_the_per_module_loop(n_modu
 
 
 @pytest.mark.parametrize("nonlinearity", ["inside", "outside"])
+def test_banded_kernel_without_gradients_equals_the_loop(nonlinearity):
+    net = _net(5, module_size=3, seed=43, nonlinearity=nonlinearity)
+    u, h0 = _inputs(), net.initial_state(3, generator=_gen(44))
+    with torch.no_grad():                      # nothing is kept for a backward pass
+        expected = _slow_loop(net, u, h0)
+        for blocks in (1, 2, 5):
+            net.block_modules = blocks
+            torch.testing.assert_close(net(u, h0), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("nonlinearity", ["inside", "outside"])
 @pytest.mark.parametrize("activation", ["leaky_relu", "relu", "tanh"])
 def test_banded_kernel_equals_the_loop_for_every_placement_and_activation(nonlinearity, activation):
     net = _net(4, module_size=3, seed=33, nonlinearity=nonlinearity, activation=activation)

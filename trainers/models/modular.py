@@ -456,7 +456,8 @@ class ModularRNN(RecurrentModel):
         F = torch.stack([self.W_rec[0].new_zeros(ms, ms), *self.W_ff]) / tau_rows
         H = _ModularRecurrence.apply(
             u.transpose(0, 1), h0, R, F, self.effective_W_in() / tau[:, None], self.effective_bias() / tau,
-            1.0 - 1.0 / tau, self.blocks(u.shape[0], u.device), self.nonlinearity, self.activation, self.negative_slope)
+            1.0 - 1.0 / tau, self.blocks(u.shape[0], u.device), self.nonlinearity, self.activation, self.negative_slope,
+            torch.is_grad_enabled())
         return H.transpose(0, 1)
 
     def readout(self, h: torch.Tensor, heads: int | slice | None = None) -> torch.Tensor:
@@ -570,12 +571,14 @@ class _ModularRecurrence(torch.autograd.Function):
     Inputs: ``u`` (time, batch, input_dim), ``h0`` (batch, unit), ``R`` (module, ms, ms) =
     :math:`W^R_m` (zero diagonal) / tau, ``F`` (module, ms, ms) = :math:`W^{FF}_m` / tau with
     ``F[0]`` zero, ``Win`` (unit, input_dim) and ``b`` (unit,) divided by tau, ``a = 1 - 1/tau``,
-    then the block size ``g``, the placement, activation and slope. Output: states
-    (time, batch, unit).
+    then the block size ``g``, the placement, activation and slope, and whether autograd is
+    recording (``torch.is_grad_enabled()`` of the caller: without it nothing is kept for a
+    backward pass). Output: states (time, batch, unit).
     """
 
     @staticmethod
-    def forward(ctx, u, h0, R, F, Win, b, a, g, placement, activation, slope):  # type: ignore[override]
+    def forward(ctx, u, h0, R, F, Win, b, a, g, placement, activation, slope,  # type: ignore[override]
+                grad_enabled=True):
         T, B, I = u.shape
         nm, ms = R.shape[0], R.shape[1]
         n = nm * ms
@@ -605,10 +608,13 @@ class _ModularRecurrence(torch.autograd.Function):
         P[1:, 0, :, 1 + I:c0] = P[:-1, 0, :, K - ms:]
         ag = a.view(G, 1, S)
         inside = placement == "inside"
-        # inside: f(z) is kept, so that f'(z) is exact in the backward pass
-        Fz = R.new_empty(G, T, B, S) if inside else R.new_empty(G, B, S)
+        # inside: f(z) of every step is kept, so that f'(z) is exact in the backward pass (one
+        # step's worth when no gradient is needed, e.g. a long recording under no_grad)
+        needed = grad_enabled and any(ctx.needs_input_grad)
+        keep = inside and needed
+        Fz = R.new_empty(G, T if keep else 1, B, S)
         for t in range(T):
-            z = Fz[:, t] if inside else Fz
+            z = Fz[:, t if keep else 0]
             torch.bmm(P[:, t], Wf, out=z)
             h, out = P[:, t, :, c0:], P[:, t + 1, :, c0:]
             if inside:
@@ -620,7 +626,8 @@ class _ModularRecurrence(torch.autograd.Function):
                 out.copy_(z)
             if G > 1:
                 P[1:, t + 1, :, 1 + I:c0].copy_(P[:-1, t + 1, :, K - ms:])
-        ctx.save_for_backward(P, Fz if inside else P, Wf, a)
+        if needed:
+            ctx.save_for_backward(P, Fz if inside else P, Wf, a)
         ctx.cfg = (nm, g, ms, I, placement, activation, slope)
         H = P[:, 1:, :, c0:].permute(1, 2, 0, 3).reshape(T, B, npad)
         return H[..., :n] if npad > n else H
@@ -663,4 +670,4 @@ class _ModularRecurrence(torch.autograd.Function):
         da = acc.sum(1).reshape(npad)[:n]
         dh0 = carry.transpose(0, 1).reshape(B, npad)[:, :n]
         du = torch.einsum("gtbs,gis->tbi", Gz, Wf[:, 1:1 + I]) if ctx.needs_input_grad[0] else None
-        return du, dh0, dR, dF, dWin, db, da, None, None, None, None
+        return du, dh0, dR, dF, dWin, db, da, None, None, None, None, None
