@@ -361,40 +361,53 @@ def _polish(net: _Map, h: torch.Tensor, u: torch.Tensor | None, iters: int, chun
                                                                                                    torch.Tensor]:
     """Batched Levenberg-Marquardt on ``G(h) = F(h) - h`` with ``A = J - I``: the step solves
     ``(A^T A + mu I) d = -A^T G``; a step that lowers q is taken and mu shrinks tenfold, else mu
-    grows tenfold (per point). Returns the polished states and their q."""
+    grows tenfold (per point). Only the points still moving are computed (a point stops at the
+    rounding floor of q, when a step no longer lowers q by a relative 1e-12, or when mu has grown
+    1e12-fold: no descent left), and a Jacobian is recomputed only where a step was taken.
+    Returns the polished states and their q."""
     out_h, out_q = [], []
     n = h.shape[1]
     eye = torch.eye(n, dtype=h.dtype, device=h.device)
     eps = torch.finfo(h.dtype).eps
+    tiny = torch.finfo(h.dtype).tiny
     for s in range(0, h.shape[0], chunk):
         x = h[s:s + chunk].clone()
+        m = x.shape[0]
         us = None if u is None else u[s:s + chunk]
-        with torch.no_grad():
-            G = net(x, us) - x
+        G = net(x, us) - x
         q = 0.5 * (G * G).sum(1)
-        mu = None
+        AtA = torch.empty(m, n, n, dtype=h.dtype, device=h.device)
+        AtG = torch.empty(m, n, dtype=h.dtype, device=h.device)
+        mu = torch.full((m,), math.nan, dtype=h.dtype, device=h.device)
+        scale = torch.ones(m, dtype=h.dtype, device=h.device)
+        stale = torch.ones(m, dtype=torch.bool, device=h.device)
+        live = torch.ones(m, dtype=torch.bool, device=h.device)
+        floor = 0.5 * n * (4 * eps * (1 + x.abs().amax(1))) ** 2
         for _ in range(iters):
-            floor = 0.5 * (4 * eps * (1 + x.abs().amax(1))) ** 2 * n
-            live = torch.isfinite(q) & (q > floor)
-            if not bool(live.any()):
+            live &= torch.isfinite(q) & (q > floor) & ~(mu > 1e12 * scale)
+            idx = torch.nonzero(live).flatten()
+            if idx.numel() == 0:
                 break
-            with torch.no_grad():
-                A = net.jac(x, us).to(h.dtype) - eye
-                AtA = A.mT @ A
-                scale = torch.diagonal(AtA, dim1=-2, dim2=-1).mean(-1).clamp(min=torch.finfo(h.dtype).tiny)
-                if mu is None:
-                    mu = 1e-3 * scale
-                mu = torch.maximum(mu, 1e-14 * scale)
-                rhs = -(A.mT @ G[:, :, None])
-                d = torch.linalg.solve(AtA + mu[:, None, None] * eye, rhs)[..., 0]
-                x_new = x + d
-                G_new = net(x_new, us) - x_new
-                q_new = 0.5 * (G_new * G_new).sum(1)
-                ok = live & torch.isfinite(q_new) & (q_new < q)
-                x = torch.where(ok[:, None], x_new, x)
-                G = torch.where(ok[:, None], G_new, G)
-                q = torch.where(ok, q_new, q)
-                mu = torch.where(ok, mu / 10, torch.where(live, mu * 10, mu))
+            st = idx[stale[idx]]
+            if st.numel():
+                A = net.jac(x[st], None if us is None else us[st]).to(h.dtype) - eye
+                AtA[st] = A.mT @ A
+                AtG[st] = (A.mT @ G[st, :, None])[..., 0]
+                sc = torch.diagonal(AtA[st], dim1=-2, dim2=-1).mean(-1).clamp(min=tiny)
+                scale[st] = sc
+                mu[st] = torch.where(torch.isnan(mu[st]), 1e-3 * sc, torch.maximum(mu[st], 1e-14 * sc))
+                stale[st] = False
+            d = torch.linalg.solve(AtA[idx] + mu[idx, None, None] * eye, -AtG[idx])
+            xi = x[idx] + d
+            Gi = net(xi, None if us is None else us[idx]) - xi
+            qi = 0.5 * (Gi * Gi).sum(1)
+            ok = torch.isfinite(qi) & (qi < q[idx])
+            still = ok & (q[idx] - qi <= 1e-12 * q[idx])         # no progress left: done
+            take = idx[ok]
+            x[take], G[take], q[take] = xi[ok], Gi[ok], qi[ok]
+            stale[take] = True
+            live[idx[still]] = False
+            mu[idx] = torch.where(ok, mu[idx] / 10, mu[idx] * 10)
         out_h.append(x)
         out_q.append(q)
     return torch.cat(out_h), torch.cat(out_q)
@@ -476,12 +489,11 @@ def _one_network(net: _Map, h0: torch.Tensor, inputs: Any, opts: dict[str, Any],
         limit = opts["outlier_scale"] * max(radius, scale)
         far = (h - centre).norm(dim=1) > limit
     keep = ~diverged & ~far
-    # one entry per initial state: which point it reached (after both merges), -1 if dropped
     h, q = h[keep], q[keep]
     count = torch.ones(h.shape[0], dtype=torch.int64, device=dev)
     n_candidates = h.shape[0]
     h, q, count = _dedup(h, q, count, distance)
-    chunk = max(1, int(2**28 // (8 * n * n)))
+    chunk = max(1, int(2**27 // (8 * n * n)))
     if opts["polish_iter"] > 0 and h.shape[0]:
         with threads(), torch.no_grad():
             h, q = _polish(net, h, _inputs_at(u, h0, h), opts["polish_iter"], chunk)
@@ -610,7 +622,8 @@ def fixed_points(
         Default: the model's device; for a bare function where tensor ``states`` are; else CUDA
         when available, else CPU.
     dtype : torch.dtype, optional
-        Default: the model's parameter dtype (``model.double()`` for float64), else float64.
+        Default: the model's parameter dtype (``model.double()`` for float64); for a bare map the
+        dtype of torch-tensor states; else float64.
     progress : bool, default=False
         Show a progress bar over the Adam iterations.
 
@@ -674,7 +687,12 @@ def fixed_points(
         dt_ = dtype
         if dt_ is None:
             p = next(net.owner.parameters(), None) if isinstance(net.owner, torch.nn.Module) else None
-            dt_ = p.dtype if p is not None and p.is_floating_point() else torch.float64
+            if p is not None and p.is_floating_point():
+                dt_ = p.dtype
+            elif isinstance(states, torch.Tensor) and states.is_floating_point():
+                dt_ = states.dtype                     # a bare map: the dtype of tensor states
+            else:
+                dt_ = torch.float64
         if tol is None:
             tol_used = 1e-12 if dt_ == torch.float64 else 1e-8
         else:
