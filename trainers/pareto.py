@@ -9,6 +9,9 @@ task with fewer parameters than a non-modular network").
 * :func:`pareto_front` keeps the non-dominated runs of each architecture (fewer parameters and
   a higher ``N_solved``).
 * :func:`plot_pareto` draws both (Fig. 2b).
+* :func:`learning_curves` and :func:`plot_learning_curves`: ``N_solved`` after every epoch of
+  each run (Fig. 2a, "modular architectures ... can solve a new task at every epoch while the
+  non-modular networks plateau").
 
 Parameter counts follow ``trainers.modular_analysis`` (docs/modular.md, "Size-matched
 non-modular baselines"): entries as stored (held-at-zero diagonals count), counted on the actual
@@ -351,5 +354,109 @@ def plot_pareto(ds: xr.Dataset, ax: Any = None, *, log: bool = True) -> Any:
     return ax
 
 
+# ---------------------------------------------------------------------------- learning curves
+def learning_curves(runs: Sequence[str | os.PathLike | RunDir], *, labels: Sequence[str] | None = None) -> xr.Dataset:
+    """``N_solved`` after every epoch of each run: 004 Fig. 2a (learning curves of modular and
+    non-modular networks).
+
+    Parameters
+    ----------
+    runs : sequence of run directories
+        Finished or interrupted training runs of a curriculum over N (growth, multi-head, ...).
+    labels : sequence of str, optional
+        One label per run (default: the run folder's name).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``n_solved`` (run, epoch): the largest N solved at or before each epoch
+        (:func:`n_solved_after`; ``n_start - 1`` before the first, NaN after the run's last epoch),
+        with coordinates ``label``, ``architecture``, ``size`` (module size or units), ``lr`` and
+        ``seed`` on ``run``; ``epoch`` counts from 1.
+
+    Examples
+    --------
+    >>> import trainers
+    >>> from trainers.pareto import learning_curves
+    >>> cfg = {"task": "parity", "model": "modular", "curriculum": "growth", "units": 4, "module_size": 4,
+    ...        "batch": 16, "steps_per_epoch": 20, "eval_batches": 2, "max_epochs": 3, "n_max": 4,
+    ...        "seed": 0, "device": "cpu"}
+    >>> run = trainers.train(cfg, tmp / "g", progress=False)          # doctest: +SKIP
+    >>> learning_curves([tmp / "g"])["n_solved"].dims                 # doctest: +SKIP
+    ('run', 'epoch')
+    """
+    rds = [r if isinstance(r, RunDir) else RunDir(r) for r in runs]
+    if not rds:
+        raise ValueError("learning_curves needs at least one run directory.")
+    if labels is not None and len(labels) != len(rds):
+        raise ValueError(f"give one label per run: {len(labels)} labels for {len(rds)} runs.")
+    histories, rows = [], []
+    for rd in rds:
+        cfg = rd.config
+        cur = cfg.curriculum_options
+        if "n_start" not in cur:
+            raise ValueError(f"{rd.path} was trained with curriculum {cfg.curriculum!r}, which has no task sizes N; "
+                             f"learning curves over N (004 Fig. 2a) need a curriculum over N (growth, multi-head).")
+        history = _history(rd)
+        if not history:
+            raise ValueError(f"{rd.path} has no completed epoch (metrics.jsonl is empty); train it first.")
+        arch = _architecture(cfg)
+        size = int(cfg.model_options.get("module_size") or cfg.units) if arch == MODULAR else int(cfg.units)
+        histories.append((history, int(cur["n_start"])))
+        rows.append((arch, size, float(cfg.lr), int(cfg.seed)))
+    n_epochs = max(int(h[-1]["epoch"]) for h, _ in histories)
+    curve = np.full((len(rds), n_epochs), np.nan)
+    for i, (history, n_start) in enumerate(histories):
+        last = int(history[-1]["epoch"])
+        best = n_start - 1
+        solved = {int(h["epoch"]): max(h["Ns"]) for h in history if h.get("solved") and h.get("Ns")}
+        for e in range(1, last + 1):
+            best = max(best, solved.get(e, best))
+            curve[i, e - 1] = best
+    names = list(labels) if labels is not None else [rd.path.name for rd in rds]
+    arch, size, lr, seed = (np.asarray(v) for v in zip(*rows))
+    ds = xr.Dataset({"n_solved": (("run", "epoch"), curve)},
+                    coords={"run": [str(rd.path) for rd in rds], "epoch": np.arange(1, n_epochs + 1),
+                            "label": ("run", names), "architecture": ("run", arch), "size": ("run", size),
+                            "lr": ("run", lr), "seed": ("run", seed)})
+    ds["n_solved"].attrs = {"long_name": "largest N solved", "description": "004 Fig. 2a"}
+    return ds
+
+
+def plot_learning_curves(ds: xr.Dataset, ax: Any = None) -> Any:
+    """004 Fig. 2a: ``N_solved`` against epochs, one line per run, coloured by label (runs that
+    share a label, e.g. several seeds, share a colour).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From :func:`learning_curves`.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from dynatools.plot import PALETTE, _plt
+
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(4.5, 3.5))
+    labels = ds["label"].values.astype(str)
+    order = list(dict.fromkeys(labels))
+    for i, lab in enumerate(order):
+        colour = PALETTE[i % len(PALETTE)]
+        for k, j in enumerate(np.flatnonzero(labels == lab)):
+            ax.step(ds["epoch"].values, ds["n_solved"].values[j], where="post", color=colour, lw=1.3,
+                    label=lab if k == 0 else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("N solved")
+    ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
 __all__ = ["MODULAR", "NON_MODULAR", "grown_parameters", "n_solved_after", "run_point", "pareto_table",
-           "pareto_front", "plot_pareto"]
+           "pareto_front", "plot_pareto", "learning_curves", "plot_learning_curves"]

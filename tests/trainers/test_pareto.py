@@ -14,7 +14,8 @@ import trainers
 from trainers.curricula import Growth, MultiHead
 from trainers.modular_analysis import baseline_parameters, modular_parameters
 from trainers.models import ModularRNN
-from trainers.pareto import grown_parameters, n_solved_after, pareto_front, pareto_table, plot_pareto
+from trainers.pareto import (grown_parameters, learning_curves, n_solved_after, pareto_front, pareto_table,
+                             plot_learning_curves, plot_pareto)
 
 COMMON = {"task": "parity", "batch": 16, "steps_per_epoch": 2, "eval_batches": 1, "device": "cpu", "seed": 0}
 #: the rule's answer after epochs 1..7: N = 2 solved after epoch 2, N = 3 after 5, N = 4 after 6
@@ -154,6 +155,24 @@ def test_n_solved_after_and_the_plot(runs):
     ax = plot_pareto(ds)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "modular" in labels and "non-modular (stopped early)" in labels
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_learning_curves_are_the_hand_count_after_every_epoch(runs):
+    ds = learning_curves([runs["modular"], runs["leaky"], runs["short"]], labels=["m", "l", "s"])
+    assert ds["n_solved"].dims == ("run", "epoch") and ds["epoch"].values.tolist() == list(range(1, 8))
+    for i in (0, 1):
+        assert ds["n_solved"].values[i].tolist() == [HAND[e] for e in range(1, 8)]
+    short = ds["n_solved"].values[2]               # finished N = 3 at epoch 5: NaN afterwards
+    assert short[:5].tolist() == [1, 2, 2, 2, 3] and np.isnan(short[5:]).all()
+    assert ds["architecture"].values.tolist() == ["modular", "non-modular", "modular"]
+    assert ds["size"].values.tolist() == [3, 6, 2] and ds["label"].values.tolist() == ["m", "l", "s"]
+    ax = plot_learning_curves(ds)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["m", "l", "s"]
+    with pytest.raises(ValueError, match="one label per run"):
+        learning_curves([runs["modular"]], labels=["a", "b"])
     import matplotlib.pyplot as plt
 
     plt.close("all")
