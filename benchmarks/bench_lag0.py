@@ -6,7 +6,8 @@ one trial of ``--steps`` steps):
 - ``branching``: a branching process ``A_{t+1} ~ Poisson(m A_t + h)``, ``m = exp(-1/20)``
   (tau = 20 steps), ``h = 10``, of which 5% of the events are observed (``Bin(A_t, 0.05)``): one
   timescale; the noise fraction ``(1 - alpha) / (alpha / (1 - m^2) + 1 - alpha) = 0.644`` is the
-  closed form (Wilting & Priesemann, Nat. Commun. 2018, Eq. 2-3);
+  closed form (``Var A = E[A] / (1 - m^2)`` for Poisson offspring; thinning adds
+  ``alpha (1 - alpha) E[A]`` at lag 0 only; cf. Wilting & Priesemann, Nat. Commun. 2018);
 - ``ar1+noise``: AR(1), tau = 20, plus white measurement noise making half the variance;
 - ``two``: a sum of two AR(1) processes with tau 2 and 40, equal variance (two timescales);
 - ``ar1``: plain AR(1), tau = 20.

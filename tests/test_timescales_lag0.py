@@ -3,9 +3,10 @@
 Ground truth from closed forms written here, not from dynatools: a branching process
 ``A_{t+1} ~ Poisson(m A_t + h)`` observed through binomial subsampling ``Bin(A_t, alpha)`` has the
 autocorrelation ``rho_k = (1 - nu) m^k`` for ``k >= 1`` with the noise fraction
-``nu = (1 - alpha) / (alpha / (1 - m^2) + 1 - alpha)`` (its variance is ``E[A] / (1 - m^2)``, and
-thinning adds ``alpha (1 - alpha) E[A]`` at lag 0 only; Wilting & Priesemann, Nat. Commun. 2018,
-Eq. 2-3); an AR(1) process plus white noise of variance ``s`` has ``nu = s / (1 + s)``.
+``nu = (1 - alpha) / (alpha / (1 - m^2) + 1 - alpha)``: with Poisson offspring
+``Var A = E[A] + m^2 Var A``, so ``Var A = E[A] / (1 - m^2)`` and ``Cov(A_t, A_t+k) = m^k Var A``;
+thinning multiplies the covariances by ``alpha^2`` and adds ``alpha (1 - alpha) E[A]`` at lag 0
+only (the subsampling bias of Wilting & Priesemann, Nat. Commun. 2018); an AR(1) process plus white noise of variance ``s`` has ``nu = s / (1 + s)``.
 """
 
 from __future__ import annotations
