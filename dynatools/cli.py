@@ -65,7 +65,8 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
             res = timescales(
                 ds, max_lag=args.max_lag, fit_lag=args.fit_lag, criterion=args.criterion,
                 reference=args.reference, population=args.population, dtype=args.dtype, errors=args.errors,
-                min_length_ratio=args.min_length_ratio or None, progress=not args.quiet,
+                min_length_ratio=args.min_length_ratio or None, lag0=None if args.reference else args.lag0,
+                min_timescale=args.min_timescale, progress=not args.quiet,
             )
         except ValueError as exc:
             raise ValueError(_flag_spelling(str(exc))) from exc
@@ -79,7 +80,8 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
     n_double = int(np.sum(res["selected_model"].values == "double"))
     if not args.quiet:
         names, counts = np.unique(np.asarray(res["status"].values).ravel(), return_counts=True)
-        flagged = [f"{n} {name}" for name, n in zip(names, counts) if name in ("nonfinite", "constant", "short", "failed")]
+        flagged = [f"{n} {name}" for name, n in zip(names, counts)
+                   if name in ("nonfinite", "constant", "short", "failed", "lag0_noise")]
         median = f"{np.nanmedian(tau):.4g}" if np.isfinite(tau).any() else "nan"
         members = f"{res.sizes['member']} member(s) x {res.sizes.get('unit', 1)} unit(s)" if "member" in res.dims else None
         print(
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--criterion", choices=("aic", "bic"), default="aic", help="model selection criterion")
     p.add_argument("--reference", action="store_true", help="reproduce the authors' fitting procedure exactly")
     p.add_argument("--population", action="store_true", help="timescale of the summed population activity")
+    p.add_argument("--lag0", choices=("auto", "include", "exclude"), default="auto",
+                   help="the drop at lag 0 from observation noise or subsampling (docs/timescales.md, 'Subsampled "
+                        "and noisy data'): auto (default: a lag-0 noise term where AIC and the noise test want "
+                        "it), include (lag 0 is a data point), exclude (fit from lag 1); ignored with --reference")
+    p.add_argument("--min-timescale", type=float, default=None, metavar="T",
+                   help="a fitted fast component below T (in the recording's time units; default one step) is "
+                        "never reported as a timescale: such units get the single model and status lag0_noise")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="precision of the autocorrelation's FFT (default: the recording's; the result does not "
                         "depend on the units of the data either way)")

@@ -138,6 +138,30 @@ def test_timescales_dtype_and_short_rule_flags(tmp_path, capsys):
     np.testing.assert_allclose(b.tau_net, a.tau_net, rtol=1e-4)
 
 
+def test_timescales_lag0_flags_equal_the_python_call(tmp_path, capsys):
+    """--lag0 / --min-timescale reach fit_timescales: AR(1) of tau 10 plus white observation noise
+    (noise fraction 0.5) comes out single with the noise term, as timescales(...) gives it."""
+    import xarray as xr
+    from processes import ar1
+
+    rng = np.random.default_rng(3)
+    x = ar1(rng, [10.0] * 4, 1, 20_000)
+    x = x / x.std() + rng.standard_normal(x.shape)                     # equal signal and noise variance
+    dt.save_recording(dt.from_array(x), tmp_path / "noisy.nc")
+    for mode in ("exclude", "auto"):
+        assert main(["timescales", str(tmp_path / "noisy.nc"), "-o", str(tmp_path / f"{mode}.nc"), "-q",
+                     "--lag0", mode, "--min-timescale", "1"]) == 0
+        res = xr.load_dataset(tmp_path / f"{mode}.nc")
+        ref = dt.timescales(dt.open_recording(tmp_path / "noisy.nc"), lag0=mode, min_timescale=1.0)
+        assert res.attrs["lag0"] == mode
+        np.testing.assert_allclose(res.tau_net, ref.tau_net, rtol=1e-6)
+        np.testing.assert_allclose(res.noise_fraction, 0.5, atol=0.05)
+        assert (res.selected_model.values == "single").all()
+    with pytest.raises(SystemExit) as exc:
+        main(["timescales", str(tmp_path / "noisy.nc"), "-o", str(tmp_path / "x.nc"), "--lag0", "never"])
+    assert exc.value.code == 2 and "--lag0" in capsys.readouterr().err
+
+
 @pytest.fixture
 def sine_recording(tmp_path):
     """Two trials x 2048 steps of 3 units oscillating at 0.125 cycles/step (dt = 0.01 s), plus noise."""
