@@ -4,6 +4,12 @@ al., "Modular Growth of Hierarchical Networks", ``shared/seeds/004_*``).
 * ``baseline``: the size-matched non-modular network of a module size (Fig. 1, 2b).
 * ``perturb``: tasks solved and per-module accuracy under Eq. 5 perturbations of W^R, W^FF or
   tau of a run's network, modular or not (Fig. 3, 5a-b).
+* ``timescales``: trained and effective timescale of the units solving each N (Fig. 4;
+  :mod:`trainers.modular_timescales`).
+* ``generalise`` (or ``generalize``): accuracy on N + K after at most a few epochs of re-training
+  (Fig. 2c; :mod:`trainers.generalisation`).
+* ``pareto``: N solved after a fixed number of epochs against trainable parameters, with the
+  front of each architecture (Fig. 2b; :mod:`trainers.pareto`).
 
 A new subcommand is one function ``_add_NAME(sub)`` that adds its parser (with
 :func:`_parser`) and one line in :data:`SUBCOMMANDS`. docs/cli.md and docs/modular.md have
@@ -13,7 +19,9 @@ examples.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +57,27 @@ def _save_figure(fig: Any, path: Path) -> None:
 
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=130, format=path.suffix[1:].lower()))
     plt.close(fig)
+
+
+@contextlib.contextmanager
+def _flags(*keywords: str, phrases: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
+    """Re-raise the library's one-argument errors with its keyword arguments spelled as this
+    command's flags (``fit_lag=3000`` -> ``--fit-lag 3000``, ``fresh_head`` -> ``--fresh-head``);
+    ``phrases`` are replaced first, verbatim."""
+    try:
+        yield
+    except Exception as exc:
+        if len(exc.args) == 1 and isinstance(exc.args[0], str):
+            text = exc.args[0]
+            for old, new in phrases:
+                text = text.replace(old, new)
+            for kw in keywords:
+                flag = "--" + kw.replace("_", "-")
+                text = re.sub(rf"(?<![\w-]){kw}=", flag + " ", text)
+                if "_" in kw:                       # an identifier: unambiguous in prose
+                    text = re.sub(rf"(?<![\w-]){kw}\b", flag, text)
+            exc.args = (text,)
+        raise
 
 
 # ---------------------------------------------------------------------------- baseline
@@ -208,10 +237,259 @@ def _add_perturb(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_perturb)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """``--plot``'s suffix and the folders of ``--output`` and ``--plot``: before any long work."""
+    _check_plot_path(args.plot, "--plot")
+    for path, flag in ((args.output, "--output"), (args.plot, "--plot")):
+        _check_folder(path, flag)
+
+
+def _check_ints(args: argparse.Namespace, names: dict[str, int]) -> None:
+    """Each ``--NAME`` (``args.NAME``; None: unset) an integer >= its minimum."""
+    from dynatools.utils import check_positive_int
+
+    for name, minimum in names.items():
+        value = getattr(args, name)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None:
+                check_positive_int("--" + name.replace("_", "-"), v, minimum=minimum)
+
+
+def _write(args: argparse.Namespace, ds: Any, draw: Callable[[Any], Any]) -> list[str]:
+    """Write ``ds`` to ``--output`` and ``draw(ds)`` (a Figure or Axes) to ``--plot``, atomically;
+    the paths written."""
+    from dynatools.utils import write_netcdf_atomic
+
+    if args.output is not None:
+        write_netcdf_atomic(ds, args.output)
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        fig = draw(ds)
+        _save_figure(getattr(fig, "figure", fig), args.plot)
+    return [str(p) for p in (args.output, args.plot) if p is not None]
+
+
+def _add_outputs(p: argparse.ArgumentParser, figure: str) -> None:
+    p.add_argument("-o", "--output", "--out", dest="output", type=Path,
+                   help="write the result Dataset to this netCDF file (atomically)")
+    p.add_argument("--plot", type=Path, help=f"write {figure} (PNG, SVG or PDF by suffix)")
+
+
+# ---------------------------------------------------------------------------- timescales
+def _cmd_timescales(args: argparse.Namespace) -> int:
+    from trainers.modular_timescales import module_timescales, plot_module_timescales
+
+    _check_outputs(args)
+    _check_ints(args, {"steps": 1, "trials": 1, "burn_in": 0, "fit_lag": 1, "seed": 0, "N": 2})
+    if args.fit_lag >= args.steps:
+        raise ValueError(f"--fit-lag {args.fit_lag} needs recordings of more than {args.fit_lag} steps; found --steps "
+                         f"{args.steps}. Raise --steps (004: 100000) or lower --fit-lag.")
+    with _flags("steps", "trials", "burn_in", "fit_lag", "seed", "refresh",
+                phrases=(("leave Ns unset", "leave --N out"), ("Ns=", "--N "), ("refresh=True", "--refresh"))):
+        ds = module_timescales(args.run_dir, steps=args.steps, trials=args.trials, burn_in=args.burn_in,
+                               fit_lag=args.fit_lag, seed=args.seed, Ns=args.N, refresh=args.refresh,
+                               progress=not args.quiet)
+    ds.attrs["label"] = Path(args.run_dir).resolve().name
+    written = _write(args, ds, plot_module_timescales)
+    if not args.quiet:
+        _print_timescales(ds)
+        if written:
+            print("wrote " + ", ".join(written))
+    return 0
+
+
+def _print_timescales(ds: Any) -> None:
+    """Mean trained and effective timescale per N (004 Fig. 4)."""
+    import json
+
+    params = json.loads(ds.attrs["params"])
+    modular = "solving_module" in ds.coords
+    print(f"{ds.attrs['run_dir']}: {ds.attrs['model']} ({ds.attrs['curriculum']}), averaged over the "
+          f"{ds.attrs['units']}; {params['steps']} steps x {params['trials']} trial(s), fit lag {params['fit_lag']}, "
+          f"seed {params['seed']} (004 Fig. 4)")
+    print(f"  {'N':>4}" + (f"{'module':>8}" if modular else "") + f"{'units':>7}{'tau':>9}{'tau_net':>10}"
+          f"{'left out':>10}{'epoch':>7}")
+    for i, N in enumerate(ds["N"].values):
+        d = ds.isel(N=i)
+        module = f"{int(d['solving_module']) + 1:>8d}" if modular else ""      # 004 counts from 1
+        print(f"  {int(N):>4d}{module}{int(d['n_units']):>7d}{float(d['tau_mean']):>9.3f}"
+              f"{float(d['tau_net_mean']):>10.3f}{int(d['tau_net_excluded']):>10d}{int(d['epoch']):>7d}")
+    if modular:
+        print("  (module counted from 1, as 004; the file's solving_module counts from 0)")
+
+
+def _add_timescales(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "timescales", help="trained and effective timescale of the units solving each N (004 Fig. 4)",
+                description="For every solved N (or those of --N), record the network saved when N was solved "
+                            "(--steps steps per trial after --burn-in, input bits with p ~ U(0, 1) per trial) and "
+                            "fit each unit's autocorrelation (one or two exponentials, AIC), then average the "
+                            "trained timescale clamp(tau, 1) and the effective timescale tau_net (reliable fits) "
+                            "over the module whose head answers N (modular run) or all units (non-modular run): "
+                            "trainers.modular_timescales.module_timescales. The recordings and fits are cached in "
+                            "the run's analysis folder (shared with 'trainers analyze' of the same settings).")
+    p.add_argument("run_dir", type=Path, help="a trainers run directory (growth or multi-head curriculum on parity)")
+    p.add_argument("--steps", type=int, default=100_000, help="recorded steps per trial (default 100000, as 004)")
+    p.add_argument("--trials", type=int, default=1, help="input sequences per network (default 1)")
+    p.add_argument("--burn-in", type=int, default=500, help="steps simulated and discarded first (default 500)")
+    p.add_argument("--fit-lag", type=int, default=30, help="lags fitted (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the recordings (default 0)")
+    p.add_argument("--N", type=int, nargs="+", metavar="N", help="the solved Ns to analyse (default all)")
+    p.add_argument("--refresh", action="store_true", help="record and fit again even where the cache is valid")
+    _add_outputs(p, "the figure (Fig. 4a-b: trained and effective timescale against N)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    p.set_defaults(func=_cmd_timescales)
+
+
+# ---------------------------------------------------------------------------- generalise
+#: Optional overrides of the run's training settings for the re-training (flag name = keyword).
+_GENERALISE_SETTINGS = ("steps_per_epoch", "batch", "eval_batches")
+
+
+def _cmd_generalise(args: argparse.Namespace) -> int:
+    from trainers.engine import resolve_device
+    from trainers.generalisation import generalisation, plot_generalisation
+
+    _check_outputs(args)
+    if len(set(args.K)) != len(args.K):
+        raise ValueError(f"--K {' '.join(map(str, args.K))}: give each K once.")
+    _check_ints(args, {"N": 2, "K": 1, "epochs": 0, "seed": 0, "steps_per_epoch": 1, "batch": 1,
+                       "eval_batches": 1, "test_batches": 1})
+    resolve_device(args.device)
+    overrides = {k: getattr(args, k) for k in _GENERALISE_SETTINGS if getattr(args, k) is not None}
+    with _flags("epochs", "train", "fresh_head", "seed", "test_batches", *_GENERALISE_SETTINGS):
+        ds = generalisation(args.run_dir, args.N, args.K, epochs=args.epochs, train=args.train,
+                            fresh_head=args.fresh_head, seed=args.seed, test_batches=args.test_batches,
+                            progress=not args.quiet, device=args.device, **overrides)
+    ds.attrs["label"] = Path(args.run_dir).resolve().name
+    written = _write(args, ds, plot_generalisation)
+    if not args.quiet:
+        _print_generalisation(ds)
+        if written:
+            print("wrote " + ", ".join(written))
+    return 0
+
+
+def _print_generalisation(ds: Any) -> None:
+    """Accuracy on N + K before and after the re-training, per K (004 Fig. 2c)."""
+    a = ds.attrs
+    what = "units" if a["architecture"] == "non-modular" else "units per module"
+    print(f"{a['run']}: {a['architecture']} ({a['size']} {what}) trained to N = {a['N']}; re-training '{a['train']}' "
+          f"({a['trainable_parameters']} parameters) for at most {a['epochs']} epoch(s), stop above "
+          f"{a['threshold']:g}%; test: {a['test_batches']} batch(es) of {a['batch']}, seed {a['eval_seed']} "
+          f"(004 Fig. 2c)")
+    print(f"  {'K':>3}{'N+K':>5}{'before %':>10}{'after %':>9}{'epochs':>8}  solved")
+    for i, K in enumerate(ds["K"].values):
+        d = ds.isel(K=i)
+        print(f"  {int(K):>3d}{int(d['N_new']):>5d}{float(d['initial_accuracy']):>10.1f}{float(d['accuracy']):>9.1f}"
+              f"{int(d['epochs_trained']):>8d}  {'yes' if bool(d['solved']) else 'no'}")
+
+
+def _add_generalise(sub: argparse._SubParsersAction) -> None:
+    from trainers.curricula import THRESHOLD
+
+    p = _parser(sub, "generalise", aliases=["generalize"],
+                help="accuracy on N + K after at most --epochs epochs of re-training (004 Fig. 2c)",
+                description="Take the network saved when N was solved and, for each K, re-train it on N + K for "
+                            "at most --epochs epochs (stopping once the N + K head exceeds "
+                            f"{THRESHOLD:g}%), then measure its accuracy on fresh N + K sequences "
+                            "(trainers.generalisation.generalisation). Modular (growth) run: the module that "
+                            "solved N re-trains with its head, every other module frozen ('module'). Non-modular "
+                            "run: the whole network with a fresh head ('network', default) or only a fresh head "
+                            "fitted to convergence ('readout'). The re-training keeps the run's training settings "
+                            "unless overridden.")
+    p.add_argument("run_dir", type=Path, help="a trainers run directory that solved --N")
+    p.add_argument("--N", type=int, required=True, help="the N the network was trained to (004: 10)")
+    p.add_argument("--K", type=int, nargs="+", default=[1, 2, 3, 4, 5], metavar="K",
+                   help="offsets: tested on N + K (default 1 2 3 4 5)")
+    p.add_argument("--epochs", type=int, default=10, help="at most this many epochs of re-training (default 10, as "
+                                                          "004; 0: evaluate the network as it is)")
+    p.add_argument("--train", choices=("module", "network", "readout"),
+                   help="what re-trains: 'module' (modular runs, the default there), 'network' (non-modular "
+                        "runs, default) or 'readout' (non-modular runs: a new head only)")
+    p.add_argument("--fresh-head", action="store_true", help="modular runs: the module's head starts fresh "
+                                                             "instead of from its N head")
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-training and the test sequences (default 0)")
+    p.add_argument("--steps-per-epoch", type=int, help="override the run's steps per epoch")
+    p.add_argument("--batch", type=int, help="override the run's batch size (also the test batches' size)")
+    p.add_argument("--eval-batches", type=int, help="override the run's evaluation batches after each epoch")
+    p.add_argument("--test-batches", type=int, help="batches of the final test (default: the evaluation batches)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the re-training runs (default auto: CUDA when available)")
+    _add_outputs(p, "the figure (Fig. 2c: accuracy against K)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
+    p.set_defaults(func=_cmd_generalise)
+
+
+# ---------------------------------------------------------------------------- pareto
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from trainers.pareto import pareto_front, pareto_table, plot_pareto
+
+    _check_outputs(args)
+    _check_ints(args, {"epochs": 1})
+    for r in args.run_dirs:
+        if not Path(r).is_dir():
+            raise FileNotFoundError(f"{r}: no such run directory; give the run directories of finished training "
+                                    f"runs ('trainers runs' lists them).")
+    with _flags("epochs", phrases=(("pass strict=False", "leave out --strict"),)):
+        ds = pareto_table(args.run_dirs, args.epochs, strict=args.strict)
+    front = set(pareto_front(ds)["run"].values.tolist())
+    ds["front"] = ("run", np.asarray([r in front for r in ds["run"].values.tolist()]))
+    ds["front"].attrs["description"] = "on its architecture's Pareto front (trainers.pareto.pareto_front)"
+    written = _write(args, ds, plot_pareto)
+    if not args.quiet:
+        _print_pareto(ds)
+        if written:
+            print("wrote " + ", ".join(written))
+    return 0
+
+
+def _print_pareto(ds: Any) -> None:
+    """One row per run; ``*`` marks the front of each architecture (004 Fig. 2b)."""
+    epochs = ds.attrs["epochs"]
+    names = [Path(str(r)).name or str(r) for r in ds["run"].values]
+    width = max(len("run"), *map(len, names))
+    print(f"N solved after {epochs} epochs against trainable parameters (004 Fig. 2b); * on the front")
+    print(f"  {'run':<{width}}  {'architecture':<12}{'size':>6}{'N solved':>10}{'parameters':>12}  ended")
+    for i, name in enumerate(names):
+        d = ds.isel(run=i)
+        stop = str(d["stop_reason"].values) or "?"
+        ended = f"{stop} after {int(d['epochs_run'])} epoch(s)"
+        if bool(d["capped"]):
+            ended += ", curriculum finished (N solved capped)"
+        elif not bool(d["complete"]):
+            ended += f", before {epochs} epochs: N solved is a lower bound"
+        mark = "*" if bool(d["front"]) else " "
+        print(f"{mark} {name:<{width}}  {str(d['architecture'].values):<12}{int(d['size']):>6d}"
+              f"{int(d['n_solved']):>10d}{int(d['parameters']):>12d}  {ended}")
+
+
+def _add_pareto(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "pareto", help="N solved after --epochs epochs against trainable parameters (004 Fig. 2b)",
+                description="For each run directory (growth runs: modular; multi-head runs: non-modular), the "
+                            "largest N solved at or before epoch --epochs and the parameters trained up to "
+                            "solving it, with the Pareto front of each architecture (fewer parameters, larger N "
+                            "solved): trainers.pareto.pareto_table, pareto_front. The file adds 'front' (on the "
+                            "front) to pareto_table's Dataset.")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="trainers run directories")
+    p.add_argument("--epochs", type=int, default=60, help="the epoch limit (default 60, as 004)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse runs that stopped before --epochs epochs without finishing their curriculum")
+    _add_outputs(p, "the figure (Fig. 2b: N solved against parameters, the fronts as lines)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table")
+    p.set_defaults(func=_cmd_pareto)
+
+
 #: The subcommands of ``trainers modular``: (name, function adding its parser). One line each.
 SUBCOMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None]]] = [
     ("baseline", _add_baseline),
     ("perturb", _add_perturb),
+    ("timescales", _add_timescales),
+    ("generalise", _add_generalise),
+    ("pareto", _add_pareto),
 ]
 #: Subcommands that compute nothing worth threads (no ``--threads``).
 NO_THREADS = ("baseline",)
@@ -221,11 +499,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``modular`` (with the subcommands of :data:`SUBCOMMANDS`) to the ``trainers`` command."""
     from dynatools.threads import add_threads_option
 
-    p = sub.add_parser("modular", help="analyses of modular networks (004): baseline, perturb",
+    p = sub.add_parser("modular", help="analyses of modular networks (004): " + ", ".join(name for name, _ in SUBCOMMANDS),
                        description="Analyses of 004's modular networks (Hamidi, Khajehabdollahi et al., 'Modular "
                                    "Growth of Hierarchical Networks'): 'trainers modular SUBCOMMAND --help'.")
     modular = p.add_subparsers(dest="modular_command", required=True, metavar="SUBCOMMAND",
                                help="what to do ('trainers modular SUBCOMMAND --help' for its options)")
     for _, add in SUBCOMMANDS:
         add(modular)
-    add_threads_option(modular, skip=NO_THREADS)
+    # an alias names the same parser again: it has its --threads through its first name
+    aliases = tuple(name for name in modular.choices if name not in dict(SUBCOMMANDS))
+    add_threads_option(modular, skip=NO_THREADS + aliases)
