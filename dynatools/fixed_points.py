@@ -332,6 +332,9 @@ def _adam(net: _Map, h0: torch.Tensor, u: torch.Tensor | None, *, tol: float, ma
                 break
             if n_active < (P if idx is None else idx.numel()):
                 idx = torch.nonzero(active).flatten()
+    if it < max_iter:                           # every point stopped early: the bar ends where it did
+        bar.total = it
+        bar.refresh()
     bar.close()
     return best_h, best_q, it
 
@@ -785,8 +788,9 @@ def plot_fixed_points(result: xr.Dataset, activity: Any = None, *, components: S
     The principal axes are those of the recording's activity (pooled over trials and time, by the
     float64 covariance of :mod:`dynatools.dimensionality`), else of the points themselves.
     Trajectories are thin grey lines; points are coloured by stability (stable blue, unstable red,
-    saddle orange, marginal green; slow points hollow), and each unstable mode's eigenvector
-    (its real part) is drawn as a short line through its point.
+    saddle orange, marginal green; slow points hollow), and each unstable mode is drawn as short
+    lines through its point: a real mode's eigenvector, or, for a complex pair, the real and
+    imaginary parts of its eigenvector (the plane in which it spirals out).
 
     Parameters
     ----------
@@ -885,13 +889,18 @@ def plot_fixed_points(result: xr.Dataset, activity: Any = None, *, components: S
     cls = res["stability"].values.astype(str)
     kind = res["kind"].values.astype(str)
     if "eigenvector_real" in res and X.size:
-        V = res["eigenvector_real"].values
+        Vr, Vi = res["eigenvector_real"].values, res["eigenvector_imag"].values
+        lam_i = res["eigenvalue_imag"].values
         nu = res["n_unstable"].values
         for i in range(X.shape[0]):
             for m in range(int(nu[i])):
-                v = V[i, m] / (np.linalg.norm(V[i, m]) or 1.0)
-                a, b = project(X[i] - half * v), project(X[i] + half * v)
-                ax.plot([a[0], b[0]], [a[1], b[1]], color=_COLOURS["unstable"], lw=1.5, zorder=2)
+                if lam_i[i, m] < 0:             # the conjugate of a pair drawn already
+                    continue
+                # a real mode: its direction; a complex pair: the plane it rotates in (Re and Im)
+                for v in ((Vr[i, m],) if lam_i[i, m] == 0 else (Vr[i, m], Vi[i, m])):
+                    v = v / (np.linalg.norm(v) or 1.0)
+                    a, b = project(X[i] - half * v), project(X[i] + half * v)
+                    ax.plot([a[0], b[0]], [a[1], b[1]], color=_COLOURS["unstable"], lw=1.5, zorder=2)
     for name in STABILITY_CLASSES:
         for k, filled in (("fixed", True), ("slow", False)):
             sel = (cls == name) & (kind == k)
