@@ -499,7 +499,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``modular`` (with the subcommands of :data:`SUBCOMMANDS`) to the ``trainers`` command."""
     from dynatools.threads import add_threads_option
 
-    p = sub.add_parser("modular", help="analyses of modular networks (004): " + ", ".join(name for name, _ in SUBCOMMANDS),
+    names = ", ".join(name for name, _ in SUBCOMMANDS)
+    p = sub.add_parser("modular", help=f"analyses of modular networks (004): {names}",
                        description="Analyses of 004's modular networks (Hamidi, Khajehabdollahi et al., 'Modular "
                                    "Growth of Hierarchical Networks'): 'trainers modular SUBCOMMAND --help'.")
     modular = p.add_subparsers(dest="modular_command", required=True, metavar="SUBCOMMAND",
