@@ -53,6 +53,7 @@ module and, called, the function :func:`fixed_points` (``dynatools.fixed_points(
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import types
@@ -295,7 +296,8 @@ def _adam(net: _Map, h0: torch.Tensor, u: torch.Tensor | None, *, tol: float, ma
     gamma = float(lr_final) ** (1.0 / max(max_iter, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
     best_h = h0.clone()
-    best_q = torch.full((P,), math.inf, dtype=h0.dtype, device=h0.device)
+    with torch.no_grad():
+        best_q = _q(net(h0, u), h0)             # max_iter=0 keeps the initial states as they are
     active = torch.ones(P, dtype=torch.bool, device=h0.device)
     ref_q = best_q.clone()
     idx = None                                  # None: every row active (no gather)
@@ -924,3 +926,5 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+#: ``inspect.signature(dynatools.fixed_points)`` is the function's (the convention checks read it)
+__signature__ = inspect.signature(fixed_points)

@@ -54,6 +54,13 @@ def test_a_linear_map_has_one_fixed_point_with_the_eigenvalues_of_A(radius):
     assert fp.state.dims == ("point", "unit") and fp.eigenvalue_real.dims == ("point", "mode")
 
 
+def test_polishing_alone_finds_the_fixed_point():
+    A, b = np.array([[0.5, 0.2], [-0.1, 0.3]]), np.array([1.0, -1.0])
+    fp = fixed_points(linear(A, b), np.random.default_rng(0).normal(size=(5, 2)), max_iter=0, **CPU)
+    assert fp.attrs["iterations"] == 0 and fp.sizes["point"] == 1
+    np.testing.assert_allclose(fp.state[0], np.linalg.solve(np.eye(2) - A, b), atol=1e-12)
+
+
 def test_the_module_is_callable_as_dynatools_fixed_points():
     A, b = np.diag([0.5, 0.25]), np.array([1.0, 3.0])
     import dynatools.fixed_points as module
@@ -61,6 +68,11 @@ def test_the_module_is_callable_as_dynatools_fixed_points():
     res = module(linear(A, b), np.zeros((3, 2)), **CPU)
     np.testing.assert_allclose(res.state[0], [2.0, 4.0], atol=1e-12)
     assert dynatools.fixed_points(linear(A, b), np.ones((2, 2)), **CPU).sizes["point"] == 1
+    import inspect
+
+    params = inspect.signature(module).parameters              # the function's, for the convention checks
+    assert params["device"].default is None and params["progress"].default is False
+    assert params["unit_dim"].default == "unit" and "seed" not in params
 
 
 # ---------------------------------------------------------------------------- a 2-D system with three classes
