@@ -189,8 +189,12 @@ class AllHeads(Curriculum):
         return int(self.n_max) - int(self.n_start) + 1
 
 
-#: Freezing variants of the growth curriculum (004 Fig. 6a).
-GROWTH_FREEZING = ("earlier", "recurrent-after-2", "feedforward-after-3")
+#: Freezing variants of the growth curriculum: hard freezing (004 text, Fig. 6a) and ``decay``, the
+#: soft freezing of the authors' growth script (earlier modules keep training at a decayed rate).
+GROWTH_FREEZING = ("earlier", "recurrent-after-2", "feedforward-after-3", "decay")
+#: Per-growth learning-rate factor of ``freeze="decay"``: the authors' ExponentialLR gamma 0.95 stepped
+#: FREEZING_STEPS = 25 times for every earlier module at each growth, 0.95**25 = 0.277.
+AUTHORS_FREEZE_DECAY = 0.95 ** 25
 
 
 @dataclass(frozen=True)
@@ -216,11 +220,31 @@ class Growth(Curriculum):
         ``feedforward-after-3``: in addition, the feed-forward weights are frozen once the second
         N is solved (the W^FF trained between the first two modules is duplicated into every
         later module; W^R and the rest train). 004 Fig. 6a, with ``n_start`` 2.
+        ``decay``: soft freezing, as in the authors' growth script (LevinaLab/rnn_timescale_public,
+        ``training/train_growth.py``; not in 004's text): nothing is frozen, every module keeps
+        training, and at each growth every earlier module's learning rate is multiplied by
+        ``freeze_decay``; module m of ``n_modules`` (with its head) trains at
+        ``lr * freeze_decay ** (n_modules - 1 - m)`` (:meth:`param_groups`).
+    freeze_decay : float, default=0.95**25 (= 0.277)
+        ``freeze="decay"`` only: the per-growth factor on every earlier module's learning rate, in
+        (0, 1]; the default is the authors' ExponentialLR ``gamma ** FREEZING_STEPS`` = 0.95**25.
+        1 trains every module at the full rate (no freezing at all).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from trainers.curricula import Growth
+    >>> from trainers.models import ModularRNN
+    >>> net, g = ModularRNN(4, generator=torch.Generator().manual_seed(0)), Growth(freeze="decay")
+    >>> g.grow(net, torch.Generator().manual_seed(1)); g.grow(net, torch.Generator().manual_seed(2))
+    >>> [round(group["lr"], 5) for group in g.param_groups(net, 0.1)]      # modules 0, 1, 2
+    [0.00769, 0.02774, 0.1]
     """
 
     duplicate_recurrent: bool = True
     duplicate_feedforward: bool = True
     freeze: str = "earlier"
+    freeze_decay: float = AUTHORS_FREEZE_DECAY
     name = "growth"
     options = Curriculum.options + (
         Option("duplicate_recurrent", True, "growth: copy the last module's W^R into a new module (else "
@@ -228,7 +252,11 @@ class Growth(Curriculum):
         Option("duplicate_feedforward", True, "growth: copy the last module's W^FF into a new module "
                "(else fresh)", bool),
         Option("freeze", "earlier", "growth: earlier (train only the newest module), recurrent-after-2 or "
-               "feedforward-after-3 (004 Fig. 6a)", str, GROWTH_FREEZING),
+               "feedforward-after-3 (004 Fig. 6a), or decay (every module trains; earlier modules' lr "
+               "decays at each growth, the authors' script)", str, GROWTH_FREEZING),
+        Option("freeze_decay", AUTHORS_FREEZE_DECAY, "growth with --freeze decay: factor in (0, 1] on every "
+               "earlier module's lr at each growth (default 0.95**25 = 0.277, the authors' gamma**FREEZING_STEPS)",
+               float, positive=True),
     )
 
     def __post_init__(self) -> None:
@@ -242,6 +270,14 @@ class Growth(Curriculum):
         if self.freeze == "feedforward-after-3" and not self.duplicate_feedforward:
             raise ValueError("freeze='feedforward-after-3' duplicates the frozen feed-forward weights into "
                              "every new module (004 Fig. 6a); leave duplicate_feedforward True.")
+        decay = self.freeze_decay
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) <= 1.0:
+            raise ValueError(f"freeze_decay={decay!r} must lie in (0, 1]: the factor on an earlier module's "
+                             f"learning rate at each growth (the authors': 0.95**25 = {AUTHORS_FREEZE_DECAY:.4f}).")
+        if self.freeze != "decay" and float(decay) != AUTHORS_FREEZE_DECAY:
+            raise ValueError(f"freeze_decay={decay!r} applies only to freeze='decay' (soft freezing), but "
+                             f"freeze={self.freeze!r} freezes earlier modules outright; add --freeze decay "
+                             f"or drop --freeze-decay.")
 
     @staticmethod
     def check_model(model: str, model_options: dict) -> None:
@@ -261,8 +297,8 @@ class Growth(Curriculum):
 
     def grow(self, model, generator=None) -> None:
         """Add one module and its head to ``model`` (a :class:`~trainers.models.ModularRNN`) and
-        freeze as ``freeze`` says; new weights are drawn from ``generator``. Rebuild the
-        optimizer afterwards."""
+        freeze as ``freeze`` says (``decay``: freeze nothing); new weights are drawn from
+        ``generator``. Rebuild the optimizer afterwards."""
         from trainers.models.modular import ModularRNN
 
         if not isinstance(model, ModularRNN):
@@ -271,15 +307,57 @@ class Growth(Curriculum):
         ff_after = self.freeze == "feedforward-after-3" and n >= 2
         model.add_module(duplicate_recurrent=bool(self.duplicate_recurrent),
                          duplicate_feedforward=bool(self.duplicate_feedforward), generator=generator)
-        model.freeze_modules(n)
+        model.freeze_modules(0 if self.freeze == "decay" else n)
         if self.freeze == "recurrent-after-2":
             model.freeze_weights(recurrent=True)
         elif ff_after:
             model.freeze_weights(feedforward=True)
 
+    def param_groups(self, model, lr: float) -> list[dict] | None:
+        """Optimizer parameter groups for ``freeze="decay"`` (the engine's hook, see
+        :func:`trainers.engine.make_optimizer`); None for hard freezing (the engine's default: one
+        group over the trainable parameters).
+
+        Group m holds module m's trainable tau, W^I, bias, W^R, W^FF (from module m - 1) and head m,
+        at learning rate ``lr * freeze_decay ** (n_modules - 1 - m)``: the newest module trains at
+        ``lr``, each growth since a module was the newest multiplied its rate by ``freeze_decay``
+        (the authors' growth script: one SGD optimizer and ExponentialLR scheduler per module and
+        layer, every earlier module's scheduler stepped FREEZING_STEPS = 25 times at each growth,
+        gamma 0.95). Heads beyond the last module (they read it) join the newest group. The rates
+        are a function of the grown model only, so a resumed run rebuilds the same optimizer.
+
+        Parameters
+        ----------
+        model : ModularRNN
+        lr : float
+            The configuration's learning rate (the newest module's).
+
+        Returns
+        -------
+        list of dict or None
+            ``[{"params": [...], "lr": ...}, ...]``, one per module (modules without trainable
+            parameters left out), in module order.
+        """
+        if self.freeze != "decay":
+            return None
+        n = model.n_modules
+        groups = []
+        for m in range(n):
+            params = [model.tau[m], model.W_in[m], model.bias[m], model.W_rec[m]]
+            if m >= 1:
+                params.append(model.W_ff[m - 1])
+            heads = [m] if m < n - 1 else range(m, model.heads.n_heads)
+            for k in heads:
+                params += [model.heads.weight[k], model.heads.bias[k]]
+            params = [p for p in params if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": float(lr) * float(self.freeze_decay) ** (n - 1 - m)})
+        return groups
+
     def config(self) -> dict:
         return {**super().config(), "duplicate_recurrent": bool(self.duplicate_recurrent),
-                "duplicate_feedforward": bool(self.duplicate_feedforward), "freeze": self.freeze}
+                "duplicate_feedforward": bool(self.duplicate_feedforward), "freeze": self.freeze,
+                "freeze_decay": float(self.freeze_decay)}
 
 
 class Fixed:
@@ -403,4 +481,4 @@ CURRICULA.register(Fixed)
 CURRICULA.register(Percentile)
 
 __all__ = ["THRESHOLD", "Curriculum", "NoCurriculum", "SingleHead", "MultiHead", "Sliding",
-           "AllHeads", "Growth", "GROWTH_FREEZING", "Fixed", "Percentile", "percentile_mean", "CURRICULA"]
+           "AllHeads", "Growth", "GROWTH_FREEZING", "AUTHORS_FREEZE_DECAY", "Fixed", "Percentile", "percentile_mean", "CURRICULA"]

@@ -138,14 +138,90 @@ def _growth_generator(seed: int, N: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(N)]).generate_state(1)[0]))
 
 
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module,
+                   previous: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
     """The configuration's optimizer over the trainable parameters: SGD (Nesterov when
-    ``nesterov`` and momentum > 0) or Adam."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    ``nesterov`` and momentum > 0) or Adam.
+
+    By default one parameter group at ``cfg.lr``. A curriculum with a method
+    ``param_groups(model, lr)`` that returns a list of groups (dicts with ``"params"`` and ``"lr"``)
+    chooses the groups and their rates instead (the growth curriculum's ``freeze="decay"``: one
+    rate per module); None from it means the default. The groups must hold every trainable
+    parameter exactly once and no frozen one. Each group keeps its rate as ``base_lr``, which the
+    ``lr_milestones`` schedule multiplies. The rates must be a function of the model, so that a
+    resumed run rebuilds the same optimizer.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        A resolved configuration.
+    model : torch.nn.Module
+    previous : torch.optim.Optimizer, optional
+        The optimizer this one replaces (after a growth): the state (momentum buffers, Adam
+        moments) of every parameter it shares with the new one carries over, as if the
+        parameter's optimizer had never been rebuilt.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+
+    Examples
+    --------
+    >>> import trainers
+    >>> from trainers.engine import make_optimizer
+    >>> cfg = trainers.TrainConfig.from_dict({"model": "modular", "curriculum": "growth", "units": 4,
+    ...                                       "module_size": 4, "freeze": "decay"}).resolved()
+    >>> net = cfg.make_model(cfg.make_task())
+    >>> [g["lr"] for g in make_optimizer(cfg, net).param_groups]
+    [0.1]
+    """
+    hook = getattr(cfg.make_curriculum(), "param_groups", None)
+    groups = hook(model, cfg.lr) if callable(hook) else None
+    if groups is None:
+        params: Any = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = _checked_groups(groups, model)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=bool(cfg.nesterov and cfg.momentum > 0))
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                    nesterov=bool(cfg.nesterov and cfg.momentum > 0))
+    if previous is not None:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p in previous.state:
+                    optimizer.state[p] = previous.state[p]
+    return optimizer
+
+
+def _checked_groups(groups: Sequence[dict[str, Any]], model: torch.nn.Module) -> list[dict[str, Any]]:
+    """A curriculum's parameter groups, checked against the model's trainable parameters; each
+    gets ``base_lr`` (its rate before ``lr_milestones``)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen: dict[int, str] = {}
+    out = []
+    for group in groups:
+        if not isinstance(group, dict) or "params" not in group or "lr" not in group:
+            raise ValueError(f"a curriculum's param_groups must return dicts with 'params' and 'lr'; found "
+                             f"{group!r:.80}.")
+        params = list(group["params"])
+        for p in params:
+            name = names.get(id(p))
+            if name is None:
+                raise ValueError("a curriculum's param_groups holds a tensor that is not a parameter of the model.")
+            if not p.requires_grad:
+                raise ValueError(f"a curriculum's param_groups holds the frozen parameter {name!r}; give "
+                                 f"only trainable ones.")
+            if id(p) in seen:
+                raise ValueError(f"a curriculum's param_groups holds {name!r} twice; give every parameter once.")
+            seen[id(p)] = name
+        if params:
+            out.append({**group, "params": params, "base_lr": float(group["lr"])})
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        raise ValueError(f"a curriculum's param_groups leaves out the trainable parameters {missing[:6]}; "
+                         f"every trainable parameter needs a group.")
+    return out
 
 
 def train(config: TrainConfig | dict[str, Any], run_dir: str | os.PathLike | None = None, *,
@@ -367,7 +443,7 @@ def _loop(run: Run, task, optimizer, streams: _Streams, device, *, start_epoch: 
                     if cfg.lr_milestones:           # a step schedule computed from the iteration count
                         decays = sum(iteration >= m for m in cfg.lr_milestones)
                         for group in optimizer.param_groups:
-                            group["lr"] = cfg.lr * cfg.lr_factor ** decays
+                            group["lr"] = group.get("base_lr", cfg.lr) * cfg.lr_factor ** decays
                     optimizer.step()
                     iteration += 1
                     sequences += n
@@ -407,7 +483,8 @@ def _loop(run: Run, task, optimizer, streams: _Streams, device, *, start_epoch: 
                     run.Ns = curriculum.next(Ns)
                     if hasattr(curriculum, "grow"):     # growth curriculum: add a module for the new N
                         curriculum.grow(model, _growth_generator(cfg.seed, run.Ns[-1]))
-                        optimizer = make_optimizer(cfg, model)   # parameters were added and frozen
+                        # parameters were added (and frozen): a new optimizer; shared ones keep their state
+                        optimizer = make_optimizer(cfg, model, previous=optimizer)
             if run.stop_reason == "running":
                 if epoch + 1 >= cfg.max_epochs:
                     run.stop_reason = "max_epochs"
