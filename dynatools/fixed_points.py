@@ -275,6 +275,13 @@ def _first_evaluation(net: _Map, h: torch.Tensor, u: torch.Tensor | None) -> tor
         found = tuple(F.shape) if isinstance(F, torch.Tensor) else type(F).__name__
         raise ValueError(f"step(h, u) returned {found} for states of shape {tuple(h.shape)}; a map returns the "
                          f"next state, shaped like h: pass states (point, unit) with the map's number of units.")
+    with torch.no_grad():
+        again = net(h, u)
+    tol = 1e3 * torch.finfo(F.dtype).eps
+    if not torch.allclose(again, F, rtol=tol, atol=tol * float(F.nan_to_num(0, 0, 0).abs().max().clamp(min=1)),
+                          equal_nan=True):
+        raise ValueError("step(h, u) gave different results for the same states: the map is random (a model in "
+                         "training mode with noise?); call model.eval() or pass a deterministic step.")
     bad = ~torch.isfinite(F).all(1)
     if bool(bad.any()):
         raise ValueError(f"step(h, u) returned NaN or inf for {int(bad.sum())} of {h.shape[0]} initial states "

@@ -400,6 +400,8 @@ class Sized(torch.nn.Module):
      ValueError, "unit_dim="),
     (lambda: fixed_points(lambda h, u: h, np.full((2, 2), np.nan), **CPU), ValueError, "states contain NaN"),
     (lambda: fixed_points(42, np.zeros((2, 2))), TypeError, "step must be a callable"),
+    (lambda: fixed_points(lambda h, u: h + torch.randn_like(h), np.zeros((4, 2)), **CPU), ValueError,
+     r"different results .*call model\.eval\(\)"),
 ])
 def test_bad_input_gets_a_one_line_error_naming_the_fix(call, error, match):
     with pytest.raises(error, match=match) as info:
