@@ -20,7 +20,8 @@ once as one ``(point, unit)`` tensor on the states' device:
    stops as soon as ``q < tol`` (a per-point convergence mask: only the active rows are stepped).
 2. **Duplicates** closer than ``distance`` are merged (the lower ``q`` kept, ``count`` summed), and
    **outliers** (farther from the initial states' centroid than ``outlier_scale`` times the
-   farthest initial state) and diverged points are dropped.
+   farthest initial state) and diverged points are dropped; after polishing, an exact fixed
+   point (``q <= tol``) is kept wherever it lies.
 3. **Polishing** by batched Levenberg-Marquardt on ``F(h) - h`` (Jacobian ``J - I``): quadratic
    convergence to an exact fixed point (``q`` at the rounding floor), and a descent method that
    stays at a slow point's minimum of ``q`` when there is no root nearby.
@@ -509,8 +510,9 @@ def _one_network(net: _Map, h0: torch.Tensor, inputs: Any, opts: dict[str, Any],
     if opts["polish_iter"] > 0 and h.shape[0]:
         with threads(), torch.no_grad():
             h, q = _polish(net, h, _inputs_at(u, h0, h), opts["polish_iter"], chunk)
-    far2 = ~torch.isfinite(h).all(1) | ((h - centre).norm(dim=1) > limit)
     fixed = q <= opts["tol"]
+    # after polishing an exact fixed point is kept wherever it is; far minima above tol are dropped
+    far2 = ~torch.isfinite(h).all(1) | (((h - centre).norm(dim=1) > limit) & ~fixed)
     slow = (~fixed & (q <= opts["slow_q"])) if opts["slow_q"] is not None else torch.zeros_like(fixed)
     kept = (fixed | slow) & ~far2 & torch.isfinite(q)
     n_not_converged = int((~(fixed | slow) & ~far2).sum())
@@ -612,7 +614,8 @@ def fixed_points(
         Points closer than this are one point; default ``1e-3 * s``.
     outlier_scale : float or None, default=10.0
         Drop points farther from the initial states' centroid than ``outlier_scale`` times the
-        farthest initial state (None: keep all).
+        farthest initial state (None: keep all): before polishing every such candidate, after it
+        only the minima above ``tol`` (an exact fixed point is kept wherever it lies).
     n_init : int, optional
         Use at most this many initial states, evenly spaced through ``states`` (deterministic).
     flow : bool, optional

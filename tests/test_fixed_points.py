@@ -54,6 +54,14 @@ def test_a_linear_map_has_one_fixed_point_with_the_eigenvalues_of_A(radius):
     assert fp.state.dims == ("point", "unit") and fp.eigenvalue_real.dims == ("point", "mode")
 
 
+def test_an_exact_fixed_point_far_from_the_states_is_no_outlier():
+    """All states equal (no spread): the fixed point (10, 2, 1.25) lies 10 units away."""
+    A = np.diag([0.9, 0.5, 0.2])
+    fp = fixed_points(linear(A, np.ones(3)), np.zeros((3, 3)), **CPU)
+    np.testing.assert_allclose(fp.state[0], [10.0, 2.0, 1.25], atol=1e-10)
+    assert fp.attrs["n_outliers"] == 0
+
+
 def test_polishing_alone_finds_the_fixed_point():
     A, b = np.array([[0.5, 0.2], [-0.1, 0.3]]), np.array([1.0, -1.0])
     fp = fixed_points(linear(A, b), np.random.default_rng(0).normal(size=(5, 2)), max_iter=0, **CPU)
