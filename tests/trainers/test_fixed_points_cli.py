@@ -91,6 +91,17 @@ def test_a_rate_ensemble_gets_members_and_flow_stability(rate_ensemble):
         for r in fp.state.values[k][ok]:                     # ReLU rate form: -r + relu(W r + b) = 0
             assert np.abs(-r + np.maximum(W @ r + b, 0.0)).max() < 1e-6
     assert all(line.startswith(f"member {k}:") for k, line in enumerate(summary_lines(fp)))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dynatools.fixed_points import plot_fixed_points
+
+    ax = plot_fixed_points(fp, res.states, member=1)             # member 1's points in its own PCA space
+    n_points = int((fp["count"].values[1] > 0).sum())
+    assert sum(len(c.get_offsets()) for c in ax.collections) == n_points
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 @pytest.mark.parametrize("argv, match", [
