@@ -13,7 +13,7 @@ Dynamics misalignment (skip-connection paper, Fig. 3B)
 Summaries of one recording (the per-network quantities of the timescale paper's Figs. 4-6)
     analyze_recording, reliable_tau_net
 Model-based dynamics (import torch on first use)
-    lyapunov_spectrum, hessian_eigenvalues, hessian_density, hessian_trace, gradient_norms
+    lyapunov_spectrum, hessian_eigenvalues, hessian_density, hessian_trace, gradient_norms, fixed_points
 Robustness (import torch on first use)
     relative_accuracy, ablate, ablation_by_tau, perturb
 
@@ -70,6 +70,7 @@ _LAZY = {
     "ablate": "dynatools.robustness",
     "ablation_by_tau": "dynatools.robustness",
     "perturb": "dynatools.robustness",
+    "fixed_points": "dynatools.fixed_points",
 }
 
 
@@ -141,6 +142,7 @@ __all__ = [
     "hessian_density",
     "hessian_trace",
     "gradient_norms",
+    "fixed_points",
     # robustness (lazy)
     "relative_accuracy",
     "ablate",

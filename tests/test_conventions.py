@@ -8,6 +8,7 @@ keyword that breaks the convention fails here; behaviour is checked on a tiny mo
 from __future__ import annotations
 
 import inspect
+import types
 
 import numpy as np
 import pytest
@@ -22,10 +23,10 @@ DIM_DEFAULTS = {"time_dim": "time", "trial_dim": "trial", "unit_dim": "unit", "l
 #: which public functions take which convention keyword
 SEEDED = {"lyapunov_spectrum", "hessian_eigenvalues", "hessian_density", "hessian_trace", "perturb"}
 TORCH = {"lyapunov_spectrum", "hessian_eigenvalues", "hessian_density", "hessian_trace", "gradient_norms",
-         "ablation_by_tau", "perturb"}
+         "ablation_by_tau", "perturb", "fixed_points"}
 PROGRESS = {"autocorrelation", "timescales", "pca_dimensionality", "participation_ratio", "analyze_recording",
             "lyapunov_spectrum", "hessian_eigenvalues", "hessian_density", "hessian_trace", "ablation_by_tau",
-            "perturb"}
+            "perturb", "fixed_points"}
 ACTIVITY = {"autocorrelation", "timescales", "pca_dimensionality", "participation_ratio", "analyze_recording",
             "power_spectrum"}
 
@@ -34,7 +35,8 @@ def _functions():
     out = {}
     for name in dt.__all__:
         obj = getattr(dt, name)
-        if inspect.isfunction(obj):
+        # dynatools.fixed_points is a callable module once imported (module and function share the name)
+        if inspect.isfunction(obj) or (isinstance(obj, types.ModuleType) and callable(obj)):
             out[name] = inspect.signature(obj).parameters
     return out
 

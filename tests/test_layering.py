@@ -141,6 +141,8 @@ calls = {
     "participation_ratio": lambda: dt.participation_ratio(rec),
     "activity_nmse": lambda: dt.activity_nmse(small, small.activity + 0.1),
     "power_spectrum": lambda: dt.power_spectrum(rec, nperseg=64),
+    "fixed_points": lambda: dt.fixed_points(lambda h, u: h @ A.T + 1.0, torch.ones(3, 3, dtype=torch.float64),
+                                            device="cpu"),
     "weight_balance": lambda: dt.weight_balance(W),
     "weight_change": lambda: dt.weight_change(W, 2 * W),
     "weight_conservation": lambda: dt.weight_conservation([W, 2 * W + 1]),

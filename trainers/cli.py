@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_evaluate)
 
+    from trainers._cli_fixed_points import add_parsers as add_fixed_point_parsers
     from trainers._cli_modular import add_parsers as add_modular_parsers
     from trainers._cli_runs import add_parsers
     from trainers._cli_skip import add_parsers as add_skip_parsers
@@ -351,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub)
     add_skip_parsers(sub)
     add_modular_parsers(sub)
+    add_fixed_point_parsers(sub)
     add_threads_option(sub, skip=("list",))
     return parser
 

@@ -206,7 +206,11 @@ def _undocumented(parser: argparse.ArgumentParser, path: str) -> list[str]:
             continue
         if isinstance(action, argparse._SubParsersAction):
             described = {choice.dest for choice in action._choices_actions if (choice.help or "").strip()}
+            seen: set[int] = set()
             for name, sub in action.choices.items():
+                if id(sub) in seen:          # an alias (trainers modular generalize): its parser is checked
+                    continue
+                seen.add(id(sub))
                 if name not in described:
                     missing.append(f"{path} {name}")
                 missing += _undocumented(sub, f"{path} {name}")
