@@ -376,13 +376,14 @@ def learning_curves(runs: Sequence[str | os.PathLike | RunDir], *, labels: Seque
 
     Examples
     --------
-    >>> import trainers
+    >>> import tempfile, pathlib, trainers
     >>> from trainers.pareto import learning_curves
+    >>> run = pathlib.Path(tempfile.mkdtemp()) / "growth"
     >>> cfg = {"task": "parity", "model": "modular", "curriculum": "growth", "units": 4, "module_size": 4,
-    ...        "batch": 16, "steps_per_epoch": 20, "eval_batches": 2, "max_epochs": 3, "n_max": 4,
+    ...        "batch": 16, "steps_per_epoch": 5, "eval_batches": 1, "max_epochs": 2, "n_max": 4,
     ...        "seed": 0, "device": "cpu"}
-    >>> run = trainers.train(cfg, tmp / "g", progress=False)          # doctest: +SKIP
-    >>> learning_curves([tmp / "g"])["n_solved"].dims                 # doctest: +SKIP
+    >>> _ = trainers.train(cfg, run, progress=False)
+    >>> learning_curves([run])["n_solved"].dims
     ('run', 'epoch')
     """
     rds = [r if isinstance(r, RunDir) else RunDir(r) for r in runs]
