@@ -43,7 +43,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                         n_ablate=args.ablate, retrain_Ns=args.retrain, retrain_epochs=args.retrain_epochs,
                         burn_in=args.burn_in, fit_lag=args.fit_lag, refresh=args.refresh,
                         parallel="serial" if args.serial else "auto", workers=args.workers,
-                        progress=not args.quiet)
+                        fixed_points=args.fixed_points, progress=not args.quiet)
     if not args.quiet:
         n = sum(name.endswith(".png") for name in (index.parent / MANIFEST).read_text().split())
         print(f"wrote {index} with {n} figures (PNG and SVG); open it in a browser")
@@ -253,6 +253,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy-trials", type=int, default=10, help="App. F trials (default 10)")
     p.add_argument("--retrain", type=int, nargs="+", metavar="N", help="re-train the largest-N network on these Ns (Fig. 8c)")
     p.add_argument("--retrain-epochs", type=int, default=20, help="re-training epochs (default 20)")
+    p.add_argument("--fixed-points", action="store_true",
+                   help="add the fixed and slow points of each run's largest-N network with its trajectories "
+                        "in PCA space (docs/fixed-points.md)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_report)
 

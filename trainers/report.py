@@ -44,6 +44,9 @@ EPS_MODULAR = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
 MODULAR_EVALUATION = {"batches": 10, "batch": 256}
 
 
+#: Initial states of the report's fixed-point search (``trainers fixed-points`` uses 1000).
+FIXED_POINT_STATES = 500
+
 #: Below this App. F accuracy a network is too close to chance (0.5) for relative accuracies.
 MIN_BASE_ACCURACY = 0.55
 #: The list of figure files a report wrote, kept in the report folder (so that a later report into
@@ -162,6 +165,32 @@ def _perturbation_sweep(run: _Run, N: int, *, repeats: int, evaluation: dict[str
                                               progress=progress, **evaluation), refresh)
 
 
+def _fixed_points(run: _Run, N: int, refresh: bool) -> tuple[xr.Dataset, xr.Dataset] | str:
+    """Fixed and slow points of the network saved when N was solved
+    (:func:`trainers.fixed_points.fixed_points_of_run`, ``FIXED_POINT_STATES`` initial states
+    along a recording), and the recorded states they started from (the figure's trajectories);
+    both cached. A string says why there are none."""
+    from trainers.fixed_points import fixed_points_of_run
+
+    stamp = _network(run, N)[3]
+    key = cache_key(checkpoint=stamp, N=N, n_init=FIXED_POINT_STATES, method="fixed_points_of_run")
+    states: dict[str, xr.DataArray] = {}
+
+    def compute() -> xr.Dataset:
+        res = fixed_points_of_run(run.path, N, n_init=FIXED_POINT_STATES)
+        states["activity"] = res.states
+        return res.result
+
+    try:
+        result = _cached(run.dir.analysis_path("fixed_points_report", N), key, compute, refresh)
+        traj = _cached(run.dir.analysis_path("fixed_point_states", N), key,
+                       lambda: xr.Dataset({"activity": states["activity"] if states else
+                                           fixed_points_of_run(run.path, N, n_init=1).states}), refresh)
+    except (TypeError, ValueError) as exc:          # a model without a step map, a task without states
+        return str(exc).splitlines()[0]
+    return result, traj
+
+
 def _conservation(run: _Run, N: int) -> xr.Dataset | str:
     """Weight conservation across the modules of the network saved when N was solved (cheap: not
     cached); a string says why there is none."""
@@ -220,7 +249,8 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 accuracy: dict[str, Any] | None = None, n_ablate: int = 20,
                 retrain_Ns: Sequence[int] | None = None, retrain_epochs: int = 20, burn_in: int = 500,
                 fit_lag: int = 30, refresh: bool = False, parallel: str = "auto", workers: int | None = None,
-                modular_evaluation: dict[str, int] | None = None, progress: bool = True) -> Path:
+                modular_evaluation: dict[str, int] | None = None, fixed_points: bool = False,
+                progress: bool = True) -> Path:
     """Analyse the runs (what is not cached yet) and write every figure and ``index.html``.
 
     Parameters
@@ -257,6 +287,12 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         Fig. 3, every leaky run of the report overlaid as non-modular), the accuracy of each
         module (Fig. 5a-b), both with ``robustness``, and weight conservation across modules
         (Fig. 5c). The sweeps are cached in ``RUN_DIR/analysis/perturbation_sweep_N{N:03d}.nc``.
+    fixed_points : bool, default=False
+        Add the fixed and slow points of each run's network at its largest solved N
+        (:func:`trainers.fixed_points.fixed_points_of_run`, ``FIXED_POINT_STATES`` initial states
+        along a recording): a table of what was found and the trajectories with the points in PCA
+        space (:func:`dynatools.fixed_points.plot_fixed_points`); cached in
+        ``RUN_DIR/analysis/fixed_points_report_N{N:03d}.nc`` (docs/fixed-points.md).
     progress : bool, default=True
 
     Returns
@@ -350,6 +386,14 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 else:
                     extra[label]["sweep"] = sweep
 
+    if fixed_points:
+        for label, run in zip(labels, runs):
+            fp = _fixed_points(run, extra[label]["top"], refresh)
+            if isinstance(fp, str):
+                notes.append(f"{label}: fixed points skipped: {fp}")
+            else:
+                extra[label]["fixed_points"] = fp
+
     def having(*names: str) -> dict[str, xr.Dataset]:
         return {lb: ds for lb, ds in summaries.items() if all(n in ds for n in names)}
 
@@ -412,6 +456,7 @@ def make_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                                       + ", ".join(f"{lb}: N = {extra[lb]['top']}" for lb in retrained) + ").",
                         lambda: dplot.retraining_curves({lb: extra[lb]["retrain"] for lb in retrained})))
     figures.extend(_modular_figures(extra, repeats))
+    figures.extend(_fixed_point_figures(extra))
     written = []
     for name, caption, make in figures:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -466,6 +511,31 @@ def _modular_figures(extra: dict[str, dict[str, Any]], repeats: int) -> list[tup
     return figures
 
 
+def _fixed_point_figures(extra: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    """One figure per run with fixed points: the recorded trajectories and the points in the
+    PCA space of the activity, coloured by stability, unstable modes as short lines."""
+    from dynatools.fixed_points import plot_fixed_points
+    from trainers.fixed_points import summary_lines
+
+    figures: list[tuple[str, str, Any]] = []
+    for label, e in extra.items():
+        if "fixed_points" not in e:
+            continue
+        result, traj = e["fixed_points"]
+
+        def make(r: xr.Dataset = result, a: xr.Dataset = traj, lb: str = label) -> Any:
+            ax = plot_fixed_points(r, a["activity"])
+            ax.set_title(f"{lb}, N = {e['top']}", fontsize=9)
+            return ax.figure
+
+        figures.append((f"fixed_points_{label}",
+                        f"{label}: fixed and slow points of the network at N = {e['top']} (Sussillo & Barak "
+                        f"2013; docs/fixed-points.md) with the recorded trajectories, in the PCA space of the "
+                        f"activity; stable blue, saddle orange, unstable red, marginal green, slow points "
+                        f"hollow; lines: unstable modes. " + " ".join(summary_lines(result)), make))
+    return figures
+
+
 def _html(summaries: dict[str, xr.Dataset], extra: dict[str, dict[str, Any]], figures: list[tuple[str, str]],
           notes: list[str], modular: str = "") -> str:
     esc = html.escape
@@ -505,4 +575,4 @@ every step).</p>
 """
 
 
-__all__ = ["make_report", "EPS_W", "EPS_TAU", "EPS_MODULAR"]
+__all__ = ["make_report", "EPS_W", "EPS_TAU", "EPS_MODULAR", "FIXED_POINT_STATES"]

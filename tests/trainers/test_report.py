@@ -206,3 +206,28 @@ def test_a_modular_report_checks_its_options_first(growth_run, tmp_path):
     with pytest.raises(ValueError, match="modular_evaluation batch"):
         make_report([growth_run], tmp_path / "never", modular_evaluation={"batch": 0}, progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_report_fixed_points_section_equals_the_direct_search(tiny_run, tmp_path):
+    """--fixed-points adds one figure per run whose points are those of fixed_points_of_run at the
+    largest solved N (cached; a second report reads the cache)."""
+    import xarray as xr
+
+    from trainers.fixed_points import fixed_points_of_run
+    from trainers.report import FIXED_POINT_STATES
+
+    out = tmp_path / "report"
+    assert main(["report", str(tiny_run), "-o", str(out), *SMALL, "--no-robustness", "--fixed-points"]) == 0
+    assert (out / "fixed_points_multi-head.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    top = trainers.RunDir(tiny_run).solved()[-1]
+    cached = xr.load_dataset(_an(tiny_run, f"fixed_points_report_N{top:03d}.nc"))
+    direct = fixed_points_of_run(tiny_run, top, n_init=FIXED_POINT_STATES).result
+    assert cached.sizes["point"] == direct.sizes["point"] >= 1
+    np.testing.assert_allclose(cached["state"].values, direct["state"].values, atol=1e-10)
+    np.testing.assert_allclose(cached["eigenvalue_real"].values, direct["eigenvalue_real"].values, atol=1e-10)
+    assert cached["stability"].values.tolist() == direct["stability"].values.tolist()
+    page = (out / "index.html").read_text()
+    assert "fixed point(s)" in page and "N = %d" % top in page
+    stamp = _an(tiny_run, f"fixed_points_report_N{top:03d}.nc").stat().st_mtime_ns
+    assert main(["report", str(tiny_run), "-o", str(out), *SMALL, "--no-robustness", "--fixed-points"]) == 0
+    assert _an(tiny_run, f"fixed_points_report_N{top:03d}.nc").stat().st_mtime_ns == stamp
