@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     for lab, arch, n, p in zip(labels, table["architecture"].values, table["n_solved"].values,
                                table["parameters"].values):
         print(f"  {lab:40s} {arch:12s} N solved {int(n):3d}  parameters {int(p):6d}")
-    ax = plot_pareto(table)
+    params = table["parameters"].values
+    ax = plot_pareto(table, log=bool(params.max() > 10 * params.min()))   # log axis only over a decade
     ax.figure.tight_layout()
     ax.figure.savefig(args.out / "modular_pareto.png", dpi=130)
     plt.close("all")
