@@ -1,4 +1,4 @@
-"""Regenerate ``demo_timescales.nc``: synthetic units with known autocorrelation timescales.
+"""Regenerate ``dynatools/data/demo_timescales.nc`` (shipped in the package): synthetic units with known autocorrelation timescales.
 
 Run from the repository root::
 
@@ -76,7 +76,7 @@ def make(seed: int = SEED) -> "xr.Dataset":  # noqa: F821
 
 
 if __name__ == "__main__":
-    out = Path(__file__).resolve().parent / "demo_timescales.nc"
+    out = Path(__file__).resolve().parent.parent / "dynatools" / "data" / "demo_timescales.nc"
     rec = make()
     dt.save_recording(
         rec, out, encoding={"activity": {"zlib": True, "complevel": 9, "least_significant_digit": 3}}

@@ -1,4 +1,4 @@
-"""Regenerate datasets/digits_8x8.npz: scikit-learn's 8x8 handwritten digits as uint8 arrays.
+"""Regenerate dynatools/data/digits_8x8.npz (shipped in the package): scikit-learn's 8x8 handwritten digits as uint8 arrays.
 
 The data are the test set of the UCI "Optical Recognition of Handwritten Digits" dataset
 (E. Alpaydin, C. Kaynak, 1998; CC BY 4.0), as shipped with scikit-learn (1797 images of 8x8
@@ -19,7 +19,7 @@ def main() -> None:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    out = Path(__file__).with_name("digits_8x8.npz")
+    out = Path(__file__).resolve().parent.parent / "dynatools" / "data" / "digits_8x8.npz"
     np.savez_compressed(out, images=d.data.astype(np.uint8), labels=d.target.astype(np.uint8),
                         source=np.array("UCI Optical Recognition of Handwritten Digits (test set), "
                                         "via scikit-learn load_digits; CC BY 4.0"))

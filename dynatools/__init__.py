@@ -84,26 +84,26 @@ def __getattr__(name: str):
 
 
 def demo_path() -> Path:
-    """Path of the shipped demo recording (``datasets/demo_timescales.nc``).
+    """Path of the shipped demo recording (``dynatools/data/demo_timescales.nc``).
 
-    It is found next to the package in a source checkout or an editable install; set the
-    environment variable ``DYNATOOLS_DATASETS`` to a folder holding it otherwise.
+    It is installed with the package (wheel, regular or editable install, source checkout) and found
+    through :mod:`importlib.resources`; set the environment variable ``DYNATOOLS_DATASETS`` to a
+    folder holding ``demo_timescales.nc`` to use that copy instead. Regenerate it with
+    ``python datasets/make_demo_recording.py``.
+
+    Returns
+    -------
+    pathlib.Path
+        The recording's path.
+
+    Example
+    -------
+    >>> demo_path().name
+    'demo_timescales.nc'
     """
-    import os
+    from dynatools.data import shipped_path
 
-    candidates = []
-    if os.environ.get("DYNATOOLS_DATASETS"):
-        candidates.append(Path(os.environ["DYNATOOLS_DATASETS"]))
-    candidates.append(Path(__file__).resolve().parent.parent / "datasets")
-    for folder in candidates:
-        path = folder / "demo_timescales.nc"
-        if path.exists():
-            return path
-    raise FileNotFoundError(
-        "the demo recording datasets/demo_timescales.nc was not found; run from a source checkout "
-        "(pip install -e .) or set DYNATOOLS_DATASETS to the folder that holds it. Regenerate it "
-        "with: python datasets/make_demo_recording.py"
-    )
+    return shipped_path("demo_timescales.nc")
 
 
 __all__ = [

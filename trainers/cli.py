@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "of the timescale paper on N-parity / N-DMS with its curricula; the WCRNN of the "
                     "fading-memory paper on the adding problem and sequential images); resume runs; "
                     "record activity for dynatools. 'trainers list' shows what is registered.")
+    from dynatools import __version__   # one distribution, one version
+
+    parser.add_argument("--version", action="version", version=f"trainers {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 help="what to do ('trainers COMMAND --help' for its options)")
 

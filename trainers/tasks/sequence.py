@@ -251,16 +251,10 @@ class ImageSequences(SequenceTask):
         return np.array([100.0 * correct / self.size("test")])
 
 
-def _datasets_dir() -> Path:
-    env = os.environ.get("DYNATOOLS_DATASETS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
-
-
 def _digits_arrays(test_fraction: float = 0.25) -> tuple[np.ndarray, ...]:
-    path = _datasets_dir() / "digits_8x8.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; run from a source checkout or set DYNATOOLS_DATASETS "
-                                f"(regenerate with: python datasets/make_digits.py).")
+    from dynatools.data import shipped_path
+
+    path = shipped_path("digits_8x8.npz")   # the installed copy, or $DYNATOOLS_DATASETS's
     with np.load(path) as d:
         x, y = d["images"].astype(np.float32) / 16.0, d["labels"].astype(np.int64)
     order = np.random.default_rng(12345).permutation(len(y))
@@ -295,7 +289,7 @@ class _RegisteredImages(ImageSequences):
 
 
 class Digits(_RegisteredImages):
-    """The shipped 8x8 digits (1797 images, ``datasets/digits_8x8.npz``) as 64-step sequences,
+    """The shipped 8x8 digits (1797 images, ``dynatools/data/digits_8x8.npz``) as 64-step sequences,
     split into train/test with a fixed seed; no download needed (used by tests and the demo).
 
     Examples
