@@ -94,7 +94,7 @@ def _build(tmp_path: Path, what: str) -> Path:
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist")
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     for name in ("dynatools", "trainers", "tests", "benchmarks", "docs", "datasets"):
         if (ROOT / name).is_dir():                               # the last four must stay out of the wheel
@@ -120,6 +120,8 @@ def test_the_wheel_holds_the_data_files_and_no_tests_benchmarks_or_docs(tmp_path
     assert tops == {"dynatools", "trainers", f"dynatools-{dt.__version__}.dist-info"}, tops
     assert not [n for n in names if "/tests/" in n or n.endswith((".png", ".svg"))]
     assert f"\nVersion: {dt.__version__}\n" in metadata and "\nLicense: MIT\n" in metadata
+    assert "\nLicense-File: LICENSE\n" in metadata
+    assert f"dynatools-{dt.__version__}.dist-info/licenses/LICENSE" in names     # the licence file itself
     assert "# dynatools" in metadata.split("\n\n", 1)[1]         # the README is the long description
     assert wheel.stat().st_size < 6e6                             # docs/packaging.md states the size
 
