@@ -68,8 +68,9 @@ def modular_parameters(module_size: int, n_max: int = 30, *, n_start: int = 2, t
 
     This is at once the network's final parameter count (all modules trainable) and the number of
     parameters it trains over its whole growth: every module's W^R, W^FF, W^I, bias, tau and head
-    are trained in the step that adds the module and frozen afterwards, none is trained twice and
-    none is removed (duplication only initialises the new module's weights).
+    are trained in the step that adds the module and frozen afterwards (hard freezing; with
+    ``freeze="decay"`` earlier modules keep training at a decayed rate, each entry still counted
+    once), none is removed (duplication only initialises the new module's weights).
 
     Examples
     --------

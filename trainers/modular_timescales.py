@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from dynatools.summary import reliable_tau_net
-from trainers.analyze import INPUT_P, _check_params, _load_checked, _Run
+from trainers.analyze import INPUT_P, _analyze_checkpoint, _check_params, _load_checked, _Run
 
 #: PCA threshold of the shared per-checkpoint analysis (``analyze_run``'s default): part of its
 #: cache key, so the same recordings serve both. It does not change any timescale.
@@ -139,6 +139,8 @@ def module_timescales(run_dir: str | os.PathLike, *, steps: int = 100_000, trial
     for N in tqdm(todo, desc="module timescales", unit="network", disable=not progress):
         ck = run.checkpoint(N)                         # read first: the cache key is for these weights
         model = ck.model()
+        if refresh:                                    # record and analyse again, valid cache or not
+            _analyze_checkpoint(run, N, params, str(run.dir.analysis_path("", N)), None)
         res = _load_checked(run, N, params)            # recorded and analysed when not cached
         rows.append(_row(N, ck.Ns, model, res))
     modular = any(r["module"] is not None for r in rows)

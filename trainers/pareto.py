@@ -55,8 +55,8 @@ def grown_parameters(model: ModularRNN, n_modules: int | None = None, *, freeze:
     model : ModularRNN
     n_modules : int, optional
         Count modules ``0 .. n_modules - 1`` (default all).
-    freeze : {"earlier", "recurrent-after-2", "feedforward-after-3"}, default "earlier"
-        The growth curriculum's freezing variant.
+    freeze : {"earlier", "recurrent-after-2", "feedforward-after-3", "decay"}, default "earlier"
+        The growth curriculum's freezing variant ("decay": every entry trains, each counted once).
 
     Returns
     -------

@@ -178,13 +178,28 @@ def test_shares_analyze_runs_cache_and_selects_Ns(tmp_path, monkeypatch):
     run = _modular_run(tmp_path / "run")
     params = {k: v for k, v in FAST.items() if k != "progress"}
     analyze.analyze_run(run, parallel="serial", progress=False, **params)
+    import trainers.modular_timescales as mt
+
+    real, calls = mt._analyze_checkpoint, []
+    cache = trainers.RunDir(run).analysis_path("", 3)
+    before = cache.stat().st_mtime_ns
+
+    def counted(*args):
+        calls.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(mt, "_analyze_checkpoint", counted)
+    again = module_timescales(run, Ns=[3], refresh=True, **FAST)      # refresh: recorded and analysed again
+    assert calls == [3] and cache.stat().st_mtime_ns != before
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed although analyze_run cached these settings")
 
     monkeypatch.setattr(analyze, "_analyze_checkpoint", fail)
+    monkeypatch.setattr(mt, "_analyze_checkpoint", fail)
     res = module_timescales(run, Ns=[3], **FAST)
     assert res["N"].values.tolist() == [3] and res["solving_module"].values.tolist() == [1]
+    np.testing.assert_allclose(res["tau_net_mean"], again["tau_net_mean"])     # the same seeded recording
     with pytest.raises(ValueError, match=r"Ns=\[5\]: N \[5\] not solved.*solved-N checkpoints for \[2, 3, 4\]"):
         module_timescales(run, Ns=[5], **FAST)
     with pytest.raises(ValueError, match="no N given"):
