@@ -49,10 +49,9 @@ _DEFINITION = ("frequency > 0 of the highest value of the power spectrum (its ma
 
 def _time_spacing(da: xr.DataArray, time_dim: str, dt_attr: Any) -> tuple[float, str | None]:
     """Sampling interval and the units of time: from the time coordinate (schema: evenly spaced,
-    ``units`` "step" or "s"), else from a recording's ``dt`` attribute (in steps), else 1 step."""
+    ``units`` "step" or "s"), else sample indices (1 step: a recording's ``dt`` attribute is in the
+    time coordinate's units, which are unknown without it)."""
     if time_dim not in da.coords:
-        if dt_attr is not None:
-            return float(dt_attr), "step"
         return 1.0, "step"
     coord = da[time_dim]
     if not np.issubdtype(coord.dtype, np.number):
@@ -286,6 +285,7 @@ def power_spectrum(
         valid = np.arange(n_time)[None, :] < all_lengths[:, None]               # (trial, time)
         pop_sum = np.zeros((n_trial, n_time))
         power, freqs = None, None
+        flat = np.zeros(n_ch, dtype=bool)          # constant within every trial (up to rounding)
         for start in range(0, n_ch, block):
             values = np.asarray(x.isel({channel: slice(start, start + block)}).values, dtype=np.float64)
             finite = np.isfinite(values) | ~valid[:, :, None]
@@ -297,6 +297,15 @@ def power_spectrum(
                     f"{var} contains NaN or inf ({where}{channel} {_labels(x, channel, np.unique(chans) + start)}, "
                     f"{trial_dim} {_labels(x, trial_dim, np.unique(trials))}); interpolate them (e.g. "
                     f"da.interpolate_na('{time_dim}')) or drop those {channel}s or trials first.{hint}")
+            masked = np.where(valid[:, :, None], values, np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN trials of no length
+                spread = np.nanmax(masked, axis=1) - np.nanmin(masked, axis=1)          # (trial, channel)
+                size = np.nanmax(np.abs(masked), axis=(0, 1))
+            # a constant whose mean removal leaves only rounding (0.1 in float64: power ~ 1e-32) has no
+            # characteristic frequency: judged on the samples, not on the rounding noise's spectrum
+            flat[start:start + values.shape[-1]] = np.all(
+                ~(spread > 8 * np.finfo(np.float64).eps * size[None, :]), axis=0)
             values = np.where(valid[:, :, None], values, 0.0)
             pop_sum += values.sum(axis=-1)
             freqs, p = _welch_trials(values, all_lengths, opts)
@@ -307,6 +316,7 @@ def power_spectrum(
         pop = pop[0]
         mean = power.mean(axis=0)
         peaks = _peak(power, freqs)
+        peaks[flat] = np.nan
         dead = np.flatnonzero(np.isnan(peaks))
         if dead.size:
             zero_power.append(f"{where}{channel} {_labels(x, channel, dead)}{' ...' if dead.size > 5 else ''}")

@@ -192,12 +192,27 @@ def test_blocks_and_dask_give_the_same_result(tmp_path):
     assert 0 < Largest.nbytes <= lazy.activity.nbytes / 3          # two of six units at a time, never all
 
 
-def test_constant_unit_has_no_characteristic_frequency():
+@pytest.mark.parametrize("value", [4.0, 0.1, 1e6, -3.3])          # 0.1: mean removal leaves rounding only
+def test_constant_unit_has_no_characteristic_frequency(value):
     x = np.random.default_rng(6).standard_normal((2, 512, 3))
-    x[:, :, 1] = 4.0
+    x[:, :, 1] = value
+    x[1, :, 1] = 2 * value                                            # constant within each trial
     with pytest.warns(RuntimeWarning, match=r"unit \[1\] have zero power"):
         res = power_spectrum(dt.from_array(x), nperseg=64)
     assert np.isnan(res.characteristic_frequency.values[1]) and np.isfinite(res.characteristic_frequency.values[[0, 2]]).all()
+
+
+def test_without_a_time_coordinate_frequencies_are_per_sample():
+    """A Dataset's dt is in its time coordinate's units; without the coordinate the spectrum is in
+    cycles per sample (a 10 Hz sine sampled at 200 Hz peaks at 0.05 cycles/step)."""
+    t = np.arange(2048) * 0.005
+    x = np.sin(2 * np.pi * 10 * t)[None, :, None] * np.ones((1, 1, 2))
+    rec = dt.from_array(x, dt=0.005, time_units="s")
+    hz = power_spectrum(rec, nperseg=256)
+    steps = power_spectrum(rec.drop_vars("time"), nperseg=256)
+    assert hz.frequency.attrs["units"] == "Hz" and steps.frequency.attrs["units"] == "cycles/step"
+    np.testing.assert_allclose(float(hz.mean_characteristic_frequency), 10.0, atol=200 / 256)
+    np.testing.assert_allclose(float(steps.mean_characteristic_frequency), 0.05, atol=1 / 256)
 
 
 @pytest.mark.parametrize("kwargs, data, message", [
