@@ -44,7 +44,7 @@ as ``trainers.models.RateRNN``): the model's step is the Euler step of the flow
   unstable when ``dt`` is large (``|1 + dt lambda| > 1`` although ``Re lambda < 0``), which is why
   the flow is classified, not the map.
 
-Stability classes: ``stable`` (every mode decays), ``unstable`` (every mode grows), ``saddle``
+Stability classes: ``stable`` (every mode decays), ``unstable`` (some grow, none decays), ``saddle``
 (some of each), ``marginal`` (none grows, at least one is neutral within ``marginal_tol``: a line
 attractor's direction, ``|lambda| = 1`` or ``Re lambda = 0``).
 
@@ -234,6 +234,10 @@ def _inputs_table(inputs: Any, P: int, dev: torch.device, dtype: torch.dtype, d:
                          f"pass u* of shape ({d},).")
     if not bool(torch.isfinite(u).all()):
         raise ValueError("inputs contain NaN or inf; pass a finite constant input u*.")
+    if not bool((u == u[:1]).all()):
+        raise ValueError("inputs differ between points; fixed points under different inputs are different "
+                         "problems (points would be merged and polished across them): call fixed_points once per "
+                         "constant input u* of shape (input_dim,).")
     return u.contiguous()
 
 
@@ -593,7 +597,8 @@ def fixed_points(
         into ``point``, rows with NaN (padded trials) dropped. For an ensemble: ``(member, point,
         unit)`` or one ``(point, unit)`` table shared by the members.
     inputs : array_like, optional
-        The constant input ``u*``: ``(input_dim,)`` for every point or ``(point, input_dim)``.
+        The constant input ``u*``: ``(input_dim,)`` for every point (``(point, input_dim)`` is
+        accepted when every row is the same; different inputs need one call each).
         None: ``step(h, None)`` (no input; a trainers model then adds its bias only).
     tol : float, optional
         A point with ``q <= tol`` is a fixed point; Adam stops a point once it gets there. Default

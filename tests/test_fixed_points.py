@@ -400,6 +400,8 @@ class Sized(torch.nn.Module):
      r"tol must be a number > 0 .*e\.g\. 1e-12.*found 0"),
     (lambda: fixed_points(linear(np.eye(2), np.zeros(2)), np.zeros((2, 2)), tol=-1e-9, **CPU), ValueError, "tol must be"),
     (lambda: fixed_points(Sized(), np.zeros((4, 3)), inputs=[1.0]), ValueError, r"model takes 2 .*u\* of shape \(2,\)"),
+    (lambda: fixed_points(lambda h, u: 0.5 * h + u, np.zeros((3, 1)), inputs=[[1.0], [3.0], [0.0]], device="cpu"),
+     ValueError, r"inputs differ between points.*once per constant input"),
     (lambda: fixed_points(linear(np.eye(2), np.zeros(2)), np.zeros((2, 2)), slow_q=1e-14, **CPU), ValueError,
      "slow_q=1e-14 must exceed tol"),
     (lambda: fixed_points(lambda h, u: h, np.zeros((2, 2)), flow=True, **CPU), ValueError, "needs the Euler step: pass dt="),
