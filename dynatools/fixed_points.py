@@ -639,8 +639,8 @@ def fixed_points(
     unit_dim : str, default="unit"
         The units' dim of DataArray states.
     device : str or torch.device, optional
-        Default: the model's device; for a bare function where tensor ``states`` are; else CUDA
-        when available, else CPU.
+        Default: the model's device; for a bare function where tensor ``states`` are (numpy or
+        xarray states: the CPU).
     dtype : torch.dtype, optional
         Default: the model's parameter dtype (``model.double()`` for float64); for a bare map the
         dtype of torch-tensor states; else float64.
