@@ -255,6 +255,18 @@ def _check_ints(args: argparse.Namespace, names: dict[str, int]) -> None:
                 check_positive_int("--" + name.replace("_", "-"), v, minimum=minimum)
 
 
+def _finish(args: argparse.Namespace, ds: Any, draw: Callable[[Any], Any], show: Callable[[Any], None]) -> int:
+    """Label ``ds`` with its run folder, write it and its figure (:func:`_write`), print its table
+    with ``show`` and what was written (unless ``-q``)."""
+    ds.attrs["label"] = Path(args.run_dir).resolve().name
+    written = _write(args, ds, draw)
+    if not args.quiet:
+        show(ds)
+        if written:
+            print("wrote " + ", ".join(written))
+    return 0
+
+
 def _write(args: argparse.Namespace, ds: Any, draw: Callable[[Any], Any]) -> list[str]:
     """Write ``ds`` to ``--output`` and ``draw(ds)`` (a Figure or Axes) to ``--plot``, atomically;
     the paths written."""
@@ -291,13 +303,7 @@ def _cmd_timescales(args: argparse.Namespace) -> int:
         ds = module_timescales(args.run_dir, steps=args.steps, trials=args.trials, burn_in=args.burn_in,
                                fit_lag=args.fit_lag, seed=args.seed, Ns=args.N, refresh=args.refresh,
                                progress=not args.quiet)
-    ds.attrs["label"] = Path(args.run_dir).resolve().name
-    written = _write(args, ds, plot_module_timescales)
-    if not args.quiet:
-        _print_timescales(ds)
-        if written:
-            print("wrote " + ", ".join(written))
-    return 0
+    return _finish(args, ds, plot_module_timescales, _print_timescales)
 
 
 def _print_timescales(ds: Any) -> None:
@@ -362,13 +368,7 @@ def _cmd_generalise(args: argparse.Namespace) -> int:
         ds = generalisation(args.run_dir, args.N, args.K, epochs=args.epochs, train=args.train,
                             fresh_head=args.fresh_head, seed=args.seed, test_batches=args.test_batches,
                             progress=not args.quiet, device=args.device, **overrides)
-    ds.attrs["label"] = Path(args.run_dir).resolve().name
-    written = _write(args, ds, plot_generalisation)
-    if not args.quiet:
-        _print_generalisation(ds)
-        if written:
-            print("wrote " + ", ".join(written))
-    return 0
+    return _finish(args, ds, plot_generalisation, _print_generalisation)
 
 
 def _print_generalisation(ds: Any) -> None:
