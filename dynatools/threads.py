@@ -23,6 +23,8 @@ How to choose
     else the cores this process may use, shared evenly between worker processes (``cores //
     workers`` each), at most ``OMP_NUM_THREADS`` and, for torch, at most what
     ``torch.get_num_threads()`` was (your ``torch.set_num_threads`` is kept as an upper bound).
+    Processes started side by side, such as the test suite's ``pytest -n N`` workers, each get
+    ``cores // N`` through ``OMP_NUM_THREADS`` (:func:`share_cores_between_workers`).
 
 Examples
 --------
@@ -259,6 +261,55 @@ def prefer_passive_waiting() -> bool:
     return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
 
 
+def share_cores_between_workers(workers: int | None = None) -> int | None:
+    """Give this process its share of the cores when it is one of ``workers`` processes that run
+    side by side (``pytest -n N``): ``OMP_NUM_THREADS = max(1, cores // workers)``.
+
+    Each pytest-xdist worker is a separate process whose torch would otherwise start one OpenMP
+    thread per core, so ``N`` workers ran ``N`` times as many threads as there are cores (issue 17:
+    ``pytest -n 12`` on 16 cores did not finish in 150 s; 2 cores serially take about 100 s). ``OMP_NUM_THREADS`` is what
+    torch reads for its default thread count when it is first imported (numpy's OpenBLAS and MKL
+    read it too, and the worker's subprocesses inherit it), and :func:`choose_threads` caps its
+    choice at it, so the policy of this module stays the one rule. The test suite's root
+    ``conftest.py`` calls this before torch is imported; if torch is already imported, its thread
+    count is lowered to the share as well.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes sharing the cores. None: ``PYTEST_XDIST_WORKER_COUNT`` (set by pytest-xdist in
+        each worker), else one.
+
+    Returns
+    -------
+    int or None
+        The threads of this process; None where nothing was changed: one worker, or the user set
+        ``OMP_NUM_THREADS`` (kept as it is). ``DYNATOOLS_THREADS`` still overrides the policy.
+
+    Raises
+    ------
+    ValueError
+        ``workers`` (or ``PYTEST_XDIST_WORKER_COUNT``) is not a whole number >= 1.
+
+    Examples
+    --------
+    >>> share_cores_between_workers(1) is None      # a single process keeps torch's default
+    True
+    """
+    if workers is None:
+        workers = _env_int("PYTEST_XDIST_WORKER_COUNT") or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1; found {workers!r}.")
+    if workers == 1 or os.environ.get("OMP_NUM_THREADS", "").strip():
+        return None
+    share = max(1, available_cores() // workers)
+    os.environ["OMP_NUM_THREADS"] = str(share)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() > share:
+        torch.set_num_threads(share)
+    return share
+
+
 __all__ = ["ENV_VAR", "SMALL_WORK", "available_cores", "requested_threads", "omp_limit", "choose_threads",
            "step_work", "torch_threads", "set_threads", "limit_blas_threads", "add_threads_option",
-           "prefer_passive_waiting"]
+           "prefer_passive_waiting", "share_cores_between_workers"]

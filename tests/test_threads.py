@@ -163,3 +163,61 @@ def test_large_work_never_raises_the_callers_torch_setting(clean_env):
             assert n == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cores, count, omp, expected, omp_after", [
+    (16, None, None, None, None),               # not an xdist worker: torch's default is kept
+    (16, "1", None, None, None),                # one worker has every core
+    (16, "12", None, 1, "1"),                   # pytest -n 12 on 16 cores: one thread each
+    (16, "4", None, 4, "4"),
+    (2, "2", None, 1, "1"),
+    (16, "4", "2", None, "2"),                  # the user's OMP_NUM_THREADS is kept
+])
+def test_share_cores_between_test_workers(clean_env, cores, count, omp, expected, omp_after):
+    """pytest -n N (the root conftest.py): each worker's torch gets cores // N threads through
+    OMP_NUM_THREADS, which torch reads when imported and choose_threads caps at (issue 17)."""
+    clean_env.setattr(threads, "available_cores", lambda: cores)
+    clean_env.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    if count is not None:
+        clean_env.setenv("PYTEST_XDIST_WORKER_COUNT", count)
+    if omp is not None:
+        clean_env.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    try:
+        assert threads.share_cores_between_workers() == expected
+        assert os.environ.get("OMP_NUM_THREADS") == omp_after
+        if expected is not None:
+            assert torch.get_num_threads() == min(before, expected)   # torch was already imported
+            assert choose_threads(1e12) == expected
+        else:
+            assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_share_cores_takes_the_worker_count_and_checks_it(clean_env):
+    clean_env.setattr(threads, "available_cores", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        assert threads.share_cores_between_workers(3) == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+            threads.share_cores_between_workers(bad)
+    clean_env.delenv("OMP_NUM_THREADS")
+    clean_env.setenv("PYTEST_XDIST_WORKER_COUNT", "zero")
+    with pytest.raises(ValueError, match="PYTEST_XDIST_WORKER_COUNT must be a whole number"):
+        threads.share_cores_between_workers()
+
+
+def test_each_test_worker_starts_torch_with_its_share():
+    """A fresh interpreter as pytest-xdist starts it: loading the root conftest.py before torch
+    sets the share that torch then starts with."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", threads.ENV_VAR)}
+    env["PYTEST_XDIST_WORKER_COUNT"] = str(2 * threads.available_cores())    # more workers than cores
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "import conftest, torch; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "1"
