@@ -42,7 +42,8 @@ def _cmd_skip_table(args: argparse.Namespace) -> int:
     ds = skip_table(args.out, args.tasks, configurations=args.configurations, members=args.members,
                     max_steps=args.max_steps, anneal_span=args.anneal_span, anneal_steps=args.anneal_steps,
                     beta0=args.beta0, seed=args.seed, steps_per_epoch=args.steps_per_epoch, options=options,
-                    train=not args.read_only, progress=not args.quiet, name=args.name)
+                    train=not args.read_only, scheduler=args.scheduler, workers=args.workers,
+                    progress=not args.quiet, name=args.name)
     if not args.quiet:
         shown = ds["steps"].copy(data=ds["steps"].values.astype(object))
         for status in ("failed", "incomplete", "missing"):
@@ -100,6 +101,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-batches", type=int, help="batches of each evaluation (default the task's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--name", default="table", help="stem of the result files (default table)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="train the runs on a local dask cluster of this many processes (default 0: one after "
+                        "another in this process; docs/sweeps.md)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="train the runs on the dask scheduler at this address (e.g. tcp://HOST:8786)")
     p.add_argument("--read-only", action="store_true", help="train nothing: tabulate the runs that exist")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or table")
     p.set_defaults(func=_cmd_skip_table)

@@ -351,11 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     from trainers._cli_modular import add_parsers as add_modular_parsers
     from trainers._cli_runs import add_parsers
     from trainers._cli_skip import add_parsers as add_skip_parsers
+    from trainers._cli_sweep import add_parsers as add_sweep_parsers
 
     add_parsers(sub)
     add_skip_parsers(sub)
     add_modular_parsers(sub)
     add_fixed_point_parsers(sub)
+    add_sweep_parsers(sub)
     add_threads_option(sub, skip=("list",))
     return parser
 

@@ -40,41 +40,6 @@ LONG_DEPENDENCY_TASKS = ("dmc", "dnmc", "dnms", "dms-cog", "ddmd", "ddm", "msddm
 SUCCESS = 0.99
 
 
-#: Settings a run may change between calls of the runner (a larger step limit continues a run).
-_MAY_DIFFER = ("max_epochs", "time_budget", "device")
-
-
-def _same_settings(rd, config: dict[str, Any]) -> None:
-    """Refuse to resume a run directory trained with other settings than ``config`` asks for."""
-    import trainers
-
-    wanted = trainers.TrainConfig.from_dict({**config, "seed": config.get("seed")}).resolved().to_dict()
-    saved = rd.config.to_dict()
-    differ = sorted(k for k in wanted if k not in _MAY_DIFFER and wanted[k] != saved.get(k))
-    if differ:
-        shown = ", ".join(f"{k}: run {saved.get(k)!r} vs asked {wanted[k]!r}" for k in differ)
-        raise ValueError(f"{rd.path} was trained with other settings ({shown}); use another output folder, "
-                         f"remove that run, or ask for its settings.")
-
-
-def _run(run_dir: Path, config: dict[str, Any], max_epochs: int, progress: bool) -> None:
-    """Train ``config`` into ``run_dir``, or resume it up to ``max_epochs`` (nothing when it has
-    finished: reached the rule, or already ``max_epochs`` epochs). A run directory made with other
-    settings is refused."""
-    import trainers
-    from trainers.rundir import RunDir
-
-    rd = RunDir(run_dir)
-    if (run_dir / "config.json").is_file() and rd.checkpoint_path().is_file():
-        _same_settings(rd, config)
-        latest = rd.latest
-        if latest.meta.get("stop_reason") == "target" or latest.epoch >= max_epochs:
-            return
-        trainers.resume(run_dir, max_epochs=max_epochs, progress=progress)
-        return
-    trainers.train(config, run_dir, progress=progress)
-
-
 def _row(run_dir: Path, max_steps: int) -> dict[str, Any]:
     """Steps to the rule (NaN: failed or incomplete), wall-clock and FLOPs up to then (or up to the
     stop), the last 10-90 percentile score, the proportion of members above :data:`SUCCESS`, and
@@ -101,7 +66,7 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
                | Sequence[str] = tuple(TABLE1), members: int = 100, max_steps: int = 40000,
                anneal_span: int = 20000, anneal_steps: int = 5, beta0: float = 0.5, seed: int = 0,
                steps_per_epoch: int = 100, options: Mapping[str, Any] | None = None, train: bool = True,
-               progress: bool = True, name: str = "table"):
+               scheduler: Any = None, workers: int | None = 0, progress: bool = True, name: str = "table"):
     """Train (or resume, or only read) every configuration on every task and tabulate 002 Table 1/2.
 
     Parameters
@@ -130,6 +95,11 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
         Further training options for every run (e.g. ``{"units": 50, "device": "cuda"}``).
     train : bool, default=True
         False: only read the run directories that exist (a table of what has been run).
+    scheduler, workers : optional
+        Where the runs train (:func:`trainers.sweep.run_sweep`: the grid of tasks x
+        configurations is a sweep). Default ``workers=0``: in this process, one after another;
+        ``workers=None`` or a number: a local dask cluster; ``scheduler``: a dask scheduler's
+        address or cluster object.
     name : str, default="table"
         Stem of the result files.
 
@@ -170,15 +140,20 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
 
     max_epochs = -(-int(max_steps) // int(steps_per_epoch))
     limit = max_epochs * int(steps_per_epoch)          # whole epochs: the limit the runs really have
+    from trainers.sweep import Sweep, run_sweep
+
+    base = {"anneal_span": anneal_span, "anneal_steps": anneal_steps, "beta0": beta0, "members": members,
+            "seed": seed, "steps_per_epoch": steps_per_epoch, "max_epochs": max_epochs, **(options or {})}
+    sweep = Sweep(base, {"task": list(tasks), "configuration": configs}, names="{task}/{configuration}")
+    if train:
+        report = run_sweep(sweep, out, scheduler=scheduler, workers=workers, progress=progress)
+        if report.failed:
+            name_, error = next(iter(report.failed.items()))
+            raise RuntimeError(f"{len(report.failed)} run(s) failed, e.g. {out / name_}: {error}")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for task in tasks:
-        for cname, copts in configs.items():
+        for cname in configs:
             run_dir = out / task / cname
-            config = {"task": task, "members": members, "seed": seed, "steps_per_epoch": steps_per_epoch,
-                      "max_epochs": max_epochs, **(options or {}), **copts}
-            config = {"anneal_span": anneal_span, "anneal_steps": anneal_steps, "beta0": beta0, **config}
-            if train:
-                _run(run_dir, config, max_epochs, progress)
             if (run_dir / "config.json").is_file() and RunDir(run_dir).checkpoint_path().is_file():
                 rows[task, cname] = _row(run_dir, limit)
     names = ("steps", "steps_run", "wall_seconds", "flops", "score", "learned", "members")

@@ -1,0 +1,767 @@
+"""Sweeps: a grid of training configurations run as resumable tasks on ``dask.distributed``.
+
+A sweep file (TOML) holds a base training configuration and a grid::
+
+    # sweep.toml
+    [base]                     # any `trainers train` key; sections as tables ([base.model_options])
+    task = "parity"
+    units = 16
+    n_max = 4
+    max_epochs = 20
+    device = "cpu"
+
+    [grid]                     # one dimension per key: the values it takes
+    lr = [0.01, 0.05]
+    curriculum = ["single-head", "multi-head"]
+    seed = [0, 1]
+
+    [grid.method]              # a dimension of named settings (several keys that go together)
+    control = {method = "none"}
+    CD10 = {method = "cd", skip = 10}
+
+:func:`expand` turns it into runs, one per grid point, each a normal run directory
+``SWEEP_DIR/<name>`` named from its parameters (``lr=0.01_curriculum=single-head_seed=0``);
+``SWEEP_DIR/sweep.json`` holds the grid and the runs. :func:`run_sweep` trains them as tasks of a
+dask cluster (a ``LocalCluster`` sized to the machine, or any scheduler address), one task per run
+(an ensemble of members is one run); :func:`sweep_results` gathers their metrics into one
+:class:`xarray.Dataset` with a dimension per grid key.
+
+Faults
+    A run is claimed with an exclusive lock on ``RUN_DIR/sweep.lock`` (``flock``), which the
+    operating system releases when its holder dies; a second task for the same run waits for the
+    lock, so a run directory is never trained by two workers at once. A task that finds its run
+    finished does nothing; one that finds it interrupted continues it from its latest checkpoint
+    (:func:`trainers.resume`: the same weights as an uninterrupted run). A worker that dies loses
+    at most the epoch it was training; the scheduler gives its task to another worker (dask
+    reschedules tasks of lost workers, up to ``distributed.scheduler.allowed-failures`` times), and
+    ``retries`` re-runs tasks that raised. Every claim is logged in ``RUN_DIR/sweep.log``.
+
+The seeds' sweeps: 002 Table S3 (methods x skip lengths x initial ratios x step counts x tasks),
+004 Sec. 3 (module sizes and baselines over seeds), the timescale paper Sec. 3 (every curriculum
+on both tasks). docs/sweeps.md has a laptop and a cluster example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SWEEP_JSON = "sweep.json"
+RESULTS = "results.nc"
+LOCK = "sweep.lock"
+LOG = "sweep.log"
+#: Settings that may differ between a run directory and the sweep that asks for it again: raising
+#: a limit continues a finished run (e.g. max_epochs in the sweep file raised from 20 to 40).
+_LIMITS = ("max_epochs", "time_budget")
+#: How a run ended, as its latest checkpoint says (``running``: interrupted).
+_FINISHED = ("target", "max_epochs", "time_budget")
+_FORMAT = 1
+
+
+# ---------------------------------------------------------------------- the grid
+@dataclass(frozen=True)
+class SweepRun:
+    """One grid point of a sweep.
+
+    Attributes
+    ----------
+    name : str
+        Its run directory's name under the sweep directory.
+    params : dict
+        Its coordinate on each grid dimension (a value, or the label of a named setting).
+    config : dict
+        The training configuration: the base with the grid point's keys set.
+    """
+
+    name: str
+    params: dict[str, Any]
+    config: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A base training configuration and a grid (see the module docstring).
+
+    Parameters
+    ----------
+    base : dict
+        Training configuration shared by every run (:class:`trainers.TrainConfig` keys, sections
+        as nested dicts).
+    grid : dict
+        One entry per dimension, in order: a list of values of the configuration key of that name,
+        or a dict of named settings ``{label: {key: value, ...}}`` (the dimension's name is then
+        free).
+    names : str, optional
+        A template for the run directories' names (relative paths) with a ``{dim}`` field per
+        grid dimension, e.g. ``"{task}/{configuration}"``; default :func:`run_name`'s
+        ``key=value_key=value``.
+
+    Examples
+    --------
+    >>> from trainers.sweep import Sweep
+    >>> sweep = Sweep({"units": 8, "n_max": 3, "device": "cpu"}, {"lr": [0.01, 0.05], "seed": [0, 1]})
+    >>> [run.name for run in sweep.runs()]
+    ['lr=0.01_seed=0', 'lr=0.01_seed=1', 'lr=0.05_seed=0', 'lr=0.05_seed=1']
+    >>> sweep.runs()[1].config["lr"], sweep.runs()[1].config["seed"]
+    (0.01, 1)
+    """
+
+    base: dict[str, Any]
+    grid: dict[str, Any]
+    names: str | None = None
+
+    @property
+    def dims(self) -> list[str]:
+        """The grid's dimensions, in order."""
+        return list(self.grid)
+
+    def coords(self) -> dict[str, list[Any]]:
+        """The values (or labels) along each dimension."""
+        return {d: list(v) for d, v in self.grid.items()}
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "Sweep":
+        """Read a sweep file: a ``[base]`` table and a ``[grid]`` table (module docstring)."""
+        import tomllib
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"sweep file {str(path)!r} does not exist; write one with a [base] and a "
+                                    f"[grid] table (docs/sweeps.md).")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc}).") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "the sweep") -> "Sweep":
+        """Build from ``{"base": {...}, "grid": {...}}``; checks the grid (not yet the configurations:
+        :meth:`runs` does)."""
+        extra = sorted(set(data) - {"base", "grid", "names"})
+        if extra:
+            raise ValueError(f"{source}: unknown tables {extra}; a sweep file has [base] (the training "
+                             f"configuration), [grid] (lists of values) and optionally names = \"...\".")
+        base = dict(data.get("base") or {})
+        grid = data.get("grid")
+        if not isinstance(grid, Mapping) or not grid:
+            raise ValueError(f"{source}: the grid is empty; add a [grid] table with a list of values per key, "
+                             f"e.g. lr = [0.01, 0.05] and seed = [0, 1].")
+        out: dict[str, Any] = {}
+        for key, values in grid.items():
+            dim = str(key).replace("-", "_")
+            if isinstance(values, Mapping):
+                bad = [label for label, setting in values.items() if not isinstance(setting, Mapping)]
+                if not values or bad:
+                    raise ValueError(f"{source}: grid dimension {dim!r} of named settings needs tables of keys, "
+                                     f"e.g. [grid.{dim}] control = {{method = \"none\"}}; found {dict(values)!r}.")
+                out[dim] = {str(label): {str(k).replace("-", "_"): v for k, v in setting.items()}
+                            for label, setting in values.items()}
+                continue
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{source}: grid key {dim!r} needs a non-empty list of values, e.g. "
+                                 f"{dim} = [..., ...]; found {values!r}.")
+            if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
+                raise ValueError(f"{source}: grid key {dim!r} lists a value twice ({values!r}); list each once.")
+            out[dim] = list(values)
+        names = data.get("names")
+        if names is not None and not isinstance(names, str):
+            raise ValueError(f"{source}: names is a template string such as \"{{task}}/{{seed}}\"; found {names!r}.")
+        return cls({str(k).replace("-", "_"): v for k, v in base.items()}, out, names)
+
+    def runs(self) -> list[SweepRun]:
+        """Every grid point, in grid order (the last dimension varies fastest), with its checked
+        configuration. Raises ValueError naming the run and the problem when a configuration is
+        invalid (an unknown key, a value out of range), before anything is trained."""
+        from trainers.config import SECTIONS, TrainConfig
+
+        dims = self.dims
+        set_by: dict[str, str] = {}
+        for dim, values in self.grid.items():
+            keys = {k for s in values.values() for k in s} if isinstance(values, dict) else {dim}
+            for k in keys:
+                if k in set_by and set_by[k] != dim:
+                    raise ValueError(f"key {k!r} is set by two grid dimensions ({set_by[k]!r} and {dim!r}); "
+                                     f"set it in one.")
+                set_by[k] = dim
+        if "seed" not in set_by and self.base.get("seed") is None:
+            raise ValueError("the sweep gives no seed: add seed = [0, 1, ...] to [grid] or seed = 0 to [base] "
+                             "(every run of a sweep is reproducible and resumable).")
+        runs, names = [], {}
+        for point in itertools.product(*(list(self.grid[d]) for d in dims)):
+            params = dict(zip(dims, point))
+            setting: dict[str, Any] = {}
+            for dim, value in params.items():
+                setting.update(self.grid[dim][value] if isinstance(self.grid[dim], dict) else {dim: value})
+            config = {**_without(self.base, setting, SECTIONS), **setting}   # a named setting keeps the rest
+            name = run_name(params, self.names)
+            if name in names:
+                raise ValueError(f"runs {names[name]} and {params} get the same directory name {name!r}; "
+                                 f"give values that differ in their text.")
+            names[name] = params
+            try:
+                TrainConfig.from_dict(config).resolved()
+            except (TypeError, ValueError) as exc:
+                keys = [k for k in set_by if re.search(rf"\b{re.escape(k)}\b", str(exc))]
+                where = f"grid key {keys[0]!r}" if keys else "[base]"
+                raise ValueError(f"{where} of the sweep (run {name}): {exc}") from None
+            runs.append(SweepRun(name, params, config))
+        return runs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "grid": self.grid, **({"names": self.names} if self.names else {})}
+
+
+def _without(base: Mapping[str, Any], keys: Mapping[str, Any], sections: Mapping[str, str]) -> dict[str, Any]:
+    """A deep copy of ``base`` without ``keys`` (those a grid point sets), also inside its sections."""
+    out = json.loads(json.dumps(dict(base)))
+    for k in keys:
+        out.pop(k, None)
+        for s in sections:
+            if isinstance(out.get(s), dict):
+                out[s].pop(k, None)
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "-".join(_text(v) for v in value) or "none"
+    return str(value)
+
+
+def run_name(params: Mapping[str, Any], template: str | None = None) -> str:
+    """The run directory's name of a grid point: ``key=value`` joined by ``_``, in grid order, or
+    ``template`` filled with the values; in values, characters other than letters, digits and
+    ``.+-`` are replaced by ``-``.
+
+    Examples
+    --------
+    >>> run_name({"lr": 0.001, "n_max": 4, "seed": 0})
+    'lr=0.001_n_max=4_seed=0'
+    >>> run_name({"task": "dgo", "configuration": "CD10"}, "{task}/{configuration}")
+    'dgo/CD10'
+    """
+    safe = {k: re.sub(r"[^A-Za-z0-9.+-]", "-", _text(v)) for k, v in params.items()}
+    if template is None:
+        return "_".join(f"{k}={v}" for k, v in safe.items())
+    try:
+        name = template.format(**safe)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"names template {template!r} does not fit the grid dimensions {list(params)} "
+                         f"({type(exc).__name__}: {exc}); use fields such as {{{next(iter(params))}}}.") from None
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts:
+        raise ValueError(f"names template {template!r} gives {name!r}; run names are relative paths inside the "
+                         f"sweep directory.")
+    return name
+
+
+# ---------------------------------------------------------------------- one run, claimed
+@contextlib.contextmanager
+def claim(run_dir: str | os.PathLike, *, timeout: float | None = None, poll: float = 0.5) -> Iterator[Path]:
+    """Hold the run directory's lock (``RUN_DIR/sweep.lock``, an exclusive ``flock``) for the block.
+
+    The lock belongs to the open file: it is released when the block ends or its process dies
+    (SIGKILL included), so a killed worker never leaves a run locked. Another holder makes this
+    wait (polling every ``poll`` seconds) until it lets go.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run directory (created if needed).
+    timeout : float, optional
+        Give up after this many seconds (TimeoutError); default wait for as long as it takes.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with claim(tempfile.mkdtemp()) as lock:
+    ...     lock.name
+    'sweep.lock'
+    """
+    import fcntl
+
+    path = Path(run_dir) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if timeout is not None and time.monotonic() - t0 >= timeout:
+                    holder = path.read_text().strip() or "another process"
+                    raise TimeoutError(f"{path.parent} is being trained by {holder} (it holds {path}); "
+                                       f"waited {timeout:g} s.") from None
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        yield path
+    finally:
+        os.close(fd)                          # releases the lock
+
+
+def run_status(run_dir: str | os.PathLike, config: Mapping[str, Any] | None = None) -> str:
+    """Where a sweep's run stands: ``"missing"`` (no checkpoint yet), ``"partial"`` (interrupted,
+    or finished with a lower ``max_epochs``/``time_budget`` than ``config`` asks for) or
+    ``"done"``.
+
+    Raises
+    ------
+    trainers.checkpoint.CheckpointError
+        The run directory holds a run with other settings than ``config``.
+    """
+    from trainers.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    if not rd.latest_path.is_file():
+        return "missing"
+    latest = rd.latest
+    saved = latest.config
+    if config is not None:
+        _check_same(rd, saved, config)
+    if latest.meta.get("stop_reason") not in _FINISHED:
+        return "partial"
+    if config is not None and latest.meta.get("stop_reason") != "target":
+        from trainers.config import TrainConfig
+
+        wanted = TrainConfig.from_dict(config)
+        if wanted.max_epochs is not None and wanted.max_epochs > saved.max_epochs:
+            return "partial"
+        if wanted.time_budget is not None and (saved.time_budget is None or wanted.time_budget > saved.time_budget):
+            return "partial"
+    return "done"
+
+
+def _check_same(rd, saved, config: Mapping[str, Any]) -> None:
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import TrainConfig
+
+    wanted = TrainConfig.from_dict({**config, "seed": config.get("seed", saved.seed)}).resolved().to_dict()
+    have = saved.to_dict()
+    differ = sorted(k for k in wanted if k not in _LIMITS + ("device",) and wanted[k] != have.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: run {have.get(k)!r} vs asked {wanted[k]!r}" for k in differ[:4])
+        raise CheckpointError(f"{rd.path} holds a run with other settings ({shown}); move that run directory "
+                              f"away, use another output folder, or ask for its settings.")
+
+
+def train_run(run_dir: str | os.PathLike, config: Mapping[str, Any], *, threads: int | None = None,
+              lock_timeout: float | None = None, progress: bool = False) -> dict[str, Any]:
+    """Bring one run of a sweep to its end: train it, continue it, or leave it if finished.
+
+    The run directory is claimed first (:func:`claim`), so two calls for the same run never
+    train at once: the second waits and then finds the run finished. This is the task that
+    :func:`run_sweep` submits to the cluster; it can also be called directly.
+
+    Parameters
+    ----------
+    run_dir : path-like
+    config : dict
+        The run's training configuration (:attr:`SweepRun.config`).
+    threads : int, optional
+        Cap on torch threads for the run (``OMP_NUM_THREADS`` for its duration, unless the
+        environment sets it or ``DYNATOOLS_THREADS``); :func:`run_sweep` passes each task its
+        share of its machine's cores.
+    lock_timeout : float, optional
+        Passed to :func:`claim`.
+    progress : bool, default=False
+        The training's progress bars.
+
+    Returns
+    -------
+    dict
+        ``{"run": path, "action": "trained" | "resumed" | "skipped", "stop_reason", "epochs",
+        "seconds", "pid", "host"}``.
+    """
+    from trainers.engine import resume, train
+    from trainers.rundir import RunDir
+
+    t0 = time.perf_counter()
+    rd = RunDir(run_dir)
+    with claim(rd.path, timeout=lock_timeout):
+        status = run_status(rd.path, config)
+        action = {"missing": "trained", "partial": "resumed", "done": "skipped"}[status]
+        _log(rd.path, "start", action)
+        if status != "done":
+            with _thread_cap(threads):
+                if status == "missing":
+                    for leftover in (rd.metrics_path, rd.steps_path):   # an attempt killed in its first epoch
+                        leftover.unlink(missing_ok=True)
+                    run = train(dict(config), rd.path, progress=progress)
+                else:
+                    limits = {k: config[k] for k in _LIMITS if config.get(k) is not None}
+                    run = resume(rd.path, progress=progress, **limits)
+            stop, epochs = run.stop_reason, len(run.history)
+        else:
+            latest = RunDir(rd.path).latest
+            stop, epochs = latest.meta.get("stop_reason", ""), latest.epoch
+        _log(rd.path, "end", action)
+    return {"run": str(rd.path), "action": action, "stop_reason": stop, "epochs": epochs,
+            "seconds": time.perf_counter() - t0, "pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _log(path: Path, event: str, action: str) -> None:
+    """Append a claim event to ``RUN_DIR/sweep.log`` (one JSON line, fsynced)."""
+    line = json.dumps({"event": event, "action": action, "pid": os.getpid(), "host": socket.gethostname(),
+                       "time": time.time()})
+    with open(path / LOG, "a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def _thread_cap(threads: int | None) -> Iterator[None]:
+    """Cap the thread policy (dynatools.threads reads OMP_NUM_THREADS) at ``threads`` for the block,
+    unless the user fixed threads in the environment."""
+    from dynatools.threads import ENV_VAR
+
+    if threads is None or os.environ.get(ENV_VAR) or os.environ.get("OMP_NUM_THREADS"):
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
+def _task(run_dir: str, config: dict[str, Any], shares: dict[str, int]) -> dict[str, Any]:
+    """The cluster task: :func:`train_run` with this worker's share of its machine's cores."""
+    from dynatools.threads import available_cores
+
+    threads = None
+    try:
+        from distributed import get_worker
+
+        host = _host(get_worker().address)
+        threads = max(1, available_cores() // max(1, shares.get(host, 1)))
+    except (ImportError, ValueError):     # called outside a worker
+        pass
+    return train_run(run_dir, config, threads=threads)
+
+
+def _host(address: str) -> str:
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+# ---------------------------------------------------------------------- the sweep
+def prepare(sweep: Sweep, out: str | os.PathLike) -> list[SweepRun]:
+    """Check every run's configuration, and every run directory that exists against it, then write
+    ``OUT/sweep.json`` (the grid and its runs). Returns the runs.
+
+    A sweep directory holds the latest sweep started in it: a grid extended with more values
+    (more seeds) trains only the new runs; runs of earlier grids that the new one lacks stay on
+    disk, unread. A run directory whose settings differ from what the sweep asks for is an error
+    (:func:`run_status`), before anything is written."""
+    from dynatools.utils import write_atomic
+
+    runs = sweep.runs()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file; the sweep directory (-o) must be a folder.")
+    for run in runs:
+        run_status(out / run.name, run.config)            # refuses a run directory of other settings
+    record = {"format": _FORMAT, **sweep.to_dict(), "dims": sweep.dims,
+              "runs": [{"name": r.name, "params": r.params} for r in runs]}
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / SWEEP_JSON, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    return runs
+
+
+def load(sweep_dir: str | os.PathLike) -> tuple[Sweep, list[SweepRun]]:
+    """The sweep a sweep directory holds (``sweep.json``) and its runs."""
+    path = Path(sweep_dir) / SWEEP_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{sweep_dir} is not a sweep directory ({SWEEP_JSON} is missing); start one "
+                                f"with 'trainers sweep SWEEP.toml -o {sweep_dir}'.")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is damaged ({exc}); run 'trainers sweep SWEEP.toml -o {sweep_dir}' with "
+                         f"its sweep file to write it again (finished runs are kept).") from None
+    sweep = Sweep(data["base"], data["grid"], data.get("names"))
+    return sweep, sweep.runs()
+
+
+def status(sweep_dir: str | os.PathLike) -> dict[str, str]:
+    """``{run name: "missing" | "partial" | "done"}`` for every run of a sweep directory."""
+    sweep_dir = Path(sweep_dir)
+    _, runs = load(sweep_dir)
+    return {r.name: run_status(sweep_dir / r.name) for r in runs}
+
+
+@dataclass
+class SweepReport:
+    """What :func:`run_sweep` did: the runs by action, and the errors of those that failed."""
+
+    trained: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        parts = [f"{len(v)} {k}" for k, v in (("trained", self.trained), ("resumed", self.resumed),
+                                                ("skipped (finished)", self.skipped), ("failed", self.failed)) if v]
+        return ", ".join(parts) or "no runs"
+
+
+def _client(scheduler: Any, workers: int | None, connect_timeout: float):
+    """``(client, cluster_to_close)`` for a scheduler address, a cluster object, a Client, or None
+    (a LocalCluster of ``workers`` one-thread processes: default one per core)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:    # pragma: no cover - dask is an optional dependency
+        raise ImportError("sweeps run on dask.distributed: pip install 'dynatools[dask]'.") from exc
+    from dynatools.threads import available_cores
+
+    if isinstance(scheduler, Client):
+        return scheduler, None
+    if scheduler is None:
+        import logging
+
+        n = available_cores() if workers is None else int(workers)
+        if n < 1:
+            raise ValueError(f"--workers must be >= 0 (0: in this process, one run after another); found {workers}.")
+        env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR, env=env)
+        return Client(cluster), cluster
+    if isinstance(scheduler, str):
+        try:
+            return Client(scheduler, timeout=f"{connect_timeout}s"), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConnectionError(f"cannot reach the dask scheduler at {scheduler!r} within {connect_timeout:g} s "
+                                  f"({reason[:160]}); check the address (e.g. tcp://HOST:8786) and that "
+                                  f"'dask scheduler' runs there, or leave --scheduler out for a local "
+                                  f"cluster.") from None
+    return Client(scheduler), None                 # a cluster object (dask-jobqueue, dask-kubernetes)
+
+
+def _shares(client) -> dict[str, int]:
+    """Tasks that run at once on each host: the sum of its workers' threads."""
+    shares: dict[str, int] = {}
+    for info in client.scheduler_info(n_workers=-1)["workers"].values():
+        shares[info["host"]] = shares.get(info["host"], 0) + int(info["nthreads"])
+    return shares
+
+
+def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, scheduler: Any = None,
+              workers: int | None = None, resources: Mapping[str, float] | None = None, retries: int = 1,
+              connect_timeout: float = 10.0, progress: bool = True) -> SweepReport:
+    """Train every run of a sweep on a dask cluster; finished runs are skipped, interrupted ones
+    continue from their latest checkpoint.
+
+    Parameters
+    ----------
+    sweep : Sweep or path-like
+        The sweep, or its TOML file.
+    out : path-like
+        The sweep directory: ``sweep.json`` and one run directory per grid point.
+    scheduler : str, distributed.Client or cluster object, optional
+        A scheduler address (``tcp://HOST:8786``), a client, or a cluster object
+        (``dask_jobqueue.SLURMCluster``, ``dask_kubernetes`` clusters). Default: a ``LocalCluster``
+        of ``workers`` processes with one task each, closed at the end.
+    workers : int, optional
+        Worker processes of the local cluster (default: one per core this process may use). 0:
+        no cluster; the runs are trained in this process, one after another (no dask needed).
+    resources : dict, optional
+        Resources each run needs, e.g. ``{"GPU": 1}``: runs go only to workers started with them
+        (``dask worker ADDRESS --resources GPU=1``).
+    retries : int, default=1
+        Times a run that raised is tried again (a dead worker's task is rescheduled anyway).
+    connect_timeout : float, default=10
+        Seconds to wait for the scheduler.
+    progress : bool, default=True
+        A progress bar over runs.
+
+    Returns
+    -------
+    SweepReport
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from trainers.sweep import Sweep, run_sweep, sweep_results
+    >>> sweep = Sweep({"units": 8, "batch": 8, "steps_per_epoch": 2, "eval_batches": 1, "max_epochs": 2,
+    ...                "n_max": 3, "device": "cpu"}, {"lr": [0.01, 0.05], "seed": [0, 1]})
+    >>> out = tempfile.mkdtemp()
+    >>> run_sweep(sweep, out, workers=2, progress=False).summary()     # doctest: +SKIP
+    '4 trained'
+    >>> sweep_results(out)["accuracy"].dims                            # doctest: +SKIP
+    ('lr', 'seed', 'epoch', 'N')
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(sweep, Sweep):
+        sweep = Sweep.from_toml(sweep)
+    if resources is not None and scheduler is None:
+        raise ValueError(f"resources={dict(resources)} send runs to workers that declare them (dask worker ... "
+                         f"--resources GPU=1); the local cluster's workers declare none: give --scheduler, or "
+                         f"leave --resources out.")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0; found {retries}.")
+    runs = prepare(sweep, out)
+    out = Path(out)
+    report = SweepReport()
+    todo = []
+    for run in runs:                               # finished runs need no worker at all
+        if run_status(out / run.name, run.config) == "done":
+            report.skipped.append(run.name)
+        else:
+            todo.append(run)
+    if not todo:
+        return report
+    if scheduler is None and workers == 0:
+        for run in tqdm(todo, desc="sweep", unit="run", disable=not progress or len(todo) < 2, dynamic_ncols=True):
+            try:
+                result = train_run(out / run.name, run.config, progress=progress)
+            except (ValueError, RuntimeError, OSError, ArithmeticError) as exc:   # FloatingPointError included
+                report.failed[run.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                continue
+            getattr(report, result["action"]).append(run.name)
+        return report
+    client, cluster = _client(scheduler, workers, connect_timeout)
+    try:
+        from distributed import as_completed
+
+        shares = _shares(client)
+        futures = {client.submit(_task, str(out / run.name), run.config, shares, key=f"sweep-{run.name}-{os.getpid()}",
+                                 pure=False, retries=retries, resources=dict(resources) if resources else None): run
+                   for run in todo}
+        with tqdm(total=len(runs), initial=len(report.skipped), desc="sweep", unit="run", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for future in as_completed(futures):
+                name = futures[future].name
+                if future.status == "error":
+                    exc = future.exception()
+                    report.failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                else:
+                    result = future.result()
+                    getattr(report, result["action"]).append(name)
+                bar.update(1)
+                bar.set_postfix_str(name, refresh=False)
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+    return report
+
+
+# ---------------------------------------------------------------------- results
+def _coord(value: Any) -> Any:
+    """A grid value as a coordinate netCDF can hold: bools and lists as text."""
+    if isinstance(value, bool) or isinstance(value, (list, tuple, dict)) or value is None:
+        return _text(value) if not isinstance(value, dict) else json.dumps(value, sort_keys=True)
+    return value
+
+
+def sweep_results(sweep_dir: str | os.PathLike, *, save: bool = True) -> "xr.Dataset":  # noqa: F821
+    """Every run's metrics in one Dataset, with one dimension per grid key.
+
+    Each run's :meth:`trainers.RunDir.metrics` (``loss``, the task's metric over ``epoch`` and
+    ``N``, or an ensemble's per-``member`` and per-``step`` records) is placed at its grid point;
+    runs of different lengths are padded with NaN. Per run: ``status`` (done, partial, missing),
+    ``stop_reason``, ``config`` (the resolved configuration as JSON) and the scalar results
+    (``best``, ``iterations_to_mp``, ``steps_to_threshold``, ...) where the runs have them.
+
+    Parameters
+    ----------
+    sweep_dir : path-like
+    save : bool, default=True
+        Also write ``SWEEP_DIR/results.nc`` (atomically).
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from trainers.rundir import RunDir
+
+    sweep_dir = Path(sweep_dir)
+    sweep, runs = load(sweep_dir)
+    dims = sweep.dims
+    per_run, statuses = [], []
+    for run in runs:
+        rd = RunDir(sweep_dir / run.name)
+        state = run_status(rd.path)
+        statuses.append(state)
+        if state == "missing":
+            per_run.append(None)
+            continue
+        ds = rd.metrics().reset_coords()
+        per_run.append(ds)
+    have = [d for d in per_run if d is not None]
+    if not have:
+        raise FileNotFoundError(f"no run of {sweep_dir} has a checkpoint yet; train them with "
+                                f"'trainers sweep SWEEP.toml -o {sweep_dir}'.")
+    common = {k: v for k, v in have[0].attrs.items() if all(d.attrs.get(k) == v for d in have)}
+    for k in ("config", "stop_reason"):
+        common.pop(k, None)
+    for d in have:                       # per-run results (stop_reason, best, ...) become variables
+        for k, v in d.attrs.items():
+            if k not in common:
+                d[k] = xr.DataArray(v if isinstance(v, str) else float(v))
+        d.attrs = {}
+    names = sorted({v for d in have for v in d.data_vars})
+    filled = []
+    for d in per_run:
+        d = have[0].isel({k: slice(0, 0) for k in have[0].dims}) if d is None else d
+        for v in names:
+            if v not in d:
+                kind = next(x[v] for x in have if v in x)
+                d[v] = xr.DataArray("" if kind.dtype.kind in "OUS" else np.nan)
+        filled.append(d)
+    filled = list(xr.align(*filled, join="outer", fill_value=np.nan))
+    fixed = []
+    for d in filled:
+        for v in names:
+            if d[v].dtype.kind in "iub":
+                d[v] = d[v].astype(float)
+        fixed.append(d)
+    index = pd.MultiIndex.from_tuples([tuple(_coord(r.params[k]) for k in dims) for r in runs], names=dims)
+    stacked = xr.concat(fixed, dim="run", join="outer", fill_value=np.nan, coords="minimal", compat="override")
+    stacked = stacked.assign_coords(xr.Coordinates.from_pandas_multiindex(index, "run"))
+    stacked["status"] = ("run", np.array(statuses, dtype=str))
+    out = stacked.unstack("run")
+    out = out.reindex({d: [_coord(v) for v in sweep.grid[d]] for d in dims}).transpose(*dims, ...)
+    out.attrs = {**common, "sweep": json.dumps(sweep.to_dict(), sort_keys=True),
+                 "sweep_dir": str(sweep_dir.resolve()), "dims": " ".join(dims)}
+    for d in dims:
+        if isinstance(sweep.grid[d], dict):
+            out[d].attrs["settings"] = json.dumps(sweep.grid[d], sort_keys=True)
+    if save:
+        from dynatools.utils import write_netcdf_atomic
+
+        write_netcdf_atomic(out, sweep_dir / RESULTS)
+    return out
+
+
+__all__ = ["Sweep", "SweepRun", "SweepReport", "run_sweep", "sweep_results", "train_run", "claim", "run_status",
+           "run_name", "prepare", "load", "status"]
