@@ -213,6 +213,7 @@ def pareto_table(runs: Sequence[str | os.PathLike | RunDir], epochs: int = 60, *
     Parameters
     ----------
     runs : sequence of path-like or RunDir
+        Run directories; a sweep directory (``trainers sweep``) stands for its runs.
     epochs : int, default 60
         004: 60 epochs.
     strict : bool, default False
@@ -238,8 +239,10 @@ def pareto_table(runs: Sequence[str | os.PathLike | RunDir], epochs: int = 60, *
     >>> str(ds["architecture"].values[0]), int(ds["size"].values[0]), bool(ds["complete"].values[0])
     ('modular', 4, True)
     """
+    from trainers.sweep import run_dirs
+
     epochs = check_positive_int("epochs", epochs)
-    runs = list(runs)
+    runs = run_dirs(list(runs))
     if not runs:
         raise ValueError("runs is empty; give the run directories of finished training runs.")
     rows = [run_point(r, epochs) for r in runs]
@@ -362,7 +365,8 @@ def learning_curves(runs: Sequence[str | os.PathLike | RunDir], *, labels: Seque
     Parameters
     ----------
     runs : sequence of run directories
-        Finished or interrupted training runs of a curriculum over N (growth, multi-head, ...).
+        Finished or interrupted training runs of a curriculum over N (growth, multi-head, ...); a
+        sweep directory (``trainers sweep``) stands for its runs.
     labels : sequence of str, optional
         One label per run (default: the run folder's name).
 
@@ -386,7 +390,9 @@ def learning_curves(runs: Sequence[str | os.PathLike | RunDir], *, labels: Seque
     >>> learning_curves([run])["n_solved"].dims
     ('run', 'epoch')
     """
-    rds = [r if isinstance(r, RunDir) else RunDir(r) for r in runs]
+    from trainers.sweep import run_dirs
+
+    rds = [r if isinstance(r, RunDir) else RunDir(r) for r in run_dirs(list(runs))]
     if not rds:
         raise ValueError("learning_curves needs at least one run directory.")
     if labels is not None and len(labels) != len(rds):

@@ -198,7 +198,7 @@ class Sweep:
         if "seed" not in set_by and self.base.get("seed") is None:
             raise ValueError("the sweep gives no seed: add seed = [0, 1, ...] to [grid] or seed = 0 to [base] "
                              "(every run of a sweep is reproducible and resumable).")
-        runs, names = [], {}
+        runs, names, built = [], {}, set()
         for point in itertools.product(*(list(self.grid[d]) for d in dims)):
             params = dict(zip(dims, point))
             setting: dict[str, Any] = {}
@@ -211,7 +211,12 @@ class Sweep:
                                  f"give values that differ in their text.")
             names[name] = params
             try:
-                TrainConfig.from_dict(config).resolved()
+                cfg = TrainConfig.from_dict(config).resolved()
+                arch = json.dumps([cfg.task, cfg.task_options, cfg.model, cfg.units, cfg.n_heads, cfg.model_options],
+                                  sort_keys=True, default=str)
+                if arch not in built:                  # the model's own checks (sizes that must agree)
+                    cfg.make_model()
+                    built.add(arch)
             except (TypeError, ValueError) as exc:
                 keys = [k for k in set_by if re.search(rf"\b{re.escape(k)}\b", str(exc))]
                 where = f"grid key {keys[0]!r}" if keys else "[base]"
@@ -509,6 +514,26 @@ def status(sweep_dir: str | os.PathLike) -> dict[str, str]:
     return {r.name: run_status(sweep_dir / r.name) for r in runs}
 
 
+def run_dirs(paths: Sequence[Any]) -> list[Any]:
+    """``paths`` with each sweep directory replaced by its runs that have a checkpoint, in grid
+    order (the readers of many runs, e.g. :func:`trainers.pareto.pareto_table`, take sweeps so).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> run_dirs([tempfile.gettempdir()]) == [tempfile.gettempdir()]      # not a sweep: unchanged
+    True
+    """
+    out: list[Any] = []
+    for p in paths:
+        if isinstance(p, (str, os.PathLike)) and (Path(p) / SWEEP_JSON).is_file():
+            _, runs = load(p)
+            out.extend(Path(p) / r.name for r in runs if (Path(p) / r.name / "checkpoints" / "latest.pt").is_file())
+        else:
+            out.append(p)
+    return out
+
+
 @dataclass
 class SweepReport:
     """What :func:`run_sweep` did: the runs by action, and the errors of those that failed."""
@@ -764,4 +789,4 @@ def sweep_results(sweep_dir: str | os.PathLike, *, save: bool = True) -> "xr.Dat
 
 
 __all__ = ["Sweep", "SweepRun", "SweepReport", "run_sweep", "sweep_results", "train_run", "claim", "run_status",
-           "run_name", "prepare", "load", "status"]
+           "run_name", "run_dirs", "prepare", "load", "status"]

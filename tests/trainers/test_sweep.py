@@ -326,3 +326,19 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path, capsys, grid, extra, mes
 def test_results_of_a_directory_that_is_no_sweep_name_the_command(tmp_path, capsys):
     assert main(["sweep-results", str(tmp_path)]) == 2
     assert "is not a sweep directory" in capsys.readouterr().err
+
+
+def test_the_modular_readers_take_a_sweep_directory_for_its_runs(tmp_path):
+    from trainers.pareto import learning_curves, pareto_table
+
+    base = {"task": "parity", "model": "modular", "curriculum": "growth", "units": 4, "n_max": 4, "batch": 8,
+            "steps_per_epoch": 2, "eval_batches": 1, "max_epochs": 2, "device": "cpu", "seed": 0}
+    with pytest.raises(ValueError, match="grid key 'module_size' .*set units=6"):     # caught before training
+        sw.run_sweep(sw.Sweep(base, {"module_size": [4, 6]}), tmp_path / "sw", workers=0, progress=False)
+    sweep = sw.Sweep(base, {"module_size": {"4": {"module_size": 4}, "6": {"module_size": 6, "units": 6}}})
+    assert sw.run_sweep(sweep, tmp_path / "sw", workers=0, progress=False).ok
+    ds = pareto_table([tmp_path / "sw"], epochs=2)
+    assert ds["size"].values.tolist() == [4, 6]
+    assert [Path(p).name for p in ds["run"].values] == ["module_size=4", "module_size=6"]
+    assert learning_curves([tmp_path / "sw"]).sizes["run"] == 2
+    assert main(["modular", "pareto", str(tmp_path / "sw"), "--epochs", "2", "-q"]) == 0
