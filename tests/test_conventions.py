@@ -98,8 +98,7 @@ def test_robustness_is_quiet_by_default_and_takes_a_device(capsys):
         dt.perturb(net, [0.1], score, device="gpu0")
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda                   # skipped without a CUDA device (tests/conftest.py)
 def test_device_defaults_on_a_cuda_machine():
     net, gpu = Tiny(), Tiny().cuda()
     u = torch.rand(2, 10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -134,3 +133,24 @@ def test_device_defaults_on_a_cuda_machine():
     r = dt.hessian_trace(lambda x: 0.5 * x @ A @ x, torch.zeros(6, dtype=torch.float64), n_samples=3, seed=0,
                          device="cuda")
     assert float(r.trace) == 21.0
+
+
+# ---------------------------------------------------------------- devices in the tests (docs/testing.md)
+def test_the_device_fixture_marks_cuda(device, request):
+    """The shared ``device`` fixture (tests/conftest.py): cpu always, cuda marked ``cuda`` (skipped
+    without a GPU, so a GPU machine runs both)."""
+    assert device in ("cpu", "cuda")
+    assert (device == "cuda") == (request.node.get_closest_marker("cuda") is not None)
+    assert torch.zeros(1, device=device).device.type == device
+
+
+def test_tests_use_the_shared_device_rules():
+    """One way to test on devices: the ``device`` fixture or the ``cuda`` mark, skipped by
+    tests/conftest.py; no module keeps its own cpu/cuda list or asks ``torch.cuda.is_available()``
+    (on a GPU machine such a branch runs where the CPU tests meant the CPU)."""
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    own = [str(p.relative_to(root)) for p in sorted(root.rglob("*.py")) if p.name != "conftest.py"
+           and p != Path(__file__) and any(s in p.read_text() for s in ('param("cuda"', "cuda.is_available()"))]
+    assert not own, f"use the `device` fixture or @pytest.mark.cuda (tests/conftest.py) instead: {own}"

@@ -235,16 +235,15 @@ def test_a_different_dt_gives_the_same_trial_in_ms(name):
             torch.testing.assert_close(b5.targets[i, k5], b10.targets[i, k10])
 
 
-def test_sampling_follows_the_generator_and_device():
+def test_sampling_follows_the_generator_and_device(device):      # device: cpu, cuda if present
     task = make("dmd")
     a = task.sample(3, generator=torch.Generator().manual_seed(5))
     b = task.sample(3, generator=torch.Generator().manual_seed(5), device="cpu")
     torch.testing.assert_close(a.inputs, b.inputs)
     assert a.inputs.device.type == "cpu" and task.sample(2).inputs.shape[0] == 2
-    if torch.cuda.is_available():
-        c = task.sample(3, generator=torch.Generator(device="cuda").manual_seed(5), device="cuda")
-        assert all(x.device.type == "cuda" for x in (c.inputs, c.targets, c.mask, c.periods, *c.info.values()))
-        assert c.inputs.shape[-1] == 65 and task.performance(c.targets, c).tolist() == [1.0] * 3
+    c = task.sample(3, generator=torch.Generator(device=device).manual_seed(5), device=device)
+    assert all(x.device.type == device for x in (c.inputs, c.targets, c.mask, c.periods, *c.info.values()))
+    assert c.inputs.shape[-1] == 65 and task.performance(c.targets, c).tolist() == [1.0] * 3
 
 
 @pytest.mark.parametrize("options, message", [

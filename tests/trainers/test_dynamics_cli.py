@@ -38,9 +38,7 @@ def test_lyapunov_command(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.cuda
-def test_lyapunov_command_on_cuda_equals_the_cpu_result(run_dir, tmp_path):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+def test_lyapunov_command_on_cuda_equals_the_cpu_result(run_dir, tmp_path):     # skipped without CUDA
     argv = ["lyapunov", str(run_dir), "--steps", "100", "--warmup", "10", "--trajectories", "2", "-q"]
     assert main([*argv, "--device", "cuda", "-o", str(tmp_path / "gpu.nc")]) == 0
     assert main([*argv, "--device", "cpu", "-o", str(tmp_path / "cpu.nc")]) == 0

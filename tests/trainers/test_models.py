@@ -9,15 +9,6 @@ import torch
 
 from trainers.models import GRU, LSTM, MODELS, LeakyRNN
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    return torch.device(name)
-
-
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -50,11 +41,10 @@ def test_step_matches_the_paper_equations_in_numpy(placement, activation):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("placement", ["outside", "inside"])
 @pytest.mark.parametrize("activation", ["leaky_relu", "relu", "tanh"])
 def test_fused_forward_and_backward_equal_step_by_step_autograd(device, placement, activation):
-    dev = _device(device)
+    dev = torch.device(device)          # the device fixture (tests/conftest.py): cpu, and cuda if present
     net = LeakyRNN(9, n_heads=3, nonlinearity=placement, activation=activation, generator=_gen(2)).double().to(dev)
     u = torch.rand(4, 13, 1, generator=_gen(3), dtype=torch.float64).to(dev)
     h0 = net.initial_state(4, generator=torch.Generator(device=dev).manual_seed(4)).double()

@@ -21,7 +21,6 @@ from trainers.tasks.multitau import (
 from trainers.tasks.trials import PAD, PERIODS, RESPONSE, STIMULUS, masked_mse, pad_batch, stack_batches
 
 TASKS = [MultiTimescaleWM, IntegrationWM]
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 SHORT = dict(fixation_ms=50.0, integration_min_ms=100.0, integration_max_ms=300.0, delay_min_ms=0.0,
              delay_max_ms=200.0, response_ms=150.0, grace_ms=50.0)
 
@@ -260,10 +259,7 @@ def test_ensembles_stack_and_the_criterion_reads_every_member(cls):
 
 
 @pytest.mark.parametrize("cls", TASKS)
-@pytest.mark.parametrize("device", DEVICES)
-def test_same_generator_same_batch_on_the_device(cls, device):
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+def test_same_generator_same_batch_on_the_device(cls, device):      # device: cpu, cuda if present
     _, a = draw(cls, device=device, seed=5, evidence_noise=0.1)
     _, b = draw(cls, device=device, seed=5, evidence_noise=0.1)
     assert a.inputs.device.type == device and all(v.device.type == device for v in a.info.values())

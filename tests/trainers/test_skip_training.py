@@ -174,14 +174,10 @@ def test_closed_loop_cd_shortens_the_last_coarse_step_of_each_segment():
     torch.testing.assert_close(Y[0], expected)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize("method", ["cd", "sctt", "dasc"])
 def test_methods_train_an_ensemble_on_each_device_as_its_single_runs(device, method):
-    """Member k of an ensemble trained with a method == the single run with seed + k, on the device."""
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+    """Member k of an ensemble trained with a method == the single run with seed + k, on the device
+    (the fixture: cpu, cuda if present)."""
     cfg = {**TINY, "task": "go", "device": device, "max_epochs": 1, "method": method, "skip": 4,
            "anneal_steps": 1, "anneal_span": 1}
     ens = trainers.train({**cfg, "members": 2}, progress=False)

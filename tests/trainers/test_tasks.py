@@ -225,22 +225,16 @@ def test_same_seed_same_batch(cls):
 
 
 @pytest.mark.parametrize("cls", TASK_CLASSES)
-def test_batch_on_cpu(cls):
-    b = cls().sample([2, 3], 4, generator=_gen(0), device="cpu")
+def test_batch_on_the_device(cls, device):
+    """device: the fixture (cpu, cuda if present). The batch is where device= says, else where the
+    generator is, and its labels are the reference's."""
+    b = cls().sample([2, 3], 4, generator=torch.Generator(device=device).manual_seed(0), device=device)
     for t in (b.inputs, b.labels, b.bits):
-        assert t.device.type == "cpu"
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("cls", TASK_CLASSES)
-def test_batch_on_cuda(cls):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    g = torch.Generator(device="cuda").manual_seed(0)
+        assert t.device.type == device
     Ns = [2, 5]
-    b = cls(k=2).sample(Ns, 8, generator=g)
+    b = cls(k=2).sample(Ns, 8, generator=torch.Generator(device=device).manual_seed(0))
     for t in (b.inputs, b.labels, b.bits):
-        assert t.device.type == "cuda"
+        assert t.device.type == device
     assert b.labels.cpu().tolist() == _ref_labels(cls, b.bits.cpu(), Ns)
     assert cls().labels_in_time(b.bits, Ns).cpu().tolist() == \
         _ref_labels_in_time(cls, b.bits.cpu(), Ns)

@@ -237,9 +237,7 @@ def test_fixed_tau_run_keeps_tau():
 
 
 @pytest.mark.cuda
-def test_cuda_curriculum_smoke_and_recording(tmp_path):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+def test_cuda_curriculum_smoke_and_recording(tmp_path):        # skipped without CUDA (tests/conftest.py)
     run = trainers.train({**TINY, "device": "cuda", "units": 64, "steps_per_epoch": 50,
                           "max_epochs": 6}, tmp_path / "r", progress=False)
     assert next(run.model.parameters()).is_cuda and run.max_solved_N is not None
@@ -293,8 +291,8 @@ def test_resume_on_another_device_type_is_refused_with_the_fix(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["max_epochs"] == 1
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_failed_resume_leaves_the_configuration_alone(tmp_path):
+def test_failed_resume_leaves_the_configuration_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)     # as on a machine without CUDA
     trainers.train({**TINY, "max_epochs": 1}, tmp_path / "r", progress=False)
     before = (tmp_path / "r" / "config.json").read_text()
     with pytest.raises(ValueError, match="no CUDA device"):
