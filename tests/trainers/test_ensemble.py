@@ -246,7 +246,7 @@ def test_cli_trains_and_evaluates_an_ensemble(tmp_path, capsys):
     assert main(["train", "--task", "toy-sign", "--members", "3", "--steps-per-epoch", "2", "--max-epochs", "1",
                  "--seed", "0", "--device", "cpu", "--out", str(run), "-q"]) == 0
     assert "stopped (max_epochs) after 2 steps of toy-sign (3 networks)" in capsys.readouterr().out
-    assert main(["evaluate", str(run), "--json", "--batches", "2", "--batch", "8"]) == 0
+    assert main(["evaluate", str(run), "--json", "--batches", "2", "--batch", "8", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)["performance"]
     members = [result[f"member {k}"] for k in range(3)]
     assert result["10-90 %"] == pytest.approx(percentile_mean(members), abs=1e-4)
@@ -305,12 +305,9 @@ def test_equal_numbers_in_two_sections_agree_and_percentiles_must_be_ordered():
         Percentile(low=50, high=50)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_cognitive_ensemble_on_each_device_equals_its_single_runs(device, tmp_path):
-    """A cognitive task with 002's noise on the device: member k == the run with seed + k,
-    checkpointed and resumed on the same device."""
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+    """A cognitive task with 002's noise on the device (the fixture: cpu, cuda if present):
+    member k == the run with seed + k, checkpointed and resumed on the same device."""
     cfg = {"task": "go", "units": 12, "batch": 4, "steps_per_epoch": 2, "max_epochs": 1, "eval_batches": 1,
            "device": device, "seed": 0}
     ens = trainers.train({**cfg, "members": 3}, tmp_path / "ens", progress=False)

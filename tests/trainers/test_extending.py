@@ -184,7 +184,7 @@ def test_a_toy_model_and_task_through_the_command_lines(registered, tmp_path, ca
     assert trainers_main(["list"]) == 0 and "toy-sign" in capsys.readouterr().out
     rec = tmp_path / "rec.nc"
     assert trainers_main(["record", str(run), "--steps", "200", "--trials", "2", "--burn-in", "5",
-                          "--seed", "0", "-o", str(rec), "-q"]) == 0
+                          "--seed", "0", "-o", str(rec), "-q", "--device", "cpu"]) == 0
     assert dynatools_main(["timescales", str(rec), "--fit-lag", "10", "--max-lag", "20",
                            "-o", str(tmp_path / "ts.nc"), "-q"]) == 0
     assert xr.open_dataset(tmp_path / "ts.nc").tau_net.sizes["unit"] == 8

@@ -239,7 +239,8 @@ def test_registered_with_its_options():
 
 def test_trains_one_epoch_on_parity_and_reloads(tmp_path):
     cfg = {"task": "parity", "model": "modular", "n_modules": 3, "module_size": 5, "units": 15,
-           "n_max": 4, "batch": 16, "steps_per_epoch": 3, "eval_batches": 1, "max_epochs": 1, "seed": 0}
+           "n_max": 4, "batch": 16, "steps_per_epoch": 3, "eval_batches": 1, "max_epochs": 1, "seed": 0,
+           "device": "cpu"}
     run = trainers.train(cfg, tmp_path / "run", progress=False)
     model = run.model
     assert isinstance(model, ModularRNN) and model.n_modules == 3 and model.n_heads == 3
@@ -250,15 +251,6 @@ def test_trains_one_epoch_on_parity_and_reloads(tmp_path):
 
 
 # ---------------------------------------------------------------- the banded fused kernel
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    return torch.device(name)
-
-
 def _slow_loop(net: ModularRNN, u: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     """004 Eq. 1, 2, 4 per module and per step with autograd, for both placements and every
     activation: C^m = W^R_m r^m (diagonal removed) + W^FF_m r^{m-1} + W^I_m S + b_m; inside
@@ -365,9 +357,8 @@ def test_banded_kernel_gradients_with_frozen_modules_and_heads(freeze):
     assert h0.grad is not None
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_banded_and_dense_blocks_equal_the_loop_on_device(device):
-    dev = _device(device)
+    dev = torch.device(device)          # the device fixture (tests/conftest.py): cpu, and cuda if present
     net = _net(5, module_size=4, seed=40).to(dev)
     u = torch.rand(3, 8, 1, generator=_gen(41), dtype=torch.float64).to(dev)
     h0 = net.initial_state(3, generator=torch.Generator(device=dev).manual_seed(42))

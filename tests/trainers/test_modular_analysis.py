@@ -468,7 +468,7 @@ def test_cli_perturb_writes_a_labelled_file_and_figures(growth_run, tmp_path, ca
     out, fig, mod = tmp_path / "p.nc", tmp_path / "fig.png", tmp_path / "modules.svg"
     argv = ["modular", "perturb", str(growth_run), "--N", "2", "--target", "W_rec", "tau", "--eps", "0", "0.3",
             "--repeats", "2", "--batches", "1", "--batch", "32", "--out", str(out), "--plot", str(fig),
-            "--plot-modules", str(mod), "--threads", "1"]
+            "--plot-modules", str(mod), "--threads", "1", "--device", "cpu"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "tasks solved, mean ± SEM over repeats" in printed and f"wrote {out}" in printed
@@ -486,7 +486,7 @@ def test_cli_perturb_writes_a_labelled_file_and_figures(growth_run, tmp_path, ca
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "<svg" in mod.read_text()
     # the latest network, every target by default, quiet
     assert main(["modular", "perturb", str(growth_run), "--eps", "0", "0.3", "--repeats", "1", "--batches", "1",
-                 "--batch", "16", "-o", str(tmp_path / "all.nc"), "-q"]) == 0
+                 "--batch", "16", "-o", str(tmp_path / "all.nc"), "-q", "--device", "cpu"]) == 0
     assert capsys.readouterr().out == ""
     assert xr.load_dataset(tmp_path / "all.nc")["target"].values.tolist() == ["recurrent", "feedforward", "tau"]
 
@@ -497,7 +497,7 @@ def test_cli_perturb_of_a_non_modular_run(leaky_run, tmp_path, capsys):
     from trainers.cli import main
 
     assert main(["modular", "perturb", str(leaky_run), "--eps", "0", "0.5", "--repeats", "2", "--batches", "1",
-                 "--batch", "16", "-o", str(tmp_path / "l.nc")]) == 0
+                 "--batch", "16", "-o", str(tmp_path / "l.nc"), "--device", "cpu"]) == 0
     assert "LeakyRNN" in capsys.readouterr().out
     ds = xr.load_dataset(tmp_path / "l.nc")
     assert ds["target"].values.tolist() == ["recurrent", "tau"] and "module" not in ds.coords
@@ -516,7 +516,7 @@ def test_cli_perturb_errors_are_one_line_messages(leaky_run, tmp_path, capsys, e
     from trainers.cli import main
 
     argv = ["modular", "perturb", str(leaky_run), "--repeats", "1", "--batches", "1", "--batch", "8",
-            *[a.format(tmp=tmp_path) for a in extra]]
+            "--device", "cpu", *[a.format(tmp=tmp_path) for a in extra]]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("trainers modular perturb: error: ") and message in err and "Traceback" not in err
@@ -529,7 +529,8 @@ def test_cli_usage_errors(tmp_path, capsys):
     for argv, message in ((["modular"], "required: SUBCOMMAND"),
                           (["modular", "perturb", str(tmp_path), "--target", "W_in"], "invalid choice: 'W_in'"),
                           (["modular", "baseline"], "--module-size"),
-                          (["modular", "perturb", str(tmp_path / "none")], "not a trainers run directory")):
+                          (["modular", "perturb", str(tmp_path / "none"), "--device", "cpu"],
+                           "not a trainers run directory")):
         try:
             code = main(argv)
         except SystemExit as exc:                             # argparse's usage errors

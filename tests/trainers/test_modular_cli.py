@@ -133,7 +133,7 @@ def test_generalize_alias_and_a_readout_of_a_non_modular_run(runs, tmp_path, cap
 
     out = tmp_path / "r.nc"
     assert main(["modular", "generalize", str(runs["leaky"]), "--N", "4", "--K", "1", "--train", "readout",
-                 "--batch", "16", "--test-batches", "2", "-o", str(out), "-q"]) == 0
+                 "--batch", "16", "--test-batches", "2", "-o", str(out), "-q", "--device", "cpu"]) == 0
     assert capsys.readouterr().out == ""
     ds = xr.load_dataset(out)
     direct = generalisation(runs["leaky"], 4, [1], train="readout", batch=16, test_batches=2)
@@ -197,7 +197,8 @@ def test_pareto_writes_the_table_and_marks_the_front(runs, tmp_path, capsys):
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_errors_are_one_line_and_exit_2(runs, tmp_path, capsys, argv, message):
     names = {"modular": runs["modular"], "leaky": runs["leaky"], "tmp": tmp_path}
-    assert main(["modular", *[a.format(**names) for a in argv], "-q"]) == 2
+    device = ["--device", "cpu"] if argv[0] == "generalise" else []       # the command that takes one
+    assert main(["modular", *[a.format(**names) for a in argv], *device, "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"trainers modular {argv[0]}: error: ") and message.format(**names) in err, err
     assert err.count("\n") == 1 and "Traceback" not in err

@@ -135,7 +135,7 @@ def test_the_default_task_and_the_cli(runs, tmp_path, capsys):
 
     model, short, run_dir = runs[2]
     out = tmp_path / "rr.nc"
-    assert main(["record", str(run_dir), "--trials", "2", "--seed", "0", "-q", "-o", str(out)]) == 0
+    assert main(["record", str(run_dir), "--trials", "2", "--seed", "0", "-q", "-o", str(out), "--device", "cpu"]) == 0
     back = dt.open_recording(out)
     dt.validate(back)
     direct = trainers.record(model, short, trials=2, seed=0)

@@ -177,7 +177,8 @@ def test_trainers_record_on_trial_runs(tmp_path, capsys):
     trainers.train({**cfg, "members": 2}, tmp_path / "k2", progress=False)
     trainers.train(cfg, tmp_path / "k1", progress=False)
     out = tmp_path / "k2.nc"
-    assert main(["record", str(tmp_path / "k2"), "--trials", "2", "--seed", "0", "-o", str(out)]) == 0
+    assert main(["record", str(tmp_path / "k2"), "--trials", "2", "--seed", "0", "-o", str(out),
+                 "--device", "cpu"]) == 0
     assert "2 networks" in capsys.readouterr().out
     rec = dt.open_recording(out)
     assert rec.activity.dims[0] == "member" and rec.sizes["member"] == 2 and rec.sizes["trial"] == 2
@@ -187,7 +188,7 @@ def test_trainers_record_on_trial_runs(tmp_path, capsys):
     np.testing.assert_array_equal(rec.activity.values, direct.activity.values)
     one = tmp_path / "k1.nc"
     assert main(["record", str(tmp_path / "k1"), "--trials", "2", "--steps", "80", "--seed", "0", "-q",
-                 "-o", str(one)]) == 0
+                 "-o", str(one), "--device", "cpu"]) == 0
     assert dt.open_recording(one).activity.shape == (2, 80, 8)
     assert dynatools_main(["info", str(out)]) == 0
     info = capsys.readouterr().out
@@ -199,12 +200,13 @@ def test_trainers_record_on_trial_runs(tmp_path, capsys):
     for argv, match in ([["--N", "3"], "drop --N"], [["--p", "0.5"], "drop --p"],
                         [["--burn-in", "5"], "leave burn_in unset"], [["--trials", "0"], "trials must be"],
                         [["--steps", "0"], "steps must be"]):
-        assert main(["record", str(tmp_path / "k1"), *argv, "-o", str(tmp_path / "x.nc")]) == 2
+        assert main(["record", str(tmp_path / "k1"), *argv, "-o", str(tmp_path / "x.nc"), "--device", "cpu"]) == 2
         err = capsys.readouterr().err.strip()
         assert match in err and "\n" not in err
     assert not (tmp_path / "x.nc").exists()
     # the cognitive tasks train with OU noise (sigma 0.1): --noise records with it
-    assert main(["record", str(tmp_path / "k1"), "--noise", "--trials", "1", "-q", "-o", str(tmp_path / "n.nc")]) == 0
+    assert main(["record", str(tmp_path / "k1"), "--noise", "--trials", "1", "-q", "-o", str(tmp_path / "n.nc"),
+                 "--device", "cpu"]) == 0
     assert dt.open_recording(tmp_path / "n.nc").attrs["noise"] is True
 
 

@@ -208,11 +208,14 @@ def test_a_modular_report_checks_its_options_first(growth_run, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_report_fixed_points_section_equals_the_direct_search(tiny_run, tmp_path):
+def test_report_fixed_points_section_equals_the_direct_search(tiny_run, tmp_path, monkeypatch):
     """--fixed-points adds one figure per run whose points are those of fixed_points_of_run at the
-    largest solved N (cached; a second report reads the cache)."""
+    largest solved N (cached; a second report reads the cache). Both search on the device "auto"
+    resolves to, which the report has no option for: the CPU here, as on a machine without CUDA."""
+    import torch
     import xarray as xr
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     from trainers.fixed_points import fixed_points_of_run
     from trainers.report import FIXED_POINT_STATES
 

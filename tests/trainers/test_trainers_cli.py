@@ -19,12 +19,12 @@ def test_train_record_evaluate_resume(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *FLAGS]) == 0
     assert "stopped (max_epochs) after 2 epoch(s)" in capsys.readouterr().out
-    assert main(["evaluate", str(run), "--json", "--batches", "2", "--batch", "8"]) == 0
+    assert main(["evaluate", str(run), "--json", "--batches", "2", "--batch", "8", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["accuracy"]) == {"2"}
     out = tmp_path / "rec.nc"
     assert main(["record", str(run), "--steps", "200", "--trials", "2", "--burn-in", "10",
-                 "--seed", "0", "-o", str(out), "-q"]) == 0
+                 "--seed", "0", "-o", str(out), "-q", "--device", "cpu"]) == 0
     rec = dt.open_recording(out)
     assert rec.activity.shape == (2, 200, 16)
     assert rec.attrs["curriculum"] == "multi-head" and rec.attrs["config"]["units"] == 16
@@ -103,12 +103,12 @@ def test_train_a_sequence_task_and_resume_it(tmp_path, capsys):
     assert saved["model_options"]["residual"] == "rotational" and saved["model_options"]["form"] == "B"
     assert main(["resume", str(run), "--max-epochs", "2", "-q"]) == 0
     assert "2 epoch(s) of adding" in capsys.readouterr().out
-    assert main(["evaluate", str(run), "--json"]) == 0
+    assert main(["evaluate", str(run), "--json", "--device", "cpu"]) == 0
     assert set(json.loads(capsys.readouterr().out)["rms"]) == {"test"}
     assert main(["record", str(run), "--steps", "30", "--trials", "2", "--burn-in", "0",
-                 "-o", str(tmp_path / "x.nc"), "-q"]) == 0
+                 "-o", str(tmp_path / "x.nc"), "-q", "--device", "cpu"]) == 0
     assert dt.open_recording(tmp_path / "x.nc").activity.shape == (2, 30, 6)
-    assert main(["record", str(run), "--p", "0.3", "-o", str(tmp_path / "y.nc")]) == 2
+    assert main(["record", str(run), "--p", "0.3", "-o", str(tmp_path / "y.nc"), "--device", "cpu"]) == 2
     assert "leave p unset" in capsys.readouterr().err
 
 
@@ -127,8 +127,8 @@ def test_record_with_per_trial_probabilities(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), *FLAGS]) == 0
     out = tmp_path / "rec.nc"
     assert main(["record", str(tmp_path / "r"), "--steps", "50", "--trials", "3", "--burn-in", "5",
-                 "--p", "uniform", "--seed", "0", "-o", str(out), "-q"]) == 0
+                 "--p", "uniform", "--seed", "0", "-o", str(out), "-q", "--device", "cpu"]) == 0
     rec = dt.open_recording(out)
     assert rec.attrs["input_p"] == "uniform" and len(set(rec.input_p.values.tolist())) == 3
-    assert main(["record", str(tmp_path / "r"), "--p", "half", "-o", str(out)]) == 2
+    assert main(["record", str(tmp_path / "r"), "--p", "half", "-o", str(out), "--device", "cpu"]) == 2
     assert "--p must be a probability in [0, 1] or 'uniform'" in capsys.readouterr().err
