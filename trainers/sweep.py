@@ -382,9 +382,9 @@ def train_run(run_dir: str | os.PathLike, config: Mapping[str, Any], *, threads:
     config : dict
         The run's training configuration (:attr:`SweepRun.config`).
     threads : int, optional
-        Cap on torch threads for the run (``OMP_NUM_THREADS`` for its duration, unless the
-        environment sets it or ``DYNATOOLS_THREADS``); :func:`run_sweep` passes each task its
-        share of its machine's cores.
+        Cap on torch threads for the run (a small network still steps on one thread,
+        :mod:`dynatools.threads`), unless ``DYNATOOLS_THREADS`` fixes them; :func:`run_sweep`
+        passes each task its share of its machine's cores. None: the thread policy as it is.
     lock_timeout : float, optional
         Passed to :func:`claim`.
     progress : bool, default=False
@@ -435,18 +435,29 @@ def _log(path: Path, event: str, action: str) -> None:
 
 @contextlib.contextmanager
 def _thread_cap(threads: int | None) -> Iterator[None]:
-    """Cap the thread policy (dynatools.threads reads OMP_NUM_THREADS) at ``threads`` for the block,
-    unless the user fixed threads in the environment."""
+    """Give the block ``threads`` threads at most: the thread policy (dynatools.threads: one thread
+    for a small network, up to the cap for a large one) reads the cap from ``OMP_NUM_THREADS``,
+    and torch's own count is raised to it (a dask worker starts with ``OMP_NUM_THREADS=1``, its
+    ``distributed.nanny.pre-spawn-environ``). Nothing changes when ``threads`` is None or
+    ``DYNATOOLS_THREADS`` (``--threads``) fixes the threads. Both settings are restored after."""
+    import torch
+
     from dynatools.threads import ENV_VAR
 
-    if threads is None or os.environ.get(ENV_VAR) or os.environ.get("OMP_NUM_THREADS"):
+    if threads is None or os.environ.get(ENV_VAR):
         yield
         return
+    before_env, before_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
     os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+    torch.set_num_threads(max(1, int(threads)))
     try:
         yield
     finally:
-        os.environ.pop("OMP_NUM_THREADS", None)
+        torch.set_num_threads(before_torch)
+        if before_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before_env
 
 
 def _task(run_dir: str, config: dict[str, Any], shares: dict[str, int]) -> dict[str, Any]:
@@ -571,8 +582,13 @@ def _client(scheduler: Any, workers: int | None, connect_timeout: float):
         if n < 1:
             raise ValueError(f"--workers must be >= 0 (0: in this process, one run after another); found {workers}.")
         env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, env=env)
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.CRITICAL, env=env)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the local cluster's {n} worker process(es) failed to start ({exc}). In a script, "
+                               f"call run_sweep under 'if __name__ == \"__main__\":' (each worker imports the "
+                               f"script again), or train in this process with workers=0.") from None
         return Client(cluster), cluster
     if isinstance(scheduler, str):
         try:

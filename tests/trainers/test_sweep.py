@@ -29,13 +29,15 @@ GRID = {"lr": [0.01, 0.05], "curriculum": ["single-head", "multi-head"], "seed":
 
 @pytest.fixture(scope="module")
 def client():
-    """A LocalCluster of 2 one-thread worker processes (as run_sweep makes by default)."""
-    from distributed import Client, LocalCluster
-
+    """A LocalCluster of 2 one-thread worker processes (as run_sweep makes by default), each
+    declaring one unit of a resource "GPU" (as ``dask worker --resources GPU=1`` does)."""
     import logging
 
+    from distributed import Client, LocalCluster
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR, env={"OMP_WAIT_POLICY": "PASSIVE"}) as cluster:
+                      silence_logs=logging.ERROR, env={"OMP_WAIT_POLICY": "PASSIVE"},
+                      resources={"GPU": 1}) as cluster:
         with Client(cluster) as c:
             yield c
 
@@ -205,7 +207,7 @@ def test_a_grid_on_a_local_cluster_equals_runs_trained_alone_and_reruns_train_on
         client, tmp_path):
     out = tmp_path / "sweep"
     sweep = sw.Sweep(BASE, GRID)
-    report = sw.run_sweep(sweep, out, scheduler=client, progress=False)
+    report = sw.run_sweep(sweep, out, scheduler=client, resources={"GPU": 1}, progress=False)
     assert report.ok and len(report.trained) == 8
     runs = sweep.runs()
     for run in runs:
@@ -342,3 +344,40 @@ def test_the_modular_readers_take_a_sweep_directory_for_its_runs(tmp_path):
     assert [Path(p).name for p in ds["run"].values] == ["module_size=4", "module_size=6"]
     assert learning_curves([tmp_path / "sw"]).sizes["run"] == 2
     assert main(["modular", "pareto", str(tmp_path / "sw"), "--epochs", "2", "-q"]) == 0
+
+
+def test_a_task_gets_its_share_of_the_cores_as_a_cap_and_a_small_network_one_thread(monkeypatch):
+    """In a dask worker OMP_NUM_THREADS is 1 (dask's pre-spawn environment): the task's share
+    raises torch's count for the run; the thread policy still gives a small network one thread;
+    DYNATOOLS_THREADS wins; everything is restored."""
+    from dynatools import threads
+
+    monkeypatch.delenv(threads.ENV_VAR, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with sw._thread_cap(4):
+            assert torch.get_num_threads() == 4 and threads.choose_threads(work=1e12) == 4
+            assert threads.choose_threads(work=1e3) == 1
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+        monkeypatch.setenv(threads.ENV_VAR, "2")
+        with sw._thread_cap(4):
+            assert torch.get_num_threads() == 1 and threads.choose_threads(work=1e12) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_docs_sweep_file_expands_as_the_docs_say():
+    import re
+    import tomllib
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "sweeps.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", page, flags=re.S)
+    runs = sw.Sweep.from_dict(tomllib.loads(blocks[0])).runs()
+    assert len(runs) == 12 and runs[0].name == "lr=0.02_curriculum=single-head_seed=0"
+    assert "12 runs over lr (2) x curriculum (2) x seed (3)" in page
+    named = tomllib.loads("[grid]\n" + blocks[1].replace("[grid.method]", "[grid.method]"))
+    runs = sw.Sweep({"task": "go", "model": "rate", "units": 8, "seed": 0, "device": "cpu"}, named["grid"]).runs()
+    assert [r.name for r in runs] == ["method=control", "method=CD10", "method=DASC40"]
