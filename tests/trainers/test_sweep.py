@@ -381,3 +381,20 @@ def test_the_docs_sweep_file_expands_as_the_docs_say():
     named = tomllib.loads("[grid]\n" + blocks[1].replace("[grid.method]", "[grid.method]"))
     runs = sw.Sweep({"task": "go", "model": "rate", "units": 8, "seed": 0, "device": "cpu"}, named["grid"]).runs()
     assert [r.name for r in runs] == ["method=control", "method=CD10", "method=DASC40"]
+
+
+def test_ensembles_are_one_task_each_and_their_results_keep_member_and_step(tmp_path):
+    base = {"task": "go", "members": 2, "units": 8, "batch": 4, "steps_per_epoch": 2, "eval_batches": 1,
+            "device": "cpu", "seed": 0}
+    sweep = sw.Sweep(base, {"max_epochs": [1, 2], "method": {"none": {"method": "none"},
+                                                             "dasc": {"method": "dasc", "skip": 2}}})
+    report = sw.run_sweep(sweep, tmp_path, workers=0, progress=False)
+    assert len(report.trained) == 4
+    ds = sw.sweep_results(tmp_path, save=True)
+    assert ds["loss"].dims == ("max_epochs", "method", "member", "step")
+    assert ds.sizes["member"] == 2 and ds.sizes["step"] == 4
+    short = ds["loss"].sel({"max_epochs": 1, "method": "dasc"})      # (a dim named method: sel's dict form)
+    assert np.isfinite(short.isel(step=slice(0, 2))).all() and np.isnan(short.isel(step=slice(2, 4))).all()
+    alone = trainers.RunDir(tmp_path / "max_epochs=2_method=dasc").metrics()
+    np.testing.assert_array_equal(ds["loss"].sel({"max_epochs": 2, "method": "dasc"}).values, alone["loss"].values)
+    assert ds["method"].attrs["settings"] and (tmp_path / "results.nc").is_file()
