@@ -29,15 +29,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     plan = sw.Sweep.from_toml(args.sweep)
     if args.dry_run:
-        runs = sw.prepare(plan, args.out)
+        runs, states = sw.prepare(plan, args.out, write=False)
         for run in runs:
-            print(f"{sw.run_status(args.out / run.name, run.config):8s} {run.name}")
+            print(f"{states[run.name]:8s} {run.name}")
         print(f"{len(runs)} runs over {' x '.join(f'{d} ({len(v)})' for d, v in plan.coords().items())} "
               f"in {args.out}")
         return 0
-    report = sw.run_sweep(plan, args.out, scheduler=args.scheduler, workers=args.workers,
-                          resources=_resources(args.resources), retries=args.retries,
-                          connect_timeout=args.connect_timeout, progress=not args.quiet)
+    try:
+        report = sw.run_sweep(plan, args.out, scheduler=args.scheduler, workers=args.workers,
+                              resources=_resources(args.resources), retries=args.retries,
+                              connect_timeout=args.connect_timeout, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"trainers sweep: interrupted; run the same command again to continue (finished runs are kept, "
+              f"interrupted ones continue from their latest checkpoint)", file=sys.stderr)
+        return 130
     for name, error in report.failed.items():
         print(f"trainers sweep: run {name} failed: {error}", file=sys.stderr)
     if not args.quiet:
@@ -89,7 +94,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--connect-timeout", type=float, default=10.0,
                    help="seconds to wait for the scheduler (default 10)")
     p.add_argument("--dry-run", action="store_true",
-                   help="write sweep.json and list the runs with their status; train nothing")
+                   help="check the sweep and list the runs with their status; write and train nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_cmd_sweep)
 

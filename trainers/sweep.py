@@ -52,6 +52,7 @@ import re
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,31 @@ class Sweep:
     grid: dict[str, Any]
     names: str | None = None
 
+    def __post_init__(self) -> None:
+        """Check the grid's shape (the configurations are checked by :meth:`runs`)."""
+        if not isinstance(self.base, Mapping):
+            raise ValueError(f"base is a table of training options; found {self.base!r}.")
+        if not isinstance(self.grid, Mapping) or not self.grid:
+            raise ValueError("the grid is empty; add a [grid] table with a list of values per key, e.g. "
+                             "lr = [0.01, 0.05] and seed = [0, 1].")
+        for dim, values in self.grid.items():
+            if dim in RESERVED:
+                raise ValueError(f"grid dimension {dim!r} has the name of a dimension or variable of the results "
+                                 f"({', '.join(sorted(RESERVED))}); name it otherwise.")
+            if isinstance(values, Mapping):
+                bad = [label for label, setting in values.items() if not isinstance(setting, Mapping)]
+                if not values or bad:
+                    raise ValueError(f"grid dimension {dim!r} of named settings needs tables of keys, e.g. "
+                                     f"[grid.{dim}] control = {{method = \"none\"}}; found {dict(values)!r}.")
+                continue
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid key {dim!r} needs a non-empty list of values, e.g. {dim} = [..., ...]; "
+                                 f"found {values!r}.")
+            if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
+                raise ValueError(f"grid key {dim!r} lists a value twice ({values!r}); list each once.")
+        if self.names is not None and not isinstance(self.names, str):
+            raise ValueError(f"names is a template string such as \"{{task}}/{{seed}}\"; found {self.names!r}.")
+
     @property
     def dims(self) -> list[str]:
         """The grid's dimensions, in order."""
@@ -147,43 +173,29 @@ class Sweep:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "the sweep") -> "Sweep":
-        """Build from ``{"base": {...}, "grid": {...}}``; checks the grid (not yet the configurations:
-        :meth:`runs` does)."""
+        """Build from ``{"base": {...}, "grid": {...}, "names": "..."}`` (keys may use dashes)."""
         extra = sorted(set(data) - {"base", "grid", "names"})
         if extra:
             raise ValueError(f"{source}: unknown tables {extra}; a sweep file has [base] (the training "
                              f"configuration), [grid] (lists of values) and optionally names = \"...\".")
-        base = dict(data.get("base") or {})
         grid = data.get("grid")
-        if not isinstance(grid, Mapping) or not grid:
-            raise ValueError(f"{source}: the grid is empty; add a [grid] table with a list of values per key, "
-                             f"e.g. lr = [0.01, 0.05] and seed = [0, 1].")
-        out: dict[str, Any] = {}
-        for key, values in grid.items():
-            dim = str(key).replace("-", "_")
-            if isinstance(values, Mapping):
-                bad = [label for label, setting in values.items() if not isinstance(setting, Mapping)]
-                if not values or bad:
-                    raise ValueError(f"{source}: grid dimension {dim!r} of named settings needs tables of keys, "
-                                     f"e.g. [grid.{dim}] control = {{method = \"none\"}}; found {dict(values)!r}.")
-                out[dim] = {str(label): {str(k).replace("-", "_"): v for k, v in setting.items()}
-                            for label, setting in values.items()}
-                continue
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"{source}: grid key {dim!r} needs a non-empty list of values, e.g. "
-                                 f"{dim} = [..., ...]; found {values!r}.")
-            if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
-                raise ValueError(f"{source}: grid key {dim!r} lists a value twice ({values!r}); list each once.")
-            out[dim] = list(values)
-        names = data.get("names")
-        if names is not None and not isinstance(names, str):
-            raise ValueError(f"{source}: names is a template string such as \"{{task}}/{{seed}}\"; found {names!r}.")
-        return cls({str(k).replace("-", "_"): v for k, v in base.items()}, out, names)
+
+        def clean(table: Any) -> Any:
+            return {str(k).replace("-", "_"): v for k, v in table.items()} if isinstance(table, Mapping) else table
+
+        if isinstance(grid, Mapping):
+            grid = {k: ({str(label): clean(s) for label, s in v.items()} if isinstance(v, Mapping) else v)
+                    for k, v in clean(grid).items()}
+        try:
+            return cls(clean(data.get("base") or {}), grid, data.get("names"))
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
 
     def runs(self) -> list[SweepRun]:
         """Every grid point, in grid order (the last dimension varies fastest), with its checked
-        configuration. Raises ValueError naming the run and the problem when a configuration is
-        invalid (an unknown key, a value out of range), before anything is trained."""
+        configuration. Raises ValueError naming the grid key (or ``[base]``) and the problem when
+        a configuration is invalid (an unknown key, a value out of range, sizes the model
+        refuses), before anything is trained."""
         from trainers.config import SECTIONS, TrainConfig
 
         dims = self.dims
@@ -198,7 +210,7 @@ class Sweep:
         if "seed" not in set_by and self.base.get("seed") is None:
             raise ValueError("the sweep gives no seed: add seed = [0, 1, ...] to [grid] or seed = 0 to [base] "
                              "(every run of a sweep is reproducible and resumable).")
-        runs, names, built = [], {}, set()
+        runs, names, built, kinds = [], {}, set(), {}
         for point in itertools.product(*(list(self.grid[d]) for d in dims)):
             params = dict(zip(dims, point))
             setting: dict[str, Any] = {}
@@ -218,14 +230,34 @@ class Sweep:
                     cfg.make_model()
                     built.add(arch)
             except (TypeError, ValueError) as exc:
-                keys = [k for k in set_by if re.search(rf"\b{re.escape(k)}\b", str(exc))]
-                where = f"grid key {keys[0]!r}" if keys else "[base]"
-                raise ValueError(f"{where} of the sweep (run {name}): {exc}") from None
+                raise ValueError(f"{_culprit(str(exc), set_by, setting)} of the sweep (run {name}): {exc}") from None
+            kinds.setdefault(bool(getattr(cfg.classes()[0], "time_resolved", False)), name)
+            if len(kinds) > 1:
+                raise ValueError(f"the sweep mixes trial tasks (run {kinds[True]}: ensembles recorded per member "
+                                 f"and step) with tasks trained per epoch (run {kinds[False]}); their metrics "
+                                 f"do not share dimensions: make two sweeps.")
             runs.append(SweepRun(name, params, config))
         return runs
 
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base, "grid": self.grid, **({"names": self.names} if self.names else {})}
+
+
+def _culprit(message: str, set_by: Mapping[str, str], setting: Mapping[str, Any]) -> str:
+    """Where an invalid configuration's problem lies: the grid key (or named setting) whose key the
+    message names first, else ``[base]``. The list of valid keys that some messages end with is
+    not searched."""
+    head = message.split("; valid keys")[0]
+    found = sorted((m.start(), k) for k in setting for m in [re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", head)] if m)
+    if not found:
+        return "[base]"
+    key = found[0][1]
+    dim = set_by.get(key, key)
+    return f"grid key {key!r}" if dim == key else f"grid dimension {dim!r} (its key {key!r})"
+
+
+#: Names a grid dimension may not take: the results' own dimensions and per-run variables.
+RESERVED = frozenset({"run", "epoch", "N", "member", "step", "status", "config", "stop_reason", "iteration"})
 
 
 def _without(base: Mapping[str, Any], keys: Mapping[str, Any], sections: Mapping[str, str]) -> dict[str, Any]:
@@ -324,15 +356,19 @@ def claim(run_dir: str | os.PathLike, *, timeout: float | None = None, poll: flo
 
 
 def run_status(run_dir: str | os.PathLike, config: Mapping[str, Any] | None = None) -> str:
-    """Where a sweep's run stands: ``"missing"`` (no checkpoint yet), ``"partial"`` (interrupted,
-    or finished with a lower ``max_epochs``/``time_budget`` than ``config`` asks for) or
-    ``"done"``.
+    """Where a sweep's run stands: ``"missing"`` (no checkpoint yet), ``"partial"`` (it can train
+    further: interrupted, or ``config`` raised its ``max_epochs`` or ``time_budget`` beyond what
+    it has used) or ``"done"`` (it solved its curriculum, or has reached every limit).
+
+    The limits that apply are those :func:`trainers.resume` would continue with: ``config``'s
+    ``max_epochs`` and ``time_budget`` where given, else the run's own (a budget is never removed).
 
     Raises
     ------
     trainers.checkpoint.CheckpointError
         The run directory holds a run with other settings than ``config``.
     """
+    from trainers.config import TrainConfig
     from trainers.rundir import RunDir
 
     rd = RunDir(run_dir)
@@ -342,17 +378,17 @@ def run_status(run_dir: str | os.PathLike, config: Mapping[str, Any] | None = No
     saved = latest.config
     if config is not None:
         _check_same(rd, saved, config)
-    if latest.meta.get("stop_reason") not in _FINISHED:
+    stop = latest.meta.get("stop_reason")
+    if stop == "target":
+        return "done"
+    if config is None and stop not in _FINISHED:
         return "partial"
-    if config is not None and latest.meta.get("stop_reason") != "target":
-        from trainers.config import TrainConfig
-
-        wanted = TrainConfig.from_dict(config)
-        if wanted.max_epochs is not None and wanted.max_epochs > saved.max_epochs:
-            return "partial"
-        if wanted.time_budget is not None and (saved.time_budget is None or wanted.time_budget > saved.time_budget):
-            return "partial"
-    return "done"
+    wanted = TrainConfig.from_dict(config) if config is not None else saved
+    max_epochs = wanted.max_epochs if wanted.max_epochs is not None else saved.max_epochs
+    budget = wanted.time_budget if wanted.time_budget is not None else saved.time_budget
+    wall = float(latest.meta.get("wall_seconds") or 0.0)
+    more = latest.epoch < max_epochs and (budget is None or wall < budget)
+    return "partial" if more else "done"
 
 
 def _check_same(rd, saved, config: Mapping[str, Any]) -> None:
@@ -395,6 +431,15 @@ def train_run(run_dir: str | os.PathLike, config: Mapping[str, Any], *, threads:
     dict
         ``{"run": path, "action": "trained" | "resumed" | "skipped", "stop_reason", "epochs",
         "seconds", "pid", "host"}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> config = {"units": 8, "batch": 8, "steps_per_epoch": 2, "eval_batches": 1, "max_epochs": 1,
+    ...           "n_max": 3, "device": "cpu", "seed": 0}
+    >>> run_dir = tempfile.mkdtemp()
+    >>> train_run(run_dir, config)["action"], train_run(run_dir, config)["action"]
+    ('trained', 'skipped')
     """
     from trainers.engine import resume, train
     from trainers.rundir import RunDir
@@ -405,20 +450,24 @@ def train_run(run_dir: str | os.PathLike, config: Mapping[str, Any], *, threads:
         status = run_status(rd.path, config)
         action = {"missing": "trained", "partial": "resumed", "done": "skipped"}[status]
         _log(rd.path, "start", action)
-        if status != "done":
-            with _thread_cap(threads):
-                if status == "missing":
-                    for leftover in (rd.metrics_path, rd.steps_path):   # an attempt killed in its first epoch
-                        leftover.unlink(missing_ok=True)
-                    run = train(dict(config), rd.path, progress=progress)
-                else:
-                    limits = {k: config[k] for k in _LIMITS if config.get(k) is not None}
-                    run = resume(rd.path, progress=progress, **limits)
-            stop, epochs = run.stop_reason, len(run.history)
-        else:
-            latest = RunDir(rd.path).latest
-            stop, epochs = latest.meta.get("stop_reason", ""), latest.epoch
-        _log(rd.path, "end", action)
+        ended = "error"
+        try:
+            if status != "done":
+                with _thread_cap(threads):
+                    if status == "missing":
+                        for leftover in (rd.metrics_path, rd.steps_path):   # an attempt killed in its first epoch
+                            leftover.unlink(missing_ok=True)
+                        run = train(dict(config), rd.path, progress=progress)
+                    else:
+                        limits = {k: config[k] for k in _LIMITS if config.get(k) is not None}
+                        run = resume(rd.path, progress=progress, **limits)
+                stop, epochs = run.stop_reason, len(run.history)
+            else:
+                latest = RunDir(rd.path).latest
+                stop, epochs = latest.meta.get("stop_reason", ""), latest.epoch
+            ended = "end"
+        finally:
+            _log(rd.path, ended, action)
     return {"run": str(rd.path), "action": action, "stop_reason": stop, "epochs": epochs,
             "seconds": time.perf_counter() - t0, "pid": os.getpid(), "host": socket.gethostname()}
 
@@ -460,15 +509,17 @@ def _thread_cap(threads: int | None) -> Iterator[None]:
             os.environ["OMP_NUM_THREADS"] = before_env
 
 
-def _task(run_dir: str, config: dict[str, Any], shares: dict[str, int]) -> dict[str, Any]:
-    """The cluster task: :func:`train_run` with this worker's share of its machine's cores."""
+def _task(run_dir: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The cluster task: :func:`train_run` with this worker's share of its machine's cores (the
+    cores divided by the tasks that run at once on that host, as the scheduler sees it now)."""
     from dynatools.threads import available_cores
 
     threads = None
     try:
-        from distributed import get_worker
+        from distributed import get_client, get_worker
 
         host = _host(get_worker().address)
+        shares = _shares(get_client())
         threads = max(1, available_cores() // max(1, shares.get(host, 1)))
     except (ImportError, ValueError):     # called outside a worker
         pass
@@ -480,27 +531,31 @@ def _host(address: str) -> str:
 
 
 # ---------------------------------------------------------------------- the sweep
-def prepare(sweep: Sweep, out: str | os.PathLike) -> list[SweepRun]:
+def prepare(sweep: Sweep, out: str | os.PathLike, *, write: bool = True) -> tuple[list[SweepRun], dict[str, str]]:
     """Check every run's configuration, and every run directory that exists against it, then write
-    ``OUT/sweep.json`` (the grid and its runs). Returns the runs.
+    ``OUT/sweep.json`` (the grid and its runs). Returns the runs and their :func:`run_status`.
 
     A sweep directory holds the latest sweep started in it: a grid extended with more values
     (more seeds) trains only the new runs; runs of earlier grids that the new one lacks stay on
     disk, unread. A run directory whose settings differ from what the sweep asks for is an error
-    (:func:`run_status`), before anything is written."""
-    from dynatools.utils import write_atomic
-
+    before anything is written. ``write=False`` only checks."""
     runs = sweep.runs()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file; the sweep directory (-o) must be a folder.")
-    for run in runs:
-        run_status(out / run.name, run.config)            # refuses a run directory of other settings
+    states = {run.name: run_status(out / run.name, run.config) for run in runs}   # refuses other settings
+    if write:
+        _write_sweep(sweep, runs, out)
+    return runs, states
+
+
+def _write_sweep(sweep: Sweep, runs: Sequence[SweepRun], out: Path) -> None:
+    from dynatools.utils import write_atomic
+
     record = {"format": _FORMAT, **sweep.to_dict(), "dims": sweep.dims,
               "runs": [{"name": r.name, "params": r.params} for r in runs]}
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / SWEEP_JSON, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
-    return runs
 
 
 def load(sweep_dir: str | os.PathLike) -> tuple[Sweep, list[SweepRun]]:
@@ -522,7 +577,7 @@ def status(sweep_dir: str | os.PathLike) -> dict[str, str]:
     """``{run name: "missing" | "partial" | "done"}`` for every run of a sweep directory."""
     sweep_dir = Path(sweep_dir)
     _, runs = load(sweep_dir)
-    return {r.name: run_status(sweep_dir / r.name) for r in runs}
+    return {r.name: run_status(sweep_dir / r.name, r.config) for r in runs}
 
 
 def run_dirs(paths: Sequence[Any]) -> list[Any]:
@@ -565,8 +620,10 @@ class SweepReport:
 
 
 def _client(scheduler: Any, workers: int | None, connect_timeout: float):
-    """``(client, cluster_to_close)`` for a scheduler address, a cluster object, a Client, or None
-    (a LocalCluster of ``workers`` one-thread processes: default one per core)."""
+    """``(client, to_close)`` for a scheduler address, a cluster object, a Client, or None (a
+    LocalCluster of ``workers`` one-thread processes: default one per core). ``to_close``: what
+    :func:`run_sweep` made and closes at the end (the local cluster, or the client it opened);
+    None for the caller's own client."""
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:    # pragma: no cover - dask is an optional dependency
@@ -574,7 +631,7 @@ def _client(scheduler: Any, workers: int | None, connect_timeout: float):
     from dynatools.threads import available_cores
 
     if isinstance(scheduler, Client):
-        return scheduler, None
+        return scheduler, None                     # the caller's: left open
     if scheduler is None:
         import logging
 
@@ -583,8 +640,8 @@ def _client(scheduler: Any, workers: int | None, connect_timeout: float):
             raise ValueError(f"--workers must be >= 0 (0: in this process, one run after another); found {workers}.")
         env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         try:
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.CRITICAL, env=env)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.CRITICAL, env=env)   # ":0": any free port
         except RuntimeError as exc:
             raise RuntimeError(f"the local cluster's {n} worker process(es) failed to start ({exc}). In a script, "
                                f"call run_sweep under 'if __name__ == \"__main__\":' (each worker imports the "
@@ -592,21 +649,24 @@ def _client(scheduler: Any, workers: int | None, connect_timeout: float):
         return Client(cluster), cluster
     if isinstance(scheduler, str):
         try:
-            return Client(scheduler, timeout=f"{connect_timeout}s"), None
+            client = Client(scheduler, timeout=f"{connect_timeout}s", set_as_default=False)
+            return client, client
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConnectionError(f"cannot reach the dask scheduler at {scheduler!r} within {connect_timeout:g} s "
                                   f"({reason[:160]}); check the address (e.g. tcp://HOST:8786) and that "
                                   f"'dask scheduler' runs there, or leave --scheduler out for a local "
                                   f"cluster.") from None
-    return Client(scheduler), None                 # a cluster object (dask-jobqueue, dask-kubernetes)
+    client = Client(scheduler, set_as_default=False)   # a cluster object (dask-jobqueue, dask-kubernetes)
+    return client, client
 
 
 def _shares(client) -> dict[str, int]:
     """Tasks that run at once on each host: the sum of its workers' threads."""
     shares: dict[str, int] = {}
-    for info in client.scheduler_info(n_workers=-1)["workers"].values():
-        shares[info["host"]] = shares.get(info["host"], 0) + int(info["nthreads"])
+    for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
+        host = info.get("host") or _host(address)
+        shares[host] = shares.get(host, 0) + int(info["nthreads"])
     return shares
 
 
@@ -665,51 +725,68 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, sched
                          f"leave --resources out.")
     if retries < 0:
         raise ValueError(f"retries must be >= 0; found {retries}.")
-    runs = prepare(sweep, out)
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: in this process, one run after another); found {workers}.")
     out = Path(out)
-    report = SweepReport()
-    todo = []
-    for run in runs:                               # finished runs need no worker at all
-        if run_status(out / run.name, run.config) == "done":
-            report.skipped.append(run.name)
-        else:
-            todo.append(run)
+    runs, states = prepare(sweep, out, write=False)
+    report = SweepReport(skipped=[r.name for r in runs if states[r.name] == "done"])
+    todo = [r for r in runs if states[r.name] != "done"]      # finished runs need no worker at all
     if not todo:
+        _write_sweep(sweep, runs, out)
         return report
     if scheduler is None and workers == 0:
+        _write_sweep(sweep, runs, out)
         for run in tqdm(todo, desc="sweep", unit="run", disable=not progress or len(todo) < 2, dynamic_ncols=True):
-            try:
-                result = train_run(out / run.name, run.config, progress=progress)
-            except (ValueError, RuntimeError, OSError, ArithmeticError) as exc:   # FloatingPointError included
-                report.failed[run.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                continue
-            getattr(report, result["action"]).append(run.name)
+            for attempt in range(retries + 1):
+                try:
+                    result = train_run(out / run.name, run.config, progress=progress)
+                except Exception as exc:             # noqa: BLE001 - reported per run, as on a cluster
+                    if attempt == retries:
+                        report.failed[run.name] = _one_line(exc)
+                    continue
+                getattr(report, result["action"]).append(run.name)
+                break
         return report
-    client, cluster = _client(scheduler, workers, connect_timeout)
+    client, to_close = _client(scheduler, workers, connect_timeout)   # reachable: only now write sweep.json
     try:
+        from uuid import uuid4
+
         from distributed import as_completed
 
-        shares = _shares(client)
-        futures = {client.submit(_task, str(out / run.name), run.config, shares, key=f"sweep-{run.name}-{os.getpid()}",
+        _write_sweep(sweep, runs, out)
+        if resources:
+            declared = [w.get("resources") or {} for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+            if not any(all(w.get(k, 0) >= v for k, v in resources.items()) for w in declared):
+                warnings.warn(f"no worker of the cluster declares {dict(resources)} (yet); the runs wait until "
+                              f"one that does joins (dask worker ADDRESS --resources "
+                              f"{' '.join(f'{k}={v:g}' for k, v in resources.items())}).", stacklevel=2)
+        token = uuid4().hex[:8]
+        futures = {client.submit(_task, str(out / run.name), run.config, key=f"sweep-{token}-{run.name}",
                                  pure=False, retries=retries, resources=dict(resources) if resources else None): run
                    for run in todo}
         with tqdm(total=len(runs), initial=len(report.skipped), desc="sweep", unit="run", disable=not progress,
                   dynamic_ncols=True) as bar:
             for future in as_completed(futures):
                 name = futures[future].name
-                if future.status == "error":
-                    exc = future.exception()
-                    report.failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                else:
-                    result = future.result()
-                    getattr(report, result["action"]).append(name)
+                if future.status == "finished":
+                    getattr(report, future.result()["action"]).append(name)
+                elif future.status == "error":
+                    report.failed[name] = _one_line(future.exception())
+                else:                                   # cancelled or lost with its worker
+                    report.failed[name] = f"the task was {future.status}"
                 bar.update(1)
                 bar.set_postfix_str(name, refresh=False)
     finally:
-        if cluster is not None:
+        if to_close is not None:
             client.close()
-            cluster.close()
+            if to_close is not client:
+                to_close.close()
     return report
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 # ---------------------------------------------------------------------- results
@@ -718,6 +795,11 @@ def _coord(value: Any) -> Any:
     if isinstance(value, bool) or isinstance(value, (list, tuple, dict)) or value is None:
         return _text(value) if not isinstance(value, dict) else json.dumps(value, sort_keys=True)
     return value
+
+
+#: Attributes of the runs' metrics that describe the task, not the run: kept as the results'
+#: attributes when every run has the same (else a variable per run, as every other attribute).
+_SHARED_ATTRS = ("metric",)
 
 
 def sweep_results(sweep_dir: str | os.PathLike, *, save: bool = True) -> "xr.Dataset":  # noqa: F821
@@ -751,38 +833,38 @@ def sweep_results(sweep_dir: str | os.PathLike, *, save: bool = True) -> "xr.Dat
     per_run, statuses = [], []
     for run in runs:
         rd = RunDir(sweep_dir / run.name)
-        state = run_status(rd.path)
+        state = run_status(rd.path, run.config)
         statuses.append(state)
-        if state == "missing":
-            per_run.append(None)
-            continue
-        ds = rd.metrics().reset_coords()
-        per_run.append(ds)
+        per_run.append(None if state == "missing" else rd.metrics().reset_coords())
     have = [d for d in per_run if d is not None]
     if not have:
         raise FileNotFoundError(f"no run of {sweep_dir} has a checkpoint yet; train them with "
                                 f"'trainers sweep SWEEP.toml -o {sweep_dir}'.")
-    common = {k: v for k, v in have[0].attrs.items() if all(d.attrs.get(k) == v for d in have)}
-    for k in ("config", "stop_reason"):
-        common.pop(k, None)
-    for d in have:                       # per-run results (stop_reason, best, ...) become variables
+    common = {k: have[0].attrs[k] for k in _SHARED_ATTRS
+              if k in have[0].attrs and all(d.attrs.get(k) == have[0].attrs[k] for d in have)}
+    for d in have:                       # per-run results (stop_reason, best, config, ...) become variables
         for k, v in d.attrs.items():
             if k not in common:
                 d[k] = xr.DataArray(v if isinstance(v, str) else float(v))
         d.attrs = {}
-    names = sorted({v for d in have for v in d.data_vars})
+    kinds = {}
+    for d in have:
+        for v in d.data_vars:
+            kinds.setdefault(v, d[v])
     filled = []
     for d in per_run:
-        d = have[0].isel({k: slice(0, 0) for k in have[0].dims}) if d is None else d
-        for v in names:
+        if d is None:                    # a missing run: every variable empty or NaN, nothing of another run
+            d = xr.Dataset(coords={k: have[0][k].values[:0] for k in have[0].dims if k in have[0].coords})
+        for v, kind in kinds.items():
             if v not in d:
-                kind = next(x[v] for x in have if v in x)
-                d[v] = xr.DataArray("" if kind.dtype.kind in "OUS" else np.nan)
+                text = kind.dtype.kind in "OUS"
+                d[v] = xr.DataArray("") if text else \
+                    xr.full_like(kind, np.nan, dtype=float) if kind.ndim else xr.DataArray(np.nan)
         filled.append(d)
     filled = list(xr.align(*filled, join="outer", fill_value=np.nan))
     fixed = []
     for d in filled:
-        for v in names:
+        for v in kinds:
             if d[v].dtype.kind in "iub":
                 d[v] = d[v].astype(float)
         fixed.append(d)

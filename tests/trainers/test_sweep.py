@@ -96,10 +96,28 @@ def test_a_sweep_file_is_read(tmp_path):
 def test_a_malformed_grid_is_refused(data, match):
     with pytest.raises(ValueError, match=match):
         sw.Sweep.from_dict(data).runs()
+    if "sweep" not in data:                                       # the constructor checks the same
+        with pytest.raises(ValueError, match=match):
+            sw.Sweep(data["base"], data.get("grid"))
+
+
+@pytest.mark.parametrize("dim", ["run", "epoch", "N", "member", "step", "status", "config", "stop_reason"])
+def test_a_dimension_named_as_a_dimension_or_variable_of_the_results_is_refused(dim):
+    with pytest.raises(ValueError, match=f"grid dimension '{dim}' has the name of a dimension or variable"):
+        sw.Sweep({**BASE, "seed": 0}, {dim: {"a": {"lr": 0.1}, "b": {"lr": 0.2}}})
+
+
+def test_a_sweep_of_trial_tasks_and_curriculum_tasks_is_refused():
+    grid = {"setup": {"parity": {"task": "parity"}, "go": {"task": "go"}}}
+    with pytest.raises(ValueError, match="mixes trial tasks .* make two sweeps"):
+        sw.Sweep({"units": 8, "seed": 0, "device": "cpu"}, grid).runs()
 
 
 @pytest.mark.parametrize("base, grid, match", [
     (BASE, {"lrr": [0.1, 0.2], "seed": [0]}, r"grid key 'lrr' .*unknown configuration key 'lrr'"),
+    (BASE, {"seed": [0], "lrr": [0.1, 0.2]}, r"^grid key 'lrr' .*unknown configuration key 'lrr'"),
+    ({**BASE, "unts": 8}, {"seed": [0], "lr": [0.1]}, r"^\[base\] of the sweep .*unknown configuration key 'unts'"),
+    (BASE, {"seed": [0], "v": {"a": {"clpi": 1.0}}}, r"^grid dimension 'v' \(its key 'clpi'\)"),
     (BASE, {"lr": [0.1, -1.0], "seed": [0]}, r"grid key 'lr' .*run lr=-1.0_seed=0"),
     (BASE, {"lr": [0.1]}, "gives no seed"),
     ({**BASE, "seed": 0}, {"lr": [0.1], "v": {"a": {"lr": 0.2}}}, "set by two grid dimensions"),
@@ -195,11 +213,45 @@ def test_a_run_directory_with_other_settings_is_refused(tmp_path):
 
 
 def test_leftovers_of_an_attempt_killed_in_its_first_epoch_are_removed(tmp_path):
+    """A trial task appends each epoch's per-step records to steps.jsonl before its checkpoint: a
+    first attempt killed in between leaves a line that a fresh start must not keep."""
+    config = {"task": "go", "members": 2, "units": 8, "batch": 4, "steps_per_epoch": 2, "eval_batches": 1,
+              "max_epochs": 1, "device": "cpu", "seed": 0}
+    trainers.train(config, tmp_path / "alone", progress=False)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "metrics.jsonl").write_text('{"epoch": 1}\n')      # written, but no checkpoint
-    sw.train_run(run_dir, {**BASE, "seed": 0, "max_epochs": 1})
-    assert trainers.RunDir(run_dir).metrics().sizes["epoch"] == 1
+    (run_dir / "steps.jsonl").write_text((tmp_path / "alone" / "steps.jsonl").read_text())
+    sw.train_run(run_dir, config)
+    assert len((run_dir / "steps.jsonl").read_text().splitlines()) == 1
+    assert trainers.RunDir(run_dir).metrics().sizes["step"] == 2
+
+
+def test_a_run_that_raises_is_reported_logged_and_retried_and_the_others_go_on(tmp_path):
+    sweep = sw.Sweep({**BASE, "max_epochs": 1, "clip": 0.0, "seed": 0}, {"lr": [0.05, 1e30]})
+    report = sw.run_sweep(sweep, tmp_path, workers=0, retries=1, progress=False)
+    assert report.trained == ["lr=0.05"] and list(report.failed) == ["lr=1e+30"]
+    assert report.failed["lr=1e+30"].startswith("FloatingPointError: ")
+    events = [json.loads(line)["event"] for line in (tmp_path / "lr=1e+30" / "sweep.log").read_text().splitlines()]
+    assert events == ["start", "error", "start", "error"]                        # tried twice
+    assert main(["sweep-results", str(tmp_path), "-q"]) == 0
+
+
+def test_limits_raised_or_spent_decide_whether_a_run_continues(tmp_path):
+    config = {**BASE, "seed": 0, "max_epochs": 2}
+    run_dir = tmp_path / "run"
+    sw.train_run(run_dir, config)
+    assert sw.run_status(run_dir, {**config, "time_budget": 100.0}) == "done"    # max_epochs still reached
+    budget = {**config, "seed": 1, "max_epochs": 4, "time_budget": 1e-9}         # stops after one epoch
+    run_dir = tmp_path / "budget"
+    assert sw.train_run(run_dir, budget)["stop_reason"] == "time_budget"
+    assert sw.run_status(run_dir, budget) == "done"                              # the budget is spent
+    assert sw.run_status(run_dir, {**budget, "max_epochs": 10}) == "done"
+    assert sw.run_status(run_dir, {**budget, "time_budget": None}) == "done"    # none given: the run's own
+    more = {**budget, "time_budget": 1e6}
+    assert sw.run_status(run_dir, more) == "partial"                             # a larger budget continues
+    result = sw.train_run(run_dir, more)
+    assert result["action"] == "resumed" and result["epochs"] == 4 and result["stop_reason"] == "max_epochs"
+    assert sw.run_status(run_dir, more) == "done" and sw.run_status(run_dir, {**more, "max_epochs": 3}) == "done"
 
 
 # ---------------------------------------------------------------------- on a cluster
@@ -242,7 +294,9 @@ def test_a_grid_on_a_local_cluster_equals_runs_trained_alone_and_reruns_train_on
     assert cfg["max_epochs"] == 1
     partial = sw.sweep_results(out, save=False)
     assert partial["status"].sel(lr=0.01, curriculum="single-head", seed=0).item() == "missing"
-    assert np.isnan(partial["loss"].sel(lr=0.01, curriculum="single-head", seed=0)).all()
+    gone = partial.sel(lr=0.01, curriculum="single-head", seed=0)
+    assert np.isnan(gone["loss"]).all() and np.isnan(gone["best"]) and gone["config"].item() == ""
+    assert gone["stop_reason"].item() == "" and partial["best"].dims == ("lr", "curriculum", "seed")
     third = sw.run_sweep(sweep, out, scheduler=client, progress=False)
     assert third.trained == [runs[0].name] and third.resumed == [runs[3].name] and len(third.skipped) == 6
     _same_as_alone(out / runs[0].name, runs[0].config, tmp_path / "again")
@@ -378,7 +432,7 @@ def test_the_docs_sweep_file_expands_as_the_docs_say():
     runs = sw.Sweep.from_dict(tomllib.loads(blocks[0])).runs()
     assert len(runs) == 12 and runs[0].name == "lr=0.02_curriculum=single-head_seed=0"
     assert "12 runs over lr (2) x curriculum (2) x seed (3)" in page
-    named = tomllib.loads("[grid]\n" + blocks[1].replace("[grid.method]", "[grid.method]"))
+    named = tomllib.loads(blocks[1])
     runs = sw.Sweep({"task": "go", "model": "rate", "units": 8, "seed": 0, "device": "cpu"}, named["grid"]).runs()
     assert [r.name for r in runs] == ["method=control", "method=CD10", "method=DASC40"]
 
@@ -398,3 +452,4 @@ def test_ensembles_are_one_task_each_and_their_results_keep_member_and_step(tmp_
     alone = trainers.RunDir(tmp_path / "max_epochs=2_method=dasc").metrics()
     np.testing.assert_array_equal(ds["loss"].sel({"max_epochs": 2, "method": "dasc"}).values, alone["loss"].values)
     assert ds["method"].attrs["settings"] and (tmp_path / "results.nc").is_file()
+    assert ds["steps_to_threshold"].dims == ("max_epochs", "method") and ds.attrs["metric"] == "performance"
