@@ -747,6 +747,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, sched
                 getattr(report, result["action"]).append(run.name)
                 break
         return report
+    environ = dict(os.environ)          # distributed sets OMP_NUM_THREADS=1 & co. here for its workers
     client, to_close = _client(scheduler, workers, connect_timeout)   # reachable: only now write sweep.json
     try:
         from uuid import uuid4
@@ -781,7 +782,19 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, sched
             client.close()
             if to_close is not client:
                 to_close.close()
+        _restore_environ(environ)
     return report
+
+
+def _restore_environ(environ: Mapping[str, str]) -> None:
+    """Put ``os.environ`` back as it was: starting a local cluster sets ``OMP_NUM_THREADS=1``,
+    ``MKL_NUM_THREADS``, ``PYTHONHASHSEED``, ... in this process (for the workers it spawns), which
+    would otherwise cap every later computation of the caller at one thread."""
+    for key in [k for k in os.environ if k not in environ]:
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _one_line(exc: BaseException) -> str:

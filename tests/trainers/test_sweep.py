@@ -35,11 +35,13 @@ def client():
 
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    environ = dict(os.environ)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR, env={"OMP_WAIT_POLICY": "PASSIVE"},
                       resources={"GPU": 1}) as cluster:
         with Client(cluster) as c:
             yield c
+    sw._restore_environ(environ)              # distributed set OMP_NUM_THREADS=1 & co. in this process
 
 
 def _same_as_alone(run_dir: Path, config: dict, tmp: Path) -> None:
@@ -355,7 +357,9 @@ def test_the_commands_run_a_sweep_and_gather_it(tmp_path, capsys):
     assert main(["sweep", str(path), "-o", str(out), "--dry-run"]) == 0
     listed = capsys.readouterr().out
     assert "missing  lr=0.01_seed=0" in listed and "2 runs over lr (2) x seed (1)" in listed
+    environ = dict(os.environ)
     assert main(["sweep", str(path), "-o", str(out), "--workers", "1", "-q"]) == 0
+    assert dict(os.environ) == environ                # the local cluster's settings do not stay behind
     assert main(["sweep-results", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "2 runs over lr (2) x seed (1): 2 done" in printed and (out / "results.nc").is_file()
