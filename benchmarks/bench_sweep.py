@@ -11,7 +11,7 @@ Both train the same grid (the same configurations and seeds) into separate folde
 weights of every run are checked to be equal before the times are printed. The load average is
 printed before and after (the machine's other work shares the cores).
 
-    python benchmarks/bench_sweep.py [--runs 8] [--units 64] [--epochs 3] [--steps 40] [--workers N]
+    python benchmarks/bench_sweep.py [--runs 8] [--units 64] [--epochs 8] [--steps 100] [--workers N]
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8, help="runs in the grid (seeds 0..runs-1)")
     parser.add_argument("--units", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per epoch")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
     parser.add_argument("--workers", type=int, help="workers of the local cluster (default one per core)")
     args = parser.parse_args()
     base = {"task": "parity", "units": args.units, "batch": args.batch, "steps_per_epoch": args.steps,

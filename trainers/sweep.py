@@ -638,10 +638,16 @@ def _client(scheduler: Any, workers: int | None, connect_timeout: float):
         n = available_cores() if workers is None else int(workers)
         if n < 1:
             raise ValueError(f"--workers must be >= 0 (0: in this process, one run after another); found {workers}.")
+        import dask
+
         env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         try:
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   silence_logs=logging.CRITICAL, env=env)   # ":0": any free port
+            # dask's pre-spawn environment (MALLOC_TRIM_THRESHOLD_=65536, OMP_NUM_THREADS=1, ...) is left
+            # out: the malloc setting made small-network training 30% slower (docs/benchmarks.md,
+            # "Sweeps"), and each task sets its own thread cap (_thread_cap)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                       silence_logs=logging.CRITICAL, env=env)   # ":0": any free port
         except RuntimeError as exc:
             raise RuntimeError(f"the local cluster's {n} worker process(es) failed to start ({exc}). In a script, "
                                f"call run_sweep under 'if __name__ == \"__main__\":' (each worker imports the "
