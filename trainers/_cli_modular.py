@@ -433,7 +433,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     for r in args.run_dirs:
         if not Path(r).is_dir():
             raise FileNotFoundError(f"{r}: no such run directory; give the run directories of finished training "
-                                    f"runs ('trainers runs' lists them).")
+                                    f"runs, or a sweep directory of them (trainers sweep).")
     with _flags("epochs", phrases=(("pass strict=False", "leave out --strict"),)):
         ds = pareto_table(args.run_dirs, args.epochs, strict=args.strict)
     front = set(pareto_front(ds)["run"].values.tolist())
@@ -474,7 +474,8 @@ def _add_pareto(sub: argparse._SubParsersAction) -> None:
                             "solving it, with the Pareto front of each architecture (fewer parameters, larger N "
                             "solved): trainers.pareto.pareto_table, pareto_front. The file adds 'front' (on the "
                             "front) to pareto_table's Dataset.")
-    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="trainers run directories")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                   help="trainers run directories; a sweep directory (trainers sweep) stands for its runs")
     p.add_argument("--epochs", type=int, default=60, help="the epoch limit (default 60, as 004)")
     p.add_argument("--strict", action="store_true",
                    help="refuse runs that stopped before --epochs epochs without finishing their curriculum")
