@@ -1,4 +1,6 @@
-"""Command line: ``trainers train | resume | list | record | evaluate``.
+"""Command line: ``trainers train | resume | list | record | evaluate`` and the subcommands of the
+``_cli_*`` modules (``analyze``, ``report``, ``skip-table``, ``modular``, ``fixed-points``, ``sweep``,
+``sweep-results``, ...).
 
 Run ``trainers --help`` or ``trainers SUBCOMMAND --help``; docs/training.md has examples.
 """
