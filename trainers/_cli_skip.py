@@ -101,8 +101,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-batches", type=int, help="batches of each evaluation (default the task's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
     p.add_argument("--name", default="table", help="stem of the result files (default table)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="train the runs on a local dask cluster of this many processes (default 0: one after "
+    p.add_argument("--workers", type=int,
+                   help="train the runs on a local dask cluster of this many processes (default: one after "
                         "another in this process; docs/sweeps.md)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="train the runs on the dask scheduler at this address (e.g. tcp://HOST:8786)")

@@ -66,7 +66,7 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
                | Sequence[str] = tuple(TABLE1), members: int = 100, max_steps: int = 40000,
                anneal_span: int = 20000, anneal_steps: int = 5, beta0: float = 0.5, seed: int = 0,
                steps_per_epoch: int = 100, options: Mapping[str, Any] | None = None, train: bool = True,
-               scheduler: Any = None, workers: int | None = 0, progress: bool = True, name: str = "table"):
+               scheduler: Any = None, workers: int | None = None, progress: bool = True, name: str = "table"):
     """Train (or resume, or only read) every configuration on every task and tabulate 002 Table 1/2.
 
     Parameters
@@ -97,9 +97,9 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
         False: only read the run directories that exist (a table of what has been run).
     scheduler, workers : optional
         Where the runs train (:func:`trainers.sweep.run_sweep`: the grid of tasks x
-        configurations is a sweep). Default ``workers=0``: in this process, one after another;
-        ``workers=None`` or a number: a local dask cluster; ``scheduler``: a dask scheduler's
-        address or cluster object.
+        configurations is a sweep): ``scheduler``, a dask scheduler's address or cluster object;
+        else ``workers`` processes of a local dask cluster; default (neither): in this process,
+        one after another.
     name : str, default="table"
         Stem of the result files.
 
@@ -146,6 +146,8 @@ def skip_table(out: str | os.PathLike, tasks: Sequence[str], *, configurations: 
             "seed": seed, "steps_per_epoch": steps_per_epoch, "max_epochs": max_epochs, **(options or {})}
     sweep = Sweep(base, {"task": list(tasks), "configuration": configs}, names="{task}/{configuration}")
     if train:
+        if workers is None and scheduler is None:
+            workers = 0
         report = run_sweep(sweep, out, scheduler=scheduler, workers=workers, progress=progress)
         if report.failed:
             name_, error = next(iter(report.failed.items()))

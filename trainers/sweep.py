@@ -256,8 +256,11 @@ def _culprit(message: str, set_by: Mapping[str, str], setting: Mapping[str, Any]
     return f"grid key {key!r}" if dim == key else f"grid dimension {dim!r} (its key {key!r})"
 
 
-#: Names a grid dimension may not take: the results' own dimensions and per-run variables.
-RESERVED = frozenset({"run", "epoch", "N", "member", "step", "status", "config", "stop_reason", "iteration"})
+#: Names a grid dimension may not take: the results' own dimensions and variables (also refused by
+#: :func:`sweep_results` when a run's metrics have a variable of a dimension's name).
+RESERVED = frozenset({"run", "epoch", "N", "member", "step", "status", "config", "stop_reason", "iteration",
+                      "loss", "accuracy", "rms", "performance", "metric", "best", "score", "flops",
+                      "wall_seconds"})
 
 
 def _without(base: Mapping[str, Any], keys: Mapping[str, Any], sections: Mapping[str, str]) -> dict[str, Any]:
@@ -450,7 +453,7 @@ def train_run(run_dir: str | os.PathLike, config: Mapping[str, Any], *, threads:
         status = run_status(rd.path, config)
         action = {"missing": "trained", "partial": "resumed", "done": "skipped"}[status]
         _log(rd.path, "start", action)
-        ended = "error"
+        ended, error = "error", None
         try:
             if status != "done":
                 with _thread_cap(threads):
@@ -459,23 +462,29 @@ def train_run(run_dir: str | os.PathLike, config: Mapping[str, Any], *, threads:
                             leftover.unlink(missing_ok=True)
                         run = train(dict(config), rd.path, progress=progress)
                     else:
-                        limits = {k: config[k] for k in _LIMITS if config.get(k) is not None}
+                        from trainers.config import TrainConfig
+
+                        asked = TrainConfig.from_dict(config)      # the limits as run_status read them
+                        limits = {k: getattr(asked, k) for k in _LIMITS if getattr(asked, k) is not None}
                         run = resume(rd.path, progress=progress, **limits)
                 stop, epochs = run.stop_reason, len(run.history)
             else:
                 latest = RunDir(rd.path).latest
                 stop, epochs = latest.meta.get("stop_reason", ""), latest.epoch
             ended = "end"
+        except BaseException as exc:
+            error = _one_line(exc)
+            raise
         finally:
-            _log(rd.path, ended, action)
+            _log(rd.path, ended, action, error)
     return {"run": str(rd.path), "action": action, "stop_reason": stop, "epochs": epochs,
             "seconds": time.perf_counter() - t0, "pid": os.getpid(), "host": socket.gethostname()}
 
 
-def _log(path: Path, event: str, action: str) -> None:
+def _log(path: Path, event: str, action: str, error: str | None = None) -> None:
     """Append a claim event to ``RUN_DIR/sweep.log`` (one JSON line, fsynced)."""
     line = json.dumps({"event": event, "action": action, "pid": os.getpid(), "host": socket.gethostname(),
-                       "time": time.time()})
+                       "time": time.time(), **({"error": error} if error else {})})
     with open(path / LOG, "a") as fh:
         fh.write(line + "\n")
         fh.flush()
@@ -642,10 +651,10 @@ def _client(scheduler: Any, workers: int | None, connect_timeout: float):
 
         env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         try:
-            # dask's pre-spawn environment (MALLOC_TRIM_THRESHOLD_=65536, OMP_NUM_THREADS=1, ...) is left
-            # out: the malloc setting made small-network training 30% slower (docs/benchmarks.md,
-            # "Sweeps"), and each task sets its own thread cap (_thread_cap)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+            # dask's MALLOC_TRIM_THRESHOLD_=65536 for its workers is left out: it made small-network
+            # training 30% slower (docs/benchmarks.md, "Sweeps"); OMP_NUM_THREADS=1 & co. stay, and each
+            # task raises torch's threads to its share (_thread_cap)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                        silence_logs=logging.CRITICAL, env=env)   # ":0": any free port
         except RuntimeError as exc:
@@ -733,6 +742,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, sched
         raise ValueError(f"retries must be >= 0; found {retries}.")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0 (0: in this process, one run after another); found {workers}.")
+    if workers is not None and scheduler is not None:
+        raise ValueError("workers sizes the local cluster; with a scheduler the cluster's own workers train the "
+                         "runs: give one of --workers and --scheduler.")
     out = Path(out)
     runs, states = prepare(sweep, out, write=False)
     report = SweepReport(skipped=[r.name for r in runs if states[r.name] == "done"])
@@ -754,8 +766,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, sched
                 break
         return report
     environ = dict(os.environ)          # distributed sets OMP_NUM_THREADS=1 & co. here for its workers
-    client, to_close = _client(scheduler, workers, connect_timeout)   # reachable: only now write sweep.json
+    to_close = None
     try:
+        client, to_close = _client(scheduler, workers, connect_timeout)   # reachable: now write sweep.json
         from uuid import uuid4
 
         from distributed import as_completed
@@ -773,7 +786,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out: str | os.PathLike, *, sched
                    for run in todo}
         with tqdm(total=len(runs), initial=len(report.skipped), desc="sweep", unit="run", disable=not progress,
                   dynamic_ncols=True) as bar:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):   # this client, not a default one
                 name = futures[future].name
                 if future.status == "finished":
                     getattr(report, future.result()["action"]).append(name)
@@ -870,6 +883,10 @@ def sweep_results(sweep_dir: str | os.PathLike, *, save: bool = True) -> "xr.Dat
     for d in have:
         for v in d.data_vars:
             kinds.setdefault(v, d[v])
+    clash = sorted(set(dims) & (set(kinds) | {k for d in have for k in d.dims}))
+    if clash:
+        raise ValueError(f"grid dimension(s) {clash} have the name of a variable or dimension of the runs' metrics; "
+                         f"rename the dimension in the sweep file (named settings: [grid.NAME]).")
     filled = []
     for d in per_run:
         if d is None:                    # a missing run: every variable empty or NaN, nothing of another run

@@ -39,7 +39,7 @@ def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR, env={"OMP_WAIT_POLICY": "PASSIVE"},
                       resources={"GPU": 1}) as cluster:
-        with Client(cluster) as c:
+        with Client(cluster, set_as_default=False) as c:      # as a caller's own client may be
             yield c
     sw._restore_environ(environ)              # distributed set OMP_NUM_THREADS=1 & co. in this process
 
@@ -233,8 +233,9 @@ def test_a_run_that_raises_is_reported_logged_and_retried_and_the_others_go_on(t
     report = sw.run_sweep(sweep, tmp_path, workers=0, retries=1, progress=False)
     assert report.trained == ["lr=0.05"] and list(report.failed) == ["lr=1e+30"]
     assert report.failed["lr=1e+30"].startswith("FloatingPointError: ")
-    events = [json.loads(line)["event"] for line in (tmp_path / "lr=1e+30" / "sweep.log").read_text().splitlines()]
-    assert events == ["start", "error", "start", "error"]                        # tried twice
+    events = [json.loads(line) for line in (tmp_path / "lr=1e+30" / "sweep.log").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["start", "error", "start", "error"]   # tried twice
+    assert events[1]["error"].startswith("FloatingPointError: the loss became")
     assert main(["sweep-results", str(tmp_path), "-q"]) == 0
 
 
@@ -299,7 +300,7 @@ def test_a_grid_on_a_local_cluster_equals_runs_trained_alone_and_reruns_train_on
     gone = partial.sel(lr=0.01, curriculum="single-head", seed=0)
     assert np.isnan(gone["loss"]).all() and np.isnan(gone["best"]) and gone["config"].item() == ""
     assert gone["stop_reason"].item() == "" and partial["best"].dims == ("lr", "curriculum", "seed")
-    third = sw.run_sweep(sweep, out, scheduler=client, progress=False)
+    third = sw.run_sweep(sweep, out, scheduler=client.scheduler.address, progress=False)   # by its address
     assert third.trained == [runs[0].name] and third.resumed == [runs[3].name] and len(third.skipped) == 6
     _same_as_alone(out / runs[0].name, runs[0].config, tmp_path / "again")
     _same_as_alone(out / runs[3].name, runs[3].config, tmp_path / "again")
@@ -457,3 +458,25 @@ def test_ensembles_are_one_task_each_and_their_results_keep_member_and_step(tmp_
     np.testing.assert_array_equal(ds["loss"].sel({"max_epochs": 2, "method": "dasc"}).values, alone["loss"].values)
     assert ds["method"].attrs["settings"] and (tmp_path / "results.nc").is_file()
     assert ds["steps_to_threshold"].dims == ("max_epochs", "method") and ds.attrs["metric"] == "performance"
+
+
+def test_limits_given_with_dashes_are_the_limits_a_run_continues_to(tmp_path):
+    config = {**BASE, "seed": 0, "max_epochs": 1}
+    sw.train_run(tmp_path, config)
+    more = {k: v for k, v in config.items() if k != "max_epochs"} | {"max-epochs": 3}
+    assert sw.run_status(tmp_path, more) == "partial"
+    assert sw.train_run(tmp_path, more)["epochs"] == 3 and sw.run_status(tmp_path, more) == "done"
+
+
+def test_a_dimension_named_as_a_variable_of_the_metrics_is_refused_when_gathering(tmp_path):
+    with pytest.raises(ValueError, match="grid dimension 'loss' has the name"):
+        sw.Sweep({**BASE, "seed": 0}, {"loss": {"a": {"lr": 0.1}}})
+    sweep = sw.Sweep({**BASE, "seed": 0, "max_epochs": 1}, {"tau_mean": {"a": {"lr": 0.1}, "b": {"lr": 0.2}}})
+    sw.run_sweep(sweep, tmp_path, workers=0, progress=False)
+    with pytest.raises(ValueError, match=r"\['tau_mean'\] have the name of a variable"):
+        sw.sweep_results(tmp_path)
+
+
+def test_workers_and_a_scheduler_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="give one of --workers and --scheduler"):
+        sw.run_sweep(sw.Sweep({**BASE, "seed": 0}, {"lr": [0.1]}), tmp_path, workers=2, scheduler="tcp://x:1")
