@@ -64,8 +64,28 @@ def _cmd_sweep_results(args: argparse.Namespace) -> int:
         counts = {s: int((ds["status"] == s).sum()) for s in ("done", "partial", "missing")}
         print(f"{ds['status'].size} runs over {' x '.join(f'{d} ({ds.sizes[d]})' for d in dims)}: "
               + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        table = _summary(ds, dims)
+        if table is not None:
+            print(table)
         print(f"wrote {out}")
     return 0
+
+
+def _summary(ds, dims: list[str]) -> str | None:
+    """Each grid point's headline number as a table: the best mean metric of a run (tasks trained
+    per epoch) or its last 10-90 percentile score (trial tasks), averaged over ``seed`` when seed
+    is one of several grid keys."""
+    if "best" in ds:
+        value, what = ds["best"], f"best mean {ds.attrs.get('metric', 'metric')}"
+    elif "score" in ds:
+        value, what = ds["score"].ffill("epoch").isel(epoch=-1), "last score (10-90 percentile mean performance)"
+    else:
+        return None
+    if "seed" in dims and len(dims) > 1:
+        value, what = value.mean("seed"), what + f", mean over {ds.sizes['seed']} seeds"
+    shown = value.to_pandas() if value.ndim <= 2 else value.to_series()
+    text = shown.to_string(float_format=lambda v: f"{v:.4g}") if hasattr(shown, "to_string") else f"{float(shown):.4g}"
+    return f"{what}:\n{text}"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
