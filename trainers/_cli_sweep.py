@@ -82,7 +82,8 @@ def _summary(ds, dims: list[str]) -> str | None:
     else:
         return None
     if "seed" in dims and len(dims) > 1:
-        value, what = value.mean("seed"), what + f", mean over {ds.sizes['seed']} seeds"
+        value, what = (value.mean("seed"), what + f", mean over {ds.sizes['seed']} seeds") if ds.sizes["seed"] > 1 \
+            else (value.isel(seed=0, drop=True), what)
     shown = value.to_pandas() if value.ndim <= 2 else value.to_series()
     text = shown.to_string(float_format=lambda v: f"{v:.4g}") if hasattr(shown, "to_string") else f"{float(shown):.4g}"
     return f"{what}:\n{text}"

@@ -364,7 +364,7 @@ def test_the_commands_run_a_sweep_and_gather_it(tmp_path, capsys):
     assert main(["sweep-results", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "2 runs over lr (2) x seed (1): 2 done" in printed and (out / "results.nc").is_file()
-    best = sw.sweep_results(out, save=False)["best"].to_pandas()          # the table of each point's best
+    best = sw.sweep_results(out, save=False)["best"].isel(seed=0).to_pandas()   # the table of each point's best
     assert "best mean accuracy:" in printed and best.to_string(float_format=lambda v: f"{v:.4g}") in printed
     assert main(["sweep", str(path), "-o", str(out)]) == 0
     assert "2 skipped (finished)" in capsys.readouterr().out
