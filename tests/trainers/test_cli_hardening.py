@@ -128,6 +128,10 @@ import os, signal, sys
 from trainers import rundir
 from trainers.cli import main
 
+# Ctrl-C as in a terminal: a suite started as a background job of a script ('pytest ... &') runs
+# with SIGINT ignored, which its subprocesses inherit (and Python then leaves ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 original = rundir.atomic_write_text
 
 def write_metrics(path, text):                 # Ctrl-C while epoch 1 is being saved
