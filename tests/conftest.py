@@ -73,3 +73,25 @@ def _cuda_only_where_marked(request):
         pytest.fail(f"{request.node.nodeid} allocated CUDA tensors but is not marked `cuda`: pin "
                     f"device='cpu' (--device cpu) where it is about CPU behaviour, or take the `device` "
                     f"fixture (tests/conftest.py; docs/testing.md)", pytrace=False)
+
+
+#: Thread settings a command may change in its process (``--threads N`` sets DYNATOOLS_THREADS; a
+#: dask LocalCluster sets the others): restored after each test, so the next test in the same
+#: worker process sees the suite's own settings.
+_THREAD_VARIABLES = ("DYNATOOLS_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def _thread_settings_restored():
+    before = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    torch = sys.modules.get("torch")
+    if threads is not None and torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -221,3 +221,23 @@ def test_each_test_worker_starts_torch_with_its_share():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_a_threads_option_does_not_outlive_its_test_a(tmp_path):
+    """Two tests in order: the first runs a command with --threads 3, the second (next in this
+    module, so in the same worker process) sees the suite's setting again (tests/conftest.py)."""
+    from threadpoolctl import threadpool_limits
+
+    from dynatools.cli import main
+
+    os.environ.pop(threads.ENV_VAR, None)
+    blas = threadpool_limits(limits=None, user_api="blas")       # --threads caps BLAS too: restored below
+    try:
+        main(["timescales", str(tmp_path / "missing.nc"), "-o", str(tmp_path / "o.nc"), "--threads", "3"])
+        assert os.environ[threads.ENV_VAR] == "3"
+    finally:
+        blas.restore_original_limits()
+
+
+def test_a_threads_option_does_not_outlive_its_test_b():
+    assert os.environ.get(threads.ENV_VAR) != "3"
