@@ -53,6 +53,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_sweep_results(args: argparse.Namespace) -> int:
     from trainers.sweep import RESULTS, sweep_results
 
+    if args.plot is not None and args.plot.suffix[1:].lower() not in ("png", "svg", "pdf"):
+        raise ValueError(f"--plot {args.plot}: the suffix sets the format; give a file ending in .png, .svg or .pdf.")
+
     ds = sweep_results(args.sweep_dir, save=args.output is None)
     out = args.sweep_dir / RESULTS
     if args.output is not None:
@@ -67,7 +70,18 @@ def _cmd_sweep_results(args: argparse.Namespace) -> int:
         table = _summary(ds, dims)
         if table is not None:
             print(table)
-        print(f"wrote {out}")
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from dynatools.utils import write_atomic
+        from trainers.sweep import plot_sweep
+
+        fig = plot_sweep(ds, args.variable).figure
+        write_atomic(args.plot, lambda tmp: fig.savefig(tmp, dpi=120, format=args.plot.suffix[1:] or "png",
+                                                        bbox_inches="tight"))
+    if not args.quiet:
+        print(f"wrote {out}" + ("" if args.plot is None else f" and {args.plot}"))
     return 0
 
 
@@ -126,5 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "per run (done, partial, missing), and write it to SWEEP_DIR/results.nc.")
     p.add_argument("sweep_dir", type=Path, help="a sweep directory of 'trainers sweep'")
     p.add_argument("-o", "--output", type=Path, help="netCDF file (default SWEEP_DIR/results.nc)")
+    p.add_argument("--plot", type=Path, help="learning curves, one line per grid point (PNG, SVG, PDF by suffix)")
+    p.add_argument("--variable", help="what --plot draws (default the task's metric; score for trial tasks)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary")
     p.set_defaults(func=_cmd_sweep_results)

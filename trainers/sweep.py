@@ -922,5 +922,72 @@ def sweep_results(sweep_dir: str | os.PathLike, *, save: bool = True) -> "xr.Dat
     return out
 
 
-__all__ = ["Sweep", "SweepRun", "SweepReport", "run_sweep", "sweep_results", "train_run", "claim", "run_status",
+def plot_sweep(ds: "xr.Dataset", variable: str | None = None, ax: Any = None) -> Any:  # noqa: F821
+    """Learning curves of a sweep: ``variable`` against epochs (or steps), one line per grid
+    point, the mean over seeds with their range shaded when ``seed`` is a grid key.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From :func:`sweep_results`.
+    variable : str, optional
+        A variable over ``epoch`` or ``step`` (averaged over ``N`` and ``member`` where it has
+        them). Default: the task's metric (``accuracy``, ``rms``), or ``score`` for trial tasks.
+    ax : matplotlib Axes, optional
+        Draw there (default a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> ax = plot_sweep(sweep_results("runs/sweep"))                        # doctest: +SKIP
+    >>> ax.figure.savefig("curves.png")                                     # doctest: +SKIP
+    """
+    import numpy as np
+
+    from dynatools.plot import PALETTE, _plt
+
+    dims = ds.attrs["dims"].split()
+    if variable is None:
+        metric = ds.attrs.get("metric")
+        variable = "score" if "score" in ds else metric if metric in ds else "loss"
+    if variable not in ds:
+        raise ValueError(f"variable {variable!r} is not in the sweep's results; choose one of "
+                         f"{sorted(v for v in ds.data_vars if set(ds[v].dims) & {'epoch', 'step'})}.")
+    da = ds[variable]
+    x = next((d for d in ("epoch", "step") if d in da.dims), None)
+    if x is None:
+        raise ValueError(f"variable {variable!r} has no epoch or step dimension to draw against.")
+    da = da.mean([d for d in ("N", "member") if d in da.dims])
+    seeds = "seed" in dims and ds.sizes["seed"] > 1
+    points = [d for d in dims if d != "seed" and ds.sizes[d] > 1] or [d for d in dims if d != "seed"][:1]
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(5.5, 3.6))
+    rest = [d for d in dims if d not in points and d != "seed"]
+    if rest:                                          # grid keys of one value: nothing to tell apart
+        da = da.isel({d: 0 for d in rest})
+    stacked = da.stack(point=points) if points else da.expand_dims(point=[0])
+    for i in range(stacked.sizes["point"]):
+        line = stacked.isel(point=i)
+        label = ", ".join(f"{d}={line[d].item()}" for d in points)
+        colour = PALETTE[i % len(PALETTE)]
+        if seeds:
+            ax.fill_between(line[x].values, line.min("seed").values, line.max("seed").values, color=colour,
+                            alpha=0.2, linewidth=0)
+            line = line.mean("seed")
+        elif "seed" in line.dims:
+            line = line.isel(seed=0)
+        ax.plot(line[x].values, np.asarray(line.values, float), color=colour, label=label)
+    ax.set_xlabel(x)
+    ax.set_ylabel(variable + (f" ({da.attrs['units']})" if da.attrs.get("units") else ""))
+    if points:
+        ax.legend(fontsize="small", frameon=False)
+    if seeds:
+        ax.set_title(f"mean over {ds.sizes['seed']} seeds (shaded: their range)", fontsize="small")
+    return ax
+
+
+__all__ = ["Sweep", "SweepRun", "SweepReport", "run_sweep", "sweep_results", "plot_sweep", "train_run", "claim", "run_status",
            "run_name", "run_dirs", "prepare", "load", "status"]

@@ -482,3 +482,41 @@ def test_a_dimension_named_as_a_variable_of_the_metrics_is_refused_when_gatherin
 def test_workers_and_a_scheduler_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match="give one of --workers and --scheduler"):
         sw.run_sweep(sw.Sweep({**BASE, "seed": 0}, {"lr": [0.1]}), tmp_path, workers=2, scheduler="tcp://x:1")
+
+
+def test_the_learning_curves_of_a_sweep_one_line_per_grid_point_with_the_seeds_range(tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sweep = sw.Sweep({**BASE, "max_epochs": 2}, {"lr": [0.01, 0.05], "seed": [0, 1]})
+    sw.run_sweep(sweep, tmp_path, workers=0, progress=False)
+    ds = sw.sweep_results(tmp_path, save=False)
+    ax = sw.plot_sweep(ds)
+    assert [line.get_label() for line in ax.get_lines()] == ["lr=0.01", "lr=0.05"]
+    assert len(ax.collections) == 2 and ax.get_ylabel() == "accuracy (%)"
+    mean = ds["accuracy"].mean("N").sel(lr=0.05).mean("seed").values
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), mean)
+    assert sw.plot_sweep(ds, "loss").get_ylabel() == "loss"
+    with pytest.raises(ValueError, match="variable 'nope' is not in the sweep's results"):
+        sw.plot_sweep(ds, "nope")
+    assert main(["sweep-results", str(tmp_path), "--plot", str(tmp_path / "c.png"), "-q"]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert main(["sweep-results", str(tmp_path), "--plot", str(tmp_path / "c.xyz")]) == 2
+    assert "the suffix sets the format" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_docs_sweep_prints_the_quoted_table(tmp_path, capsys, monkeypatch):
+    """docs/sweeps.md's laptop sweep (12 runs, in this process) prints the table the page quotes."""
+    import re
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "sweeps.md").read_text()
+    (tmp_path / "sweep.toml").write_text(re.findall(r"```toml\n(.*?)```", page, flags=re.S)[0])
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "sweep.toml", "-o", "runs/sweep", "--workers", "0", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["sweep-results", "runs/sweep", "--plot", "curves.png"]) == 0
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    block = page.split("$ trainers sweep-results runs/sweep --plot curves.png\n", 1)[1].split("```", 1)[0]
+    quoted = [line.rstrip() for line in block.splitlines() if line.strip()]
+    assert [p for p in printed if p.strip()] == quoted
