@@ -15,6 +15,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests draw their examples from a fixed seed (one per test), like every other test: a
+# random draw made the suite fail once in many runs (a rare AR(1) sample, test_properties.py).
+settings.register_profile("dynatools", derandomize=True)
+settings.load_profile("dynatools")
 
 
 @pytest.fixture
