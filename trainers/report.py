@@ -169,15 +169,16 @@ def _fixed_points(run: _Run, N: int, refresh: bool) -> tuple[xr.Dataset, xr.Data
     """Fixed and slow points of the network saved when N was solved
     (:func:`trainers.fixed_points.fixed_points_of_run`, ``FIXED_POINT_STATES`` initial states
     along a recording), and the recorded states they started from (the figure's trajectories);
-    both cached. A string says why there are none."""
+    both cached. On the CPU, as the rest of the report: the same points on every machine, and a
+    cache that does not depend on whether a GPU is present. A string says why there are none."""
     from trainers.fixed_points import fixed_points_of_run
 
     stamp = _network(run, N)[3]
-    key = cache_key(checkpoint=stamp, N=N, n_init=FIXED_POINT_STATES, method="fixed_points_of_run")
+    key = cache_key(checkpoint=stamp, N=N, n_init=FIXED_POINT_STATES, method="fixed_points_of_run", device="cpu")
     states: dict[str, xr.DataArray] = {}
 
     def compute() -> xr.Dataset:
-        res = fixed_points_of_run(run.path, N, n_init=FIXED_POINT_STATES)
+        res = fixed_points_of_run(run.path, N, n_init=FIXED_POINT_STATES, device="cpu")
         states["activity"] = res.states
         return res.result
 
@@ -185,7 +186,8 @@ def _fixed_points(run: _Run, N: int, refresh: bool) -> tuple[xr.Dataset, xr.Data
         result = _cached(run.dir.analysis_path("fixed_points_report", N), key, compute, refresh)
         traj = _cached(run.dir.analysis_path("fixed_point_states", N), key,
                        lambda: xr.Dataset({"activity": states["activity"] if states else
-                                           fixed_points_of_run(run.path, N, n_init=1).states}), refresh)
+                                           fixed_points_of_run(run.path, N, n_init=1, device="cpu").states}),
+                       refresh)
     except (TypeError, ValueError) as exc:          # a model without a step map, a task without states
         return str(exc).splitlines()[0]
     return result, traj

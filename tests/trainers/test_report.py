@@ -208,14 +208,12 @@ def test_a_modular_report_checks_its_options_first(growth_run, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_report_fixed_points_section_equals_the_direct_search(tiny_run, tmp_path, monkeypatch):
+def test_report_fixed_points_section_equals_the_direct_search(tiny_run, tmp_path):
     """--fixed-points adds one figure per run whose points are those of fixed_points_of_run at the
-    largest solved N (cached; a second report reads the cache). Both search on the device "auto"
-    resolves to, which the report has no option for: the CPU here, as on a machine without CUDA."""
-    import torch
+    largest solved N (cached; a second report reads the cache). The report searches on the CPU on
+    every machine."""
     import xarray as xr
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     from trainers.fixed_points import fixed_points_of_run
     from trainers.report import FIXED_POINT_STATES
 
@@ -224,7 +222,7 @@ def test_report_fixed_points_section_equals_the_direct_search(tiny_run, tmp_path
     assert (out / "fixed_points_multi-head.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     top = trainers.RunDir(tiny_run).solved()[-1]
     cached = xr.load_dataset(_an(tiny_run, f"fixed_points_report_N{top:03d}.nc"))
-    direct = fixed_points_of_run(tiny_run, top, n_init=FIXED_POINT_STATES).result
+    direct = fixed_points_of_run(tiny_run, top, n_init=FIXED_POINT_STATES, device="cpu").result
     assert cached.sizes["point"] == direct.sizes["point"] >= 1
     np.testing.assert_allclose(cached["state"].values, direct["state"].values, atol=1e-10)
     np.testing.assert_allclose(cached["eigenvalue_real"].values, direct["eigenvalue_real"].values, atol=1e-10)
